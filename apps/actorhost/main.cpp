@@ -1,0 +1,137 @@
+// actorhost: one Troupe node process, started from a JSON config (like Bedrock).
+//
+// Exit codes: 0 after a clean shutdown on SIGINT/SIGTERM, 2 for a bad command line or
+// config (nothing is started), 1 when starting fails for another reason.
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/node_id.hpp>
+
+#include "actors/builtin.hpp"
+#include "base/error.hpp"
+#include "base/files.hpp"
+#include "base/log.hpp"
+#include "runtime/config.hpp"
+#include "runtime/node.hpp"
+#include "runtime/provider_registry.hpp"
+#include "runtime/topology.hpp"
+
+namespace {
+
+constexpr int exit_bad_config = 2;
+constexpr int exit_start_failed = 1;
+
+const char* const description = R"(actorhost: run one Troupe node.
+
+Reads a JSON node config, loads its libraries, spawns its providers, prints one line
+"actorhost ready: <address> ..." on stdout and runs until SIGINT or SIGTERM, then
+stops the providers in reverse start order and exits 0. A bad config is reported on
+stderr (file, key path, what was expected, what was found) with exit code 2.
+
+Config keys (all optional):
+  transport   {"protocol": "ucx", "address": "127.0.0.1", "port": 0}
+  threads     "auto" (one per core) or a number of CAF scheduler threads
+  scheduler   "sharing" (default) or "stealing"
+  pinning     "none" (default), "cores", or a list of core indexes
+  libraries   ["path/to/module.so", ...]   modules exporting TROUPE_MODULE
+  providers   [{"type": "echo", "name": "echo", "provider_id": 1,
+                "config": {}, "dependencies": {"slot": "other-provider"}}]
+Built-in provider types: echo.)";
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{description, "actorhost"};
+  std::string config_path;
+  std::string verbosity = "warning";
+  std::string address_file;
+  app.add_option("-c,--config", config_path, "node config file (JSON)")
+    ->required()
+    ->check(CLI::ExistingFile);
+  app
+    .add_option("-v,--verbosity", verbosity,
+                "log level: error, warning, info, debug, trace (or 0-4)")
+    ->capture_default_str();
+  app.add_option("--address-file", address_file,
+                 "write the node's address to this file (atomically) once it is "
+                 "ready; removed again at clean shutdown");
+  app.set_version_flag("--version", "actorhost (Troupe) 0.1.0");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return exit_bad_config;
+  }
+  troupe::log::level level;
+  if (!troupe::log::parse_level(verbosity, level)) {
+    std::cerr << "actorhost: --verbosity: expected error, warning, info, debug, trace or "
+                 "0-4, found \""
+              << verbosity << "\"\n";
+    return exit_bad_config;
+  }
+  troupe::log::set_level(level);
+
+  troupe::node_config cfg;
+  try {
+    cfg = troupe::load_node_config(config_path);
+  } catch (const troupe::config_error& e) {
+    std::cerr << "actorhost: bad config: " << e.what() << "\n";
+    return exit_bad_config;
+  }
+
+  // Block the shutdown signals before any thread exists, so every thread inherits the
+  // mask and only sigwait below ever sees them.
+  sigset_t shutdown_signals;
+  sigemptyset(&shutdown_signals);
+  sigaddset(&shutdown_signals, SIGINT);
+  sigaddset(&shutdown_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &shutdown_signals, nullptr);
+
+  troupe::node node{std::move(cfg)};
+  troupe::actors::register_builtin_providers(node.providers());
+  if (auto err = node.start()) {
+    std::cerr << "actorhost: " << troupe::describe(err) << "\n";
+    auto code = static_cast<troupe::errc>(err.code());
+    bool config_fault =
+      err.category() == troupe::error_category_atom
+      && (code == troupe::errc::invalid_config
+          || code == troupe::errc::unknown_provider_type
+          || code == troupe::errc::duplicate_provider
+          || code == troupe::errc::module_load_failed || code == troupe::errc::not_found);
+    return config_fault ? exit_bad_config : exit_start_failed;
+  }
+
+  auto address = node.address();
+  if (!address_file.empty()) {
+    auto err = troupe::write_file_atomically(address_file, address + "\n");
+    if (!err.empty()) {
+      std::cerr << "actorhost: --address-file: " << err << "\n";
+      node.stop();
+      return exit_start_failed;
+    }
+  }
+  std::cout << "actorhost ready: " << address
+            << " node=" << caf::to_string(node.system().node()) << " pid=" << ::getpid()
+            << " providers=" << node.providers().list().size()
+            << " threads=" << node.scheduler_threads() << " topology=\""
+            << node.machine().summary() << "\"" << std::endl;
+
+  int signal_number = 0;
+  while (sigwait(&shutdown_signals, &signal_number) != 0) {
+  }
+  std::cerr << "actorhost: " << strsignal(signal_number) << ", shutting down\n";
+  node.stop();
+  if (!address_file.empty())
+    ::unlink(address_file.c_str());
+  std::cerr << "actorhost: stopped\n";
+  return 0;
+}

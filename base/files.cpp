@@ -1,0 +1,69 @@
+#include "base/files.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+namespace troupe {
+
+namespace {
+
+std::string failure(const std::string& what, const std::string& path) {
+  return what + " '" + path + "': " + std::strerror(errno);
+}
+
+} // namespace
+
+std::string write_file_atomically(const std::string& path, std::string_view content) {
+  auto tmp = path + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return failure("cannot create", tmp);
+  const char* data = content.data();
+  size_t left = content.size();
+  while (left > 0) {
+    auto n = ::write(fd, data, left);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      auto msg = failure("cannot write", tmp);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return msg;
+    }
+    data += n;
+    left -= static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    auto msg = failure("cannot flush", tmp);
+    ::unlink(tmp.c_str());
+    return msg;
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    auto msg = failure("cannot rename into place", path);
+    ::unlink(tmp.c_str());
+    return msg;
+  }
+  return {};
+}
+
+bool read_file(const std::string& path, std::string& content, std::string& error) {
+  std::ifstream in{path, std::ios::binary};
+  if (!in) {
+    error = failure("cannot open", path);
+    return false;
+  }
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  if (in.bad()) {
+    error = failure("cannot read", path);
+    return false;
+  }
+  content = buf.str();
+  return true;
+}
+
+} // namespace troupe

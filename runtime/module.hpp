@@ -1,0 +1,70 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/fwd.hpp>
+
+namespace troupe {
+
+class provider_registry;
+
+/// What a loadable module sees when the node loads it: the actor system config (to
+/// register message types before the system starts) and the provider registry (to
+/// register provider types).
+struct module_context {
+  caf::actor_system_config& system_config;
+  provider_registry& providers;
+  std::string library; ///< the path it was loaded from
+  std::string error;   ///< set by the module to explain a non-zero return
+};
+
+/// Bumped whenever module_context or the registry interface changes incompatibly.
+constexpr unsigned module_abi_version = 1;
+
+} // namespace troupe
+
+/// Defines a module's entry point. In exactly one source file of the shared library:
+///
+///     TROUPE_MODULE(ctx) {
+///       ctx.providers.add_type("kv", make_kv_provider);
+///       return 0;
+///     }
+///
+/// The node looks up `troupe_module_init` with dlsym after checking the ABI version.
+#define TROUPE_MODULE(ctx)                                                               \
+  extern "C" unsigned troupe_module_abi() {                                              \
+    return ::troupe::module_abi_version;                                                 \
+  }                                                                                      \
+  extern "C" int troupe_module_init(::troupe::module_context& ctx)
+
+namespace troupe {
+
+/// The shared libraries a node has loaded; unloads them (dlclose) on destruction,
+/// which must come after every actor built from their code is gone.
+class module_set {
+public:
+  module_set() = default;
+  ~module_set();
+  module_set(const module_set&) = delete;
+  module_set& operator=(const module_set&) = delete;
+
+  /// Loads `path` and runs its entry point. On failure returns a message naming the
+  /// library and what went wrong (dlopen's reason, a missing symbol, an ABI mismatch,
+  /// the module's own error). A library whose init ran and failed stays loaded until
+  /// the set is destroyed, because it may have registered types pointing into it.
+  std::string load(const std::string& path, caf::actor_system_config& cfg,
+                   provider_registry& providers);
+
+  std::vector<std::string> loaded() const;
+
+private:
+  struct library {
+    std::string path;
+    void* handle;
+  };
+  std::vector<library> libraries_;
+};
+
+} // namespace troupe

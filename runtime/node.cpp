@@ -1,0 +1,229 @@
+#include "runtime/node.hpp"
+
+#include <atomic>
+#include <chrono>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/atom.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/thread_hook.hpp>
+
+#include "base/error.hpp"
+#include "base/log.hpp"
+#include "runtime/module.hpp"
+#include "runtime/provider_registry.hpp"
+#include "runtime/topology.hpp"
+#include "transport/address.hpp"
+
+namespace troupe {
+
+namespace {
+
+constexpr auto provider_stop_grace = std::chrono::seconds(5);
+
+/// Binds each thread CAF starts to the next core of `cores`, round robin. CAF 0.17
+/// reports every thread it starts (scheduler workers, its timer, the io middleman's
+/// threads) without saying which is which, so all of them are placed.
+class placement_hook : public caf::thread_hook {
+public:
+  placement_hook(std::shared_ptr<const topology> topo,
+                 std::shared_ptr<thread_placement> placement, std::vector<unsigned> cores)
+    : topo_(std::move(topo)), placement_(std::move(placement)), cores_(std::move(cores)) {
+  }
+
+  void init(caf::actor_system&) override {}
+
+  void thread_started() override {
+    auto i = next_.fetch_add(1, std::memory_order_relaxed);
+    auto core = cores_[i % cores_.size()];
+    auto err = topo_->bind_current_thread(core);
+    if (err.empty())
+      placement_->record(core);
+    else
+      TROUPE_LOG_WARNING("runtime", "thread placement: " << err);
+  }
+
+  void thread_terminates() override {}
+
+private:
+  std::shared_ptr<const topology> topo_;
+  std::shared_ptr<thread_placement> placement_;
+  std::vector<unsigned> cores_;
+  std::atomic<size_t> next_{0};
+};
+
+} // namespace
+
+// Declaration order is teardown order in reverse: the actor system goes first (it
+// waits for every actor), then the registries, and the modules whose code those
+// actors ran are unloaded last.
+struct node::impl {
+  node_config cfg;
+  std::shared_ptr<topology> topo;
+  std::shared_ptr<thread_placement> placement = std::make_shared<thread_placement>();
+  module_set modules;
+  std::shared_ptr<provider_registry> providers = provider_registry::make();
+  std::unique_ptr<caf::actor_system_config> system_cfg =
+    std::make_unique<caf::actor_system_config>();
+  std::unique_ptr<caf::actor_system> system;
+  std::vector<caf::actor> started; // providers in start order
+  unsigned threads = 0;
+
+  caf::error configure_scheduler();
+  caf::error spawn_providers();
+  void stop_providers();
+};
+
+caf::error node::impl::configure_scheduler() {
+  threads = cfg.threads != 0 ? cfg.threads : topo->cores();
+  system_cfg->set("scheduler.max-threads", static_cast<size_t>(threads));
+  system_cfg->set("scheduler.policy", cfg.policy == scheduler_policy::sharing
+                                        ? caf::atom("sharing")
+                                        : caf::atom("stealing"));
+  std::vector<unsigned> cores;
+  switch (cfg.pinning) {
+    case pinning_mode::none:
+      return caf::none;
+    case pinning_mode::cores:
+      for (const auto& c : topo->core_list())
+        cores.push_back(c.index);
+      break;
+    case pinning_mode::list:
+      for (size_t i = 0; i < cfg.pin_cores.size(); ++i) {
+        if (cfg.pin_cores[i] >= topo->cores())
+          return make_error(errc::invalid_config,
+                            cfg.source + ": pinning[" + std::to_string(i)
+                              + "]: expected a core index below "
+                              + std::to_string(topo->cores()) + " (" + topo->summary()
+                              + "), found " + std::to_string(cfg.pin_cores[i]));
+        cores.push_back(cfg.pin_cores[i]);
+      }
+      break;
+  }
+  system_cfg->add_thread_hook<placement_hook>(topo, placement, std::move(cores));
+  return caf::none;
+}
+
+caf::error node::impl::spawn_providers() {
+  // Throws config_error for unknown dependencies and cycles; parse_node_config has
+  // checked that already for configs that came through it.
+  std::vector<const provider_config*> order;
+  try {
+    order = providers_in_start_order(cfg);
+  } catch (const config_error& e) {
+    return make_error(errc::invalid_config, e.what());
+  }
+  for (auto spec : order) {
+    auto handle = providers->spawn(*system, *spec);
+    if (!handle)
+      return handle.error();
+    started.push_back(*handle);
+    TROUPE_LOG_INFO("runtime", "started provider " << spec->name << " (" << spec->type
+                                                   << ":" << spec->provider_id << ")");
+  }
+  return caf::none;
+}
+
+void node::impl::stop_providers() {
+  if (started.empty())
+    return;
+  caf::scoped_actor self{*system};
+  for (auto it = started.rbegin(); it != started.rend(); ++it) {
+    self->monitor(*it);
+    self->send_exit(*it, caf::exit_reason::user_shutdown);
+    bool done = false;
+    while (!done) {
+      self->receive(
+        [&](const caf::down_msg& down) {
+          if (down.source == it->address())
+            done = true;
+        },
+        caf::after(provider_stop_grace) >>
+          [&] {
+            TROUPE_LOG_WARNING("runtime", "a provider did not stop within "
+                                            << provider_stop_grace.count() << " s");
+            done = true;
+          });
+    }
+  }
+  started.clear();
+}
+
+node::node(node_config cfg) : impl_(std::make_unique<impl>()) {
+  impl_->cfg = std::move(cfg);
+  impl_->topo = topology::discover();
+  impl_->system_cfg->load<caf::io::middleman>();
+}
+
+node::~node() {
+  stop();
+}
+
+const node_config& node::config() const {
+  return impl_->cfg;
+}
+
+provider_registry& node::providers() {
+  return *impl_->providers;
+}
+
+const topology& node::machine() const {
+  return *impl_->topo;
+}
+
+const thread_placement& node::placement() const {
+  return *impl_->placement;
+}
+
+caf::actor_system_config& node::system_config() {
+  return *impl_->system_cfg;
+}
+
+caf::error node::start() {
+  if (impl_->system)
+    return make_error(errc::invalid_config, "node already started");
+  for (size_t i = 0; i < impl_->cfg.libraries.size(); ++i) {
+    auto err =
+      impl_->modules.load(impl_->cfg.libraries[i], *impl_->system_cfg, *impl_->providers);
+    if (!err.empty())
+      return make_error(errc::module_load_failed, impl_->cfg.source + ": libraries["
+                                                    + std::to_string(i) + "]: " + err);
+  }
+  if (auto err = impl_->configure_scheduler())
+    return err;
+  impl_->system = std::make_unique<caf::actor_system>(*impl_->system_cfg);
+  if (auto err = impl_->spawn_providers()) {
+    stop();
+    return err;
+  }
+  return caf::none;
+}
+
+void node::stop() {
+  if (!impl_->system)
+    return;
+  impl_->stop_providers();
+  impl_->system.reset();
+}
+
+bool node::running() const {
+  return impl_->system != nullptr;
+}
+
+caf::actor_system& node::system() {
+  return *impl_->system;
+}
+
+std::string node::address() const {
+  const auto& t = impl_->cfg.transport;
+  return transport::node_address{t.protocol, t.address, t.port}.to_uri();
+}
+
+unsigned node::scheduler_threads() const {
+  return impl_->threads;
+}
+
+} // namespace troupe

@@ -1,0 +1,63 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <caf/error.hpp>
+#include <caf/fwd.hpp>
+
+#include "runtime/config.hpp"
+
+namespace troupe {
+
+class provider_registry;
+class topology;
+class thread_placement;
+
+/// One Troupe node: owns the actor system, the machine topology, the loaded modules
+/// and the providers. Built from a parsed config; `start()` brings it up in the order
+/// libraries -> actor system -> providers, `stop()` takes it down in reverse.
+///
+/// Before `start()`, callers register provider types (`providers()`) and message types
+/// (`system_config()`). Not thread-safe: one owner drives start and stop.
+class node {
+public:
+  explicit node(node_config cfg);
+  ~node();
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+
+  const node_config& config() const;
+  provider_registry& providers();
+  const topology& machine() const;
+  const thread_placement& placement() const;
+
+  /// Valid until `start()`; the actor system is built from it.
+  caf::actor_system_config& system_config();
+
+  /// Loads `libraries`, builds the actor system (threads and pinning from the config
+  /// and topology) and spawns `providers` in dependency order. On error everything
+  /// started so far is stopped again and the error names the config entry at fault.
+  caf::error start();
+
+  /// Stops providers in reverse start order (each gets an exit message and up to
+  /// `grace` to finish), then shuts the actor system down. Idempotent.
+  void stop();
+
+  bool running() const;
+
+  /// Valid between `start()` and `stop()`.
+  caf::actor_system& system();
+
+  /// The node's transport address as a URI (e.g. "ucx://127.0.0.1:7100").
+  std::string address() const;
+
+  /// The CAF scheduler thread count actually used (config or topology).
+  unsigned scheduler_threads() const;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace troupe

@@ -1,0 +1,146 @@
+#define BOOST_TEST_MODULE actorhost
+#include <boost/test/unit_test.hpp>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+
+#include "test/support/process.hpp"
+
+using namespace troupe::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const auto start_deadline = 20s;
+
+std::string read_all(const std::string& path) {
+  std::ifstream in{path};
+  return std::string{std::istreambuf_iterator<char>{in}, {}};
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(good_config)
+
+BOOST_AUTO_TEST_CASE(prints_its_address_and_exits_zero_on_sigterm) {
+  temp_dir dir;
+  auto cfg = dir.write("node.json", R"({
+    "transport": {"address": "127.0.0.1", "port": 7311},
+    "providers": [{"type": "echo", "name": "echo", "provider_id": 1}]})");
+  auto addr_file = dir.path() + "/address";
+  child_process host{{bin_path("actorhost"), "-c", cfg, "--address-file", addr_file}};
+  auto line = host.wait_for_line("actorhost ready:", start_deadline);
+  BOOST_REQUIRE_MESSAGE(line, "no ready line; stderr: " << host.err());
+  BOOST_TEST(line->find("ucx://127.0.0.1:7311") != std::string::npos, *line);
+  BOOST_TEST(line->find("providers=1") != std::string::npos, *line);
+  BOOST_TEST(read_all(addr_file) == "ucx://127.0.0.1:7311\n");
+  host.signal(SIGTERM);
+  auto code = host.wait_exit(20s);
+  BOOST_REQUIRE_MESSAGE(code, "actorhost did not exit after SIGTERM");
+  BOOST_TEST(*code == 0, "stderr: " << host.err());
+  BOOST_TEST(host.err().find("stopped") != std::string::npos, host.err());
+  BOOST_TEST(!std::filesystem::exists(addr_file));
+}
+
+BOOST_AUTO_TEST_CASE(sigint_also_shuts_down_cleanly) {
+  temp_dir dir;
+  auto cfg = dir.write("node.json", "{}");
+  child_process host{{bin_path("actorhost"), "-c", cfg, "-v", "info"}};
+  BOOST_REQUIRE(host.wait_for_line("actorhost ready:", start_deadline));
+  host.signal(SIGINT);
+  auto code = host.wait_exit(20s);
+  BOOST_REQUIRE(code);
+  BOOST_TEST(*code == 0);
+}
+
+BOOST_AUTO_TEST_CASE(the_example_config_in_apps_starts) {
+  child_process host{{bin_path("actorhost"), "-c",
+                      std::string{TROUPE_SOURCE_DIR} + "/apps/examples/node.json"}};
+  auto line = host.wait_for_line("actorhost ready:", start_deadline);
+  BOOST_REQUIRE_MESSAGE(line, "stderr: " << host.err());
+  BOOST_TEST(line->find("providers=2") != std::string::npos, *line);
+  host.signal(SIGTERM);
+  BOOST_TEST(host.wait_exit(20s).value_or(-1) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_module_from_libraries_provides_its_type) {
+  temp_dir dir;
+  auto cfg = dir.write("node.json", std::string{R"({"libraries": [")"} + TROUPE_LIB_DIR
+                                      + R"(/troupe_test_module.so"],
+      "providers": [{"type": "upper", "name": "u", "provider_id": 4}]})");
+  child_process host{{bin_path("actorhost"), "-c", cfg}};
+  auto line = host.wait_for_line("actorhost ready:", start_deadline);
+  BOOST_REQUIRE_MESSAGE(line, "stderr: " << host.err());
+  BOOST_TEST(line->find("providers=1") != std::string::npos, *line);
+  host.signal(SIGTERM);
+  BOOST_TEST(host.wait_exit(20s).value_or(-1) == 0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(bad_config)
+
+struct bad_case {
+  const char* content;
+  const char* key_in_message;
+};
+
+BOOST_AUTO_TEST_CASE(exits_2_and_names_file_and_key_without_starting) {
+  temp_dir dir;
+  int i = 0;
+  for (auto c : {
+         bad_case{R"({"transport": {"port": 99999}})",
+                  "transport.port: expected an integer"},
+         bad_case{R"({"treads": 2})", "treads: unknown key"},
+         bad_case{R"({"providers": [{"type": "echo", "name": "e"}]})",
+                  "providers[0]: missing required key \"provider_id\""},
+         bad_case{R"({"providers": [{"type": "nosuch", "name": "e", "provider_id": 1}]})",
+                  "providers[0].type: unknown provider type \"nosuch\""},
+         bad_case{R"({"providers": [{"type": "echo", "name": "e", "provider_id": 1,
+                                     "config": {"x": 1}}]})",
+                  "providers[0].config.x: unknown key"},
+         bad_case{R"({"libraries": ["/nonexistent/lib.so"]})",
+                  "libraries[0]: cannot load"},
+         bad_case{"{ not json", "not valid JSON"},
+       }) {
+    auto path = dir.write("bad" + std::to_string(i++) + ".json", c.content);
+    auto r = run_to_end({bin_path("actorhost"), "-c", path}, 20s);
+    BOOST_TEST_CONTEXT("config " << c.content) {
+      BOOST_TEST(r.exit_code == 2, "stderr: " << r.err);
+      BOOST_TEST(r.err.find(path) != std::string::npos, "stderr: " << r.err);
+      BOOST_TEST(r.err.find(c.key_in_message) != std::string::npos, "stderr: " << r.err);
+      BOOST_TEST(r.out.find("ready") == std::string::npos, "nothing may start");
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(bad_command_lines_exit_2) {
+  auto missing = run_to_end({bin_path("actorhost")}, 20s);
+  BOOST_TEST(missing.exit_code == 2);
+  BOOST_TEST(missing.err.find("--config is required") != std::string::npos, missing.err);
+  auto no_file = run_to_end({bin_path("actorhost"), "-c", "/nonexistent.json"}, 20s);
+  BOOST_TEST(no_file.exit_code == 2);
+  BOOST_TEST(no_file.err.find("/nonexistent.json") != std::string::npos, no_file.err);
+  temp_dir dir;
+  auto cfg = dir.write("node.json", "{}");
+  auto bad_level = run_to_end({bin_path("actorhost"), "-c", cfg, "-v", "loud"}, 20s);
+  BOOST_TEST(bad_level.exit_code == 2);
+  BOOST_TEST(bad_level.err.find("--verbosity") != std::string::npos, bad_level.err);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(help_documents_every_option_and_config_key) {
+  auto r = run_to_end({bin_path("actorhost"), "--help"}, 20s);
+  BOOST_TEST(r.exit_code == 0);
+  for (auto word : {"--config", "--verbosity", "--address-file", "--version", "transport",
+                    "threads", "pinning", "libraries", "providers", "echo"})
+    BOOST_TEST(r.out.find(word) != std::string::npos, "help lacks " << word);
+}
+
+BOOST_AUTO_TEST_CASE(the_readme_example_actor_runs) {
+  auto r = run_to_end({bin_path("example-first-actor")}, 30s);
+  BOOST_TEST(r.exit_code == 0, "stderr: " << r.err);
+  BOOST_TEST(r.out == "Hello, Troupe!\n");
+}

@@ -1,0 +1,116 @@
+#define BOOST_TEST_MODULE runtime_node
+#include <boost/test/unit_test.hpp>
+
+#include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include "actors/builtin.hpp"
+#include "base/error.hpp"
+#include "runtime/node.hpp"
+#include "runtime/provider_registry.hpp"
+#include "runtime/topology.hpp"
+
+using namespace troupe;
+
+namespace {
+
+std::string lib(const std::string& name) {
+  return std::string{TROUPE_LIB_DIR} + "/" + name;
+}
+
+std::string ask(node& n, const caf::actor& who, std::string text) {
+  caf::scoped_actor self{n.system()};
+  std::string result;
+  self->request(who, std::chrono::seconds(5), std::move(text))
+    .receive([&](const std::string& s) { result = s; },
+             [&](const caf::error& e) { result = "error: " + describe(e); });
+  return result;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(node_starts_providers_from_config_and_stops_them) {
+  node n{parse_node_config(R"({"threads": 2, "providers": [
+      {"type": "echo", "name": "e2", "provider_id": 2, "dependencies": {"up": "e1"}},
+      {"type": "echo", "name": "e1", "provider_id": 1}]})",
+                           "node.json")};
+  actors::register_builtin_providers(n.providers());
+  auto err = n.start();
+  BOOST_REQUIRE_MESSAGE(!err, describe(err));
+  BOOST_TEST(n.running());
+  BOOST_TEST(n.scheduler_threads() == 2u);
+  BOOST_TEST(n.address() == "ucx://127.0.0.1:0");
+  BOOST_TEST(n.providers().list().size() == 2u);
+  // Dependencies start first.
+  BOOST_TEST(n.providers().list()[0].name == "e1");
+  BOOST_TEST(ask(n, n.providers().find("e2")->handle, "hi") == "hi");
+  n.stop();
+  BOOST_TEST(!n.running());
+  BOOST_TEST(n.providers().list().empty());
+}
+
+BOOST_AUTO_TEST_CASE(auto_threads_follow_the_topology) {
+  node n{parse_node_config("{}", "node.json")};
+  BOOST_REQUIRE(!n.start());
+  BOOST_TEST(n.scheduler_threads() == n.machine().cores());
+}
+
+BOOST_AUTO_TEST_CASE(pinning_binds_caf_threads_to_the_listed_cores) {
+  node n{parse_node_config(R"({"threads": 1, "pinning": [0]})", "node.json")};
+  BOOST_REQUIRE(!n.start());
+  auto bound = n.placement().bound_cores();
+  BOOST_TEST(!bound.empty());
+  for (auto core : bound)
+    BOOST_TEST(core == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(pinning_to_a_core_that_does_not_exist_fails_start) {
+  node n{parse_node_config(R"({"pinning": [4096]})", "node.json")};
+  auto err = n.start();
+  BOOST_TEST(describe(err).find("node.json: pinning[0]: expected a core index below")
+               != std::string::npos,
+             describe(err));
+  BOOST_TEST(!n.running());
+}
+
+BOOST_AUTO_TEST_CASE(an_unknown_provider_type_fails_start_and_names_the_entry) {
+  node n{parse_node_config(R"({"providers": [
+      {"type": "echo", "name": "fine", "provider_id": 1},
+      {"type": "nosuch", "name": "x", "provider_id": 1}]})",
+                           "node.json")};
+  actors::register_builtin_providers(n.providers());
+  auto err = n.start();
+  BOOST_TEST(describe(err).find("node.json: providers[1].type: unknown provider type")
+               != std::string::npos,
+             describe(err));
+  // What had started is stopped again.
+  BOOST_TEST(!n.running());
+  BOOST_TEST(n.providers().list().empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_module_library_registers_its_provider_types) {
+  node n{parse_node_config(R"({"libraries": [")" + lib("troupe_test_module.so") + R"("],
+      "providers": [{"type": "upper", "name": "up", "provider_id": 3}]})",
+                           "node.json")};
+  auto err = n.start();
+  BOOST_REQUIRE_MESSAGE(!err, describe(err));
+  BOOST_TEST(ask(n, n.providers().find("upper", 3)->handle, "shout") == "SHOUT");
+}
+
+BOOST_AUTO_TEST_CASE(libraries_that_cannot_load_are_named) {
+  {
+    node n{
+      parse_node_config(R"({"libraries": ["/nonexistent/libnope.so"]})", "node.json")};
+    auto text = describe(n.start());
+    BOOST_TEST(text.find("node.json: libraries[0]: cannot load library "
+                         "'/nonexistent/libnope.so'")
+                 != std::string::npos,
+               text);
+  }
+  {
+    node n{parse_node_config(
+      R"({"libraries": [")" + lib("troupe_not_a_module.so") + R"("]})", "node.json")};
+    auto text = describe(n.start());
+    BOOST_TEST(text.find("not a Troupe module") != std::string::npos, text);
+  }
+}

@@ -1,0 +1,183 @@
+#include "test/support/process.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <poll.h>
+#include <stdexcept>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace troupe::test {
+
+using clock_type = std::chrono::steady_clock;
+
+child_process::child_process(std::vector<std::string> argv,
+                             std::vector<std::string> extra_env) {
+  int out_pipe[2];
+  int err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0)
+    throw std::runtime_error("pipe2 failed");
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e)
+    env_strings.emplace_back(*e);
+  for (auto& e : extra_env)
+    env_strings.push_back(std::move(e));
+  std::vector<char*> args;
+  for (auto& a : argv)
+    args.push_back(a.data());
+  args.push_back(nullptr);
+  std::vector<char*> envp;
+  for (auto& e : env_strings)
+    envp.push_back(e.data());
+  envp.push_back(nullptr);
+  auto parent = ::getpid();
+  pid_ = ::fork();
+  if (pid_ < 0)
+    throw std::runtime_error(std::string{"fork failed: "} + std::strerror(errno));
+  if (pid_ == 0) {
+    // The kernel kills us if the test process dies first: no orphans.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent)
+      ::_exit(127);
+    ::dup2(out_pipe[1], STDOUT_FILENO);
+    ::dup2(err_pipe[1], STDERR_FILENO);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execve(args[0], args.data(), envp.data());
+    auto msg = std::string{"exec "} + args[0] + ": " + std::strerror(errno) + "\n";
+    auto rc = ::write(STDERR_FILENO, msg.data(), msg.size());
+    (void)rc;
+    ::_exit(127);
+  }
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+  out_fd_ = out_pipe[0];
+  err_fd_ = err_pipe[0];
+}
+
+child_process::~child_process() {
+  if (!status_) {
+    ::kill(pid_, SIGKILL);
+    wait_exit(std::chrono::seconds(10));
+  }
+  if (out_fd_ >= 0)
+    ::close(out_fd_);
+  if (err_fd_ >= 0)
+    ::close(err_fd_);
+}
+
+void child_process::pump(std::chrono::milliseconds timeout) {
+  pollfd fds[2] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}};
+  if (::poll(fds, 2, static_cast<int>(timeout.count())) <= 0)
+    return;
+  char buf[4096];
+  auto drain = [&](pollfd& p, int& fd, std::string& into) {
+    if (fd < 0 || (p.revents & (POLLIN | POLLHUP)) == 0)
+      return;
+    auto n = ::read(fd, buf, sizeof(buf));
+    if (n > 0) {
+      into.append(buf, static_cast<size_t>(n));
+    } else if (n == 0) {
+      ::close(fd);
+      fd = -1;
+    }
+  };
+  drain(fds[0], out_fd_, out_);
+  drain(fds[1], err_fd_, err_);
+  fds[0].fd = out_fd_;
+  fds[1].fd = err_fd_;
+}
+
+std::optional<std::string>
+child_process::wait_for_line(const std::string& needle,
+                             std::chrono::milliseconds timeout) {
+  auto deadline = clock_type::now() + timeout;
+  for (;;) {
+    size_t start = 0;
+    for (;;) {
+      auto end = out_.find('\n', start);
+      if (end == std::string::npos)
+        break;
+      auto text = out_.substr(start, end - start);
+      if (text.find(needle) != std::string::npos)
+        return text;
+      start = end + 1;
+    }
+    auto now = clock_type::now();
+    if (now >= deadline || (out_fd_ < 0 && err_fd_ < 0))
+      return std::nullopt;
+    pump(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
+  }
+}
+
+void child_process::signal(int signo) {
+  if (!status_)
+    ::kill(pid_, signo);
+}
+
+std::optional<int> child_process::wait_exit(std::chrono::milliseconds timeout) {
+  auto deadline = clock_type::now() + timeout;
+  while (!status_) {
+    int status = 0;
+    auto rc = ::waitpid(pid_, &status, WNOHANG);
+    if (rc == pid_) {
+      status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      break;
+    }
+    auto now = clock_type::now();
+    if (now >= deadline)
+      return std::nullopt;
+    // Keep the pipes drained so a chatty child never blocks on a full pipe.
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+    pump(std::min(left, std::chrono::milliseconds(20)));
+    if (out_fd_ < 0 && err_fd_ < 0)
+      ::usleep(1000);
+  }
+  // Collect what is left in the pipes.
+  while (out_fd_ >= 0 || err_fd_ >= 0)
+    pump(std::chrono::milliseconds(100));
+  return status_;
+}
+
+run_result run_to_end(std::vector<std::string> argv, std::chrono::milliseconds timeout) {
+  child_process child{std::move(argv)};
+  run_result result;
+  auto code = child.wait_exit(timeout);
+  result.exit_code = code ? *code : -1;
+  result.out = child.out();
+  result.err = child.err();
+  return result;
+}
+
+std::string bin_path(const std::string& name) {
+  return std::string{TROUPE_BIN_DIR} + "/" + name;
+}
+
+temp_dir::temp_dir() {
+  auto pattern = (std::filesystem::temp_directory_path() / "troupe-test-XXXXXX").string();
+  if (::mkdtemp(pattern.data()) == nullptr)
+    throw std::runtime_error("mkdtemp failed");
+  path_ = pattern;
+}
+
+temp_dir::~temp_dir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::string temp_dir::write(const std::string& name, const std::string& content) const {
+  auto full = path_ + "/" + name;
+  std::ofstream out{full, std::ios::binary};
+  out << content;
+  return full;
+}
+
+} // namespace troupe::test

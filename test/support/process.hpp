@@ -1,0 +1,75 @@
+#pragma once
+// A child process for multi-process tests: started with fork/exec, its stdout and
+// stderr captured through pipes, killed with SIGKILL if the test forgets or fails
+// (and by the kernel if the test process itself dies: PR_SET_PDEATHSIG), so no test
+// leaves an orphan behind.
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace troupe::test {
+
+class child_process {
+public:
+  /// Starts `argv[0]` with `argv`. Throws std::runtime_error if fork or exec fails.
+  explicit child_process(std::vector<std::string> argv,
+                         std::vector<std::string> extra_env = {});
+  ~child_process();
+  child_process(const child_process&) = delete;
+  child_process& operator=(const child_process&) = delete;
+
+  int pid() const { return pid_; }
+
+  /// Waits up to `timeout` for a stdout line containing `needle`; returns the line.
+  std::optional<std::string> wait_for_line(const std::string& needle,
+                                           std::chrono::milliseconds timeout);
+
+  /// Sends a signal.
+  void signal(int signo);
+
+  /// Waits up to `timeout` for the process to end; returns its exit code, or
+  /// 128 + signal number if a signal ended it; nothing if still running.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+
+  /// Everything read so far.
+  const std::string& out() const { return out_; }
+  const std::string& err() const { return err_; }
+
+private:
+  void pump(std::chrono::milliseconds timeout); // reads what is ready on the pipes
+
+  int pid_ = -1;
+  int out_fd_ = -1;
+  int err_fd_ = -1;
+  std::string out_;
+  std::string err_;
+  std::optional<int> status_;
+};
+
+/// Runs a program to completion (with a deadline) and collects its output.
+struct run_result {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+run_result run_to_end(std::vector<std::string> argv, std::chrono::milliseconds timeout);
+
+/// Path of a program built into build/bin.
+std::string bin_path(const std::string& name);
+
+/// A fresh directory under the system temp dir, removed with its contents on scope exit.
+class temp_dir {
+public:
+  temp_dir();
+  ~temp_dir();
+  const std::string& path() const { return path_; }
+  /// Writes `content` to `path()/name` and returns the full path.
+  std::string write(const std::string& name, const std::string& content) const;
+
+private:
+  std::string path_;
+};
+
+} // namespace troupe::test

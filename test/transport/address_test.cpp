@@ -1,0 +1,82 @@
+#define BOOST_TEST_MODULE transport_address
+#include <boost/test/unit_test.hpp>
+
+#include <caf/node_id.hpp>
+
+#include "transport/address.hpp"
+#include "transport/wire_address.hpp"
+
+using namespace troupe::transport;
+
+BOOST_AUTO_TEST_SUITE(node_address_parsing)
+
+BOOST_AUTO_TEST_CASE(ipv4_uri_parses_into_its_parts) {
+  std::string error;
+  auto addr = parse_node_address("ucx://127.0.0.1:7100", error);
+  BOOST_REQUIRE_MESSAGE(addr, error);
+  BOOST_TEST(addr->protocol == "ucx");
+  BOOST_TEST(addr->host == "127.0.0.1");
+  BOOST_TEST(addr->port == 7100);
+  BOOST_TEST(addr->to_uri() == "ucx://127.0.0.1:7100");
+}
+
+BOOST_AUTO_TEST_CASE(bracketed_ipv6_round_trips) {
+  std::string error;
+  auto addr = parse_node_address("ucx://[::1]:0", error);
+  BOOST_REQUIRE_MESSAGE(addr, error);
+  BOOST_TEST(addr->host == "::1");
+  BOOST_TEST(addr->port == 0);
+  BOOST_TEST(addr->to_uri() == "ucx://[::1]:0");
+}
+
+BOOST_AUTO_TEST_CASE(malformed_uris_say_what_is_wrong) {
+  struct bad_case {
+    const char* uri;
+    const char* says;
+  };
+  for (auto c :
+       {bad_case{"127.0.0.1:7100", "missing '://'"},
+        bad_case{"tcp://127.0.0.1:7100", "unsupported protocol 'tcp'"},
+        bad_case{"ucx://127.0.0.1", "missing ':PORT'"},
+        bad_case{"ucx://:7100", "missing host"},
+        bad_case{"ucx://host:70000", "out of range"},
+        bad_case{"ucx://host:7x", "not a number"}, bad_case{"ucx://::1:7100", "brackets"},
+        bad_case{"ucx://[::1:7100", "unterminated"}}) {
+    std::string error;
+    BOOST_TEST_CONTEXT("uri " << c.uri) {
+      BOOST_TEST(!parse_node_address(c.uri, error));
+      BOOST_TEST(error.find(c.says) != std::string::npos, "error was: " << error);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(wire_actor_address)
+
+BOOST_AUTO_TEST_CASE(actor_address_survives_the_capnp_encoding) {
+  caf::node_id::default_data::host_id_type host;
+  for (size_t i = 0; i < host.size(); ++i)
+    host[i] = static_cast<uint8_t>(i * 7 + 1);
+  actor_address in{caf::make_node_id(4242, host), 99};
+  auto bytes = encode_actor_address(in);
+  actor_address out;
+  BOOST_REQUIRE(decode_actor_address(bytes.data(), bytes.size(), out));
+  BOOST_TEST(out.actor_id == 99u);
+  BOOST_TEST((out.node == in.node));
+  BOOST_TEST(caf::to_string(out.node) == caf::to_string(in.node));
+}
+
+BOOST_AUTO_TEST_CASE(malformed_bytes_are_rejected_without_throwing) {
+  actor_address in{caf::node_id{}, 5};
+  auto bytes = encode_actor_address(in);
+  actor_address out;
+  // Truncated, misaligned length, garbage, and empty input.
+  BOOST_TEST(!decode_actor_address(bytes.data(), bytes.size() - 8, out));
+  BOOST_TEST(!decode_actor_address(bytes.data(), bytes.size() - 3, out));
+  std::string garbage(64, '\xff');
+  BOOST_TEST(!decode_actor_address(garbage.data(), garbage.size(), out));
+  BOOST_TEST(!decode_actor_address(nullptr, 0, out));
+}
+
+BOOST_AUTO_TEST_SUITE_END()

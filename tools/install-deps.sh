@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian bookworm packages Troupe builds and tests with. Idempotent: when
+# every package is already installed it does nothing (no apt-get update either).
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config ccache
+  libcaf-dev                 # CAF 0.17.6: the actor runtime
+  libucx-dev ucx-utils       # UCX: the transport (active messages, RMA)
+  libcapnp-dev capnproto     # Cap'n Proto: the wire format and its compiler
+  libhwloc-dev               # hwloc: topology discovery and thread placement
+  libboost-test-dev          # Boost.Test: the test suites
+  libopenmpi-dev openmpi-bin # Open MPI: the mpi group bootstrap
+  nlohmann-json3-dev         # JSON configs and view files
+  libcli11-dev               # command-line parsing
+  libreadline-dev            # line editing in actorsh
+  procps                     # pgrep/ps, used by multi-process tests to find orphans
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]}" >&2
+  echo "install-deps: run as root (or: sudo $0)" >&2
+  exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,84 @@
+#include "transport/address.hpp"
+
+#include <charconv>
+
+namespace troupe::transport {
+
+std::string node_address::to_uri() const {
+  std::string result = protocol + "://";
+  if (host.find(':') != std::string::npos)
+    result += "[" + host + "]";
+  else
+    result += host;
+  result += ':';
+  result += std::to_string(port);
+  return result;
+}
+
+bool is_supported_protocol(std::string_view protocol) {
+  return protocol == "ucx";
+}
+
+std::optional<node_address> parse_node_address(std::string_view uri, std::string& error) {
+  auto scheme_end = uri.find("://");
+  if (scheme_end == std::string_view::npos || scheme_end == 0) {
+    error = "expected PROTOCOL://HOST:PORT (e.g. ucx://127.0.0.1:7100), missing '://'";
+    return std::nullopt;
+  }
+  node_address result;
+  result.protocol = std::string{uri.substr(0, scheme_end)};
+  if (!is_supported_protocol(result.protocol)) {
+    error = "unsupported protocol '" + result.protocol + "' (supported: ucx)";
+    return std::nullopt;
+  }
+  auto rest = uri.substr(scheme_end + 3);
+  std::string_view host;
+  std::string_view port_text;
+  if (!rest.empty() && rest.front() == '[') {
+    auto close = rest.find(']');
+    if (close == std::string_view::npos) {
+      error = "unterminated '[' in IPv6 host";
+      return std::nullopt;
+    }
+    host = rest.substr(1, close - 1);
+    rest = rest.substr(close + 1);
+    if (rest.empty() || rest.front() != ':') {
+      error = "expected ':PORT' after ']'";
+      return std::nullopt;
+    }
+    port_text = rest.substr(1);
+  } else {
+    auto colon = rest.rfind(':');
+    if (colon == std::string_view::npos) {
+      error = "missing ':PORT'";
+      return std::nullopt;
+    }
+    host = rest.substr(0, colon);
+    port_text = rest.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      error = "an IPv6 host must be written in brackets, e.g. ucx://[::1]:7100";
+      return std::nullopt;
+    }
+  }
+  if (host.empty()) {
+    error = "missing host";
+    return std::nullopt;
+  }
+  unsigned long port = 0;
+  auto [end, ec] =
+    std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (port_text.empty() || ec != std::errc{}
+      || end != port_text.data() + port_text.size()) {
+    error = "port '" + std::string{port_text} + "' is not a number";
+    return std::nullopt;
+  }
+  if (port > 65535) {
+    error = "port " + std::string{port_text} + " is out of range 0-65535";
+    return std::nullopt;
+  }
+  result.host = std::string{host};
+  result.port = static_cast<uint16_t>(port);
+  return result;
+}
+
+} // namespace troupe::transport

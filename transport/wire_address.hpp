@@ -1,0 +1,26 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include <caf/fwd.hpp>
+#include <caf/node_id.hpp>
+
+namespace troupe::transport {
+
+/// An actor's address as it travels: the node id plus the actor id on that node.
+struct actor_address {
+  caf::node_id node;
+  uint64_t actor_id = 0;
+};
+
+/// Encodes an actor address into a single-segment Cap'n Proto message of its own
+/// (used in tests and by the handshake) and returns its words as bytes.
+std::string encode_actor_address(const actor_address& addr);
+
+/// Decodes what `encode_actor_address` wrote. Returns false for malformed input
+/// (wrong size, truncated, a host id that is not 20 bytes) without throwing.
+bool decode_actor_address(const void* data, size_t size, actor_address& out);
+
+} // namespace troupe::transport
