@@ -2,13 +2,22 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <unistd.h>
 
 namespace troupe::log {
 
 namespace {
 
-std::atomic<int> threshold{static_cast<int>(level::warning)};
+int initial_threshold() {
+  // TROUPE_LOG=debug (or 0-4) raises the level in any process, tests included.
+  level lvl = level::warning;
+  if (const char* env = std::getenv("TROUPE_LOG"))
+    parse_level(env, lvl);
+  return static_cast<int>(lvl);
+}
+
+std::atomic<int> threshold{initial_threshold()};
 
 const char* level_name(level lvl) {
   switch (lvl) {

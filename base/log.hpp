@@ -10,7 +10,8 @@ namespace troupe::log {
 /// process-wide threshold (`set_level`).
 enum class level : int { error = 0, warning = 1, info = 2, debug = 3, trace = 4 };
 
-/// Sets the process-wide threshold. The default is `warning`.
+/// Sets the process-wide threshold. The default is `warning`, or what the environment
+/// variable TROUPE_LOG says (a level name or digit).
 void set_level(level lvl);
 level current_level();
 

@@ -144,7 +144,8 @@ private:
 void read_transport(const config_reader& r, const json& section, transport_config& out) {
   const std::string path = "transport";
   r.require_object(path, section);
-  r.reject_unknown_keys(path, section, {"protocol", "address", "port"});
+  r.reject_unknown_keys(path, section,
+                        {"protocol", "address", "port", "busy_poll", "keepalive_ms"});
   if (auto it = section.find("protocol"); it != section.end()) {
     out.protocol = r.read_string(path + ".protocol", *it);
     if (!transport::is_supported_protocol(out.protocol))
@@ -154,6 +155,14 @@ void read_transport(const config_reader& r, const json& section, transport_confi
     out.address = r.read_string(path + ".address", *it);
   if (auto it = section.find("port"); it != section.end())
     out.port = static_cast<uint16_t>(r.read_integer(path + ".port", *it, 0, 65535));
+  if (auto it = section.find("busy_poll"); it != section.end()) {
+    if (!it->is_boolean())
+      r.expected(path + ".busy_poll", "true or false", *it);
+    out.busy_poll = it->get<bool>();
+  }
+  if (auto it = section.find("keepalive_ms"); it != section.end())
+    out.keepalive_ms =
+      static_cast<unsigned>(r.read_integer(path + ".keepalive_ms", *it, 10, 600000));
   std::string error;
   transport::node_address addr{out.protocol, out.address, out.port};
   if (!transport::parse_node_address(addr.to_uri(), error))
@@ -350,7 +359,9 @@ std::string to_json_text(const node_config& cfg, int indent) {
   json doc;
   doc["transport"] = {{"protocol", cfg.transport.protocol},
                       {"address", cfg.transport.address},
-                      {"port", cfg.transport.port}};
+                      {"port", cfg.transport.port},
+                      {"busy_poll", cfg.transport.busy_poll},
+                      {"keepalive_ms", cfg.transport.keepalive_ms}};
   doc["threads"] = cfg.threads == 0 ? json("auto") : json(cfg.threads);
   doc["scheduler"] = cfg.policy == scheduler_policy::sharing ? "sharing" : "stealing";
   if (cfg.pinning == pinning_mode::list)

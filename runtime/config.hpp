@@ -25,6 +25,10 @@ struct transport_config {
   std::string protocol = "ucx";
   std::string address = "127.0.0.1";
   uint16_t port = 0; ///< 0 = any free port
+  /// Spin the progress thread instead of sleeping in epoll: lower latency, one core.
+  bool busy_poll = false;
+  /// UCX keepalive interval: how soon a silent dead peer is noticed.
+  unsigned keepalive_ms = 500;
 };
 
 /// How CAF's scheduler threads are placed on cores.

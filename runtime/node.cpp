@@ -9,6 +9,7 @@
 #include <caf/exit_reason.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
+#include <caf/settings.hpp>
 #include <caf/thread_hook.hpp>
 
 #include "base/error.hpp"
@@ -17,6 +18,7 @@
 #include "runtime/provider_registry.hpp"
 #include "runtime/topology.hpp"
 #include "transport/address.hpp"
+#include "transport/middleman.hpp"
 
 namespace troupe {
 
@@ -121,6 +123,9 @@ caf::error node::impl::spawn_providers() {
     if (!handle)
       return handle.error();
     started.push_back(*handle);
+    auto& mm = transport::middleman::of(*system);
+    mm.publish(spec->name, *handle);
+    mm.publish(transport::provider_key(spec->type, spec->provider_id), *handle);
     TROUPE_LOG_INFO("runtime", "started provider " << spec->name << " (" << spec->type
                                                    << ":" << spec->provider_id << ")");
   }
@@ -155,7 +160,18 @@ void node::impl::stop_providers() {
 node::node(node_config cfg) : impl_(std::make_unique<impl>()) {
   impl_->cfg = std::move(cfg);
   impl_->topo = topology::discover();
+  // CAF's io middleman only gives the node its node id; Troupe's own middleman in the
+  // network_manager slot carries all traffic.
   impl_->system_cfg->load<caf::io::middleman>();
+  impl_->system_cfg->load<transport::middleman>();
+  // Written straight into the settings: cfg.set() only takes options CAF declared.
+  const auto& t = impl_->cfg.transport;
+  auto& settings = impl_->system_cfg->content;
+  caf::put(settings, "troupe.transport.host", t.address);
+  caf::put(settings, "troupe.transport.port", static_cast<size_t>(t.port));
+  caf::put(settings, "troupe.transport.busy-poll", t.busy_poll);
+  caf::put(settings, "troupe.transport.keepalive-ms",
+           static_cast<size_t>(t.keepalive_ms));
 }
 
 node::~node() {
@@ -195,6 +211,11 @@ caf::error node::start() {
   if (auto err = impl_->configure_scheduler())
     return err;
   impl_->system = std::make_unique<caf::actor_system>(*impl_->system_cfg);
+  if (auto err = transport::middleman::of(*impl_->system).start_error()) {
+    stop();
+    return make_error(errc::unreachable,
+                      impl_->cfg.source + ": transport: " + describe(err));
+  }
   if (auto err = impl_->spawn_providers()) {
     stop();
     return err;
@@ -218,8 +239,22 @@ caf::actor_system& node::system() {
 }
 
 std::string node::address() const {
+  if (impl_->system)
+    return transport::middleman::of(*impl_->system).address();
   const auto& t = impl_->cfg.transport;
   return transport::node_address{t.protocol, t.address, t.port}.to_uri();
+}
+
+transport::middleman& node::transport() {
+  return transport::middleman::of(*impl_->system);
+}
+
+caf::expected<caf::actor> node::remote_provider(const std::string& uri,
+                                                const std::string& type,
+                                                uint16_t provider_id,
+                                                std::chrono::milliseconds timeout) {
+  return transport().remote_actor(uri, transport::provider_key(type, provider_id),
+                                  timeout);
 }
 
 unsigned node::scheduler_threads() const {

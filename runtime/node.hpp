@@ -1,12 +1,20 @@
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
+#include <caf/actor.hpp>
 #include <caf/error.hpp>
+#include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 
 #include "runtime/config.hpp"
+
+namespace troupe::transport {
+class middleman;
+} // namespace troupe::transport
 
 namespace troupe {
 
@@ -49,8 +57,18 @@ public:
   /// Valid between `start()` and `stop()`.
   caf::actor_system& system();
 
-  /// The node's transport address as a URI (e.g. "ucx://127.0.0.1:7100").
+  /// The node's transport address as a URI (e.g. "ucx://127.0.0.1:7100"); once
+  /// started, with the port the OS chose if the config said 0.
   std::string address() const;
+
+  /// The UCX middleman. Valid between `start()` and `stop()`.
+  transport::middleman& transport();
+
+  /// Finds provider (type, provider id) on the node at `uri` (blocking, up to
+  /// `timeout`). Every provider is published under its name and its (type, id).
+  caf::expected<caf::actor> remote_provider(const std::string& uri,
+                                            const std::string& type, uint16_t provider_id,
+                                            std::chrono::milliseconds timeout);
 
   /// The CAF scheduler thread count actually used (config or topology).
   unsigned scheduler_threads() const;

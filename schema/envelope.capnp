@@ -28,6 +28,11 @@ struct ActorAddress {
 }
 
 struct Envelope {
+  # The header of every message between nodes. It travels as the UCX active message
+  # header; the payload travels as the active message data beside it, so a large
+  # payload goes by rendezvous straight into an 8-byte-aligned buffer on the receiver
+  # and is read in place, instead of being copied into and out of this struct.
+
   source @0 :ActorAddress;
   destination @1 :ActorAddress;
 
@@ -45,22 +50,58 @@ struct Envelope {
   flags @5 :UInt32;
   # Bit set; see Flags below. Unknown bits are ignored by receivers.
 
-  payload :union {
-    none @6 :Void;
-    typed :group {
-      # A Cap'n Proto struct of an application protocol, read in place.
-      schemaId @7 :UInt64;   # the struct's Cap'n Proto type id
-      content @8 :AnyPointer;
-    }
-    cafMessage @9 :Data;
-    # A caf::message written by caf::binary_serializer; its types must be registered
-    # under the same names on both nodes.
-  }
+  payloadKind @6 :PayloadKind;
+  schemaId @7 :UInt64;
+  # For payloadKind == typed: the Cap'n Proto type id of the payload's root struct.
+  payloadSize @8 :UInt64;
+  # Bytes of payload that follow as the active message data; a mismatch is a drop.
+}
+
+enum PayloadKind {
+  none @0;
+  cafMessage @1;
+  # A caf::message written by caf::binary_serializer; its types must be registered
+  # under the same names on both nodes.
+  typed @2;
+  # A Cap'n Proto message (flat array, one or more segments) of an application protocol.
+  control @3;
+  # A Control message, node to node.
 }
 
 struct Flags {
   # Bit positions used in Envelope.flags.
-  const control :UInt32 = 1;       # node-to-node control traffic, not for an actor
-  const monitorDown :UInt32 = 2;   # carries the exit reason of a monitored actor
-  const linkExit :UInt32 = 4;      # carries the exit reason of a linked actor
+  const request :UInt32 = 1;  # the sender waits for a response (messageId is a request)
+}
+
+struct Hello {
+  # The first message on a new connection, in both directions (hello, then ack).
+  protocolVersion @0 :UInt32;
+  node @1 :NodeId;
+  incarnation @2 :UInt64;
+  # Random per run: a restarted node at the same address is a new node.
+  address @3 :Text;
+  # The URI the node listens on, so peers can reconnect to it.
+}
+
+struct Control {
+  # Node-to-node traffic that is not for an actor.
+  union {
+    lookup :group {
+      # Find an actor published under `key` on the receiving node.
+      requestId @0 :UInt64;
+      key @1 :Text;
+    }
+    lookupReply :group {
+      requestId @2 :UInt64;
+      actorId @3 :UInt64;    # 0 when not found
+      error @4 :Text;        # why not, when actorId is 0
+    }
+    monitor @5 :UInt64;
+    # The sender holds a proxy of this actor of the receiver: tell it when it exits.
+    down :group {
+      # An actor of the sender that the receiver holds a proxy of has exited.
+      actorId @6 :UInt64;
+      reason @7 :Data;       # caf::error, binary-serialized
+    }
+  }
 }

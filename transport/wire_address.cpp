@@ -10,11 +10,11 @@
 #include <caf/make_counted.hpp>
 #include <kj/exception.h>
 
-#include "schema/envelope.capnp.h"
+#include "transport/detail/node_codec.hpp"
 
 namespace troupe::transport {
 
-namespace {
+namespace detail {
 
 using hashed_data = caf::node_id::default_data;
 
@@ -34,7 +34,6 @@ void write_node_id(const caf::node_id& node, schema::NodeId::Builder out) {
   out.setUri(caf::to_string(node));
 }
 
-/// Returns false if the bytes do not name a node.
 bool read_node_id(schema::NodeId::Reader in, caf::node_id& out) {
   switch (in.which()) {
     case schema::NodeId::NONE:
@@ -61,12 +60,12 @@ bool read_node_id(schema::NodeId::Reader in, caf::node_id& out) {
   return false; // a union member from a newer schema
 }
 
-} // namespace
+} // namespace detail
 
 std::string encode_actor_address(const actor_address& addr) {
   capnp::MallocMessageBuilder message;
   auto root = message.initRoot<schema::ActorAddress>();
-  write_node_id(addr.node, root.initNode());
+  detail::write_node_id(addr.node, root.initNode());
   root.setActorId(addr.actor_id);
   auto words = capnp::messageToFlatArray(message);
   auto bytes = words.asBytes();
@@ -88,7 +87,7 @@ bool decode_actor_address(const void* data, size_t size, actor_address& out) {
     auto root = reader.getRoot<schema::ActorAddress>();
     actor_address decoded;
     decoded.actor_id = root.getActorId();
-    if (!read_node_id(root.getNode(), decoded.node))
+    if (!detail::read_node_id(root.getNode(), decoded.node))
       return false;
     out = decoded;
     return true;

@@ -36,7 +36,8 @@ stops the providers in reverse start order and exits 0. A bad config is reported
 stderr (file, key path, what was expected, what was found) with exit code 2.
 
 Config keys (all optional):
-  transport   {"protocol": "ucx", "address": "127.0.0.1", "port": 0}
+  transport   {"protocol": "ucx", "address": "127.0.0.1", "port": 0,
+               "busy_poll": false, "keepalive_ms": 500}   (port 0 = any free port)
   threads     "auto" (one per core) or a number of CAF scheduler threads
   scheduler   "sharing" (default) or "stealing"
   pinning     "none" (default), "cores", or a list of core indexes

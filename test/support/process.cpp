@@ -181,3 +181,33 @@ std::string temp_dir::write(const std::string& name, const std::string& content)
 }
 
 } // namespace troupe::test
+
+namespace troupe::test {
+
+host_process::host_process(const std::string& config_json,
+                           std::vector<std::string> extra_env) {
+  auto cfg = dir_.write("node.json", config_json);
+  auto addr_file = dir_.path() + "/address";
+  child_ = std::make_unique<child_process>(
+    std::vector<std::string>{bin_path("actorhost"), "-c", cfg, "--address-file",
+                             addr_file},
+    std::move(extra_env));
+  auto line = child_->wait_for_line("actorhost ready:", std::chrono::seconds(30));
+  if (!line)
+    throw std::runtime_error("actorhost did not become ready; stderr: " + child_->err());
+  std::ifstream in{addr_file};
+  std::getline(in, address_);
+  if (address_.empty())
+    throw std::runtime_error("actorhost wrote no address file");
+}
+
+void host_process::kill_hard() {
+  child_->signal(SIGKILL);
+  child_->wait_exit(std::chrono::seconds(10));
+}
+
+std::string test_library(const std::string& name) {
+  return std::string{TROUPE_LIB_DIR} + "/" + name;
+}
+
+} // namespace troupe::test

@@ -5,6 +5,7 @@
 // leaves an orphan behind.
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -71,5 +72,29 @@ public:
 private:
   std::string path_;
 };
+
+} // namespace troupe::test
+
+namespace troupe::test {
+
+/// An `actorhost` started from config text, with its address read from its address
+/// file once it is ready. Throws std::runtime_error if it does not come up in time.
+class host_process {
+public:
+  explicit host_process(const std::string& config_json,
+                        std::vector<std::string> extra_env = {});
+  const std::string& address() const { return address_; }
+  child_process& process() { return *child_; }
+  /// SIGKILL, and wait for it to be gone.
+  void kill_hard();
+
+private:
+  temp_dir dir_;
+  std::unique_ptr<child_process> child_;
+  std::string address_;
+};
+
+/// The path of a test module library in build/lib.
+std::string test_library(const std::string& name);
 
 } // namespace troupe::test

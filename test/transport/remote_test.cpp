@@ -1,0 +1,265 @@
+#define BOOST_TEST_MODULE transport_remote
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <csignal>
+
+#include <caf/actor_system.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
+#include "base/error.hpp"
+#include "runtime/config.hpp"
+#include "runtime/node.hpp"
+#include "test/support/process.hpp"
+#include "transport/middleman.hpp"
+
+using namespace troupe;
+using namespace troupe::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const auto reply_timeout = 20s;
+
+std::string host_config(const std::string& providers, uint16_t port = 0) {
+  return R"({"transport": {"address": "127.0.0.1", "port": )" + std::to_string(port)
+         + R"(}, "threads": 2, "libraries": [")" + test_library("troupe_test_module.so")
+         + R"("], "providers": [)" + providers + "]}";
+}
+
+const std::string echo_provider = R"({"type": "echo", "name": "echo", "provider_id": 1})";
+const std::string blackhole_provider =
+  R"({"type": "blackhole", "name": "hole", "provider_id": 9})";
+
+uint16_t port_of(const std::string& uri) {
+  return static_cast<uint16_t>(std::stoi(uri.substr(uri.rfind(':') + 1)));
+}
+
+std::string pattern(size_t size, unsigned seed) {
+  std::string s(size, '\0');
+  for (size_t i = 0; i < size; ++i)
+    s[i] = static_cast<char>((i * 131 + seed) & 0xff);
+  return s;
+}
+
+/// A node in the test process: the client side of every test.
+struct client_fixture {
+  node client{parse_node_config(R"({"threads": 2})", "client.json")};
+
+  client_fixture() {
+    auto err = client.start();
+    if (err)
+      throw std::runtime_error(describe(err));
+  }
+
+  caf::actor lookup(const std::string& address, const std::string& type, uint16_t id) {
+    auto found = client.remote_provider(address, type, id, reply_timeout);
+    if (!found)
+      BOOST_FAIL("lookup failed: " << describe(found.error()));
+    return *found;
+  }
+};
+
+} // namespace
+
+BOOST_FIXTURE_TEST_SUITE(remote_actors, client_fixture)
+
+BOOST_AUTO_TEST_CASE(request_response_carries_payloads_byte_for_byte) {
+  host_process host{host_config(echo_provider)};
+  auto echo = lookup(host.address(), "echo", 1);
+  caf::scoped_actor self{client.system()};
+  for (size_t size : {size_t{8}, size_t{64} << 10, size_t{8} << 20}) {
+    auto sent = pattern(size, static_cast<unsigned>(size));
+    BOOST_TEST_CONTEXT("payload of " << size << " bytes") {
+      self->request(echo, reply_timeout, sent)
+        .receive([&](const std::string& got) { BOOST_TEST((got == sent)); },
+                 [&](const caf::error& err) { BOOST_FAIL(describe(err)); });
+    }
+  }
+  // Several CAF types in one message.
+  self->request(echo, reply_timeout, int32_t{-7}, 2.5, std::string{"x"})
+    .receive(
+      [](int32_t i, double d, const std::string& s) {
+        BOOST_TEST(i == -7);
+        BOOST_TEST(d == 2.5);
+        BOOST_TEST(s == "x");
+      },
+      [](const caf::error& err) { BOOST_FAIL(describe(err)); });
+  auto stats = client.transport().stats();
+  BOOST_TEST(stats.peers == 1u);
+  BOOST_TEST(stats.messages_out >= 4u);
+  BOOST_TEST(stats.bytes_in > (size_t{8} << 20));
+}
+
+BOOST_AUTO_TEST_CASE(providers_are_found_by_name_and_missing_keys_are_errors) {
+  host_process host{host_config(echo_provider)};
+  auto by_name = client.transport().remote_actor(host.address(), "echo", reply_timeout);
+  if (!by_name)
+    BOOST_FAIL(describe(by_name.error()));
+  BOOST_TEST((*by_name == lookup(host.address(), "echo", 1)));
+  auto missing = client.remote_provider(host.address(), "echo", 2, reply_timeout);
+  BOOST_REQUIRE(!missing);
+  BOOST_TEST(describe(missing.error()).find("troupe.not_found") == 0u,
+             describe(missing.error()));
+  BOOST_TEST(describe(missing.error()).find("provider:echo:2") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(an_unreachable_address_fails_fast_with_a_clear_error) {
+  // A port with no listener: take one the OS gives a listener, then stop that node.
+  std::string dead_address;
+  {
+    host_process host{host_config(echo_provider)};
+    dead_address = host.address();
+    host.kill_hard();
+  }
+  auto start = std::chrono::steady_clock::now();
+  auto r = client.remote_provider(dead_address, "echo", 1, 10s);
+  auto took = std::chrono::steady_clock::now() - start;
+  BOOST_REQUIRE(!r);
+  auto text = describe(r.error());
+  BOOST_TEST(text.find("troupe.unreachable") == 0u, text);
+  BOOST_TEST(text.find(dead_address) != std::string::npos, text);
+  BOOST_TEST((took < 5s));
+  auto bad = client.transport().remote_actor("ucx://127.0.0.1", "echo", 1s);
+  BOOST_TEST(describe(bad.error()).find("missing ':PORT'") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_large_message_is_not_overtaken_by_a_later_small_one) {
+  host_process host{host_config(echo_provider)};
+  auto echo = lookup(host.address(), "echo", 1);
+  caf::scoped_actor self{client.system()};
+  auto big = pattern(size_t{8} << 20, 1);
+  // Asynchronous sends: the echo answers each to the sender, in the order it got them.
+  for (int round = 0; round < 3; ++round) {
+    self->send(echo, big);
+    self->send(echo, std::string{"small"});
+    std::vector<size_t> sizes;
+    for (int i = 0; i < 2; ++i)
+      self->receive([&](const std::string& s) { sizes.push_back(s.size()); },
+                    caf::after(reply_timeout) >> [] { BOOST_FAIL("no echo"); });
+    BOOST_REQUIRE(sizes.size() == 2u);
+    BOOST_TEST(sizes[0] == big.size());
+    BOOST_TEST(sizes[1] == 5u);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(monitoring_a_remote_actor_reports_its_exit) {
+  host_process host{host_config(echo_provider)};
+  auto echo = lookup(host.address(), "echo", 1);
+  caf::scoped_actor self{client.system()};
+  self->monitor(echo);
+  self->send_exit(echo, caf::exit_reason::user_shutdown);
+  bool down = false;
+  self->receive(
+    [&](const caf::down_msg& msg) {
+      down = true;
+      BOOST_TEST((msg.source == echo.address()));
+      BOOST_TEST((msg.reason == caf::exit_reason::user_shutdown), describe(msg.reason));
+    },
+    caf::after(reply_timeout) >> [] {});
+  BOOST_TEST(down);
+}
+
+BOOST_AUTO_TEST_CASE(a_killed_node_fails_requests_in_flight_and_fires_monitors) {
+  host_process host{host_config(blackhole_provider)};
+  auto hole = lookup(host.address(), "blackhole", 9);
+  caf::scoped_actor self{client.system()};
+  self->monitor(hole);
+  constexpr int in_flight = 3;
+  auto requester = client.system().spawn(
+    [hole, report = caf::actor{self}](caf::event_based_actor* req) -> caf::behavior {
+      for (int i = 0; i < in_flight; ++i)
+        req->request(hole, 120s, std::string{"wait"})
+          .then([=](const std::string&) { req->send(report, std::string{"answered"}); },
+                [=](caf::error& err) { req->send(report, err); });
+      return {[](int) {}};
+    });
+  // A local actor linked to the remote one gets its exit message when the node dies.
+  auto linked = client.system().spawn(
+    [hole, report = caf::actor{self}](caf::event_based_actor* a) -> caf::behavior {
+      a->set_exit_handler([=](const caf::exit_msg& msg) {
+        a->send(report, std::string{"linked exit"}, msg.reason);
+        a->quit(msg.reason);
+      });
+      a->link_to(hole);
+      return {[](int) {}};
+    });
+  // Wait until the blackhole holds every request, so they are really in flight.
+  auto deadline = std::chrono::steady_clock::now() + reply_timeout;
+  int held = 0;
+  while (held < in_flight && std::chrono::steady_clock::now() < deadline)
+    self->request(hole, reply_timeout, 0)
+      .receive([&](int n) { held = n; }, [](const caf::error&) {});
+  BOOST_REQUIRE_EQUAL(held, in_flight);
+
+  auto killed_at = std::chrono::steady_clock::now();
+  host.kill_hard();
+  int errors = 0;
+  bool down = false;
+  bool link_fired = false;
+  while (errors < in_flight || !down || !link_fired) {
+    bool got = false;
+    self->receive(
+      [&](const caf::error& err) {
+        got = true;
+        ++errors;
+        BOOST_TEST(describe(err).find("troupe.unreachable") == 0u, describe(err));
+      },
+      [&](const caf::down_msg& msg) {
+        got = true;
+        down = true;
+        BOOST_TEST((msg.source == hole.address()));
+      },
+      [&](const std::string& what, const caf::error&) {
+        got = true;
+        link_fired = what == "linked exit";
+      },
+      [&](const std::string& s) { BOOST_FAIL("a held request was answered: " << s); },
+      caf::after(10s) >> [] {});
+    if (!got)
+      break;
+  }
+  auto took = std::chrono::steady_clock::now() - killed_at;
+  BOOST_TEST(errors == in_flight);
+  BOOST_TEST(down);
+  BOOST_TEST(link_fired);
+  BOOST_TEST(std::chrono::duration_cast<std::chrono::milliseconds>(took).count() < 2000,
+             "failure noticed after "
+               << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+               << " ms");
+  caf::anon_send_exit(requester, caf::exit_reason::user_shutdown);
+}
+
+BOOST_AUTO_TEST_CASE(survivors_keep_working_and_a_restarted_node_is_a_new_node) {
+  auto a = std::make_unique<host_process>(host_config(echo_provider));
+  host_process b{host_config(echo_provider)};
+  auto echo_a = lookup(a->address(), "echo", 1);
+  auto echo_b = lookup(b.address(), "echo", 1);
+  caf::scoped_actor self{client.system()};
+  auto ask = [&](const caf::actor& who, const std::string& text) {
+    std::string answer;
+    self->request(who, reply_timeout, text)
+      .receive([&](const std::string& s) { answer = s; },
+               [&](const caf::error& e) { answer = "error: " + describe(e); });
+    return answer;
+  };
+  BOOST_TEST(ask(echo_a, "to a") == "to a");
+  BOOST_TEST(ask(echo_b, "to b") == "to b");
+  auto address_a = a->address();
+  auto old_node = echo_a.node();
+  a->kill_hard();
+  BOOST_TEST(ask(echo_b, "b still there") == "b still there");
+  // A request to the dead node's proxy fails instead of hanging.
+  BOOST_TEST(ask(echo_a, "to dead a").find("error: ") == 0u);
+  // The same address again: a new process, so a new node.
+  a = std::make_unique<host_process>(host_config(echo_provider, port_of(address_a)));
+  BOOST_REQUIRE_EQUAL(a->address(), address_a);
+  auto echo_a2 = lookup(a->address(), "echo", 1);
+  BOOST_TEST((echo_a2.node() != old_node));
+  BOOST_TEST(ask(echo_a2, "to new a") == "to new a");
+}
+
+BOOST_AUTO_TEST_SUITE_END()

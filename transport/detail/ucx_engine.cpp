@@ -1,0 +1,741 @@
+#include "transport/detail/ucx_engine.hpp"
+
+#include <arpa/inet.h>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <netdb.h>
+#include <sys/epoll.h>
+#include <thread>
+#include <unistd.h>
+#include <unordered_map>
+#include <vector>
+
+#include <ucp/api/ucp.h>
+
+#include "base/log.hpp"
+
+namespace troupe::transport::detail {
+
+namespace {
+
+constexpr const char* log_component = "transport";
+
+/// How long the progress thread sleeps in epoll when nothing happens: bounds how late
+/// it notices a stop request that raced with arming the worker.
+constexpr int idle_wait_ms = 100;
+
+/// How long stop() lets endpoints flush before it forces them closed.
+constexpr auto close_grace = std::chrono::seconds(2);
+
+std::string status_text(ucs_status_t status) {
+  return ucs_status_string(status);
+}
+
+} // namespace
+
+struct engine::impl {
+  struct pending_send {
+    am_kind kind;
+    word_buffer header;
+    word_buffer payload;
+  };
+
+  /// A frame in a connection's inbox; delivered only when it and every frame before
+  /// it are complete, so a rendezvous message is never overtaken by a later eager one.
+  struct inbox_slot {
+    frame f;
+    void* rndv_desc = nullptr; ///< set until ucp_am_recv_data_nbx is started
+    bool complete = false;
+    bool failed = false;
+  };
+  using slot_ptr = std::shared_ptr<inbox_slot>;
+
+  struct connection {
+    conn_id id = 0;
+    ucp_ep_h ep = nullptr;
+    bool ready = false;
+    bool flushing = false;
+    bool failed = false;
+    std::deque<pending_send> waiting;
+    std::deque<slot_ptr> inbox;
+  };
+
+  /// Lives until UCX completes the operation; owns the buffers UCX reads or writes.
+  struct send_op {
+    impl* self;
+    conn_id conn;
+    word_buffer header;
+    word_buffer payload;
+  };
+
+  struct recv_op {
+    impl* self;
+    conn_id conn;
+    slot_ptr slot; // keeps the receive buffer alive until UCX is done with it
+  };
+
+  struct flush_op {
+    impl* self;
+    conn_id conn;
+  };
+
+  struct am_handler_arg {
+    impl* self;
+    am_kind kind;
+  };
+
+  impl(engine_handler& h, engine_options o) : handler(h), opts(std::move(o)) {}
+
+  engine_handler& handler;
+  engine_options opts;
+
+  // UCX objects, progress thread only. Teardown order: endpoints, listener, worker,
+  // context (see shutdown()).
+  ucp_context_h context = nullptr;
+  ucp_worker_h worker = nullptr;
+  ucp_listener_h listener = nullptr;
+  int worker_fd = -1;
+  int epoll_fd = -1;
+  am_handler_arg handler_args[3];
+
+  std::thread thread;
+  std::atomic<std::thread::id> thread_id{};
+  std::atomic<bool> stop_requested{false};
+  std::promise<std::string> started;
+  std::atomic<uint16_t> bound_port{0};
+
+  std::mutex queue_mtx;
+  std::vector<std::function<void()>> queue; // guarded by queue_mtx
+  bool accepting_posts = true;              // guarded by queue_mtx
+
+  // Progress-thread state.
+  std::unordered_map<conn_id, std::unique_ptr<connection>> conns;
+  std::unordered_map<ucp_ep_h, conn_id> by_ep;
+  conn_id next_conn = 1;
+  std::vector<ucp_conn_request_h> accepts;            // from the listener callback
+  std::vector<std::pair<conn_id, std::string>> fails; // from endpoint error callbacks
+  std::vector<std::pair<conn_id, const char*>> drops; // from the AM callbacks
+  std::vector<conn_id> ready_to_deliver;              // inboxes with a complete head
+  std::vector<std::pair<conn_id, slot_ptr>> rndv_to_start;
+
+  // -- setup and teardown -----------------------------------------------------------
+
+  std::string setup();
+  void run();
+  void shutdown();
+
+  // -- the loop ---------------------------------------------------------------------
+
+  bool drain_posts();
+  void dispatch();
+  void wait_for_events();
+
+  // -- connections ------------------------------------------------------------------
+
+  connection* find(conn_id id) {
+    auto it = conns.find(id);
+    return it == conns.end() ? nullptr : it->second.get();
+  }
+
+  conn_id add_connection(ucp_ep_h ep) {
+    auto c = std::make_unique<connection>();
+    c->id = next_conn++;
+    c->ep = ep;
+    by_ep.emplace(ep, c->id);
+    auto id = c->id;
+    conns.emplace(id, std::move(c));
+    return id;
+  }
+
+  void fail_connection(conn_id id, const std::string& reason);
+  void close_endpoint(ucp_ep_h ep, bool force);
+  void start_send(connection& c, am_kind kind, word_buffer header, word_buffer payload);
+  void accept(ucp_conn_request_h request);
+
+  // -- UCX callbacks: they record, the loop acts (never call the handler here) -------
+
+  static void on_conn_request(ucp_conn_request_h request, void* arg) {
+    static_cast<impl*>(arg)->accepts.push_back(request);
+  }
+
+  static void on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t status) {
+    auto self = static_cast<impl*>(arg);
+    auto it = self->by_ep.find(ep);
+    if (it != self->by_ep.end())
+      self->fails.emplace_back(it->second, "connection lost: " + status_text(status));
+  }
+
+  static void on_send_done(void* request, ucs_status_t status, void* user_data) {
+    auto op = static_cast<send_op*>(user_data);
+    if (status != UCS_OK && status != UCS_ERR_CANCELED)
+      op->self->fails.emplace_back(op->conn, "send failed: " + status_text(status));
+    delete op;
+    ucp_request_free(request);
+  }
+
+  static void on_flush_done(void* request, ucs_status_t status, void* user_data) {
+    auto op = static_cast<flush_op*>(user_data);
+    op->self->flushed(op->conn, status);
+    delete op;
+    ucp_request_free(request);
+  }
+
+  static void on_recv_done(void* request, ucs_status_t status, size_t, void* user_data) {
+    auto op = static_cast<recv_op*>(user_data);
+    op->self->received(op->conn, op->slot.get(), status);
+    delete op;
+    ucp_request_free(request);
+  }
+
+  static ucs_status_t on_am(void* arg, const void* header, size_t header_length,
+                            void* data, size_t length, const ucp_am_recv_param_t* param) {
+    auto a = static_cast<am_handler_arg*>(arg);
+    return a->self->handle_am(a->kind, header, header_length, data, length, param);
+  }
+
+  ucs_status_t handle_am(am_kind kind, const void* header, size_t header_length,
+                         void* data, size_t length, const ucp_am_recv_param_t* param);
+  void flushed(conn_id id, ucs_status_t status);
+  void received(conn_id id, inbox_slot* slot, ucs_status_t status);
+  void start_rndv(conn_id owner, const slot_ptr& slot);
+  void deliver(conn_id id);
+};
+
+// -- setup ----------------------------------------------------------------------------
+
+std::string engine::impl::setup() {
+  ucp_config_t* config = nullptr;
+  auto status = ucp_config_read(nullptr, nullptr, &config);
+  if (status != UCS_OK)
+    return "ucp_config_read: " + status_text(status);
+  ucp_params_t params{};
+  params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
+  params.features = UCP_FEATURE_AM | UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP;
+  params.mt_workers_shared = 0;
+  status = ucp_init(&params, config, &context);
+  ucp_config_release(config);
+  if (status != UCS_OK)
+    return "ucp_init: " + status_text(status);
+
+  ucp_worker_params_t wparams{};
+  wparams.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  wparams.thread_mode = UCS_THREAD_MODE_SINGLE;
+  status = ucp_worker_create(context, &wparams, &worker);
+  if (status != UCS_OK)
+    return "ucp_worker_create: " + status_text(status);
+
+  for (auto kind : {am_kind::hello, am_kind::hello_ack, am_kind::envelope}) {
+    auto& arg = handler_args[static_cast<int>(kind) - 1];
+    arg = {this, kind};
+    ucp_am_handler_param_t hp{};
+    hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB
+                    | UCP_AM_HANDLER_PARAM_FIELD_ARG | UCP_AM_HANDLER_PARAM_FIELD_FLAGS;
+    hp.id = static_cast<unsigned>(kind);
+    hp.cb = &impl::on_am;
+    hp.arg = &arg;
+    hp.flags = UCP_AM_FLAG_WHOLE_MSG;
+    status = ucp_worker_set_am_recv_handler(worker, &hp);
+    if (status != UCS_OK)
+      return "ucp_worker_set_am_recv_handler: " + status_text(status);
+  }
+
+  status = ucp_worker_get_efd(worker, &worker_fd);
+  if (status != UCS_OK)
+    return "ucp_worker_get_efd: " + status_text(status);
+  epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd < 0)
+    return std::string{"epoll_create1: "} + std::strerror(errno);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = worker_fd;
+  if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, worker_fd, &ev) != 0)
+    return std::string{"epoll_ctl: "} + std::strerror(errno);
+
+  sockaddr_storage addr{};
+  unsigned addr_len = 0;
+  auto err = resolve_address(opts.host, opts.port, addr, addr_len);
+  if (!err.empty())
+    return err;
+  ucp_listener_params_t lparams{};
+  lparams.field_mask =
+    UCP_LISTENER_PARAM_FIELD_SOCK_ADDR | UCP_LISTENER_PARAM_FIELD_CONN_HANDLER;
+  lparams.sockaddr.addr = reinterpret_cast<const sockaddr*>(&addr);
+  lparams.sockaddr.addrlen = addr_len;
+  lparams.conn_handler.cb = &impl::on_conn_request;
+  lparams.conn_handler.arg = this;
+  status = ucp_listener_create(worker, &lparams, &listener);
+  if (status != UCS_OK)
+    return "cannot listen on " + opts.host + ":" + std::to_string(opts.port) + ": "
+           + status_text(status);
+  ucp_listener_attr_t lattr{};
+  lattr.field_mask = UCP_LISTENER_ATTR_FIELD_SOCKADDR;
+  status = ucp_listener_query(listener, &lattr);
+  if (status != UCS_OK)
+    return "ucp_listener_query: " + status_text(status);
+  if (lattr.sockaddr.ss_family == AF_INET)
+    bound_port = ntohs(reinterpret_cast<sockaddr_in*>(&lattr.sockaddr)->sin_port);
+  else
+    bound_port = ntohs(reinterpret_cast<sockaddr_in6*>(&lattr.sockaddr)->sin6_port);
+  return {};
+}
+
+void engine::impl::close_endpoint(ucp_ep_h ep, bool force) {
+  ucp_request_param_t rp{};
+  rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  rp.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+  auto req = ucp_ep_close_nbx(ep, &rp);
+  if (req == nullptr || UCS_PTR_IS_ERR(req))
+    return;
+  auto deadline = std::chrono::steady_clock::now() + close_grace;
+  while (ucp_request_check_status(req) == UCS_INPROGRESS) {
+    ucp_worker_progress(worker);
+    if (std::chrono::steady_clock::now() > deadline) {
+      ucp_request_cancel(worker, req);
+      break;
+    }
+  }
+  ucp_request_free(req);
+}
+
+void engine::impl::shutdown() {
+  {
+    std::lock_guard<std::mutex> guard{queue_mtx};
+    accepting_posts = false;
+    queue.clear();
+  }
+  for (auto& kvp : conns) {
+    auto& c = *kvp.second;
+    if (c.ep != nullptr)
+      close_endpoint(c.ep, c.failed);
+    c.ep = nullptr;
+  }
+  // Complete or cancel what is still in flight so its buffers are freed.
+  for (int i = 0; i < 100 && ucp_worker_progress(worker) != 0; ++i) {
+  }
+  for (auto request : accepts)
+    ucp_listener_reject(listener, request);
+  accepts.clear();
+  for (auto& kvp : conns)
+    for (auto& slot : kvp.second->inbox)
+      if (slot->rndv_desc != nullptr)
+        ucp_am_data_release(worker, slot->rndv_desc);
+  conns.clear();
+  by_ep.clear();
+  if (listener != nullptr)
+    ucp_listener_destroy(listener);
+  listener = nullptr;
+  if (epoll_fd >= 0)
+    ::close(epoll_fd);
+  epoll_fd = -1;
+  if (worker != nullptr)
+    ucp_worker_destroy(worker);
+  worker = nullptr;
+  if (context != nullptr)
+    ucp_cleanup(context);
+  context = nullptr;
+}
+
+// -- the loop -------------------------------------------------------------------------
+
+void engine::impl::run() {
+  thread_id = std::this_thread::get_id();
+  auto err = setup();
+  if (!err.empty()) {
+    shutdown();
+    started.set_value(err);
+    return;
+  }
+  started.set_value({});
+  while (!stop_requested.load(std::memory_order_acquire)) {
+    bool busy = ucp_worker_progress(worker) != 0;
+    dispatch();
+    busy = drain_posts() || busy;
+    dispatch();
+    if (!busy && !opts.busy_poll)
+      wait_for_events();
+  }
+  shutdown();
+}
+
+bool engine::impl::drain_posts() {
+  std::vector<std::function<void()>> batch;
+  {
+    std::lock_guard<std::mutex> guard{queue_mtx};
+    batch.swap(queue);
+  }
+  for (auto& fn : batch)
+    fn();
+  return !batch.empty();
+}
+
+void engine::impl::wait_for_events() {
+  // ucp_worker_arm says BUSY when events are pending: then progress again.
+  if (ucp_worker_arm(worker) == UCS_ERR_BUSY)
+    return;
+  {
+    std::lock_guard<std::mutex> guard{queue_mtx};
+    if (!queue.empty())
+      return;
+  }
+  epoll_event ev;
+  ::epoll_wait(epoll_fd, &ev, 1, idle_wait_ms);
+}
+
+void engine::impl::dispatch() {
+  // Accept new connections.
+  while (!accepts.empty()) {
+    auto batch = std::move(accepts);
+    accepts.clear();
+    for (auto request : batch)
+      accept(request);
+  }
+  // Start rendezvous receives the AM callbacks asked for.
+  while (!rndv_to_start.empty()) {
+    auto batch = std::move(rndv_to_start);
+    rndv_to_start.clear();
+    for (auto& [owner, slot] : batch)
+      start_rndv(owner, slot);
+  }
+  for (auto& [id, reason] : drops)
+    handler.on_drop(id, reason);
+  drops.clear();
+  while (!ready_to_deliver.empty()) {
+    auto batch = std::move(ready_to_deliver);
+    ready_to_deliver.clear();
+    for (auto id : batch)
+      deliver(id);
+  }
+  while (!fails.empty()) {
+    auto batch = std::move(fails);
+    fails.clear();
+    for (auto& [id, reason] : batch)
+      fail_connection(id, reason);
+  }
+}
+
+// -- connections ----------------------------------------------------------------------
+
+void engine::impl::accept(ucp_conn_request_h request) {
+  ucp_ep_params_t ep_params{};
+  ep_params.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLER
+                         | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+  ep_params.conn_request = request;
+  ep_params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+  ep_params.err_handler.cb = &impl::on_ep_error;
+  ep_params.err_handler.arg = this;
+  ucp_ep_h ep = nullptr;
+  auto status = ucp_ep_create(worker, &ep_params, &ep);
+  if (status != UCS_OK) {
+    TROUPE_LOG_WARNING(log_component,
+                       "cannot accept a connection: " << status_text(status));
+    return;
+  }
+  handler.on_accepted(add_connection(ep));
+}
+
+void engine::impl::fail_connection(conn_id id, const std::string& reason) {
+  auto c = find(id);
+  if (c == nullptr || c->failed)
+    return;
+  c->failed = true;
+  c->ready = false;
+  c->waiting.clear();
+  if (c->ep != nullptr) {
+    by_ep.erase(c->ep);
+    close_endpoint(c->ep, true);
+    c->ep = nullptr;
+  }
+  // Frames already complete are still handed on: they were accepted before the
+  // failure. Incomplete ones are lost with the connection.
+  deliver(id);
+  for (auto& slot : c->inbox)
+    if (slot->rndv_desc != nullptr)
+      ucp_am_data_release(worker, slot->rndv_desc);
+  conns.erase(id);
+  handler.on_conn_failed(id, reason);
+}
+
+void engine::impl::start_send(connection& c, am_kind kind, word_buffer header,
+                              word_buffer payload) {
+  auto op = new send_op{this, c.id, std::move(header), std::move(payload)};
+  ucp_request_param_t rp{};
+  rp.op_attr_mask =
+    UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+  rp.cb.send = &impl::on_send_done;
+  rp.user_data = op;
+  // REPLY makes UCX tell the receiver which endpoint a message came on.
+  rp.flags = UCP_AM_SEND_FLAG_REPLY;
+  auto req =
+    ucp_am_send_nbx(c.ep, static_cast<unsigned>(kind), op->header.data(),
+                    op->header.size(), op->payload.data(), op->payload.size(), &rp);
+  if (req == nullptr) {
+    delete op; // completed in place
+  } else if (UCS_PTR_IS_ERR(req)) {
+    fails.emplace_back(c.id, "send failed: " + status_text(UCS_PTR_STATUS(req)));
+    delete op;
+  }
+}
+
+void engine::impl::flushed(conn_id id, ucs_status_t status) {
+  auto c = find(id);
+  if (c == nullptr || c->failed)
+    return;
+  c->flushing = false;
+  if (status != UCS_OK) {
+    fails.emplace_back(id, "wireup failed: " + status_text(status));
+    return;
+  }
+  c->ready = true;
+  while (!c->waiting.empty()) {
+    auto p = std::move(c->waiting.front());
+    c->waiting.pop_front();
+    start_send(*c, p.kind, std::move(p.header), std::move(p.payload));
+  }
+}
+
+// -- receiving ------------------------------------------------------------------------
+
+ucs_status_t engine::impl::handle_am(am_kind kind, const void* header,
+                                     size_t header_length, void* data, size_t length,
+                                     const ucp_am_recv_param_t* param) {
+  connection* c = nullptr;
+  if ((param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0) {
+    auto it = by_ep.find(param->reply_ep);
+    if (it != by_ep.end())
+      c = find(it->second);
+  }
+  if (c == nullptr || c->failed) {
+    drops.emplace_back(0, "unknown connection");
+    return UCS_OK; // a rendezvous descriptor is dropped by UCX on UCS_OK
+  }
+  if (length > opts.max_payload) {
+    drops.emplace_back(c->id, "oversized payload");
+    return UCS_OK;
+  }
+  auto slot = std::make_shared<inbox_slot>();
+  slot->f.kind = kind;
+  // Neither the header nor eager data is 8-byte aligned: copy into words.
+  slot->f.header = word_buffer::copy_of(header, header_length);
+  bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
+  ucs_status_t result = UCS_OK;
+  if (rndv) {
+    slot->f.payload = word_buffer{length};
+    slot->rndv_desc = data;
+    rndv_to_start.emplace_back(c->id, slot);
+    result = UCS_INPROGRESS;
+  } else {
+    slot->f.payload = word_buffer::copy_of(data, length);
+    slot->complete = true;
+  }
+  bool was_empty = c->inbox.empty();
+  c->inbox.push_back(std::move(slot));
+  if (was_empty && c->inbox.front()->complete)
+    ready_to_deliver.push_back(c->id);
+  return result;
+}
+
+void engine::impl::start_rndv(conn_id owner, const slot_ptr& slot) {
+  if (find(owner) == nullptr)
+    return; // its connection failed meanwhile and released the descriptor
+  auto desc = slot->rndv_desc;
+  slot->rndv_desc = nullptr;
+  auto op = new recv_op{this, owner, slot};
+  ucp_request_param_t rp{};
+  rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  rp.cb.recv_am = &impl::on_recv_done;
+  rp.user_data = op;
+  // The request must live until its callback: freeing it early hangs the receive.
+  auto req = ucp_am_recv_data_nbx(worker, desc, slot->f.payload.data(),
+                                  slot->f.payload.size(), &rp);
+  if (req == nullptr) {
+    delete op;
+    received(owner, slot.get(), UCS_OK);
+  } else if (UCS_PTR_IS_ERR(req)) {
+    delete op;
+    received(owner, slot.get(), UCS_PTR_STATUS(req));
+  }
+}
+
+void engine::impl::received(conn_id id, inbox_slot* slot, ucs_status_t status) {
+  auto c = find(id);
+  if (c == nullptr)
+    return;
+  slot->complete = true;
+  slot->failed = status != UCS_OK;
+  if (!c->inbox.empty() && c->inbox.front().get() == slot)
+    ready_to_deliver.push_back(id);
+}
+
+void engine::impl::deliver(conn_id id) {
+  auto c = find(id);
+  if (c == nullptr)
+    return;
+  while (!c->inbox.empty() && c->inbox.front()->complete) {
+    auto slot = std::move(c->inbox.front());
+    c->inbox.pop_front();
+    if (slot->failed) {
+      handler.on_drop(id, "payload receive failed");
+      continue;
+    }
+    handler.on_frame(id, std::move(slot->f));
+    // The handler may have failed or closed this connection.
+    c = find(id);
+    if (c == nullptr)
+      return;
+  }
+}
+
+// -- engine ---------------------------------------------------------------------------
+
+engine::engine(engine_handler& handler, engine_options options)
+  : impl_(std::make_unique<impl>(handler, std::move(options))) {
+}
+
+engine::~engine() {
+  stop();
+}
+
+std::string engine::start() {
+  auto result = impl_->started.get_future();
+  impl_->thread = std::thread{[this] { impl_->run(); }};
+  auto err = result.get();
+  if (!err.empty())
+    impl_->thread.join();
+  return err;
+}
+
+void engine::stop() {
+  if (!impl_->thread.joinable())
+    return;
+  impl_->stop_requested.store(true, std::memory_order_release);
+  {
+    std::lock_guard<std::mutex> guard{impl_->queue_mtx};
+    if (impl_->worker != nullptr && impl_->accepting_posts)
+      ucp_worker_signal(impl_->worker);
+  }
+  impl_->thread.join();
+}
+
+uint16_t engine::port() const {
+  return impl_->bound_port;
+}
+
+void engine::post(std::function<void()> fn) {
+  std::lock_guard<std::mutex> guard{impl_->queue_mtx};
+  if (!impl_->accepting_posts || impl_->worker == nullptr)
+    return;
+  bool was_empty = impl_->queue.empty();
+  impl_->queue.push_back(std::move(fn));
+  // ucp_worker_signal is the one worker call that is safe from any thread. The lock
+  // only keeps the worker alive across it (shutdown takes the same lock first).
+  if (was_empty)
+    ucp_worker_signal(impl_->worker);
+}
+
+bool engine::on_progress_thread() const {
+  return impl_->thread_id.load() == std::this_thread::get_id();
+}
+
+conn_id engine::connect(const sockaddr_storage& addr, unsigned addr_len) {
+  auto& d = *impl_;
+  ucp_ep_params_t ep_params{};
+  ep_params.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR
+                         | UCP_EP_PARAM_FIELD_ERR_HANDLER
+                         | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+  ep_params.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
+  ep_params.sockaddr.addr = reinterpret_cast<const sockaddr*>(&addr);
+  ep_params.sockaddr.addrlen = addr_len;
+  ep_params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+  ep_params.err_handler.cb = &impl::on_ep_error;
+  ep_params.err_handler.arg = impl_.get();
+  ucp_ep_h ep = nullptr;
+  auto status = ucp_ep_create(d.worker, &ep_params, &ep);
+  if (status != UCS_OK) {
+    // Report through the same path as a later failure, with a connection id.
+    auto c = std::make_unique<impl::connection>();
+    c->id = d.next_conn++;
+    auto id = c->id;
+    d.conns.emplace(id, std::move(c));
+    d.fails.emplace_back(id, "cannot connect: " + status_text(status));
+    return id;
+  }
+  return d.add_connection(ep);
+}
+
+void engine::send_now(conn_id conn, am_kind kind, word_buffer header,
+                      word_buffer payload) {
+  auto c = impl_->find(conn);
+  if (c == nullptr || c->failed)
+    return;
+  impl_->start_send(*c, kind, std::move(header), std::move(payload));
+}
+
+void engine::send(conn_id conn, am_kind kind, word_buffer header, word_buffer payload) {
+  auto c = impl_->find(conn);
+  if (c == nullptr || c->failed)
+    return;
+  if (!c->ready) {
+    c->waiting.push_back({kind, std::move(header), std::move(payload)});
+    return;
+  }
+  impl_->start_send(*c, kind, std::move(header), std::move(payload));
+}
+
+void engine::make_ready(conn_id conn) {
+  auto& d = *impl_;
+  auto c = d.find(conn);
+  if (c == nullptr || c->failed || c->ready || c->flushing)
+    return;
+  c->flushing = true;
+  auto op = new impl::flush_op{&d, conn};
+  ucp_request_param_t rp{};
+  rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  rp.cb.send = &impl::on_flush_done;
+  rp.user_data = op;
+  auto req = ucp_ep_flush_nbx(c->ep, &rp);
+  if (req == nullptr) {
+    delete op;
+    d.flushed(conn, UCS_OK);
+  } else if (UCS_PTR_IS_ERR(req)) {
+    delete op;
+    d.flushed(conn, UCS_PTR_STATUS(req));
+  }
+}
+
+void engine::close(conn_id conn) {
+  auto& d = *impl_;
+  auto c = d.find(conn);
+  if (c == nullptr)
+    return;
+  if (c->ep != nullptr) {
+    d.by_ep.erase(c->ep);
+    d.close_endpoint(c->ep, c->failed);
+  }
+  for (auto& slot : c->inbox)
+    if (slot->rndv_desc != nullptr)
+      ucp_am_data_release(d.worker, slot->rndv_desc);
+  d.conns.erase(conn);
+}
+
+std::string resolve_address(const std::string& host, uint16_t port, sockaddr_storage& out,
+                            unsigned& out_len) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* result = nullptr;
+  auto service = std::to_string(port);
+  int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &result);
+  if (rc != 0)
+    return "cannot resolve host '" + host + "': " + ::gai_strerror(rc);
+  std::memcpy(&out, result->ai_addr, result->ai_addrlen);
+  out_len = static_cast<unsigned>(result->ai_addrlen);
+  ::freeaddrinfo(result);
+  return {};
+}
+
+} // namespace troupe::transport::detail

@@ -1,0 +1,104 @@
+#pragma once
+// The UCX part of the middleman: one UCP context and worker, driven by one progress
+// thread that alone touches them (DESIGN.md, "Transport"). It knows connections and
+// byte frames, nothing of actors. UCX headers stay in the .cpp.
+//
+// Threads: `post` may be called from any thread; everything else, and every
+// `engine_handler` callback, runs on the progress thread.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "transport/detail/word_buffer.hpp"
+
+struct sockaddr_storage;
+
+namespace troupe::transport::detail {
+
+using conn_id = uint64_t;
+
+/// Active message ids.
+enum class am_kind : uint16_t { hello = 1, hello_ack = 2, envelope = 3 };
+
+struct frame {
+  am_kind kind;
+  word_buffer header;  ///< the AM header, copied into words
+  word_buffer payload; ///< the AM data, received into words
+};
+
+/// Receives the engine's events, on the progress thread.
+class engine_handler {
+public:
+  virtual ~engine_handler() = default;
+  /// A peer connected to our listener.
+  virtual void on_accepted(conn_id conn) = 0;
+  /// A whole frame arrived; frames of one connection arrive in send order.
+  virtual void on_frame(conn_id conn, frame&& f) = 0;
+  /// A frame was dropped before it could be handed on (`reason` names why).
+  virtual void on_drop(conn_id conn, const char* reason) = 0;
+  /// The connection is gone (peer died, closed, or never came up); `reason` says why.
+  virtual void on_conn_failed(conn_id conn, const std::string& reason) = 0;
+};
+
+struct engine_options {
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+  bool busy_poll = false;
+  /// Largest payload accepted from a peer, in bytes; bigger frames are dropped.
+  size_t max_payload = size_t{1} << 30;
+};
+
+class engine {
+public:
+  engine(engine_handler& handler, engine_options options);
+  ~engine();
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
+
+  /// Starts the progress thread and the listener; returns once listening. Returns an
+  /// empty string on success, otherwise what failed (with the address).
+  std::string start();
+
+  /// Closes every connection and joins the progress thread. Idempotent.
+  void stop();
+
+  /// The port the listener got (the configured one, or the one the OS chose for 0).
+  uint16_t port() const;
+
+  /// Runs `fn` on the progress thread, soon. Safe from any thread; dropped after stop.
+  void post(std::function<void()> fn);
+
+  bool on_progress_thread() const;
+
+  // -- progress thread only ---------------------------------------------------------
+
+  /// Starts connecting to `addr`. Returns the connection id; failure arrives through
+  /// `on_conn_failed`.
+  conn_id connect(const sockaddr_storage& addr, unsigned addr_len);
+
+  /// Sends at once, even before the connection is ready (for the handshake).
+  void send_now(conn_id conn, am_kind kind, word_buffer header, word_buffer payload);
+
+  /// Sends once the connection is ready, in call order.
+  void send(conn_id conn, am_kind kind, word_buffer header, word_buffer payload);
+
+  /// Flushes the connection's wireup, then sends what `send` queued and sends
+  /// directly from then on.
+  void make_ready(conn_id conn);
+
+  /// Closes a connection without reporting it as failed.
+  void close(conn_id conn);
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+/// Resolves "host" and port into a socket address. Returns an empty string on
+/// success, otherwise the resolver's reason.
+std::string resolve_address(const std::string& host, uint16_t port, sockaddr_storage& out,
+                            unsigned& out_len);
+
+} // namespace troupe::transport::detail

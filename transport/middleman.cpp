@@ -1,0 +1,855 @@
+#include "transport/middleman.hpp"
+
+#include <atomic>
+#include <cstdlib>
+#include <future>
+#include <random>
+#include <mutex>
+#include <set>
+#include <sys/socket.h>
+#include <unordered_map>
+#include <vector>
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <caf/actor_cast.hpp>
+#include <caf/actor_config.hpp>
+#include <caf/actor_proxy.hpp>
+#include <caf/actor_registry.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/make_actor.hpp>
+#include <caf/mailbox_element.hpp>
+#include <caf/message_id.hpp>
+#include <caf/scoped_execution_unit.hpp>
+#include <caf/sec.hpp>
+#include <kj/exception.h>
+
+#include "base/error.hpp"
+#include "base/log.hpp"
+#include "schema/envelope.capnp.h"
+#include "transport/address.hpp"
+#include "transport/detail/ucx_engine.hpp"
+#include "transport/detail/node_codec.hpp"
+
+namespace troupe::transport {
+
+using detail::am_kind;
+using detail::conn_id;
+using detail::frame;
+using detail::word_buffer;
+
+namespace {
+
+constexpr const char* log_component = "transport";
+
+/// Largest envelope header we accept; real ones are ~150 bytes.
+constexpr size_t max_header_bytes = 4096;
+
+word_buffer to_words(capnp::MessageBuilder& message) {
+  auto flat = capnp::messageToFlatArray(message);
+  auto bytes = flat.asBytes();
+  return word_buffer::copy_of(bytes.begin(), bytes.size());
+}
+
+/// A reader over an aligned buffer, limited to what the buffer can hold. Throws
+/// kj::Exception on malformed input; callers catch it and count a drop.
+class buffer_reader {
+public:
+  explicit buffer_reader(const word_buffer& buf)
+    : reader_(
+      kj::arrayPtr(reinterpret_cast<const capnp::word*>(buf.words()), buf.word_count()),
+      limits(buf)) {
+    if (buf.size() % sizeof(capnp::word) != 0)
+      KJ_FAIL_REQUIRE("message is not a whole number of words");
+  }
+
+  template <class T>
+  typename T::Reader root() {
+    return reader_.getRoot<T>();
+  }
+
+private:
+  static capnp::ReaderOptions limits(const word_buffer& buf) {
+    capnp::ReaderOptions opts;
+    // A message can't legitimately traverse more words than it has (plus slack for
+    // default-valued pointers); this stops amplification by shared pointers.
+    opts.traversalLimitInWords = buf.word_count() + 64;
+    opts.nestingLimit = 16;
+    return opts;
+  }
+  capnp::FlatArrayMessageReader reader_;
+};
+
+/// Hands messages from proxies to the middleman; survives it, so a proxy that
+/// outlives the transport drops its messages instead of touching freed memory.
+class forwarder {
+public:
+  explicit forwarder(std::weak_ptr<middleman::impl> mm) : mm_(std::move(mm)) {}
+  std::shared_ptr<middleman::impl> get() const { return mm_.lock(); }
+
+private:
+  std::weak_ptr<middleman::impl> mm_;
+};
+
+} // namespace
+
+// -- the middleman's state ------------------------------------------------------------
+
+struct middleman::impl : detail::engine_handler,
+                         std::enable_shared_from_this<middleman::impl> {
+  struct lookup_result {
+    caf::node_id node;
+    caf::actor_id aid = 0;
+    caf::error err;
+  };
+  using lookup_promise = std::shared_ptr<std::promise<lookup_result>>;
+  using ready_callback = std::function<void(conn_id, const std::string* error)>;
+
+  struct conn_state {
+    bool outgoing = false;
+    bool handshaken = false;
+    std::string target_uri; // for outgoing connections
+    caf::node_id node;
+    std::vector<ready_callback> on_ready;
+  };
+
+  struct peer {
+    caf::node_id node;
+    std::string address;
+    uint64_t incarnation = 0;
+    conn_id send_conn = 0;
+    std::set<conn_id> conns;
+    /// Requests sent to this node still waiting for their response:
+    /// (requester actor id, request id) -> requester.
+    std::map<std::pair<caf::actor_id, uint64_t>, caf::strong_actor_ptr> pending;
+  };
+
+  struct outgoing_message {
+    caf::node_id node;
+    word_buffer header;
+    word_buffer payload;
+    caf::strong_actor_ptr sender;
+    caf::message_id mid;
+    caf::actor_id dest = 0;
+  };
+
+  impl(caf::actor_system& system, middleman& parent)
+    : sys(system), proxies(system, parent), exec_unit(&system) {
+    exec_unit.proxy_registry_ptr(&proxies);
+    std::random_device rd;
+    incarnation = (uint64_t{rd()} << 32) | rd();
+  }
+
+  caf::actor_system& sys;
+  caf::proxy_registry proxies;
+  caf::scoped_execution_unit exec_unit; // deserializes with `proxies` in reach
+  detail::engine_options opts;
+  std::unique_ptr<detail::engine> engine;
+  caf::error start_err;
+  std::string address_uri;
+  uint64_t incarnation = 0;
+  std::shared_ptr<forwarder> fwd;
+
+  std::atomic<uint64_t> msgs_out{0}, bytes_out{0}, msgs_in{0}, bytes_in{0};
+  std::atomic<uint64_t> peer_count{0};
+  mutable std::mutex drops_mtx;
+  std::map<std::string, uint64_t> drops;            // guarded by drops_mtx
+  std::set<std::pair<conn_id, std::string>> logged; // guarded by drops_mtx
+
+  mutable std::mutex published_mtx;
+  std::map<std::string, caf::weak_actor_ptr> published; // guarded by published_mtx
+
+  // Progress-thread state.
+  std::unordered_map<conn_id, conn_state> conns;
+  std::map<caf::node_id, peer> peers;
+  std::map<std::string, conn_id> by_uri; // outgoing connections by target URI
+  std::map<uint64_t, lookup_promise> lookups;
+  std::atomic<uint64_t> next_lookup{1};
+  std::set<std::pair<caf::node_id, caf::actor_id>> monitored; // remote holders
+
+  // -- helpers ----------------------------------------------------------------------
+
+  void count_drop(conn_id conn, const std::string& reason) {
+    std::lock_guard<std::mutex> guard{drops_mtx};
+    ++drops[reason];
+    // Logged once per connection and reason, so a hostile peer cannot flood the log.
+    if (logged.emplace(conn, reason).second)
+      TROUPE_LOG_WARNING(log_component,
+                         "dropped a message (connection "
+                           << conn << "): " << reason
+                           << "; further drops of this kind are only counted");
+  }
+
+  word_buffer make_envelope(const caf::node_id& src_node, caf::actor_id src,
+                            const caf::node_id& dst_node, caf::actor_id dst,
+                            caf::message_id mid, schema::PayloadKind kind,
+                            size_t payload_size) {
+    capnp::MallocMessageBuilder message{64};
+    auto env = message.initRoot<schema::Envelope>();
+    detail::write_node_id(src_node, env.initSource().initNode());
+    env.getSource().setActorId(src);
+    detail::write_node_id(dst_node, env.initDestination().initNode());
+    env.getDestination().setActorId(dst);
+    env.setMessageId(mid.integer_value());
+    env.setFlags(mid.is_request() ? schema::Flags::REQUEST : 0);
+    env.setPayloadKind(kind);
+    env.setPayloadSize(payload_size);
+    return to_words(message);
+  }
+
+  word_buffer serialize(caf::message msg) {
+    std::vector<char> buf;
+    caf::binary_serializer sink{sys, buf};
+    if (auto err = sink(msg)) {
+      TROUPE_LOG_ERROR(log_component, "cannot serialize a message: " << describe(err));
+      return {};
+    }
+    return word_buffer::copy_of(buf.data(), buf.size());
+  }
+
+  void send_control(conn_id conn, capnp::MessageBuilder& control) {
+    auto it = conns.find(conn);
+    if (it == conns.end())
+      return;
+    auto payload = to_words(control);
+    auto header = make_envelope(sys.node(), 0, it->second.node, 0, caf::make_message_id(),
+                                schema::PayloadKind::CONTROL, payload.size());
+    engine->send(conn, am_kind::envelope, std::move(header), std::move(payload));
+  }
+
+  void send_hello(conn_id conn, am_kind kind) {
+    capnp::MallocMessageBuilder message{64};
+    auto hello = message.initRoot<schema::Hello>();
+    hello.setProtocolVersion(protocol_version);
+    detail::write_node_id(sys.node(), hello.initNode());
+    hello.setIncarnation(incarnation);
+    hello.setAddress(address_uri);
+    engine->send_now(conn, kind, to_words(message), {});
+  }
+
+  // -- engine_handler ---------------------------------------------------------------
+
+  void on_accepted(conn_id conn) override {
+    TROUPE_LOG_DEBUG(log_component, "accepted connection " << conn);
+    conns[conn].outgoing = false;
+  }
+
+  void on_frame(conn_id conn, frame&& f) override {
+    msgs_in.fetch_add(1, std::memory_order_relaxed);
+    bytes_in.fetch_add(f.header.size() + f.payload.size(), std::memory_order_relaxed);
+    if (f.header.size() > max_header_bytes) {
+      count_drop(conn, "oversized header");
+      return;
+    }
+    try {
+      switch (f.kind) {
+        case am_kind::hello:
+        case am_kind::hello_ack:
+          handle_hello(conn, f);
+          break;
+        case am_kind::envelope:
+          handle_envelope(conn, f);
+          break;
+      }
+    } catch (const kj::Exception& e) {
+      count_drop(conn, "malformed Cap'n Proto message");
+    }
+  }
+
+  void on_drop(conn_id conn, const char* reason) override { count_drop(conn, reason); }
+
+  void on_conn_failed(conn_id conn, const std::string& reason) override;
+
+  // -- handshake --------------------------------------------------------------------
+
+  void handle_hello(conn_id conn, const frame& f) {
+    buffer_reader reader{f.header};
+    auto hello = reader.root<schema::Hello>();
+    auto& state = conns[conn];
+    TROUPE_LOG_DEBUG(log_component, (f.kind == am_kind::hello ? "hello" : "hello ack")
+                                      << " on connection " << conn << " from "
+                                      << hello.getAddress().cStr());
+    if (hello.getProtocolVersion() != protocol_version) {
+      TROUPE_LOG_WARNING(log_component, "refusing peer "
+                                          << hello.getAddress().cStr()
+                                          << ": it speaks protocol version "
+                                          << hello.getProtocolVersion() << ", we speak "
+                                          << protocol_version);
+      count_drop(conn, "protocol version mismatch");
+      fail_callbacks(state, "peer speaks another protocol version");
+      forget_conn(conn);
+      engine->close(conn);
+      return;
+    }
+    caf::node_id node;
+    if (!detail::read_node_id(hello.getNode(), node) || !node) {
+      count_drop(conn, "hello without a valid node id");
+      return;
+    }
+    if (state.handshaken) {
+      count_drop(conn, "repeated hello");
+      return;
+    }
+    state.handshaken = true;
+    state.node = node;
+    auto [it, added] = peers.try_emplace(node);
+    auto& p = it->second;
+    if (added) {
+      p.node = node;
+      p.address = hello.getAddress().cStr();
+      p.incarnation = hello.getIncarnation();
+      p.send_conn = conn;
+      peer_count.fetch_add(1, std::memory_order_relaxed);
+      TROUPE_LOG_INFO(log_component, "connected to " << p.address << " (node "
+                                                     << caf::to_string(node) << ")");
+    }
+    p.conns.insert(conn);
+    if (f.kind == am_kind::hello)
+      send_hello(conn, am_kind::hello_ack);
+    engine->make_ready(conn);
+    auto callbacks = std::move(state.on_ready);
+    state.on_ready.clear();
+    for (auto& cb : callbacks)
+      cb(conn, nullptr);
+  }
+
+  void fail_callbacks(conn_state& state, const std::string& why) {
+    auto callbacks = std::move(state.on_ready);
+    state.on_ready.clear();
+    for (auto& cb : callbacks)
+      cb(0, &why);
+  }
+
+  void forget_conn(conn_id conn) {
+    auto it = conns.find(conn);
+    if (it == conns.end())
+      return;
+    if (it->second.outgoing) {
+      auto u = by_uri.find(it->second.target_uri);
+      if (u != by_uri.end() && u->second == conn)
+        by_uri.erase(u);
+    }
+    conns.erase(it);
+  }
+
+  /// Calls `cb` with a handshaken connection to `uri`, connecting if needed.
+  void with_connection(const std::string& uri, const sockaddr_storage& addr,
+                       unsigned addr_len, ready_callback cb) {
+    for (auto& kvp : peers)
+      if (kvp.second.address == uri) {
+        cb(kvp.second.send_conn, nullptr);
+        return;
+      }
+    if (auto it = by_uri.find(uri); it != by_uri.end() && conns.count(it->second) > 0) {
+      auto& state = conns[it->second];
+      if (state.handshaken)
+        cb(it->second, nullptr);
+      else
+        state.on_ready.push_back(std::move(cb));
+      return;
+    }
+    auto conn = engine->connect(addr, addr_len);
+    TROUPE_LOG_DEBUG(log_component, "connecting to " << uri << " as connection " << conn);
+    auto& state = conns[conn];
+    state.outgoing = true;
+    state.target_uri = uri;
+    state.on_ready.push_back(std::move(cb));
+    by_uri[uri] = conn;
+    send_hello(conn, am_kind::hello);
+  }
+
+  // -- envelopes --------------------------------------------------------------------
+
+  void handle_envelope(conn_id conn, const frame& f) {
+    auto state_it = conns.find(conn);
+    if (state_it == conns.end() || !state_it->second.handshaken) {
+      count_drop(conn, "message before handshake");
+      return;
+    }
+    const auto& peer_node = state_it->second.node;
+    buffer_reader reader{f.header};
+    auto env = reader.root<schema::Envelope>();
+    if (env.getPayloadSize() != f.payload.size()) {
+      count_drop(conn, "payload size mismatch");
+      return;
+    }
+    caf::node_id src_node;
+    if (!detail::read_node_id(env.getSource().getNode(), src_node)
+        || src_node != peer_node) {
+      count_drop(conn, "source is not the connected node");
+      return;
+    }
+    switch (env.getPayloadKind()) {
+      case schema::PayloadKind::CONTROL:
+        handle_control(conn, f.payload);
+        return;
+      case schema::PayloadKind::CAF_MESSAGE:
+        deliver(conn, peer_node, env, f.payload);
+        return;
+      default:
+        count_drop(conn, "unsupported payload kind");
+        return;
+    }
+  }
+
+  void deliver(conn_id conn, const caf::node_id& peer_node, schema::Envelope::Reader env,
+               const word_buffer& payload) {
+    caf::message msg;
+    caf::binary_deserializer source{
+      &exec_unit, reinterpret_cast<const char*>(payload.data()), payload.size()};
+    if (auto err = source(msg)) {
+      count_drop(conn, "malformed CAF message: " + describe(err));
+      return;
+    }
+    auto mid = caf::make_message_id(env.getMessageId());
+    auto src = env.getSource().getActorId();
+    auto dst = env.getDestination().getActorId();
+    if (mid.is_response()) {
+      auto p = peers.find(peer_node);
+      if (p != peers.end())
+        p->second.pending.erase({dst, mid.request_id().integer_value()});
+    }
+    auto dest = sys.registry().get(dst);
+    if (!dest) {
+      count_drop(conn, "unknown destination actor");
+      if (mid.is_request() && src != 0)
+        reply_error(conn, peer_node, src, dst, mid,
+                    make_error(errc::not_found, "actor " + std::to_string(dst) + " on "
+                                                  + address_uri + " does not exist"));
+      return;
+    }
+    caf::strong_actor_ptr sender;
+    if (src != 0)
+      sender = proxies.get_or_put(peer_node, src);
+    dest->enqueue(caf::make_mailbox_element(std::move(sender), mid, {}, std::move(msg)),
+                  &exec_unit);
+  }
+
+  void reply_error(conn_id conn, const caf::node_id& peer_node, caf::actor_id requester,
+                   caf::actor_id from, caf::message_id mid, caf::error err) {
+    auto payload = serialize(caf::make_message(std::move(err)));
+    auto header = make_envelope(sys.node(), from, peer_node, requester, mid.response_id(),
+                                schema::PayloadKind::CAF_MESSAGE, payload.size());
+    engine->send(conn, am_kind::envelope, std::move(header), std::move(payload));
+  }
+
+  // -- control ----------------------------------------------------------------------
+
+  void handle_control(conn_id conn, const word_buffer& payload) {
+    buffer_reader reader{payload};
+    auto ctl = reader.root<schema::Control>();
+    switch (ctl.which()) {
+      case schema::Control::LOOKUP:
+        answer_lookup(conn, ctl.getLookup().getRequestId(), ctl.getLookup().getKey());
+        return;
+      case schema::Control::LOOKUP_REPLY: {
+        auto r = ctl.getLookupReply();
+        auto it = lookups.find(r.getRequestId());
+        if (it == lookups.end())
+          return; // the caller gave up waiting
+        lookup_result result;
+        result.node = conns[conn].node;
+        result.aid = r.getActorId();
+        if (result.aid == 0)
+          result.err = make_error(errc::not_found, r.getError().cStr());
+        it->second->set_value(std::move(result));
+        lookups.erase(it);
+        return;
+      }
+      case schema::Control::MONITOR:
+        watch_local_actor(conn, ctl.getMonitor());
+        return;
+      case schema::Control::DOWN: {
+        caf::error reason;
+        auto data = ctl.getDown().getReason();
+        caf::binary_deserializer source{sys, reinterpret_cast<const char*>(data.begin()),
+                                        data.size()};
+        if (source(reason))
+          reason = caf::exit_reason::unknown;
+        proxies.erase(conns[conn].node, ctl.getDown().getActorId(), std::move(reason));
+        return;
+      }
+    }
+    count_drop(conn, "unknown control message");
+  }
+
+  void answer_lookup(conn_id conn, uint64_t request_id, capnp::Text::Reader key) {
+    caf::strong_actor_ptr found;
+    {
+      std::lock_guard<std::mutex> guard{published_mtx};
+      auto it = published.find(key.cStr());
+      if (it != published.end())
+        found = it->second.lock();
+    }
+    capnp::MallocMessageBuilder message{64};
+    auto reply = message.initRoot<schema::Control>().initLookupReply();
+    reply.setRequestId(request_id);
+    if (found) {
+      // Messages to it arrive by actor id: make sure the registry can resolve it.
+      sys.registry().put(found->id(), found);
+      reply.setActorId(found->id());
+    } else {
+      reply.setActorId(0);
+      reply.setError(std::string{"nothing is published under \""} + key.cStr() + "\" on "
+                     + address_uri);
+    }
+    send_control(conn, message);
+  }
+
+  void watch_local_actor(conn_id conn, caf::actor_id aid) {
+    auto node = conns[conn].node;
+    if (!monitored.emplace(node, aid).second)
+      return;
+    auto actor = sys.registry().get(aid);
+    if (!actor) {
+      send_down(node, aid, caf::exit_reason::unknown);
+      return;
+    }
+    std::weak_ptr<impl> weak = shared_from_this();
+    actor->get()->attach_functor([weak, node, aid](const caf::error& reason) {
+      if (auto self = weak.lock())
+        self->engine->post(
+          [self, node, aid, reason] { self->send_down(node, aid, reason); });
+    });
+  }
+
+  void send_down(const caf::node_id& node, caf::actor_id aid, const caf::error& reason) {
+    monitored.erase({node, aid});
+    auto p = peers.find(node);
+    if (p == peers.end())
+      return;
+    std::vector<char> buf;
+    caf::binary_serializer sink{sys, buf};
+    auto copy = reason;
+    if (sink(copy))
+      buf.clear();
+    capnp::MallocMessageBuilder message{64};
+    auto down = message.initRoot<schema::Control>().initDown();
+    down.setActorId(aid);
+    down.setReason(
+      kj::arrayPtr(reinterpret_cast<const kj::byte*>(buf.data()), buf.size()));
+    send_control(p->second.send_conn, message);
+  }
+
+  // -- sending ----------------------------------------------------------------------
+
+  void route(std::shared_ptr<outgoing_message> m) {
+    auto p = peers.find(m->node);
+    if (p == peers.end()) {
+      count_drop(0, "no connection to the destination node " + caf::to_string(m->node));
+      if (m->mid.is_request() && m->sender)
+        bounce(m->sender, m->mid,
+               make_error(errc::unreachable,
+                          "no connection to node " + caf::to_string(m->node)));
+      return;
+    }
+    if (m->mid.is_request() && m->sender)
+      p->second.pending.emplace(std::make_pair(m->sender->id(), m->mid.integer_value()),
+                                m->sender);
+    msgs_out.fetch_add(1, std::memory_order_relaxed);
+    bytes_out.fetch_add(m->header.size() + m->payload.size(), std::memory_order_relaxed);
+    engine->send(p->second.send_conn, am_kind::envelope, std::move(m->header),
+                 std::move(m->payload));
+  }
+
+  void bounce(const caf::strong_actor_ptr& requester, caf::message_id mid,
+              caf::error err) {
+    requester->enqueue(caf::make_mailbox_element(nullptr, mid.response_id(), {},
+                                                 caf::make_message(std::move(err))),
+                       &exec_unit);
+  }
+
+  void forward(const caf::node_id& node, caf::actor_id dest, caf::strong_actor_ptr sender,
+               caf::message_id mid, caf::message content) {
+    // Replies must find the sender by its id: keep it in the registry.
+    if (sender && sender->node() == sys.node())
+      sys.registry().put(sender->id(), sender);
+    auto m = std::make_shared<outgoing_message>();
+    m->payload = serialize(std::move(content));
+    m->header = make_envelope(sys.node(), sender ? sender->id() : 0, node, dest, mid,
+                              schema::PayloadKind::CAF_MESSAGE, m->payload.size());
+    m->node = node;
+    m->sender = std::move(sender);
+    m->mid = mid;
+    m->dest = dest;
+    engine->post([self = shared_from_this(), m] { self->route(m); });
+  }
+};
+
+void middleman::impl::on_conn_failed(conn_id conn, const std::string& reason) {
+  TROUPE_LOG_DEBUG(log_component, "connection " << conn << " failed: " << reason);
+  auto it = conns.find(conn);
+  if (it == conns.end())
+    return;
+  auto state = it->second;
+  forget_conn(conn);
+  if (!state.handshaken) {
+    fail_callbacks(state, reason);
+    return;
+  }
+  auto p = peers.find(state.node);
+  if (p == peers.end())
+    return;
+  // A node whose connection broke is gone: CAF semantics are per node, and a restarted
+  // node comes back with a new node id.
+  auto lost = std::move(p->second);
+  peers.erase(p);
+  peer_count.fetch_sub(1, std::memory_order_relaxed);
+  for (auto other : lost.conns) {
+    if (other == conn)
+      continue;
+    forget_conn(other);
+    engine->close(other);
+  }
+  TROUPE_LOG_INFO(log_component, "lost " << lost.address << " (node "
+                                         << caf::to_string(lost.node) << "): " << reason);
+  auto why = "node " + lost.address + " is gone: " + reason;
+  for (auto& [key, requester] : lost.pending)
+    bounce(requester, caf::make_message_id(key.second),
+           make_error(errc::unreachable, why));
+  for (auto mon = monitored.begin(); mon != monitored.end();)
+    mon = mon->first == lost.node ? monitored.erase(mon) : std::next(mon);
+  proxies.erase(lost.node);
+}
+
+// -- the proxy ------------------------------------------------------------------------
+
+namespace {
+
+class ucx_proxy final : public caf::actor_proxy {
+public:
+  ucx_proxy(caf::actor_config& cfg, std::shared_ptr<forwarder> fwd)
+    : caf::actor_proxy(cfg), fwd_(std::move(fwd)) {}
+
+  void enqueue(caf::mailbox_element_ptr what, caf::execution_unit*) override {
+    if (auto mm = fwd_->get()) {
+      mm->forward(node(), id(), std::move(what->sender), what->mid,
+                  what->move_content_to_message());
+      return;
+    }
+    // The transport is gone: a request still gets its one reply.
+    if (what->mid.is_request() && what->sender)
+      what->sender->enqueue(
+        caf::make_mailbox_element(
+          nullptr, what->mid.response_id(), {},
+          caf::make_message(make_error(errc::unreachable, "the transport has stopped"))),
+        nullptr);
+  }
+
+  void kill_proxy(caf::execution_unit* ctx, caf::error reason) override {
+    cleanup(std::move(reason), ctx);
+  }
+
+private:
+  std::shared_ptr<forwarder> fwd_;
+};
+
+} // namespace
+
+// -- middleman ------------------------------------------------------------------------
+
+middleman::middleman(caf::actor_system& sys) {
+  impl_ = std::make_shared<impl>(sys, *this);
+}
+
+middleman::~middleman() = default;
+
+caf::actor_system::module* middleman::make(caf::actor_system& sys,
+                                           caf::detail::type_list<>) {
+  return new middleman(sys);
+}
+
+middleman& middleman::of(caf::actor_system& sys) {
+  // CAF 0.17 hands the network_manager slot out as the (never defined) caf::net
+  // middleman type: it is our subtype_ptr(), i.e. this middleman.
+  auto& slot = sys.network_manager();
+  return *reinterpret_cast<middleman*>(&slot);
+}
+
+void middleman::init(caf::actor_system_config& cfg) {
+  auto& d = *impl_;
+  d.opts.host = caf::get_or(cfg, "troupe.transport.host", std::string{"127.0.0.1"});
+  d.opts.port =
+    static_cast<uint16_t>(caf::get_or(cfg, "troupe.transport.port", size_t{0}));
+  d.opts.busy_poll = caf::get_or(cfg, "troupe.transport.busy-poll", false);
+  auto keepalive_ms = caf::get_or(cfg, "troupe.transport.keepalive-ms", size_t{500});
+  // Defaults in code, overridable by the user's environment (setenv does not
+  // overwrite): peer error handling needs these for shared-memory lanes, and UCX's
+  // default keepalive (20 s) is far too slow to notice a dead peer.
+  ::setenv("UCX_POSIX_ERROR_HANDLING", "y", 0);
+  ::setenv("UCX_SYSV_ERROR_HANDLING", "y", 0);
+  ::setenv("UCX_KEEPALIVE_INTERVAL", (std::to_string(keepalive_ms) + "ms").c_str(), 0);
+  // A restarted node must get its address back while old connections linger in
+  // TIME_WAIT, as any server does with SO_REUSEADDR.
+  ::setenv("UCX_TCP_CM_REUSEADDR", "y", 0);
+  // On loopback, keep UCX's tcp lanes on lo too instead of every interface.
+  if (d.opts.host == "127.0.0.1" || d.opts.host == "localhost" || d.opts.host == "::1")
+    ::setenv("UCX_NET_DEVICES", "lo", 0);
+}
+
+void middleman::start() {
+  auto& d = *impl_;
+  d.fwd = std::make_shared<forwarder>(impl_);
+  d.engine = std::make_unique<detail::engine>(d, d.opts);
+  auto err = d.engine->start();
+  if (!err.empty()) {
+    d.start_err = make_error(errc::unreachable, err);
+    d.engine.reset();
+    return;
+  }
+  d.address_uri = node_address{"ucx", d.opts.host, d.engine->port()}.to_uri();
+  TROUPE_LOG_INFO(log_component, "listening on " << d.address_uri);
+}
+
+void middleman::stop() {
+  auto& d = *impl_;
+  if (d.engine) {
+    d.engine->stop();
+    // Pending lookups get their one answer.
+    for (auto& kvp : d.lookups)
+      kvp.second->set_value({{}, 0, make_error(errc::unreachable, "transport stopped")});
+    d.lookups.clear();
+  }
+  d.proxies.clear();
+}
+
+caf::actor_system::module::id_t middleman::id() const {
+  return network_manager;
+}
+
+void* middleman::subtype_ptr() {
+  return this;
+}
+
+caf::strong_actor_ptr middleman::make_proxy(caf::node_id nid, caf::actor_id aid) {
+  auto& d = *impl_;
+  caf::actor_config cfg;
+  auto result =
+    caf::make_actor<ucx_proxy, caf::strong_actor_ptr>(aid, nid, &d.sys, cfg, d.fwd);
+  // Ask the actor's node to tell us when it exits, so our monitors and links fire.
+  if (d.engine) {
+    std::weak_ptr<impl> weak = impl_;
+    d.engine->post([weak, nid, aid] {
+      auto self = weak.lock();
+      if (!self)
+        return;
+      auto p = self->peers.find(nid);
+      if (p == self->peers.end())
+        return;
+      capnp::MallocMessageBuilder message{64};
+      message.initRoot<schema::Control>().setMonitor(aid);
+      self->send_control(p->second.send_conn, message);
+    });
+  }
+  return result;
+}
+
+void middleman::set_last_hop(caf::node_id*) {
+  // Troupe connects nodes directly; there are no indirect hops to track.
+}
+
+const caf::error& middleman::start_error() const {
+  return impl_->start_err;
+}
+
+std::string middleman::address() const {
+  return impl_->address_uri;
+}
+
+void middleman::publish(const std::string& key, const caf::actor& handle) {
+  std::lock_guard<std::mutex> guard{impl_->published_mtx};
+  impl_->published[key] = caf::actor_cast<caf::weak_actor_ptr>(handle);
+}
+
+void middleman::unpublish(const std::string& key) {
+  std::lock_guard<std::mutex> guard{impl_->published_mtx};
+  impl_->published.erase(key);
+}
+
+caf::expected<caf::actor> middleman::remote_actor(const std::string& uri,
+                                                  const std::string& key,
+                                                  std::chrono::milliseconds timeout) {
+  auto& d = *impl_;
+  if (!d.engine)
+    return make_error(errc::unreachable, "the transport is not running");
+  std::string error;
+  auto addr = parse_node_address(uri, error);
+  if (!addr)
+    return make_error(errc::unreachable, uri + ": " + error);
+  auto sa = std::make_shared<sockaddr_storage>();
+  unsigned sa_len = 0;
+  error = detail::resolve_address(addr->host, addr->port, *sa, sa_len);
+  if (!error.empty())
+    return make_error(errc::unreachable, uri + ": " + error);
+  auto canonical = addr->to_uri();
+  auto promise = std::make_shared<std::promise<impl::lookup_result>>();
+  auto future = promise->get_future();
+  std::weak_ptr<impl> weak = impl_;
+  auto request_id = d.next_lookup.fetch_add(1);
+  d.engine->post([weak, canonical, sa, sa_len, key, promise, request_id] {
+    auto self = weak.lock();
+    if (!self)
+      return;
+    self->lookups.emplace(request_id, promise);
+    self->with_connection(
+      canonical, *sa, sa_len,
+      [self, canonical, key, request_id](conn_id conn, const std::string* err) {
+        auto it = self->lookups.find(request_id);
+        if (it == self->lookups.end())
+          return;
+        if (err != nullptr) {
+          it->second->set_value(
+            {{},
+             0,
+             make_error(errc::unreachable, "cannot reach " + canonical + ": " + *err)});
+          self->lookups.erase(it);
+          return;
+        }
+        capnp::MallocMessageBuilder message{64};
+        auto lookup = message.initRoot<schema::Control>().initLookup();
+        lookup.setRequestId(request_id);
+        lookup.setKey(key);
+        self->send_control(conn, message);
+      });
+  });
+  if (future.wait_for(timeout) != std::future_status::ready) {
+    d.engine->post([weak, request_id] {
+      if (auto self = weak.lock())
+        self->lookups.erase(request_id);
+    });
+    return make_error(errc::timeout, "no answer from " + canonical + " within "
+                                       + std::to_string(timeout.count()) + " ms");
+  }
+  auto result = future.get();
+  if (result.err)
+    return result.err;
+  if (result.node == d.sys.node())
+    return caf::actor_cast<caf::actor>(d.sys.registry().get(result.aid));
+  return caf::actor_cast<caf::actor>(d.proxies.get_or_put(result.node, result.aid));
+}
+
+transport_stats middleman::stats() const {
+  auto& d = *impl_;
+  transport_stats s;
+  s.messages_out = d.msgs_out.load();
+  s.bytes_out = d.bytes_out.load();
+  s.messages_in = d.msgs_in.load();
+  s.bytes_in = d.bytes_in.load();
+  s.peers = d.peer_count.load();
+  std::lock_guard<std::mutex> guard{d.drops_mtx};
+  s.drops = d.drops;
+  return s;
+}
+
+caf::proxy_registry& middleman::proxies() {
+  return impl_->proxies;
+}
+
+std::string provider_key(const std::string& type, uint16_t provider_id) {
+  return "provider:" + type + ":" + std::to_string(provider_id);
+}
+
+} // namespace troupe::transport

@@ -1,0 +1,104 @@
+#pragma once
+// Troupe's middleman: remote actors over UCX (DESIGN.md, "Transport").
+//
+// A CAF module in the free `network_manager` slot that is also the proxy backend:
+// remote actors are proxies whose enqueue serializes the message into an Envelope and
+// hands it to the progress thread. `send`, `request(...).then(...)` and `monitor` to
+// a remote actor look the same as to a local one. CAF's own io middleman stays loaded
+// only because CAF 0.17 gives a node its node id through it.
+//
+// Settings (read from the actor_system_config at init; the runtime sets them from the
+// node config): troupe.transport.host (default "127.0.0.1"), troupe.transport.port
+// (0 = any free port), troupe.transport.busy-poll (false),
+// troupe.transport.keepalive-ms (UCX keepalive interval; default 500).
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/detail/type_list.hpp>
+#include <caf/expected.hpp>
+#include <caf/fwd.hpp>
+#include <caf/proxy_registry.hpp>
+
+namespace troupe::transport {
+
+/// Counters of one node's transport, for introspection and tests.
+struct transport_stats {
+  uint64_t messages_out = 0;
+  uint64_t bytes_out = 0;
+  uint64_t messages_in = 0;
+  uint64_t bytes_in = 0;
+  uint64_t peers = 0;                    ///< nodes with a live, handshaken connection
+  std::map<std::string, uint64_t> drops; ///< dropped input by reason
+};
+
+/// The wire protocol version; a peer that speaks another is refused at handshake.
+constexpr uint32_t protocol_version = 1;
+
+class middleman : public caf::actor_system::module, public caf::proxy_registry::backend {
+public:
+  /// For `cfg.load<middleman>()`.
+  static caf::actor_system::module* make(caf::actor_system& sys,
+                                         caf::detail::type_list<>);
+
+  /// The middleman of `sys`. Precondition: it was loaded.
+  static middleman& of(caf::actor_system& sys);
+
+  ~middleman() override;
+
+  // -- caf::actor_system::module ---------------------------------------------------
+
+  void init(caf::actor_system_config& cfg) override;
+  void start() override;
+  void stop() override;
+  id_t id() const override;
+  void* subtype_ptr() override;
+
+  // -- caf::proxy_registry::backend ------------------------------------------------
+
+  caf::strong_actor_ptr make_proxy(caf::node_id nid, caf::actor_id aid) override;
+  void set_last_hop(caf::node_id* ptr) override;
+
+  // -- API -------------------------------------------------------------------------
+
+  /// Why the transport failed to start (e.g. the port is taken); none when it runs.
+  /// CAF modules cannot fail their start, so the owner checks this after building
+  /// the actor system.
+  const caf::error& start_error() const;
+
+  /// The URI this node listens on, with the port the OS chose if 0 was configured.
+  std::string address() const;
+
+  /// Makes `handle` findable by peers under `key`. Holds a weak reference: an actor
+  /// that exits is no longer found. Publishing a key again replaces it.
+  void publish(const std::string& key, const caf::actor& handle);
+  void unpublish(const std::string& key);
+
+  /// Finds the actor published under `key` on the node at `uri`, connecting to it if
+  /// needed. Blocks the caller up to `timeout` (do not call it from an actor's
+  /// handler). Errors: troupe.unreachable (address cannot be reached), troupe.not_found
+  /// (nothing published under that key there), troupe.timeout.
+  caf::expected<caf::actor> remote_actor(const std::string& uri, const std::string& key,
+                                         std::chrono::milliseconds timeout);
+
+  transport_stats stats() const;
+
+  /// The proxy registry holding this node's proxies of remote actors.
+  caf::proxy_registry& proxies();
+
+  struct impl;
+
+private:
+  explicit middleman(caf::actor_system& sys);
+  std::shared_ptr<impl> impl_;
+};
+
+/// Key under which the runtime publishes provider (type, id).
+std::string provider_key(const std::string& type, uint16_t provider_id);
+
+} // namespace troupe::transport
