@@ -63,3 +63,14 @@ std::string describe(const caf::error& err) {
 }
 
 } // namespace troupe
+
+namespace troupe {
+
+std::string context_text(const caf::error& err) {
+  const auto& ctx = err.context();
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+    return ctx.get_as<std::string>(0);
+  return describe(err);
+}
+
+} // namespace troupe

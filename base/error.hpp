@@ -43,4 +43,8 @@ caf::error make_error(errc code);
 /// Renders any `caf::error` for a human: "troupe.timeout: no reply from ...".
 std::string describe(const caf::error& err);
 
+/// Only the context text of an error (what `describe` prints after the code), for
+/// wrapping one error into another without repeating its code.
+std::string context_text(const caf::error& err);
+
 } // namespace troupe

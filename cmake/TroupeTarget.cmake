@@ -9,3 +9,20 @@ function(troupe_target_defaults target)
     target_link_options(${target} PUBLIC -fsanitize=address,undefined)
   endif()
 endfunction()
+
+# troupe_capnp_library(<target> <schema.capnp>...)
+# Compiles Cap'n Proto schemas into a static library. Generated code goes to
+# ${CMAKE_BINARY_DIR}/gen/<path relative to the project root>, so a schema at
+# test/schema/x.capnp is included as "test/schema/x.capnp.h".
+function(troupe_capnp_library target)
+  set(CAPNPC_SRC_PREFIX ${PROJECT_SOURCE_DIR})
+  set(CAPNPC_OUTPUT_DIR ${CMAKE_BINARY_DIR}/gen)
+  file(RELATIVE_PATH rel ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_SOURCE_DIR})
+  file(MAKE_DIRECTORY ${CMAKE_BINARY_DIR}/gen/${rel})
+  capnp_generate_cpp(sources headers ${ARGN})
+  add_library(${target} STATIC ${sources})
+  # Generated code is not ours to warn about.
+  target_include_directories(${target} SYSTEM PUBLIC ${CMAKE_BINARY_DIR}/gen)
+  target_link_libraries(${target} PUBLIC CapnProto::capnp)
+  target_compile_features(${target} PUBLIC cxx_std_17)
+endfunction()

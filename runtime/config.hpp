@@ -29,6 +29,9 @@ struct transport_config {
   bool busy_poll = false;
   /// UCX keepalive interval: how soon a silent dead peer is noticed.
   unsigned keepalive_ms = 500;
+  /// Largest message (payload bytes) this node sends or accepts; bigger ones are
+  /// refused with an error (sending) or dropped and counted (receiving).
+  uint64_t max_message_bytes = uint64_t{1} << 30;
 };
 
 /// How CAF's scheduler threads are placed on cores.

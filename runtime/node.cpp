@@ -9,16 +9,19 @@
 #include <caf/exit_reason.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
 #include <caf/settings.hpp>
 #include <caf/thread_hook.hpp>
 
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "runtime/module.hpp"
+#include "runtime/node_service.hpp"
 #include "runtime/provider_registry.hpp"
 #include "runtime/topology.hpp"
 #include "transport/address.hpp"
 #include "transport/middleman.hpp"
+#include "transport/typed_message.hpp"
 
 namespace troupe {
 
@@ -72,6 +75,7 @@ struct node::impl {
     std::make_unique<caf::actor_system_config>();
   std::unique_ptr<caf::actor_system> system;
   std::vector<caf::actor> started; // providers in start order
+  caf::actor service;              // the node service, stopped after the providers
   unsigned threads = 0;
 
   caf::error configure_scheduler();
@@ -164,6 +168,9 @@ node::node(node_config cfg) : impl_(std::make_unique<impl>()) {
   // network_manager slot carries all traffic.
   impl_->system_cfg->load<caf::io::middleman>();
   impl_->system_cfg->load<transport::middleman>();
+  // Types that cross nodes must be registered under the same name everywhere.
+  impl_->system_cfg->add_message_type<typed_message>("troupe::typed_message");
+  impl_->system_cfg->add_message_type<stats_map>("troupe::stats_map");
   // Written straight into the settings: cfg.set() only takes options CAF declared.
   const auto& t = impl_->cfg.transport;
   auto& settings = impl_->system_cfg->content;
@@ -172,6 +179,8 @@ node::node(node_config cfg) : impl_(std::make_unique<impl>()) {
   caf::put(settings, "troupe.transport.busy-poll", t.busy_poll);
   caf::put(settings, "troupe.transport.keepalive-ms",
            static_cast<size_t>(t.keepalive_ms));
+  caf::put(settings, "troupe.transport.max-message-bytes",
+           static_cast<size_t>(t.max_message_bytes));
 }
 
 node::~node() {
@@ -214,8 +223,10 @@ caf::error node::start() {
   if (auto err = transport::middleman::of(*impl_->system).start_error()) {
     stop();
     return make_error(errc::unreachable,
-                      impl_->cfg.source + ": transport: " + describe(err));
+                      impl_->cfg.source + ": transport: " + context_text(err));
   }
+  impl_->service = spawn_node_service(*impl_->system);
+  transport::middleman::of(*impl_->system).publish(node_service_key, impl_->service);
   if (auto err = impl_->spawn_providers()) {
     stop();
     return err;
@@ -227,6 +238,10 @@ void node::stop() {
   if (!impl_->system)
     return;
   impl_->stop_providers();
+  if (impl_->service) {
+    caf::anon_send_exit(impl_->service, caf::exit_reason::user_shutdown);
+    impl_->service = nullptr;
+  }
   impl_->system.reset();
 }
 

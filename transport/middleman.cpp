@@ -5,8 +5,10 @@
 #include <future>
 #include <random>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <unordered_map>
 #include <vector>
 
@@ -32,7 +34,20 @@
 #include "schema/envelope.capnp.h"
 #include "transport/address.hpp"
 #include "transport/detail/ucx_engine.hpp"
+#include "transport/typed_message.hpp"
 #include "transport/detail/node_codec.hpp"
+
+// CAF 0.17 declares caf::net::middleman a friend of actor_system for the module in the
+// network_manager slot, but never defines it: that module is ours, and this is the
+// one thing it needs the friendship for.
+namespace caf::net {
+class middleman {
+public:
+  static void set_node(caf::actor_system& sys, caf::node_id id) {
+    sys.node_ = std::move(id);
+  }
+};
+} // namespace caf::net
 
 namespace troupe::transport {
 
@@ -186,7 +201,7 @@ struct middleman::impl : detail::engine_handler,
   word_buffer make_envelope(const caf::node_id& src_node, caf::actor_id src,
                             const caf::node_id& dst_node, caf::actor_id dst,
                             caf::message_id mid, schema::PayloadKind kind,
-                            size_t payload_size) {
+                            size_t payload_size, uint64_t schema_id = 0) {
     capnp::MallocMessageBuilder message{64};
     auto env = message.initRoot<schema::Envelope>();
     detail::write_node_id(src_node, env.initSource().initNode());
@@ -197,17 +212,34 @@ struct middleman::impl : detail::engine_handler,
     env.setFlags(mid.is_request() ? schema::Flags::REQUEST : 0);
     env.setPayloadKind(kind);
     env.setPayloadSize(payload_size);
+    env.setSchemaId(schema_id);
     return to_words(message);
   }
 
-  word_buffer serialize(caf::message msg) {
+  /// Serializes a message for the wire; on failure returns nothing and says why (a
+  /// type that is not registered with add_message_type, usually).
+  std::optional<word_buffer> serialize(caf::message msg, std::string& why) {
     std::vector<char> buf;
     caf::binary_serializer sink{sys, buf};
     if (auto err = sink(msg)) {
-      TROUPE_LOG_ERROR(log_component, "cannot serialize a message: " << describe(err));
-      return {};
+      why = "cannot serialize a message for another node: " + describe(err)
+            + " (register every type sent to other nodes with " + "add_message_type)";
+      return std::nullopt;
     }
     return word_buffer::copy_of(buf.data(), buf.size());
+  }
+
+  bool is_empty_message_encoding(const word_buffer& payload) {
+    static const auto empty = [this] {
+      std::vector<char> buf;
+      caf::binary_serializer sink{sys, buf};
+      caf::message nothing;
+      auto err = sink(nothing);
+      static_cast<void>(err);
+      return buf;
+    }();
+    return payload.size() == empty.size()
+           && std::memcmp(payload.data(), empty.data(), empty.size()) == 0;
   }
 
   void send_control(conn_id conn, capnp::MessageBuilder& control) {
@@ -363,7 +395,7 @@ struct middleman::impl : detail::engine_handler,
 
   // -- envelopes --------------------------------------------------------------------
 
-  void handle_envelope(conn_id conn, const frame& f) {
+  void handle_envelope(conn_id conn, frame& f) {
     auto state_it = conns.find(conn);
     if (state_it == conns.end() || !state_it->second.handshaken) {
       count_drop(conn, "message before handshake");
@@ -386,9 +418,35 @@ struct middleman::impl : detail::engine_handler,
       case schema::PayloadKind::CONTROL:
         handle_control(conn, f.payload);
         return;
-      case schema::PayloadKind::CAF_MESSAGE:
-        deliver(conn, peer_node, env, f.payload);
+      case schema::PayloadKind::CAF_MESSAGE: {
+        caf::message msg;
+        caf::binary_deserializer source{
+          &exec_unit, reinterpret_cast<const char*>(f.payload.data()), f.payload.size()};
+        if (auto err = source(msg)) {
+          count_drop(conn, "malformed CAF message: " + describe(err));
+          return;
+        }
+        // CAF 0.17 turns some malformed input (a truncated message, an unregistered
+        // type name) into an empty message without reporting an error; a real empty
+        // message (a void response) has exactly one encoding.
+        if (source.remaining() != 0
+            || (msg.empty() && !is_empty_message_encoding(f.payload))) {
+          count_drop(conn, "malformed CAF message");
+          return;
+        }
+        deliver(conn, peer_node, env, std::move(msg));
         return;
+      }
+      case schema::PayloadKind::TYPED: {
+        if (f.payload.size() % sizeof(uint64_t) != 0 || f.payload.empty()) {
+          count_drop(conn, "typed payload is not whole words");
+          return;
+        }
+        // Zero copy: the receive buffer becomes the message's storage.
+        typed_message typed{env.getSchemaId(), f.payload.release()};
+        deliver(conn, peer_node, env, caf::make_message(std::move(typed)));
+        return;
+      }
       default:
         count_drop(conn, "unsupported payload kind");
         return;
@@ -396,14 +454,7 @@ struct middleman::impl : detail::engine_handler,
   }
 
   void deliver(conn_id conn, const caf::node_id& peer_node, schema::Envelope::Reader env,
-               const word_buffer& payload) {
-    caf::message msg;
-    caf::binary_deserializer source{
-      &exec_unit, reinterpret_cast<const char*>(payload.data()), payload.size()};
-    if (auto err = source(msg)) {
-      count_drop(conn, "malformed CAF message: " + describe(err));
-      return;
-    }
+               caf::message msg) {
     auto mid = caf::make_message_id(env.getMessageId());
     auto src = env.getSource().getActorId();
     auto dst = env.getDestination().getActorId();
@@ -430,10 +481,13 @@ struct middleman::impl : detail::engine_handler,
 
   void reply_error(conn_id conn, const caf::node_id& peer_node, caf::actor_id requester,
                    caf::actor_id from, caf::message_id mid, caf::error err) {
-    auto payload = serialize(caf::make_message(std::move(err)));
+    std::string why;
+    auto payload = serialize(caf::make_message(std::move(err)), why);
+    if (!payload)
+      return;
     auto header = make_envelope(sys.node(), from, peer_node, requester, mid.response_id(),
-                                schema::PayloadKind::CAF_MESSAGE, payload.size());
-    engine->send(conn, am_kind::envelope, std::move(header), std::move(payload));
+                                schema::PayloadKind::CAF_MESSAGE, payload->size());
+    engine->send(conn, am_kind::envelope, std::move(header), std::move(*payload));
   }
 
   // -- control ----------------------------------------------------------------------
@@ -568,9 +622,46 @@ struct middleman::impl : detail::engine_handler,
     if (sender && sender->node() == sys.node())
       sys.registry().put(sender->id(), sender);
     auto m = std::make_shared<outgoing_message>();
-    m->payload = serialize(std::move(content));
-    m->header = make_envelope(sys.node(), sender ? sender->id() : 0, node, dest, mid,
-                              schema::PayloadKind::CAF_MESSAGE, m->payload.size());
+    if (content.size() == 1 && content.match_element<typed_message>(0)) {
+      // Copy-on-write: moves the words out when this message is the only owner.
+      auto& typed = content.get_mutable_as<typed_message>(0);
+      auto schema_id = typed.schema_id();
+      auto bytes = typed.size_bytes();
+      m->payload = word_buffer{typed.take_words(), bytes};
+      m->header = make_envelope(sys.node(), sender ? sender->id() : 0, node, dest, mid,
+                                schema::PayloadKind::TYPED, bytes, schema_id);
+    } else {
+      std::string why;
+      auto payload = serialize(std::move(content), why);
+      if (!payload) {
+        count_drop(0, "message that cannot be serialized");
+        TROUPE_LOG_ERROR(log_component, why);
+        if (mid.is_request() && sender) {
+          bounce(sender, mid, make_error(errc::invalid_config, why));
+          return;
+        }
+        // A response still owes the requester exactly one answer: send the error.
+        if (!mid.is_response())
+          return;
+        payload =
+          serialize(caf::make_message(make_error(errc::invalid_config, why)), why);
+        if (!payload)
+          return;
+      }
+      m->payload = std::move(*payload);
+      m->header = make_envelope(sys.node(), sender ? sender->id() : 0, node, dest, mid,
+                                schema::PayloadKind::CAF_MESSAGE, m->payload.size());
+    }
+    if (m->payload.size() > opts.max_payload) {
+      count_drop(0, "outgoing message over max_message_bytes");
+      if (mid.is_request() && sender)
+        bounce(sender, mid,
+               make_error(errc::invalid_config,
+                          "message of " + std::to_string(m->payload.size())
+                            + " bytes exceeds transport.max_message_bytes ("
+                            + std::to_string(opts.max_payload) + ")"));
+      return;
+    }
     m->node = node;
     m->sender = std::move(sender);
     m->mid = mid;
@@ -676,11 +767,21 @@ void middleman::init(caf::actor_system_config& cfg) {
     static_cast<uint16_t>(caf::get_or(cfg, "troupe.transport.port", size_t{0}));
   d.opts.busy_poll = caf::get_or(cfg, "troupe.transport.busy-poll", false);
   auto keepalive_ms = caf::get_or(cfg, "troupe.transport.keepalive-ms", size_t{500});
+  d.opts.max_payload =
+    caf::get_or(cfg, "troupe.transport.max-message-bytes", size_t{1} << 30);
   // Defaults in code, overridable by the user's environment (setenv does not
   // overwrite): peer error handling needs these for shared-memory lanes, and UCX's
   // default keepalive (20 s) is far too slow to notice a dead peer.
-  ::setenv("UCX_POSIX_ERROR_HANDLING", "y", 0);
-  ::setenv("UCX_SYSV_ERROR_HANDLING", "y", 0);
+  // (Only when shared memory may be used: UCX warns about variables it does not use.)
+  const char* tls = std::getenv("UCX_TLS");
+  std::string tls_list = tls != nullptr ? tls : "all";
+  if (tls_list.find("all") != std::string::npos
+      || tls_list.find("sm") != std::string::npos
+      || tls_list.find("posix") != std::string::npos
+      || tls_list.find("sysv") != std::string::npos) {
+    ::setenv("UCX_POSIX_ERROR_HANDLING", "y", 0);
+    ::setenv("UCX_SYSV_ERROR_HANDLING", "y", 0);
+  }
   ::setenv("UCX_KEEPALIVE_INTERVAL", (std::to_string(keepalive_ms) + "ms").c_str(), 0);
   // A restarted node must get its address back while old connections linger in
   // TIME_WAIT, as any server does with SO_REUSEADDR.
@@ -692,6 +793,17 @@ void middleman::init(caf::actor_system_config& cfg) {
 
 void middleman::start() {
   auto& d = *impl_;
+  // CAF's node id is (pid, host hash): two nodes in one process (tests, in-process
+  // child instances) would share it, and peers could not tell them apart. Mix this
+  // run's random incarnation into the host hash so every node is unique.
+  auto host = caf::node_id::default_data::host_id_type{};
+  if (d.sys.node()
+      && d.sys.node()->implementation_id() == caf::node_id::default_data::class_id)
+    host = static_cast<const caf::node_id::default_data&>(*d.sys.node()).host_id();
+  for (size_t i = 0; i < 8; ++i)
+    host[host.size() - 8 + i] = static_cast<uint8_t>(d.incarnation >> (8 * i));
+  caf::net::middleman::set_node(
+    d.sys, caf::make_node_id(static_cast<uint32_t>(::getpid()), host));
   d.fwd = std::make_shared<forwarder>(impl_);
   d.engine = std::make_unique<detail::engine>(d, d.opts);
   auto err = d.engine->start();

@@ -10,7 +10,8 @@
 // Settings (read from the actor_system_config at init; the runtime sets them from the
 // node config): troupe.transport.host (default "127.0.0.1"), troupe.transport.port
 // (0 = any free port), troupe.transport.busy-poll (false),
-// troupe.transport.keepalive-ms (UCX keepalive interval; default 500).
+// troupe.transport.keepalive-ms (UCX keepalive interval; default 500),
+// troupe.transport.max-message-bytes (largest payload sent or accepted; 1 GiB).
 
 #include <chrono>
 #include <cstdint>

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "test/support/process.hpp"
 
 using namespace troupe::test;
@@ -59,8 +61,13 @@ BOOST_AUTO_TEST_CASE(sigint_also_shuts_down_cleanly) {
 }
 
 BOOST_AUTO_TEST_CASE(the_example_config_in_apps_starts) {
-  child_process host{{bin_path("actorhost"), "-c",
-                      std::string{TROUPE_SOURCE_DIR} + "/apps/examples/node.json"}};
+  // The example as shipped, but on a port of its own so the test cannot collide.
+  std::ifstream in{std::string{TROUPE_SOURCE_DIR} + "/apps/examples/node.json"};
+  auto example = nlohmann::json::parse(in, nullptr, true, true);
+  example["transport"]["port"] = 0;
+  temp_dir dir;
+  child_process host{
+    {bin_path("actorhost"), "-c", dir.write("node.json", example.dump())}};
   auto line = host.wait_for_line("actorhost ready:", start_deadline);
   BOOST_REQUIRE_MESSAGE(line, "stderr: " << host.err());
   BOOST_TEST(line->find("providers=2") != std::string::npos, *line);
@@ -158,4 +165,10 @@ BOOST_AUTO_TEST_CASE(the_readme_remote_example_talks_to_a_real_actorhost) {
   auto bad = run_to_end({bin_path("example-remote-echo"), "ucx://127.0.0.1", "x"}, 30s);
   BOOST_TEST(bad.exit_code == 1);
   BOOST_TEST(bad.err.find("missing ':PORT'") != std::string::npos, bad.err);
+}
+
+BOOST_AUTO_TEST_CASE(the_readme_typed_protocol_example_computes_an_area) {
+  auto r = run_to_end({bin_path("example-typed-protocol")}, 30s);
+  BOOST_TEST(r.exit_code == 0, "stderr: " << r.err);
+  BOOST_TEST(r.out == "area: 6\n");
 }

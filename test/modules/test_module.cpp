@@ -1,7 +1,9 @@
 // A loadable module for tests. Provider types:
 //   "upper"     replies to a string with the string in upper case;
 //   "blackhole" takes a string request and never answers it (keeps it in flight), and
-//               answers an int with the number of requests it holds.
+//               answers an int with the number of requests it holds, and ok_atom
+//               with an empty (void) response;
+//   "pointer"   answers a typed Point (test/schema) with a typed Summary of it.
 #include <cctype>
 #include <string>
 #include <vector>
@@ -13,6 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/module.hpp"
+#include "test/schema/test_protocol.capnp.h"
+#include "transport/typed_message.hpp"
 #include "runtime/provider_registry.hpp"
 
 namespace {
@@ -38,12 +42,50 @@ caf::behavior blackhole_actor(caf::stateful_actor<blackhole_state>* self) {
       return self->state.held.back();
     },
     [self](int) { return static_cast<int>(self->state.held.size()); },
+    [](caf::ok_atom) {
+      // A void handler: the requester gets an empty response.
+    },
+  };
+}
+
+caf::behavior pointer_actor(caf::event_based_actor*) {
+  using namespace troupe::test_protocol;
+  return {
+    [](const troupe::typed_message& msg) -> caf::result<troupe::typed_message> {
+      if (!msg.holds<Point>())
+        return caf::sec::unexpected_message;
+      // Peer input: a malformed message throws, and nothing may escape a handler.
+      try {
+        troupe::typed_reader<Point> in{msg};
+        auto point = in.root();
+        capnp::MallocMessageBuilder out;
+        auto summary = out.initRoot<Summary>();
+        summary.setSwappedX(point.getY());
+        summary.setSwappedY(point.getX());
+        std::string label = point.getLabel();
+        for (auto& c : label)
+          c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        summary.setLabel(label);
+        double sum = 0;
+        for (auto v : point.getSamples())
+          sum += v;
+        summary.setSampleCount(point.getSamples().size());
+        summary.setSampleSum(sum);
+        return troupe::typed_message::of<Summary>(out);
+      } catch (const kj::Exception&) {
+        return caf::sec::invalid_argument;
+      }
+    },
   };
 }
 
 } // namespace
 
 TROUPE_MODULE(ctx) {
+  ctx.providers.add_type(
+    "pointer", [](const troupe::provider_context& p) -> caf::expected<caf::actor> {
+      return p.system.spawn(pointer_actor);
+    });
   ctx.providers.add_type(
     "blackhole", [](const troupe::provider_context& p) -> caf::expected<caf::actor> {
       return p.system.spawn(blackhole_actor);

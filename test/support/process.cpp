@@ -118,6 +118,19 @@ child_process::wait_for_line(const std::string& needle,
   }
 }
 
+bool child_process::wait_for_text_on_stderr(const std::string& needle,
+                                            std::chrono::milliseconds timeout) {
+  auto deadline = clock_type::now() + timeout;
+  for (;;) {
+    if (err_.find(needle) != std::string::npos)
+      return true;
+    auto now = clock_type::now();
+    if (now >= deadline || (out_fd_ < 0 && err_fd_ < 0))
+      return false;
+    pump(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
+  }
+}
+
 void child_process::signal(int signo) {
   if (!status_)
     ::kill(pid_, signo);

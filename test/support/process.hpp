@@ -27,6 +27,10 @@ public:
   std::optional<std::string> wait_for_line(const std::string& needle,
                                            std::chrono::milliseconds timeout);
 
+  /// Waits up to `timeout` until stderr contains `needle`.
+  bool wait_for_text_on_stderr(const std::string& needle,
+                               std::chrono::milliseconds timeout);
+
   /// Sends a signal.
   void signal(int signo);
 

@@ -28,6 +28,9 @@ constexpr const char* log_component = "transport";
 /// it notices a stop request that raced with arming the worker.
 constexpr int idle_wait_ms = 100;
 
+/// Active message ids travel as 16 bits in UCX's header.
+constexpr unsigned max_am_id = 65535;
+
 /// How long stop() lets endpoints flush before it forces them closed.
 constexpr auto close_grace = std::chrono::seconds(2);
 
@@ -197,6 +200,19 @@ struct engine::impl {
     return a->self->handle_am(a->kind, header, header_length, data, length, param);
   }
 
+  static ucs_status_t on_unknown_am(void* arg, const void*, size_t, void*, size_t,
+                                    const ucp_am_recv_param_t* param) {
+    auto self = static_cast<impl*>(arg);
+    conn_id conn = 0;
+    if ((param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0) {
+      auto it = self->by_ep.find(param->reply_ep);
+      if (it != self->by_ep.end())
+        conn = it->second;
+    }
+    self->drops.emplace_back(conn, "unknown active message id");
+    return UCS_OK; // a rendezvous descriptor is dropped by UCX on UCS_OK
+  }
+
   ucs_status_t handle_am(am_kind kind, const void* header, size_t header_length,
                          void* data, size_t length, const ucp_am_recv_param_t* param);
   void flushed(conn_id id, ucs_status_t status);
@@ -238,6 +254,23 @@ std::string engine::impl::setup() {
     hp.cb = &impl::on_am;
     hp.arg = &arg;
     hp.flags = UCP_AM_FLAG_WHOLE_MSG;
+    status = ucp_worker_set_am_recv_handler(worker, &hp);
+    if (status != UCS_OK)
+      return "ucp_worker_set_am_recv_handler: " + status_text(status);
+  }
+
+  // UCX 1.13 crashes in its reply path when a peer sends an active message id that has
+  // no handler (seen here: a hostile client took a node down with one frame). Every
+  // other id gets a handler that drops and counts.
+  for (unsigned id = 0; id <= max_am_id; ++id) {
+    if (id >= 1 && id <= 3)
+      continue;
+    ucp_am_handler_param_t hp{};
+    hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB
+                    | UCP_AM_HANDLER_PARAM_FIELD_ARG;
+    hp.id = id;
+    hp.cb = &impl::on_unknown_am;
+    hp.arg = this;
     status = ucp_worker_set_am_recv_handler(worker, &hp);
     if (status != UCS_OK)
       return "ucp_worker_set_am_recv_handler: " + status_text(status);
