@@ -21,6 +21,7 @@
 #include "runtime/topology.hpp"
 #include "transport/address.hpp"
 #include "transport/middleman.hpp"
+#include "transport/rdma.hpp"
 #include "transport/typed_message.hpp"
 
 namespace troupe {
@@ -171,6 +172,8 @@ node::node(node_config cfg) : impl_(std::make_unique<impl>()) {
   // Types that cross nodes must be registered under the same name everywhere.
   impl_->system_cfg->add_message_type<typed_message>("troupe::typed_message");
   impl_->system_cfg->add_message_type<stats_map>("troupe::stats_map");
+  impl_->system_cfg->add_message_type<region_descriptor>("troupe::region_descriptor");
+  impl_->system_cfg->add_message_type<rdma_done>("troupe::rdma_done");
   // Written straight into the settings: cfg.set() only takes options CAF declared.
   const auto& t = impl_->cfg.transport;
   auto& settings = impl_->system_cfg->content;
@@ -262,6 +265,11 @@ std::string node::address() const {
 
 transport::middleman& node::transport() {
   return transport::middleman::of(*impl_->system);
+}
+
+caf::expected<caf::actor> node::remote_node(const std::string& uri,
+                                            std::chrono::milliseconds timeout) {
+  return transport().remote_actor(uri, node_service_key, timeout);
 }
 
 caf::expected<caf::actor> node::remote_provider(const std::string& uri,

@@ -64,6 +64,11 @@ public:
   /// The UCX middleman. Valid between `start()` and `stop()`.
   transport::middleman& transport();
 
+  /// The node service of the node at `uri` (connecting to it if needed; blocking, up
+  /// to `timeout`): a handle that answers questions about that node.
+  caf::expected<caf::actor> remote_node(const std::string& uri,
+                                        std::chrono::milliseconds timeout);
+
   /// Finds provider (type, provider id) on the node at `uri` (blocking, up to
   /// `timeout`). Every provider is published under its name and its (type, id).
   caf::expected<caf::actor> remote_provider(const std::string& uri,

@@ -105,3 +105,12 @@ struct Control {
     }
   }
 }
+
+struct RegionDescriptor {
+  # A registered memory region, for RDMA by a peer: whose it is, where, how long, and
+  # the packed UCX remote key. Typed protocols carry it in their own structs.
+  node @0 :NodeId;
+  address @1 :UInt64;
+  length @2 :UInt64;
+  rkey @3 :Data;
+}

@@ -27,6 +27,7 @@
 #include <caf/message_id.hpp>
 #include <caf/scoped_execution_unit.hpp>
 #include <caf/sec.hpp>
+#include <caf/send.hpp>
 #include <kj/exception.h>
 
 #include "base/error.hpp"
@@ -34,6 +35,7 @@
 #include "schema/envelope.capnp.h"
 #include "transport/address.hpp"
 #include "transport/detail/ucx_engine.hpp"
+#include "transport/rdma.hpp"
 #include "transport/typed_message.hpp"
 #include "transport/detail/node_codec.hpp"
 
@@ -958,6 +960,51 @@ transport_stats middleman::stats() const {
 
 caf::proxy_registry& middleman::proxies() {
   return impl_->proxies;
+}
+
+std::unique_ptr<detail::mapped_memory> middleman::map_memory(size_t bytes,
+                                                             std::string& error) {
+  if (!impl_->engine) {
+    error = "the transport is not running";
+    return nullptr;
+  }
+  return impl_->engine->map_memory(bytes, error);
+}
+
+void middleman::rdma(bool is_put, const region_descriptor& remote, uint64_t remote_offset,
+                     std::shared_ptr<memory_region> local, uint64_t local_offset,
+                     uint64_t length, const caf::actor& notify, uint64_t tag) {
+  auto& d = *impl_;
+  auto report = [notify, tag](caf::error err) {
+    caf::anon_send(notify, rdma_done{tag, std::move(err)});
+  };
+  if (!d.engine) {
+    report(make_error(errc::unreachable, "the transport is not running"));
+    return;
+  }
+  auto remote_copy = std::make_shared<region_descriptor>(remote);
+  std::weak_ptr<impl> weak = impl_;
+  d.engine->post(
+    [weak, is_put, remote_copy, remote_offset, local, local_offset, length, report] {
+      auto self = weak.lock();
+      if (!self)
+        return;
+      auto p = self->peers.find(remote_copy->node);
+      if (p == self->peers.end()) {
+        report(make_error(errc::unreachable, "no connection to node "
+                                               + caf::to_string(remote_copy->node)
+                                               + ", which holds the region"));
+        return;
+      }
+      std::string rkey{remote_copy->rkey.begin(), remote_copy->rkey.end()};
+      self->engine->rma(
+        p->second.send_conn, is_put, local->data() + local_offset, length,
+        remote_copy->address + remote_offset, rkey,
+        [report](const std::string& error) {
+          report(error.empty() ? caf::error{} : make_error(errc::unreachable, error));
+        },
+        local);
+    });
 }
 
 std::string provider_key(const std::string& type, uint16_t provider_id) {

@@ -26,7 +26,16 @@
 #include <caf/fwd.hpp>
 #include <caf/proxy_registry.hpp>
 
+namespace troupe {
+class memory_region;
+struct region_descriptor;
+} // namespace troupe
+
 namespace troupe::transport {
+
+namespace detail {
+struct mapped_memory;
+} // namespace detail
 
 /// Counters of one node's transport, for introspection and tests.
 struct transport_stats {
@@ -91,6 +100,14 @@ public:
 
   /// The proxy registry holding this node's proxies of remote actors.
   caf::proxy_registry& proxies();
+
+  /// For memory_region: allocates and registers memory. Null (and `error`) on failure.
+  std::unique_ptr<detail::mapped_memory> map_memory(size_t bytes, std::string& error);
+
+  /// For rdma_get/rdma_put (rdma.hpp), which check the ranges first.
+  void rdma(bool is_put, const region_descriptor& remote, uint64_t remote_offset,
+            std::shared_ptr<memory_region> local, uint64_t local_offset, uint64_t length,
+            const caf::actor& notify, uint64_t tag);
 
   struct impl;
 

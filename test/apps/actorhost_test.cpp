@@ -172,3 +172,9 @@ BOOST_AUTO_TEST_CASE(the_readme_typed_protocol_example_computes_an_area) {
   BOOST_TEST(r.exit_code == 0, "stderr: " << r.err);
   BOOST_TEST(r.out == "area: 6\n");
 }
+
+BOOST_AUTO_TEST_CASE(the_readme_rdma_example_moves_bytes_both_ways) {
+  auto r = run_to_end({bin_path("example-rdma-copy")}, 30s);
+  BOOST_TEST(r.exit_code == 0, "stderr: " << r.err);
+  BOOST_TEST(r.out == "b got: bulk data from node a\na now holds: reply from node b\n");
+}

@@ -4,6 +4,9 @@
 //               answers an int with the number of requests it holds, and ok_atom
 //               with an empty (void) response;
 //   "pointer"   answers a typed Point (test/schema) with a typed Summary of it.
+//   "region"    (region_alloc_atom, size, seed) allocates a registered region filled
+//               with pattern(seed) and answers its descriptor; (region_check_atom,
+//               seed) answers whether the region now holds pattern(seed).
 #include <cctype>
 #include <string>
 #include <vector>
@@ -16,6 +19,7 @@
 
 #include "runtime/module.hpp"
 #include "test/schema/test_protocol.capnp.h"
+#include "transport/rdma.hpp"
 #include "transport/typed_message.hpp"
 #include "runtime/provider_registry.hpp"
 
@@ -79,9 +83,49 @@ caf::behavior pointer_actor(caf::event_based_actor*) {
   };
 }
 
+using region_alloc_atom = caf::atom_constant<caf::atom("rgnalloc")>;
+using region_check_atom = caf::atom_constant<caf::atom("rgncheck")>;
+
+uint8_t pattern_byte(uint64_t i, uint32_t seed) {
+  return static_cast<uint8_t>((i * 131 + seed) & 0xff);
+}
+
+struct region_state {
+  std::shared_ptr<troupe::memory_region> region;
+};
+
+caf::behavior region_actor(caf::stateful_actor<region_state>* self) {
+  return {
+    [self](region_alloc_atom, uint64_t size,
+           uint32_t seed) -> caf::result<troupe::region_descriptor> {
+      auto region = troupe::memory_region::allocate(self->system(), size);
+      if (!region)
+        return region.error();
+      auto data = (*region)->data();
+      for (uint64_t i = 0; i < size; ++i)
+        data[i] = pattern_byte(i, seed);
+      self->state.region = *region;
+      return (*region)->descriptor();
+    },
+    [self](region_check_atom, uint32_t seed) {
+      auto& r = self->state.region;
+      if (!r)
+        return false;
+      for (uint64_t i = 0; i < r->size(); ++i)
+        if (r->data()[i] != pattern_byte(i, seed))
+          return false;
+      return true;
+    },
+  };
+}
+
 } // namespace
 
 TROUPE_MODULE(ctx) {
+  ctx.providers.add_type(
+    "region", [](const troupe::provider_context& p) -> caf::expected<caf::actor> {
+      return p.system.spawn(region_actor);
+    });
   ctx.providers.add_type(
     "pointer", [](const troupe::provider_context& p) -> caf::expected<caf::actor> {
       return p.system.spawn(pointer_actor);

@@ -4,7 +4,10 @@
 #include <caf/node_id.hpp>
 
 #include "transport/address.hpp"
+#include "transport/region_codec.hpp"
 #include "transport/wire_address.hpp"
+
+#include <capnp/message.h>
 
 using namespace troupe::transport;
 
@@ -80,3 +83,23 @@ BOOST_AUTO_TEST_CASE(malformed_bytes_are_rejected_without_throwing) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(region_descriptor_survives_the_capnp_encoding) {
+  caf::node_id::default_data::host_id_type host;
+  host.fill(3);
+  troupe::region_descriptor in;
+  in.node = caf::make_node_id(77, host);
+  in.address = 0x7f0000001000;
+  in.length = 1 << 20;
+  in.rkey = {1, 2, 3, 250};
+  capnp::MallocMessageBuilder message;
+  troupe::write_region_descriptor(in,
+                                  message.initRoot<troupe::schema::RegionDescriptor>());
+  troupe::region_descriptor out;
+  BOOST_REQUIRE(troupe::read_region_descriptor(
+    message.getRoot<troupe::schema::RegionDescriptor>().asReader(), out));
+  BOOST_TEST((out.node == in.node));
+  BOOST_TEST(out.address == in.address);
+  BOOST_TEST(out.length == in.length);
+  BOOST_TEST((out.rkey == in.rkey));
+}

@@ -65,7 +65,47 @@ struct engine::impl {
     bool failed = false;
     std::deque<pending_send> waiting;
     std::deque<slot_ptr> inbox;
+    /// Unpacked remote keys by packed form; they belong to `ep` and must be
+    /// destroyed before it closes.
+    std::unordered_map<std::string, ucp_rkey_h> rkeys;
   };
+
+  void drop_rkeys(connection& c) {
+    for (auto& kvp : c.rkeys)
+      ucp_rkey_destroy(kvp.second);
+    c.rkeys.clear();
+  }
+
+  /// One RDMA operation; shared by its put and its flush, which complete separately.
+  struct rma_state {
+    rma_callback done;
+    std::shared_ptr<void> keep_alive;
+    std::string error; // from the put, reported when the flush completes
+  };
+  using rma_ref = std::shared_ptr<rma_state>;
+
+  /// What a UCX callback gets as user data: which engine, which operation.
+  struct rma_token {
+    impl* self;
+    rma_ref state;
+  };
+
+  static void on_rma_put_done(void* request, ucs_status_t status, void* user_data) {
+    auto token = std::unique_ptr<rma_token>(static_cast<rma_token*>(user_data));
+    if (status != UCS_OK)
+      token->state->error = "put failed: " + status_text(status);
+    ucp_request_free(request);
+  }
+
+  static void on_rma_done(void* request, ucs_status_t status, void* user_data) {
+    auto token = std::unique_ptr<rma_token>(static_cast<rma_token*>(user_data));
+    if (status != UCS_OK && token->state->error.empty())
+      token->state->error = "RDMA failed: " + status_text(status);
+    token->self->rma_completions.push_back(std::move(token->state));
+    ucp_request_free(request);
+  }
+
+  std::vector<rma_ref> rma_completions;
 
   /// Lives until UCX completes the operation; owns the buffers UCX reads or writes.
   struct send_op {
@@ -99,6 +139,7 @@ struct engine::impl {
   // UCX objects, progress thread only. Teardown order: endpoints, listener, worker,
   // context (see shutdown()).
   ucp_context_h context = nullptr;
+  std::shared_ptr<void> context_ref; // owns `context`; shared with mapped memory
   ucp_worker_h worker = nullptr;
   ucp_listener_h listener = nullptr;
   int worker_fd = -1;
@@ -231,11 +272,16 @@ std::string engine::impl::setup() {
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
   params.features = UCP_FEATURE_AM | UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP;
-  params.mt_workers_shared = 0;
+  // Memory is registered from any thread (map_memory): the context must lock.
+  params.mt_workers_shared = 1;
   status = ucp_init(&params, config, &context);
   ucp_config_release(config);
   if (status != UCS_OK)
     return "ucp_init: " + status_text(status);
+  // Read from other threads by map_memory: swapped atomically.
+  std::atomic_store(&context_ref, std::shared_ptr<void>(context, [](void* ctx) {
+    ucp_cleanup(static_cast<ucp_context_h>(ctx));
+  }));
 
   ucp_worker_params_t wparams{};
   wparams.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
@@ -342,6 +388,7 @@ void engine::impl::shutdown() {
   }
   for (auto& kvp : conns) {
     auto& c = *kvp.second;
+    drop_rkeys(c);
     if (c.ep != nullptr)
       close_endpoint(c.ep, c.failed);
     c.ep = nullptr;
@@ -349,6 +396,10 @@ void engine::impl::shutdown() {
   // Complete or cancel what is still in flight so its buffers are freed.
   for (int i = 0; i < 100 && ucp_worker_progress(worker) != 0; ++i) {
   }
+  // RDMA operations the closing endpoints cancelled still owe their callers an answer.
+  for (auto& state : rma_completions)
+    state->done(state->error.empty() ? "the transport stopped" : state->error);
+  rma_completions.clear();
   for (auto request : accepts)
     ucp_listener_reject(listener, request);
   accepts.clear();
@@ -367,8 +418,8 @@ void engine::impl::shutdown() {
   if (worker != nullptr)
     ucp_worker_destroy(worker);
   worker = nullptr;
-  if (context != nullptr)
-    ucp_cleanup(context);
+  // The context goes when the last mapped region does.
+  std::atomic_store(&context_ref, std::shared_ptr<void>{});
   context = nullptr;
 }
 
@@ -442,6 +493,12 @@ void engine::impl::dispatch() {
     for (auto id : batch)
       deliver(id);
   }
+  while (!rma_completions.empty()) {
+    auto batch = std::move(rma_completions);
+    rma_completions.clear();
+    for (auto& state : batch)
+      state->done(state->error);
+  }
   while (!fails.empty()) {
     auto batch = std::move(fails);
     fails.clear();
@@ -477,6 +534,7 @@ void engine::impl::fail_connection(conn_id id, const std::string& reason) {
   c->failed = true;
   c->ready = false;
   c->waiting.clear();
+  drop_rkeys(*c);
   if (c->ep != nullptr) {
     by_ep.erase(c->ep);
     close_endpoint(c->ep, true);
@@ -744,6 +802,7 @@ void engine::close(conn_id conn) {
   auto c = d.find(conn);
   if (c == nullptr)
     return;
+  d.drop_rkeys(*c);
   if (c->ep != nullptr) {
     d.by_ep.erase(c->ep);
     d.close_endpoint(c->ep, c->failed);
@@ -752,6 +811,115 @@ void engine::close(conn_id conn) {
     if (slot->rndv_desc != nullptr)
       ucp_am_data_release(d.worker, slot->rndv_desc);
   d.conns.erase(conn);
+}
+
+void engine::rma(conn_id conn, bool is_put, void* local, size_t length,
+                 uint64_t remote_address, const std::string& packed_rkey,
+                 rma_callback done, std::shared_ptr<void> keep_alive) {
+  auto& d = *impl_;
+  auto c = d.find(conn);
+  if (c == nullptr || c->failed || c->ep == nullptr) {
+    done("the connection to the region's node is gone");
+    return;
+  }
+  auto& rkey = c->rkeys[packed_rkey];
+  if (rkey == nullptr) {
+    auto status = ucp_ep_rkey_unpack(c->ep, packed_rkey.data(), &rkey);
+    if (status != UCS_OK) {
+      c->rkeys.erase(packed_rkey);
+      done("cannot unpack the region's remote key: " + status_text(status));
+      return;
+    }
+  }
+  auto state = std::make_shared<impl::rma_state>();
+  state->done = std::move(done);
+  state->keep_alive = std::move(keep_alive);
+  // Each request gets its own token: UCX frees nothing of ours, and a callback that
+  // never comes (immediate completion) leaks nothing.
+  auto issue = [&](auto&& start, ucp_send_nbx_callback_t cb) {
+    auto token = std::make_unique<impl::rma_token>(impl::rma_token{&d, state});
+    ucp_request_param_t rp{};
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    rp.cb.send = cb;
+    rp.user_data = token.get();
+    ucs_status_ptr_t req = start(rp);
+    if (UCS_PTR_IS_PTR(req)) {
+      token.release(); // the callback owns it now
+      return UCS_INPROGRESS;
+    }
+    return UCS_PTR_STATUS(req);
+  };
+  ucs_status_t status;
+  if (is_put) {
+    status = issue(
+      [&](ucp_request_param_t& rp) {
+        return ucp_put_nbx(c->ep, local, length, remote_address, rkey, &rp);
+      },
+      &impl::on_rma_put_done);
+    if (status != UCS_OK && status != UCS_INPROGRESS)
+      state->error = "put failed: " + status_text(status);
+    // A put completes locally; the flush completes once the data is remote.
+    status = issue([&](ucp_request_param_t& rp) { return ucp_ep_flush_nbx(c->ep, &rp); },
+                   &impl::on_rma_done);
+  } else {
+    status = issue(
+      [&](ucp_request_param_t& rp) {
+        return ucp_get_nbx(c->ep, local, length, remote_address, rkey, &rp);
+      },
+      &impl::on_rma_done);
+  }
+  if (status != UCS_INPROGRESS) {
+    if (status != UCS_OK && state->error.empty())
+      state->error = "RDMA failed: " + status_text(status);
+    d.rma_completions.push_back(std::move(state));
+  }
+}
+
+mapped_memory::~mapped_memory() {
+  if (memh != nullptr)
+    ucp_mem_unmap(static_cast<ucp_context_h>(context.get()),
+                  static_cast<ucp_mem_h>(memh));
+}
+
+std::unique_ptr<mapped_memory> engine::map_memory(size_t bytes, std::string& error) {
+  auto ctx = std::atomic_load(&impl_->context_ref);
+  if (!ctx) {
+    error = "the transport is not running";
+    return nullptr;
+  }
+  auto result = std::make_unique<mapped_memory>();
+  result->context = ctx;
+  ucp_mem_map_params_t params{};
+  params.field_mask = UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_FLAGS;
+  params.length = bytes;
+  params.flags = UCP_MEM_MAP_ALLOCATE;
+  ucp_mem_h memh = nullptr;
+  auto status = ucp_mem_map(static_cast<ucp_context_h>(ctx.get()), &params, &memh);
+  if (status != UCS_OK) {
+    error = "cannot register " + std::to_string(bytes) + " bytes: " + status_text(status);
+    return nullptr;
+  }
+  result->memh = memh;
+  ucp_mem_attr_t attr{};
+  attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
+  status = ucp_mem_query(memh, &attr);
+  if (status != UCS_OK) {
+    error = "ucp_mem_query: " + status_text(status);
+    return nullptr;
+  }
+  result->address = attr.address;
+  result->length = bytes;
+  void* rkey_buffer = nullptr;
+  size_t rkey_size = 0;
+  status =
+    ucp_rkey_pack(static_cast<ucp_context_h>(ctx.get()), memh, &rkey_buffer, &rkey_size);
+  if (status != UCS_OK) {
+    error = "ucp_rkey_pack: " + status_text(status);
+    return nullptr;
+  }
+  result->packed_rkey.assign(static_cast<const char*>(rkey_buffer), rkey_size);
+  ucp_rkey_buffer_release(rkey_buffer);
+  return result;
 }
 
 std::string resolve_address(const std::string& host, uint16_t port, sockaddr_storage& out,

@@ -50,6 +50,22 @@ struct engine_options {
   size_t max_payload = size_t{1} << 30;
 };
 
+/// Memory registered with UCX for RDMA (allocated by UCX: registration is then
+/// cheapest and transfers fastest). Unmaps on destruction; keeps the UCP context
+/// alive until then, so it may outlive the engine.
+struct mapped_memory {
+  std::shared_ptr<void> context;
+  void* memh = nullptr;
+  void* address = nullptr;
+  size_t length = 0;
+  std::string packed_rkey; ///< what a peer needs to reach this memory
+  ~mapped_memory();
+};
+
+/// Called on the progress thread when an RDMA operation ends: empty string on
+/// success, otherwise what failed.
+using rma_callback = std::function<void(const std::string& error)>;
+
 class engine {
 public:
   engine(engine_handler& handler, engine_options options);
@@ -90,6 +106,20 @@ public:
 
   /// Closes a connection without reporting it as failed.
   void close(conn_id conn);
+
+  /// RDMA between `local` (inside memory mapped by this engine) and `remote_address`
+  /// on the peer of `conn`, described by its packed rkey. A put completes after a
+  /// flush, i.e. once the data is in the peer's memory. `keep_alive` is held until
+  /// `done` has run (the local region, typically).
+  void rma(conn_id conn, bool is_put, void* local, size_t length, uint64_t remote_address,
+           const std::string& packed_rkey, rma_callback done,
+           std::shared_ptr<void> keep_alive);
+
+  // -- any thread -------------------------------------------------------------------
+
+  /// Allocates and registers `bytes` of memory. Returns null and sets `error` on
+  /// failure. Valid only between start() and stop().
+  std::unique_ptr<mapped_memory> map_memory(size_t bytes, std::string& error);
 
 private:
   struct impl;
