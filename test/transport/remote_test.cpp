@@ -267,6 +267,53 @@ BOOST_AUTO_TEST_CASE(monitoring_a_remote_actor_reports_its_exit) {
   BOOST_TEST(down);
 }
 
+BOOST_AUTO_TEST_CASE(links_to_remote_actors_work_in_both_directions) {
+  host_process host{host_config(echo_provider + R"(, {"type": "echo", "name": "echo2",
+                                                      "provider_id": 2})")};
+  caf::scoped_actor self{client.system()};
+  // A local actor linked to a remote one, reporting the exit message it traps.
+  auto make_linked = [&](const caf::actor& remote) {
+    return client.system().spawn(
+      [remote, report = caf::actor{self}](caf::event_based_actor* a) -> caf::behavior {
+        a->set_exit_handler([=](const caf::exit_msg& msg) {
+          a->send(report, std::string{"linked exit"}, msg.reason);
+          a->quit(msg.reason);
+        });
+        a->link_to(remote);
+        return {[](int) {}};
+      });
+  };
+  // Remote exits -> the local linked actor gets exit_msg with the remote's reason.
+  auto echo = lookup(host.address(), "echo", 1);
+  auto local = make_linked(echo);
+  self->send(local, 0); // the link exists once the actor ran its first handler
+  self->send_exit(echo, caf::exit_reason::user_shutdown);
+  bool got = false;
+  self->receive(
+    [&](const std::string& what, const caf::error& reason) {
+      got = what == "linked exit";
+      BOOST_TEST((reason == caf::exit_reason::user_shutdown), describe(reason));
+    },
+    caf::after(reply_timeout) >> [] {});
+  BOOST_TEST(got);
+  // Local exits -> the remote linked actor gets exit_msg and (not trapping) exits.
+  auto echo2 = lookup(host.address(), "echo", 2);
+  self->monitor(echo2);
+  auto other = client.system().spawn([echo2](caf::event_based_actor* a) -> caf::behavior {
+    a->link_to(echo2);
+    return {[a](int) { a->quit(caf::exit_reason::user_shutdown); }};
+  });
+  self->send(other, 1);
+  bool remote_down = false;
+  self->receive(
+    [&](const caf::down_msg& msg) {
+      remote_down = msg.source == echo2.address();
+      BOOST_TEST((msg.reason == caf::exit_reason::user_shutdown), describe(msg.reason));
+    },
+    caf::after(reply_timeout) >> [] {});
+  BOOST_TEST(remote_down);
+}
+
 BOOST_AUTO_TEST_CASE(a_killed_node_fails_requests_in_flight_and_fires_monitors) {
   host_process host{host_config(blackhole_provider)};
   auto hole = lookup(host.address(), "blackhole", 9);
