@@ -144,9 +144,9 @@ private:
 void read_transport(const config_reader& r, const json& section, transport_config& out) {
   const std::string path = "transport";
   r.require_object(path, section);
-  r.reject_unknown_keys(
-    path, section,
-    {"protocol", "address", "port", "busy_poll", "keepalive_ms", "max_message_bytes"});
+  r.reject_unknown_keys(path, section,
+                        {"protocol", "address", "port", "busy_poll", "keepalive_ms",
+                         "max_message_bytes", "spin_us"});
   if (auto it = section.find("protocol"); it != section.end()) {
     out.protocol = r.read_string(path + ".protocol", *it);
     if (!transport::is_supported_protocol(out.protocol))
@@ -164,6 +164,9 @@ void read_transport(const config_reader& r, const json& section, transport_confi
   if (auto it = section.find("keepalive_ms"); it != section.end())
     out.keepalive_ms =
       static_cast<unsigned>(r.read_integer(path + ".keepalive_ms", *it, 10, 600000));
+  if (auto it = section.find("spin_us"); it != section.end())
+    out.spin_us =
+      static_cast<unsigned>(r.read_integer(path + ".spin_us", *it, 0, 1000000));
   if (auto it = section.find("max_message_bytes"); it != section.end())
     out.max_message_bytes = static_cast<uint64_t>(
       r.read_integer(path + ".max_message_bytes", *it, 4096, int64_t{1} << 40));
@@ -366,7 +369,8 @@ std::string to_json_text(const node_config& cfg, int indent) {
                       {"port", cfg.transport.port},
                       {"busy_poll", cfg.transport.busy_poll},
                       {"keepalive_ms", cfg.transport.keepalive_ms},
-                      {"max_message_bytes", cfg.transport.max_message_bytes}};
+                      {"max_message_bytes", cfg.transport.max_message_bytes},
+                      {"spin_us", cfg.transport.spin_us}};
   doc["threads"] = cfg.threads == 0 ? json("auto") : json(cfg.threads);
   doc["scheduler"] = cfg.policy == scheduler_policy::sharing ? "sharing" : "stealing";
   if (cfg.pinning == pinning_mode::list)

@@ -32,6 +32,10 @@ struct transport_config {
   /// Largest message (payload bytes) this node sends or accepts; bigger ones are
   /// refused with an error (sending) or dropped and counted (receiving).
   uint64_t max_message_bytes = uint64_t{1} << 30;
+  /// Without busy_poll: how long the progress thread keeps polling after activity
+  /// before it sleeps. A sleeping thread costs a wakeup per message (tens of
+  /// microseconds on a small VM); polling costs a core while it lasts.
+  unsigned spin_us = 50;
 };
 
 /// How CAF's scheduler threads are placed on cores.

@@ -184,6 +184,7 @@ node::node(node_config cfg) : impl_(std::make_unique<impl>()) {
            static_cast<size_t>(t.keepalive_ms));
   caf::put(settings, "troupe.transport.max-message-bytes",
            static_cast<size_t>(t.max_message_bytes));
+  caf::put(settings, "troupe.transport.spin-us", static_cast<size_t>(t.spin_us));
 }
 
 node::~node() {

@@ -768,6 +768,8 @@ void middleman::init(caf::actor_system_config& cfg) {
   d.opts.port =
     static_cast<uint16_t>(caf::get_or(cfg, "troupe.transport.port", size_t{0}));
   d.opts.busy_poll = caf::get_or(cfg, "troupe.transport.busy-poll", false);
+  d.opts.spin_window =
+    std::chrono::microseconds{caf::get_or(cfg, "troupe.transport.spin-us", size_t{50})};
   auto keepalive_ms = caf::get_or(cfg, "troupe.transport.keepalive-ms", size_t{500});
   d.opts.max_payload =
     caf::get_or(cfg, "troupe.transport.max-message-bytes", size_t{1} << 30);

@@ -11,7 +11,8 @@
 // node config): troupe.transport.host (default "127.0.0.1"), troupe.transport.port
 // (0 = any free port), troupe.transport.busy-poll (false),
 // troupe.transport.keepalive-ms (UCX keepalive interval; default 500),
-// troupe.transport.max-message-bytes (largest payload sent or accepted; 1 GiB).
+// troupe.transport.max-message-bytes (largest payload sent or accepted; 1 GiB),
+// troupe.transport.spin-us (keep polling this long after activity before sleeping; 50).
 
 #include <chrono>
 #include <cstdint>

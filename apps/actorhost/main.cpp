@@ -38,7 +38,8 @@ stderr (file, key path, what was expected, what was found) with exit code 2.
 Config keys (all optional):
   transport   {"protocol": "ucx", "address": "127.0.0.1", "port": 0,
                "busy_poll": false, "keepalive_ms": 500,
-               "max_message_bytes": 1073741824}   (port 0 = any free port)
+               "max_message_bytes": 1073741824, "spin_us": 50}
+              (port 0 = any free port)
   threads     "auto" (one per core) or a number of CAF scheduler threads
   scheduler   "sharing" (default) or "stealing"
   pinning     "none" (default), "cores", or a list of core indexes

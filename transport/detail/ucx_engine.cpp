@@ -156,6 +156,8 @@ struct engine::impl {
   std::vector<std::function<void()>> queue; // guarded by queue_mtx
   bool accepting_posts = true;              // guarded by queue_mtx
 
+  uint64_t sleeps = 0, sleep_timeouts = 0;
+  double slept_us = 0;
   // Progress-thread state.
   std::unordered_map<conn_id, std::unique_ptr<connection>> conns;
   std::unordered_map<ucp_ep_h, conn_id> by_ep;
@@ -381,6 +383,9 @@ void engine::impl::close_endpoint(ucp_ep_h ep, bool force) {
 }
 
 void engine::impl::shutdown() {
+  TROUPE_LOG_DEBUG(log_component, "progress thread slept "
+                                    << sleeps << " times (" << sleep_timeouts
+                                    << " timed out), " << slept_us / 1e3 << " ms in all");
   {
     std::lock_guard<std::mutex> guard{queue_mtx};
     accepting_posts = false;
@@ -434,13 +439,24 @@ void engine::impl::run() {
     return;
   }
   started.set_value({});
+  // Sleeping in epoll costs a wakeup (tens of microseconds on a small VM) per message
+  // in a request/response exchange, so after any activity the thread keeps polling
+  // for `spin_window` before it arms the worker and sleeps.
+  auto last_activity = std::chrono::steady_clock::now();
   while (!stop_requested.load(std::memory_order_acquire)) {
     bool busy = ucp_worker_progress(worker) != 0;
     dispatch();
     busy = drain_posts() || busy;
     dispatch();
-    if (!busy && !opts.busy_poll)
+    if (opts.busy_poll)
+      continue;
+    auto now = std::chrono::steady_clock::now();
+    if (busy)
+      last_activity = now;
+    else if (now - last_activity >= opts.spin_window)
       wait_for_events();
+    else
+      std::this_thread::yield(); // let a runnable actor thread have this core
   }
   shutdown();
 }
@@ -466,7 +482,14 @@ void engine::impl::wait_for_events() {
       return;
   }
   epoll_event ev;
-  ::epoll_wait(epoll_fd, &ev, 1, idle_wait_ms);
+  auto t0 = std::chrono::steady_clock::now();
+  int n = ::epoll_wait(epoll_fd, &ev, 1, idle_wait_ms);
+  ++sleeps;
+  if (n == 0)
+    ++sleep_timeouts;
+  slept_us +=
+    std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
+      .count();
 }
 
 void engine::impl::dispatch() {

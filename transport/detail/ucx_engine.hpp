@@ -6,6 +6,7 @@
 // Threads: `post` may be called from any thread; everything else, and every
 // `engine_handler` callback, runs on the progress thread.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -46,6 +47,8 @@ struct engine_options {
   std::string host = "127.0.0.1";
   uint16_t port = 0;
   bool busy_poll = false;
+  /// Without busy_poll: how long to keep polling after activity before sleeping.
+  std::chrono::microseconds spin_window{50};
   /// Largest payload accepted from a peer, in bytes; bigger frames are dropped.
   size_t max_payload = size_t{1} << 30;
 };

@@ -1,0 +1,108 @@
+#pragma once
+// troupe-bench: shared pieces of the benchmark program (results, statistics, child
+// processes). Each peer (Troupe, raw UCX, CAF's io middleman) has a server half that
+// runs in its own process and a client half that measures from this one.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/fwd.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+namespace troupe {
+class memory_region;
+} // namespace troupe
+
+namespace troupe::bench {
+
+using clock_type = std::chrono::steady_clock;
+
+/// Microseconds since `start`.
+inline double micros_since(clock_type::time_point start) {
+  return std::chrono::duration<double, std::micro>(clock_type::now() - start).count();
+}
+
+struct latency {
+  double p50_us = 0;
+  double p99_us = 0;
+};
+
+/// Percentiles of round-trip samples (in microseconds).
+latency summarize(std::vector<double> samples);
+
+/// What one peer measured over one UCX transport selection.
+struct result_set {
+  std::string system; ///< "troupe", "ucx", "caf-io"
+  std::string tls;    ///< the UCX_TLS it ran with ("n/a" for CAF's io middleman)
+  std::map<size_t, latency> round_trip;    ///< by payload size in bytes
+  double one_way_msgs_per_s = 0;           ///< 64 B messages, sender never waits
+  std::map<int, double> requests_per_s;    ///< by requests in flight
+  std::optional<double> rdma_get_gb_per_s; ///< 1 MiB gets
+  std::string error;                       ///< set if the peer could not be measured
+};
+
+/// The workload, the same for every peer.
+struct workload {
+  std::vector<size_t> rtt_sizes{8, 64, 64 * 1024};
+  int rtt_iterations = 2000;
+  int warmup = 200;
+  int one_way_messages = 200000;
+  std::vector<int> in_flight{1, 8, 64};
+  int in_flight_requests = 20000;
+  size_t rdma_bytes = 1 << 20;
+  int rdma_iterations = 512;
+  int rdma_window = 4;
+  bool busy_poll = false;
+};
+
+/// A server half in a child process (this same program, `serve <kind>`), killed when
+/// the object goes (and by the kernel if we die: no orphans).
+class server_process {
+public:
+  server_process(const std::string& kind, const std::string& tls, bool busy_poll);
+  ~server_process();
+  server_process(const server_process&) = delete;
+  server_process& operator=(const server_process&) = delete;
+
+  /// What the server printed as its address ("ucx://..." or "host:port").
+  const std::string& address() const { return address_; }
+  bool ok() const { return !address_.empty(); }
+  const std::string& error() const { return error_; }
+
+private:
+  int pid_ = -1;
+  std::string address_;
+  std::string error_;
+};
+
+/// The server-side actor of the Troupe and CAF peers:
+///   string -> the same string (round trips); (put_atom, string) -> counted, no reply;
+///   get_atom -> how many were counted; (add_atom, bytes) -> a region's descriptor.
+struct bench_state {
+  uint64_t received = 0;
+  std::shared_ptr<memory_region> region;
+};
+caf::behavior bench_actor(caf::stateful_actor<bench_state>* self);
+
+/// Round trips, one-way throughput and requests in flight against any actor running
+/// bench_actor, local or remote (Troupe's middleman or CAF's).
+void measure_actor(caf::actor_system& sys, const caf::actor& target, const workload& w,
+                   result_set& r);
+
+// Client halves: measure against a running server.
+result_set measure_troupe(const std::string& address, const workload& w);
+result_set measure_ucx(const std::string& address, const workload& w);
+result_set measure_caf(const std::string& address, const workload& w);
+
+// Server halves: print "address <...>" on stdout, then serve until killed.
+int serve_troupe(bool busy_poll);
+int serve_ucx();
+int serve_caf();
+
+} // namespace troupe::bench

@@ -1,0 +1,214 @@
+// The Troupe peer: a bench actor on a node in the server process; drivers on a node in
+// the benchmark process talk to it through Troupe's UCX middleman.
+
+#include "tools/bench/bench.hpp"
+
+#include <csignal>
+#include <functional>
+#include <iostream>
+#include <memory>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "base/error.hpp"
+#include "runtime/config.hpp"
+#include "runtime/node.hpp"
+#include "runtime/provider_registry.hpp"
+#include "transport/rdma.hpp"
+
+namespace troupe::bench {
+
+namespace {
+
+const auto request_timeout = std::chrono::seconds(30);
+
+std::string node_config_text(bool busy_poll) {
+  return std::string{R"({"transport": {"busy_poll": )"} + (busy_poll ? "true" : "false")
+         + R"(}, "providers": [{"type": "bench", "name": "bench", "provider_id": 1}]})";
+}
+
+} // namespace
+
+caf::behavior bench_actor(caf::stateful_actor<bench_state>* self) {
+  return {
+    [](const std::string& payload) { return payload; },
+    [self](caf::put_atom, const std::string&) { ++self->state.received; },
+    [self](caf::get_atom) { return self->state.received; },
+    [self](caf::add_atom, uint64_t bytes) -> caf::result<region_descriptor> {
+      auto region = memory_region::allocate(self->system(), bytes);
+      if (!region)
+        return region.error();
+      self->state.region = *region;
+      return (*region)->descriptor();
+    },
+  };
+}
+
+namespace {
+
+/// Runs `body` in an event-based actor and blocks until it calls `finish`.
+void run_driver(
+  caf::actor_system& sys,
+  std::function<void(caf::event_based_actor*, std::function<void()>)> body) {
+  caf::scoped_actor waiter{sys};
+  auto report = caf::actor{waiter};
+  sys.spawn([body, report](caf::event_based_actor* self) -> caf::behavior {
+    body(self, [self, report] {
+      self->send(report, caf::ok_atom::value);
+      self->quit();
+    });
+    return {[](int) {}};
+  });
+  waiter->receive([](caf::ok_atom) {});
+}
+
+} // namespace
+
+int serve_troupe(bool busy_poll) {
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  node server{parse_node_config(node_config_text(busy_poll), "bench-server")};
+  server.providers().add_type(
+    "bench", [](const provider_context& ctx) -> caf::expected<caf::actor> {
+      return ctx.system.spawn(bench_actor);
+    });
+  if (auto err = server.start()) {
+    std::cerr << describe(err) << "\n";
+    return 1;
+  }
+  std::cout << "address " << server.address() << std::endl;
+  int signo = 0;
+  sigwait(&stop, &signo);
+  return 0;
+}
+
+void measure_actor(caf::actor_system& sys, const caf::actor& target, const workload& w,
+                   result_set& r) {
+  // (a) round trips, one at a time.
+  for (auto size : w.rtt_sizes) {
+    auto samples = std::make_shared<std::vector<double>>();
+    run_driver(sys, [&, size, samples](caf::event_based_actor* self, auto finish) {
+      auto payload = std::string(size, 'x');
+      auto next = std::make_shared<std::function<void(int)>>();
+      *next = [=](int i) {
+        if (i == w.warmup + w.rtt_iterations) {
+          // Break the self-reference; this closure dies here, so use only locals.
+          auto done = finish;
+          *next = nullptr;
+          done();
+          return;
+        }
+        auto start = clock_type::now();
+        self->request(target, request_timeout, payload).then([=](const std::string&) {
+          if (i >= w.warmup)
+            samples->push_back(micros_since(start));
+          (*next)(i + 1);
+        });
+      };
+      (*next)(0);
+    });
+    r.round_trip[size] = summarize(*samples);
+  }
+
+  // (b) one-way 64 B messages; a request after them returns once all have arrived.
+  {
+    auto start = clock_type::now();
+    run_driver(sys, [&](caf::event_based_actor* self, auto finish) {
+      auto payload = std::string(64, 'x');
+      for (int i = 0; i < w.one_way_messages; ++i)
+        self->send(target, caf::put_atom::value, payload);
+      self->request(target, request_timeout, caf::get_atom::value).then([=](uint64_t) {
+        finish();
+      });
+    });
+    r.one_way_msgs_per_s = w.one_way_messages / (micros_since(start) / 1e6);
+  }
+
+  // (c) requests with a fixed number in flight.
+  for (auto window : w.in_flight) {
+    auto start = clock_type::now();
+    run_driver(sys, [&, window](caf::event_based_actor* self, auto finish) {
+      auto payload = std::string(64, 'x');
+      auto sent = std::make_shared<int>(0);
+      auto done = std::make_shared<int>(0);
+      auto issue = std::make_shared<std::function<void()>>();
+      *issue = [=] {
+        ++*sent;
+        self->request(target, request_timeout, payload).then([=](const std::string&) {
+          if (++*done == w.in_flight_requests) {
+            auto all_done = finish;
+            *issue = nullptr;
+            all_done();
+          } else if (*sent < w.in_flight_requests) {
+            (*issue)();
+          }
+        });
+      };
+      for (int i = 0; i < window; ++i)
+        (*issue)();
+    });
+    r.requests_per_s[window] = w.in_flight_requests / (micros_since(start) / 1e6);
+  }
+}
+
+result_set measure_troupe(const std::string& address, const workload& w) {
+  result_set r;
+  r.system = "troupe";
+  node client{parse_node_config(R"({"transport": {"busy_poll": )"
+                                  + std::string{w.busy_poll ? "true" : "false"} + "}}",
+                                "bench-client")};
+  if (auto err = client.start()) {
+    r.error = describe(err);
+    return r;
+  }
+  auto target_or = client.remote_provider(address, "bench", 1, request_timeout);
+  if (!target_or) {
+    r.error = describe(target_or.error());
+    return r;
+  }
+  auto target = *target_or;
+  auto& sys = client.system();
+
+  measure_actor(sys, target, w, r);
+
+  // (d) RDMA get of 1 MiB, a few in flight.
+  {
+    caf::scoped_actor self{sys};
+    region_descriptor desc;
+    self->request(target, request_timeout, caf::add_atom::value, uint64_t{w.rdma_bytes})
+      .receive([&](const region_descriptor& d) { desc = d; },
+               [&](const caf::error& err) { r.error = describe(err); });
+    auto local = memory_region::allocate(sys, w.rdma_bytes);
+    if (desc.length == w.rdma_bytes && local) {
+      auto start = clock_type::now();
+      int issued = 0;
+      int completed = 0;
+      for (; issued < w.rdma_window; ++issued)
+        rdma_get(sys, desc, 0, *local, 0, w.rdma_bytes, self, issued);
+      while (completed < w.rdma_iterations) {
+        bool ok = true;
+        self->receive([&](const rdma_done& done) { ok = !done.error; });
+        if (!ok) {
+          r.error = "rdma get failed";
+          break;
+        }
+        ++completed;
+        if (issued < w.rdma_iterations)
+          rdma_get(sys, desc, 0, *local, 0, w.rdma_bytes, self, issued++);
+      }
+      if (r.error.empty())
+        r.rdma_get_gb_per_s =
+          (double(w.rdma_bytes) * w.rdma_iterations) / (micros_since(start) * 1e3);
+    }
+  }
+  client.stop();
+  return r;
+}
+
+} // namespace troupe::bench

@@ -1,0 +1,304 @@
+// troupe-bench: benchmark programs (not timed tests). `troupe-bench transport` measures
+// Troupe's middleman against raw UCX active messages and CAF's own io middleman in one
+// run, each against a server in its own process, over shared memory and over tcp,
+// and prints JSON and a table.
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iomanip>
+#include <iostream>
+#include <poll.h>
+#include <sstream>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "tools/bench/bench.hpp"
+
+namespace troupe::bench {
+
+latency summarize(std::vector<double> samples) {
+  latency result;
+  if (samples.empty())
+    return result;
+  std::sort(samples.begin(), samples.end());
+  auto at = [&](double q) {
+    auto i = static_cast<size_t>(q * static_cast<double>(samples.size() - 1));
+    return samples[i];
+  };
+  result.p50_us = at(0.50);
+  result.p99_us = at(0.99);
+  return result;
+}
+
+server_process::server_process(const std::string& kind, const std::string& tls,
+                               bool busy_poll) {
+  int out[2];
+  if (::pipe(out) != 0) {
+    error_ = "pipe failed";
+    return;
+  }
+  auto parent = ::getpid();
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent)
+      ::_exit(127);
+    ::dup2(out[1], STDOUT_FILENO);
+    ::close(out[0]);
+    ::close(out[1]);
+    if (!tls.empty())
+      ::setenv("UCX_TLS", tls.c_str(), 1);
+    std::vector<std::string> args{"/proc/self/exe", "serve", kind};
+    if (busy_poll)
+      args.push_back("--busy-poll");
+    std::vector<char*> argv;
+    for (auto& a : args)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  // Wait for "address ..." with a deadline; the server may fail to start.
+  // UCX may print warnings on stdout first: look for the line that starts "address ".
+  std::string text;
+  auto has_address = [&] {
+    return text.rfind("address ", 0) == 0 || text.find("\naddress ") != std::string::npos;
+  };
+  auto deadline = clock_type::now() + std::chrono::seconds(30);
+  while (!(has_address() && text.find('\n', text.find("address ")) != std::string::npos)
+         && clock_type::now() < deadline) {
+    pollfd p{out[0], POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0)
+      continue;
+    char buf[256];
+    auto n = ::read(out[0], buf, sizeof(buf));
+    if (n <= 0)
+      break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(out[0]);
+  if (has_address()) {
+    auto start = text.rfind("address ", 0) == 0 ? 0 : text.find("\naddress ") + 1;
+    auto line = text.substr(start, text.find('\n', start) - start);
+    address_ = line.substr(8);
+  } else {
+    error_ = "the " + kind + " server did not start: " + text;
+  }
+}
+
+server_process::~server_process() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+}
+
+} // namespace troupe::bench
+
+namespace {
+
+using namespace troupe::bench;
+using nlohmann::json;
+
+json to_json(const result_set& r) {
+  json j;
+  j["system"] = r.system;
+  j["ucx_tls"] = r.tls;
+  if (!r.error.empty())
+    j["error"] = r.error;
+  for (const auto& [size, lat] : r.round_trip)
+    j["round_trip_us"][std::to_string(size)] = {{"p50", lat.p50_us}, {"p99", lat.p99_us}};
+  j["one_way_64B_msgs_per_s"] = r.one_way_msgs_per_s;
+  for (const auto& [window, rate] : r.requests_per_s)
+    j["requests_per_s_in_flight"][std::to_string(window)] = rate;
+  if (r.rdma_get_gb_per_s)
+    j["rdma_get_1MiB_GB_per_s"] = *r.rdma_get_gb_per_s;
+  return j;
+}
+
+std::string fixed(double v, int digits) {
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(digits) << v;
+  return os.str();
+}
+
+void print_table(const std::vector<result_set>& results, std::ostream& os) {
+  os << std::left << std::setw(8) << "system" << std::setw(14) << "UCX_TLS"
+     << std::setw(16) << "rtt 8B p50/p99" << std::setw(16) << "rtt 64B" << std::setw(18)
+     << "rtt 64KiB" << std::setw(12) << "1-way/s" << std::setw(30)
+     << "req/s in flight 1 / 8 / 64"
+     << "RDMA GB/s\n";
+  for (const auto& r : results) {
+    os << std::left << std::setw(8) << r.system << std::setw(14) << r.tls.substr(0, 13);
+    if (!r.error.empty()) {
+      os << "error: " << r.error << "\n";
+      continue;
+    }
+    for (size_t size : {size_t{8}, size_t{64}, size_t{64 * 1024}}) {
+      auto it = r.round_trip.find(size);
+      auto text = it == r.round_trip.end()
+                    ? std::string{"-"}
+                    : fixed(it->second.p50_us, 1) + "/" + fixed(it->second.p99_us, 1);
+      os << std::setw(size == 64 * 1024 ? 18 : 16) << text;
+    }
+    os << std::setw(12) << fixed(r.one_way_msgs_per_s, 0);
+    std::string rates;
+    for (const auto& [window, rate] : r.requests_per_s)
+      rates += (rates.empty() ? "" : " / ") + fixed(rate, 0);
+    os << std::setw(30) << rates;
+    os << (r.rdma_get_gb_per_s ? fixed(*r.rdma_get_gb_per_s, 2) : std::string{"-"})
+       << "\n";
+  }
+  os << "(round trips in microseconds; servers in their own processes on loopback)\n";
+}
+
+const result_set* find(const std::vector<result_set>& rs, const std::string& system,
+                       const std::string& tls) {
+  for (const auto& r : rs)
+    if (r.system == system && (tls.empty() || r.tls == tls) && r.error.empty())
+      return &r;
+  return nullptr;
+}
+
+json ratios(const std::vector<result_set>& rs) {
+  json j;
+  for (const auto& tls : {std::string{"sm,self,tcp"}, std::string{"tcp"}}) {
+    auto t = find(rs, "troupe", tls);
+    auto u = find(rs, "ucx", tls);
+    auto c = find(rs, "caf-io", "");
+    if (t == nullptr)
+      continue;
+    auto& k = j[tls];
+    if (u != nullptr && u->round_trip.count(8) && t->round_trip.count(8)) {
+      k["rtt_8B_p50_troupe_over_ucx"] =
+        t->round_trip.at(8).p50_us / u->round_trip.at(8).p50_us;
+      if (u->rdma_get_gb_per_s && t->rdma_get_gb_per_s)
+        k["rdma_troupe_over_ucx"] = *t->rdma_get_gb_per_s / *u->rdma_get_gb_per_s;
+    }
+    if (c != nullptr && c->round_trip.count(8) && t->round_trip.count(8))
+      k["rtt_8B_p50_caf_over_troupe"] =
+        c->round_trip.at(8).p50_us / t->round_trip.at(8).p50_us;
+  }
+  return j;
+}
+
+int run_transport(bool as_json, bool quick, bool busy_poll, const std::string& only) {
+  workload w;
+  w.busy_poll = busy_poll;
+  if (quick) {
+    w.rtt_iterations = 300;
+    w.warmup = 50;
+    w.one_way_messages = 20000;
+    w.in_flight_requests = 3000;
+    w.rdma_iterations = 64;
+  }
+  std::vector<result_set> results;
+  auto wanted = [&](const std::string& s) { return only.empty() || only == s; };
+  for (const auto& tls : {std::string{"sm,self,tcp"}, std::string{"tcp"}}) {
+    // The client half reads UCX_TLS when it creates its context, like the server.
+    ::setenv("UCX_TLS", tls.c_str(), 1);
+    if (wanted("troupe")) {
+      std::cerr << "troupe-bench: troupe over " << tls << "...\n";
+      server_process server{"troupe", tls, busy_poll};
+      auto r = server.ok() ? measure_troupe(server.address(), w) : result_set{};
+      r.system = "troupe";
+      if (!server.ok())
+        r.error = server.error();
+      r.tls = tls;
+      results.push_back(r);
+    }
+    if (wanted("ucx")) {
+      std::cerr << "troupe-bench: raw UCX over " << tls << "...\n";
+      server_process server{"ucx", tls, false};
+      auto r = server.ok() ? measure_ucx(server.address(), w) : result_set{};
+      r.system = "ucx";
+      if (!server.ok())
+        r.error = server.error();
+      r.tls = tls;
+      results.push_back(r);
+    }
+  }
+  ::unsetenv("UCX_TLS");
+  if (wanted("caf")) {
+    std::cerr << "troupe-bench: CAF io middleman...\n";
+    server_process server{"caf", "", false};
+    auto r = server.ok() ? measure_caf(server.address(), w) : result_set{};
+    r.system = "caf-io";
+    r.tls = "n/a";
+    if (!server.ok())
+      r.error = server.error();
+    results.push_back(r);
+  }
+  json doc;
+  doc["benchmark"] = "transport";
+  doc["busy_poll"] = busy_poll;
+  doc["workload"] = {{"rtt_iterations", w.rtt_iterations},
+                     {"one_way_messages", w.one_way_messages},
+                     {"in_flight_requests", w.in_flight_requests},
+                     {"rdma_bytes", w.rdma_bytes},
+                     {"rdma_iterations", w.rdma_iterations}};
+  for (const auto& r : results)
+    doc["results"].push_back(to_json(r));
+  doc["ratios"] = ratios(results);
+  if (as_json) {
+    std::cout << doc.dump(2) << "\n";
+  } else {
+    print_table(results, std::cout);
+    std::cout << "ratios: " << doc["ratios"].dump() << "\n";
+  }
+  bool failed = std::any_of(results.begin(), results.end(),
+                            [](const result_set& r) { return !r.error.empty(); });
+  return failed ? 1 : 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"troupe-bench: Troupe's benchmarks, each run side by side with the peers "
+               "it is compared with.",
+               "troupe-bench"};
+  app.require_subcommand(1);
+  auto transport = app.add_subcommand(
+    "transport", "remote round trips (8 B, 64 B, 64 KiB), one-way 64 B throughput, "
+                 "requests with 1/8/64 in flight and 1 MiB RDMA gets: Troupe, raw UCX "
+                 "active messages and CAF's io middleman, over shared memory and tcp");
+  bool as_json = false;
+  bool quick = false;
+  bool busy_poll = false;
+  std::string only;
+  transport->add_flag("--json", as_json, "print JSON instead of a table");
+  transport->add_flag("--quick", quick, "fewer iterations (a smoke run)");
+  transport->add_flag("--busy-poll", busy_poll,
+                      "Troupe's progress threads spin instead of sleeping (as raw UCX "
+                      "here always does)");
+  transport->add_option("--only", only, "measure one system only")
+    ->check(CLI::IsMember({"troupe", "ucx", "caf"}));
+  auto serve = app.add_subcommand("serve", "run a server half (used by the benchmarks)");
+  std::string kind;
+  serve->add_option("kind", kind, "troupe, ucx or caf")
+    ->required()
+    ->check(CLI::IsMember({"troupe", "ucx", "caf"}));
+  serve->add_flag("--busy-poll", busy_poll, "spin the progress thread");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (*serve) {
+    if (kind == "troupe")
+      return serve_troupe(busy_poll);
+    if (kind == "ucx")
+      return serve_ucx();
+    return serve_caf();
+  }
+  return run_transport(as_json, quick, busy_poll, only);
+}
