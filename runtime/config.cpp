@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/files.hpp"
+#include "base/text.hpp"
 #include "transport/address.hpp"
 
 namespace troupe {
@@ -41,23 +42,6 @@ std::string describe_value(const json& value) {
   }
 }
 
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j)
-    row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t above = row[j];
-      row[j] =
-        std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
 /// Walks the document and throws `config_error` with file and key path on any problem.
 class config_reader {
 public:
@@ -86,20 +70,14 @@ public:
       if (std::find(known.begin(), known.end(), it.key()) != known.end())
         continue;
       std::string msg = "unknown key (known keys:";
-      std::string_view nearest;
-      size_t best = 3;
       for (auto k : known) {
         msg += ' ';
         msg += k;
-        auto d = edit_distance(it.key(), k);
-        if (d < best) {
-          best = d;
-          nearest = k;
-        }
       }
       msg += ')';
-      if (!nearest.empty())
-        msg += "; did you mean \"" + std::string{nearest} + "\"?";
+      auto suggestion = nearest(it.key(), std::vector<std::string_view>(known));
+      if (!suggestion.empty())
+        msg += "; did you mean \"" + std::string{suggestion} + "\"?";
       fail(join(path, it.key()), msg);
     }
   }

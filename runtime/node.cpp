@@ -1,6 +1,7 @@
 #include "runtime/node.hpp"
 
 #include <atomic>
+#include <mutex>
 #include <chrono>
 
 #include <caf/actor_system.hpp>
@@ -78,6 +79,8 @@ struct node::impl {
   std::vector<caf::actor> started; // providers in start order
   caf::actor service;              // the node service, stopped after the providers
   unsigned threads = 0;
+  mutable std::mutex shutdown_mtx;
+  std::function<void()> shutdown_handler; // guarded by shutdown_mtx
 
   caf::error configure_scheduler();
   caf::error spawn_providers();
@@ -229,7 +232,7 @@ caf::error node::start() {
     return make_error(errc::unreachable,
                       impl_->cfg.source + ": transport: " + context_text(err));
   }
-  impl_->service = spawn_node_service(*impl_->system);
+  impl_->service = spawn_node_service(*this);
   transport::middleman::of(*impl_->system).publish(node_service_key, impl_->service);
   if (auto err = impl_->spawn_providers()) {
     stop();
@@ -279,6 +282,28 @@ caf::expected<caf::actor> node::remote_provider(const std::string& uri,
                                                 std::chrono::milliseconds timeout) {
   return transport().remote_actor(uri, transport::provider_key(type, provider_id),
                                   timeout);
+}
+
+void node::on_shutdown_request(std::function<void()> handler) {
+  std::lock_guard<std::mutex> guard{impl_->shutdown_mtx};
+  impl_->shutdown_handler = std::move(handler);
+}
+
+bool node::request_shutdown() {
+  std::function<void()> handler;
+  {
+    std::lock_guard<std::mutex> guard{impl_->shutdown_mtx};
+    handler = impl_->shutdown_handler;
+  }
+  if (!handler)
+    return false;
+  handler();
+  return true;
+}
+
+bool node::has_shutdown_handler() const {
+  std::lock_guard<std::mutex> guard{impl_->shutdown_mtx};
+  return static_cast<bool>(impl_->shutdown_handler);
 }
 
 unsigned node::scheduler_threads() const {

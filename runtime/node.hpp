@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -77,6 +78,14 @@ public:
 
   /// The CAF scheduler thread count actually used (config or topology).
   unsigned scheduler_threads() const;
+
+  /// What a remote `shutdown` (node service) does: calls this handler, which the
+  /// owner sets (actorhost raises SIGTERM to itself). Without one it is refused.
+  void on_shutdown_request(std::function<void()> handler);
+
+  /// Calls the shutdown handler; returns false if there is none. Thread-safe.
+  bool request_shutdown();
+  bool has_shutdown_handler() const;
 
 private:
   struct impl;

@@ -1,16 +1,25 @@
 #include "runtime/node_service.hpp"
 
-#include <map>
+#include <chrono>
 #include <string>
+#include <unistd.h>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/node_id.hpp>
+#include <nlohmann/json.hpp>
 
+#include "base/error.hpp"
+#include "runtime/node.hpp"
+#include "runtime/provider_registry.hpp"
+#include "runtime/topology.hpp"
 #include "transport/middleman.hpp"
 
 namespace troupe {
 
 namespace {
+
+using nlohmann::json;
 
 std::map<std::string, uint64_t> flatten(const transport::transport_stats& s) {
   std::map<std::string, uint64_t> out{{"messages_in", s.messages_in},
@@ -23,17 +32,83 @@ std::map<std::string, uint64_t> flatten(const transport::transport_stats& s) {
   return out;
 }
 
-caf::behavior node_service(caf::event_based_actor* self) {
-  auto& mm = transport::middleman::of(self->system());
+struct node_service_state {
+  node* owner = nullptr;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  static inline const char* name = "troupe.node";
+
+  json info(caf::actor_system& sys) const {
+    auto uptime =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started);
+    return {{"node_id", caf::to_string(sys.node())},
+            {"address", owner->address()},
+            {"pid", ::getpid()},
+            {"uptime_s", uptime.count()},
+            {"version", "0.1.0"},
+            {"scheduler_threads", owner->scheduler_threads()}};
+  }
+
+  json providers() const {
+    json list = json::array();
+    for (const auto& p : owner->providers().list())
+      list.push_back(
+        {{"type", p.type}, {"provider_id", p.provider_id}, {"name", p.name}});
+    return list;
+  }
+
+  json topology() const {
+    const auto& t = owner->machine();
+    return {
+      {"packages", t.packages()}, {"numa_nodes", t.numa_nodes()},
+      {"cores", t.cores()},       {"hardware_threads", t.pus()},
+      {"summary", t.summary()},   {"bound_cores", owner->placement().bound_cores()}};
+  }
+
+  caf::result<std::string> answer(caf::actor_system& sys, const std::string& what) const {
+    if (what == "info")
+      return info(sys).dump();
+    if (what == "providers")
+      return providers().dump();
+    if (what == "stats")
+      return json(flatten(transport::middleman::of(sys).stats())).dump();
+    if (what == "topology")
+      return topology().dump();
+    if (what == "config")
+      return to_json_text(owner->config(), -1);
+    std::string known;
+    for (auto topic : node_service_topics)
+      known += (known.empty() ? "" : ", ") + std::string{topic};
+    return make_error(errc::not_found, "the node service knows no \"" + what
+                                         + "\" (known: " + known + ")");
+  }
+};
+
+caf::behavior node_service(caf::stateful_actor<node_service_state>* self, node* owner) {
+  self->state.owner = owner;
   return {
-    [&mm](stats_atom) { return flatten(mm.stats()); },
+    [self](stats_atom) {
+      return flatten(transport::middleman::of(self->system()).stats());
+    },
+    [self](caf::get_atom, const std::string& what) {
+      return self->state.answer(self->system(), what);
+    },
+    [](ping_atom, const std::string& payload) { return payload; },
+    [self](shutdown_atom) -> caf::result<std::string> {
+      if (!self->state.owner->has_shutdown_handler())
+        return make_error(errc::not_found, "this node does not take remote shutdown "
+                                           "requests (its owner set no handler)");
+      // Answer first; shut down after the answer is on its way.
+      self->send(self, shutdown_atom::value, caf::ok_atom::value);
+      return std::string{"ok"};
+    },
+    [self](shutdown_atom, caf::ok_atom) { self->state.owner->request_shutdown(); },
   };
 }
 
 } // namespace
 
-caf::actor spawn_node_service(caf::actor_system& system) {
-  return system.spawn(node_service);
+caf::actor spawn_node_service(node& owner) {
+  return owner.system().spawn(node_service, &owner);
 }
 
 } // namespace troupe

@@ -1,14 +1,24 @@
 #pragma once
 // The `node` service: one actor on every node, published under "troupe.node", that
-// answers questions about the node over the transport.
+// answers questions about the node over the transport (what `actorsh` talks to).
 //
 // Protocol:
 //   (stats_atom) -> std::map<std::string, uint64_t>: transport counters
 //       "messages_in", "messages_out", "bytes_in", "bytes_out", "peers", and one
 //       "drop:<reason>" entry per reason input was dropped for.
+//   (get_atom, what) -> std::string, a JSON document; `what` is one of
+//       "info"      node id, address, pid, uptime, version
+//       "providers" [{type, provider_id, name}, ...]
+//       "stats"     the counters above as an object
+//       "topology"  packages, NUMA nodes, cores, hardware threads, bound cores
+//       "config"    the node's effective config
+//     an unknown `what` is answered with a troupe.not_found error naming the known ones.
+//   (ping_atom, payload) -> payload (round-trip measurements).
+//   (shutdown_atom) -> "ok", then the node's owner is asked to shut down gracefully.
 // States: one. Owner: troupe::node, which spawns it at start and stops it last.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -17,13 +27,21 @@
 
 namespace troupe {
 
+class node;
+
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
+using ping_atom = caf::atom_constant<caf::atom("ping")>;
+using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
 using stats_map = std::map<std::string, uint64_t>;
 
 /// The key the node service is published under.
 constexpr const char* node_service_key = "troupe.node";
 
-/// Spawns the node service of `system` (whose middleman must be loaded).
-caf::actor spawn_node_service(caf::actor_system& system);
+/// The questions (get_atom, what) the node service answers.
+constexpr const char* node_service_topics[] = {"info", "providers", "stats", "topology",
+                                               "config"};
+
+/// Spawns the node service of `owner`, which must outlive it (the node stops it).
+caf::actor spawn_node_service(node& owner);
 
 } // namespace troupe

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, for now: installs what is missing, builds, starts one actorhost node
-# from apps/examples/node.json, shows it running, and stops it with SIGTERM.
+# from apps/examples/node.json, inspects it with actorsh, and shuts it down from
+# actorsh (a graceful remote shutdown).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/build.sh
@@ -23,9 +24,12 @@ for _ in $(seq 1 200); do
 done
 cat "$workdir/out"
 grep -q "actorhost ready:" "$workdir/out" || { cat "$workdir/err"; exit 1; }
-echo "== address file says: $(cat "$workdir/address")"
-echo "== stopping with SIGTERM"
-kill -TERM "$host_pid"
+address=$(cat "$workdir/address")
+echo "== address file says: $address"
+echo "== actorsh -a $address -c \"info; providers; stats; ping -n 20\""
+build/bin/actorsh -a "$address" -c "info; providers; stats; ping -n 20"
+echo "== actorsh -a $address -c shutdown"
+build/bin/actorsh -a "$address" -c "shutdown"
 status=0
 wait "$host_pid" || status=$?
 host_pid=""

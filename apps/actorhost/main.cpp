@@ -101,6 +101,8 @@ int main(int argc, char** argv) {
 
   troupe::node node{std::move(cfg)};
   troupe::actors::register_builtin_providers(node.providers());
+  // A remote `shutdown` (actorsh) ends up where SIGTERM does.
+  node.on_shutdown_request([] { ::kill(::getpid(), SIGTERM); });
   if (auto err = node.start()) {
     std::cerr << "actorhost: " << troupe::describe(err) << "\n";
     auto code = static_cast<troupe::errc>(err.code());

@@ -383,6 +383,13 @@ void engine::impl::close_endpoint(ucp_ep_h ep, bool force) {
 }
 
 void engine::impl::shutdown() {
+  // What was handed to us before stop() still goes out: run it, then let the
+  // endpoints flush it (close_endpoint below waits for that, within close_grace).
+  if (worker != nullptr) {
+    drain_posts();
+    dispatch();
+    ucp_worker_progress(worker);
+  }
   TROUPE_LOG_DEBUG(log_component, "progress thread slept "
                                     << sleeps << " times (" << sleep_timeouts
                                     << " timed out), " << slept_us / 1e3 << " ms in all");

@@ -1,0 +1,147 @@
+// actorsh: inspect and drive a running Troupe system.
+//
+//   actorsh [-a ADDRESS] [-c "cmd; cmd"] [--json] [--timeout MS]
+//
+// Interactive with line editing, history (~/.actorsh_history) and completion of
+// command names when stdin is a terminal; reads commands from stdin otherwise; runs
+// the commands of -c and exits non-zero if any failed.
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <readline/history.h>
+#include <readline/readline.h>
+
+#include "base/error.hpp"
+#include "base/log.hpp"
+#include "runtime/config.hpp"
+#include "runtime/node.hpp"
+#include "tools/actorsh/shell.hpp"
+
+namespace {
+
+char* command_generator(const char* text, int state) {
+  static size_t index;
+  static std::vector<std::string> names;
+  if (state == 0) {
+    index = 0;
+    names = troupe::shell::session::command_names();
+  }
+  std::string prefix{text};
+  while (index < names.size()) {
+    const auto& name = names[index++];
+    if (name.rfind(prefix, 0) == 0)
+      return ::strdup(name.c_str());
+  }
+  return nullptr;
+}
+
+char** complete(const char* text, int start, int) {
+  rl_attempted_completion_over = 1; // no file name completion
+  if (start != 0)
+    return nullptr; // only the command word completes
+  return rl_completion_matches(text, command_generator);
+}
+
+std::string history_path() {
+  const char* home = std::getenv("HOME");
+  return std::string{home != nullptr ? home : "."} + "/.actorsh_history";
+}
+
+int interactive(troupe::shell::session& session) {
+  rl_attempted_completion_function = complete;
+  auto history = history_path();
+  ::read_history(history.c_str());
+  for (;;) {
+    auto prompt =
+      "actorsh" + (session.address().empty() ? "" : "(" + session.address() + ")") + "> ";
+    char* raw = ::readline(prompt.c_str());
+    if (raw == nullptr) { // Ctrl-D
+      std::cout << "\n";
+      break;
+    }
+    std::string line{raw};
+    ::free(raw);
+    if (!line.empty())
+      ::add_history(line.c_str());
+    auto result = session.run(line, std::cout, std::cerr);
+    if (result == troupe::shell::outcome::quit)
+      break;
+  }
+  ::write_history(history.c_str());
+  return 0;
+}
+
+int run_lines(troupe::shell::session& session, std::istream& in) {
+  int rc = 0;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto result = session.run(line, std::cout, std::cerr);
+    if (result == troupe::shell::outcome::quit)
+      break;
+    if (result == troupe::shell::outcome::failed)
+      rc = 1;
+  }
+  return rc;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"actorsh: inspect and drive a running Troupe system.\n"
+               "Commands (see 'help' inside): connect, info, providers, actors, stats,\n"
+               "topology, config, ping, shutdown, help, quit.",
+               "actorsh"};
+  std::string address;
+  std::string commands;
+  bool json = false;
+  int timeout_ms = 5000;
+  app.add_option("-a,--address", address,
+                 "node to connect to, e.g. ucx://127.0.0.1:7100");
+  app.add_option(
+    "-c,--commands", commands,
+    "run these commands (separated by ';') and exit; non-zero if any failed");
+  app.add_flag("--json", json, "print every result as one JSON document per line");
+  app.add_option("--timeout", timeout_ms, "how long to wait for a node, in milliseconds")
+    ->check(CLI::Range(1, 3600000))
+    ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  // The shell's own node: any free port, one scheduler thread, quiet.
+  troupe::node client{troupe::parse_node_config(R"({"threads": 1})", "actorsh")};
+  if (auto err = client.start()) {
+    std::cerr << "actorsh: cannot start its node: " << troupe::describe(err) << "\n";
+    return 1;
+  }
+  int rc = 0;
+  {
+    troupe::shell::session session{client, {std::chrono::milliseconds(timeout_ms), json}};
+    if (!address.empty() && !session.connect(address, std::cerr)) {
+      rc = 1;
+    } else if (!commands.empty()) {
+      std::string part;
+      std::istringstream in{commands};
+      while (std::getline(in, part, ';')) {
+        auto result = session.run(part, std::cout, std::cerr);
+        if (result == troupe::shell::outcome::quit)
+          break;
+        if (result == troupe::shell::outcome::failed)
+          rc = 1;
+      }
+    } else if (::isatty(STDIN_FILENO)) {
+      rc = interactive(session);
+    } else {
+      rc = run_lines(session, std::cin);
+    }
+  }
+  client.stop();
+  return rc;
+}

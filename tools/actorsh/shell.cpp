@@ -1,0 +1,323 @@
+#include "tools/actorsh/shell.hpp"
+
+#include <algorithm>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
+#include <nlohmann/json.hpp>
+
+#include "base/error.hpp"
+#include "base/text.hpp"
+#include "runtime/node.hpp"
+#include "runtime/node_service.hpp"
+
+namespace troupe::shell {
+
+namespace {
+
+using nlohmann::json;
+using clock_type = std::chrono::steady_clock;
+
+std::vector<std::string> split_words(const std::string& line) {
+  std::istringstream in{line};
+  std::vector<std::string> words;
+  std::string w;
+  while (in >> w)
+    words.push_back(w);
+  return words;
+}
+
+void print_pretty(const std::string& what, const json& doc, std::ostream& out) {
+  if (what == "providers") {
+    out << std::left << std::setw(16) << "type" << std::setw(13) << "provider_id"
+        << "name\n";
+    for (const auto& p : doc)
+      out << std::left << std::setw(16) << p["type"].get<std::string>() << std::setw(13)
+          << p["provider_id"].get<int>() << p["name"].get<std::string>() << "\n";
+    return;
+  }
+  if (what == "config") {
+    out << doc.dump(2) << "\n";
+    return;
+  }
+  for (auto it = doc.begin(); it != doc.end(); ++it)
+    out << std::left << std::setw(20) << it.key()
+        << (it->is_string() ? it->get<std::string>() : it->dump()) << "\n";
+}
+
+} // namespace
+
+session::session(node& client, options opts) : client_(client), opts_(opts) {
+  auto simple = [this](std::string name, std::string help) {
+    return command{name, name, std::move(help),
+                   [this, name](const std::vector<std::string>&, std::ostream& out,
+                                std::ostream& err) { return query(name, out, err); }};
+  };
+  commands_ = {
+    {"connect", "connect ADDRESS", "connect to the node at ADDRESS (ucx://HOST:PORT)",
+     [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+       if (args.size() != 2) {
+         err << "usage: connect ADDRESS\n";
+         return false;
+       }
+       if (!connect(args[1], err))
+         return false;
+       if (!opts_.json)
+         out << "connected to " << address_ << "\n";
+       else
+         out << json{{"connected", address_}}.dump() << "\n";
+       return true;
+     },
+     false},
+    simple("info", "node id, address, pid, uptime, version"),
+    simple("providers", "the providers running on the node (type, provider id, name)"),
+    {"actors", "actors",
+     "the named actors of the node: its providers and the node service",
+     [this](const std::vector<std::string>&, std::ostream& out, std::ostream& err) {
+       return query("providers", out, err);
+     }},
+    simple("stats",
+           "transport counters: messages and bytes in/out, peers, drops by reason"),
+    simple("topology", "packages, NUMA nodes, cores, hardware threads, bound cores"),
+    simple("config", "the node's effective config (JSON)"),
+    {"ping", "ping [ADDRESS] [-n COUNT] [-s BYTES]",
+     "round trips to the node service of ADDRESS (default: the connected node): "
+     "min/p50/p99/max in microseconds",
+     [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+       return ping(args, out, err);
+     },
+     false},
+    {"shutdown", "shutdown [ADDRESS]",
+     "ask the node (default: the connected one) to shut down gracefully",
+     [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+       return shutdown(args, out, err);
+     },
+     false},
+    {"help", "help [COMMAND]", "list the commands, or explain one",
+     [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+       return help(args, out, err);
+     },
+     false},
+    {"quit", "quit", "leave actorsh (also: exit, Ctrl-D)",
+     [](const std::vector<std::string>&, std::ostream&, std::ostream&) { return true; },
+     false},
+  };
+}
+
+std::vector<std::string> session::command_names() {
+  return {"connect", "info", "providers", "actors", "stats", "topology",
+          "config",  "ping", "shutdown",  "help",   "quit",  "exit"};
+}
+
+const session::command* session::find(const std::string& name) const {
+  auto key = name == "exit" ? std::string{"quit"} : name;
+  for (const auto& c : commands_)
+    if (c.name == key)
+      return &c;
+  return nullptr;
+}
+
+bool session::connect(const std::string& address, std::ostream& err) {
+  auto service = client_.remote_node(address, opts_.timeout);
+  if (!service) {
+    err << "cannot connect to " << address << ": " << describe(service.error()) << "\n";
+    return false;
+  }
+  service_ = *service;
+  address_ = address;
+  return true;
+}
+
+outcome session::run(const std::string& line, std::ostream& out, std::ostream& err) {
+  auto words = split_words(line);
+  if (words.empty() || words[0][0] == '#')
+    return outcome::ok;
+  auto cmd = find(words[0]);
+  if (cmd == nullptr) {
+    auto names = command_names();
+    std::vector<std::string_view> views(names.begin(), names.end());
+    auto guess = nearest(words[0], views);
+    err << "unknown command '" << words[0] << "'";
+    if (!guess.empty())
+      err << "; did you mean '" << guess << "'?";
+    err << " (help lists the commands)\n";
+    return outcome::failed;
+  }
+  if (cmd->name == "quit")
+    return outcome::quit;
+  if (cmd->needs_connection && !service_) {
+    err << cmd->name << ": not connected (use: connect ADDRESS, or actorsh -a ADDRESS)\n";
+    return outcome::failed;
+  }
+  return cmd->run(words, out, err) ? outcome::ok : outcome::failed;
+}
+
+bool session::query(const std::string& what, std::ostream& out, std::ostream& err) {
+  caf::scoped_actor self{client_.system()};
+  bool ok = false;
+  self->request(service_, opts_.timeout, caf::get_atom::value, what)
+    .receive(
+      [&](const std::string& text) {
+        auto doc = json::parse(text, nullptr, false);
+        if (doc.is_discarded()) {
+          err << what << ": the node answered something that is not JSON\n";
+          return;
+        }
+        if (opts_.json)
+          out << doc.dump() << "\n";
+        else
+          print_pretty(what, doc, out);
+        ok = true;
+      },
+      [&](const caf::error& e) {
+        err << what << ": " << address_ << ": " << describe(e) << "\n";
+      });
+  return ok;
+}
+
+caf::expected<caf::actor> session::resolve(const std::string& target, std::ostream& err) {
+  if (target.empty()) {
+    if (!service_) {
+      err << "not connected (give an ADDRESS, or connect first)\n";
+      return make_error(errc::not_found, "not connected");
+    }
+    return service_;
+  }
+  if (target == "all" || std::all_of(target.begin(), target.end(), ::isdigit)) {
+    err << "'" << target << "' names group members: this actorsh has no group view yet "
+        << "(give an ADDRESS)\n";
+    return make_error(errc::not_found, "no group view");
+  }
+  auto service = client_.remote_node(target, opts_.timeout);
+  if (!service)
+    err << "cannot reach " << target << ": " << describe(service.error()) << "\n";
+  return service;
+}
+
+bool session::ping(const std::vector<std::string>& args, std::ostream& out,
+                   std::ostream& err) {
+  std::string target;
+  int count = 10;
+  size_t bytes = 8;
+  for (size_t i = 1; i < args.size(); ++i) {
+    auto number = [&](auto& into) {
+      if (i + 1 >= args.size()) {
+        err << "ping: " << args[i] << " needs a number\n";
+        return false;
+      }
+      try {
+        into =
+          static_cast<std::remove_reference_t<decltype(into)>>(std::stoul(args[++i]));
+      } catch (const std::exception&) {
+        err << "ping: " << args[i - 1] << ": '" << args[i] << "' is not a number\n";
+        return false;
+      }
+      return true;
+    };
+    if (args[i] == "-n") {
+      if (!number(count) || count < 1)
+        return false;
+    } else if (args[i] == "-s") {
+      if (!number(bytes))
+        return false;
+    } else if (target.empty()) {
+      target = args[i];
+    } else {
+      err << "usage: ping [ADDRESS] [-n COUNT] [-s BYTES]\n";
+      return false;
+    }
+  }
+  auto service = resolve(target, err);
+  if (!service)
+    return false;
+  auto name = target.empty() ? address_ : target;
+  caf::scoped_actor self{client_.system()};
+  std::vector<double> samples;
+  std::string payload(bytes, 'x');
+  for (int i = 0; i < count; ++i) {
+    auto start = clock_type::now();
+    bool ok = false;
+    self->request(*service, opts_.timeout, ping_atom::value, payload)
+      .receive([&](const std::string&) { ok = true; },
+               [&](const caf::error& e) {
+                 err << "ping " << name << ": " << describe(e) << "\n";
+               });
+    if (!ok)
+      return false;
+    samples.push_back(
+      std::chrono::duration<double, std::micro>(clock_type::now() - start).count());
+  }
+  std::sort(samples.begin(), samples.end());
+  auto at = [&](double q) {
+    return samples[static_cast<size_t>(q * (samples.size() - 1))];
+  };
+  if (opts_.json) {
+    out << json{{"target", name},          {"count", count},
+                {"bytes", bytes},          {"min_us", samples.front()},
+                {"p50_us", at(0.5)},       {"p99_us", at(0.99)},
+                {"max_us", samples.back()}}
+             .dump()
+        << "\n";
+  } else {
+    out << std::fixed << std::setprecision(1) << "ping " << name << ": " << count
+        << " round trips of " << bytes << " bytes: min " << samples.front() << " p50 "
+        << at(0.5) << " p99 " << at(0.99) << " max " << samples.back() << " us\n";
+  }
+  return true;
+}
+
+bool session::shutdown(const std::vector<std::string>& args, std::ostream& out,
+                       std::ostream& err) {
+  if (args.size() > 2) {
+    err << "usage: shutdown [ADDRESS]\n";
+    return false;
+  }
+  auto target = args.size() == 2 ? args[1] : std::string{};
+  auto service = resolve(target, err);
+  if (!service)
+    return false;
+  auto name = target.empty() ? address_ : target;
+  caf::scoped_actor self{client_.system()};
+  bool ok = false;
+  self->request(*service, opts_.timeout, shutdown_atom::value)
+    .receive(
+      [&](const std::string&) {
+        ok = true;
+        if (opts_.json)
+          out << json{{"shutdown", name}}.dump() << "\n";
+        else
+          out << name << " is shutting down\n";
+      },
+      [&](const caf::error& e) {
+        err << "shutdown " << name << ": " << describe(e) << "\n";
+      });
+  if (ok && target.empty()) {
+    service_ = nullptr;
+    address_.clear();
+  }
+  return ok;
+}
+
+bool session::help(const std::vector<std::string>& args, std::ostream& out,
+                   std::ostream& err) {
+  if (args.size() >= 2) {
+    auto cmd = find(args[1]);
+    if (cmd == nullptr) {
+      err << "help: no command '" << args[1] << "'\n";
+      return false;
+    }
+    out << cmd->usage << "\n  " << cmd->help << "\n";
+    return true;
+  }
+  out << "commands:\n";
+  for (const auto& c : commands_)
+    out << "  " << std::left << std::setw(38) << c.usage << c.help << "\n";
+  out << "Commands that take no ADDRESS act on the connected node. With --json every\n"
+         "command prints one JSON document per line.\n";
+  return true;
+}
+
+} // namespace troupe::shell

@@ -1,0 +1,68 @@
+#pragma once
+// actorsh's command interpreter: one object per session, holding the node it is
+// connected to. Commands write results to `out` and errors to `err` and return
+// whether they succeeded. The interactive loop and `-c` both go through run().
+
+#include <chrono>
+#include <functional>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+
+namespace troupe {
+class node;
+} // namespace troupe
+
+namespace troupe::shell {
+
+struct options {
+  std::chrono::milliseconds timeout{5000};
+  bool json = false;
+};
+
+enum class outcome { ok, failed, quit };
+
+class session {
+public:
+  session(node& client, options opts);
+
+  /// Runs one command line ("info", "ping -n 10", ...). Blank lines are ok.
+  outcome run(const std::string& line, std::ostream& out, std::ostream& err);
+
+  /// Connects to the node at `address`; false (with the reason in `err`) on failure.
+  bool connect(const std::string& address, std::ostream& err);
+
+  /// Where the session is connected, or "" (for the prompt).
+  const std::string& address() const { return address_; }
+
+  /// Command names, for completion and help.
+  static std::vector<std::string> command_names();
+
+private:
+  struct command {
+    std::string name;
+    std::string usage;
+    std::string help;
+    std::function<bool(const std::vector<std::string>&, std::ostream&, std::ostream&)>
+      run;
+    bool needs_connection = true;
+  };
+
+  bool query(const std::string& what, std::ostream& out, std::ostream& err);
+  bool ping(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+  bool shutdown(const std::vector<std::string>& args, std::ostream& out,
+                std::ostream& err);
+  bool help(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+  const command* find(const std::string& name) const;
+  caf::expected<caf::actor> resolve(const std::string& target, std::ostream& err);
+
+  node& client_;
+  options opts_;
+  std::string address_;
+  caf::actor service_;
+  std::vector<command> commands_;
+};
+
+} // namespace troupe::shell
