@@ -13,8 +13,7 @@ packages=(
   libopenmpi-dev openmpi-bin # Open MPI: the mpi group bootstrap
   nlohmann-json3-dev         # JSON configs and view files
   libcli11-dev               # command-line parsing
-  libreadline-dev            # line editing in actorsh
-  procps                     # pgrep/ps, used by multi-process tests to find orphans
+  libreadline-dev            # line editing, history and completion in actorsh
 )
 
 missing=()

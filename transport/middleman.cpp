@@ -141,6 +141,8 @@ struct middleman::impl : detail::engine_handler,
     std::set<conn_id> conns;
     /// Requests sent to this node still waiting for their response:
     /// (requester actor id, request id) -> requester.
+    /// TODO(soon): a request that timed out locally stays here until its response or
+    /// the node's death; a long-lived peer that never answers grows this table.
     std::map<std::pair<caf::actor_id, uint64_t>, caf::strong_actor_ptr> pending;
   };
 
