@@ -1,5 +1,7 @@
 #include "transport/detail/ucx_engine.hpp"
 
+#include "transport/detail/mpsc_queue.hpp"
+
 #include <arpa/inet.h>
 #include <atomic>
 #include <cerrno>
@@ -152,9 +154,16 @@ struct engine::impl {
   std::promise<std::string> started;
   std::atomic<uint16_t> bound_port{0};
 
-  std::mutex queue_mtx;
-  std::vector<std::function<void()>> queue; // guarded by queue_mtx
-  bool accepting_posts = true;              // guarded by queue_mtx
+  // Work from other threads. `pending` counts posted items not yet run; `sleeping`
+  // says the progress thread may be in epoll. A producer signals the worker only
+  // then, and the consumer sleeps only when nothing is pending (both seq_cst, so one
+  // of them always sees the other). `producers` keeps the worker alive across a
+  // producer's signal during shutdown.
+  mpsc_queue queue;
+  std::atomic<uint64_t> pending{0};
+  std::atomic<bool> sleeping{false};
+  std::atomic<bool> accepting_posts{true};
+  std::atomic<int> producers{0};
 
   uint64_t sleeps = 0, sleep_timeouts = 0;
   double slept_us = 0;
@@ -393,11 +402,11 @@ void engine::impl::shutdown() {
   TROUPE_LOG_DEBUG(log_component, "progress thread slept "
                                     << sleeps << " times (" << sleep_timeouts
                                     << " timed out), " << slept_us / 1e3 << " ms in all");
-  {
-    std::lock_guard<std::mutex> guard{queue_mtx};
-    accepting_posts = false;
-    queue.clear();
-  }
+  // No new work; wait for producers inside post() to leave before the worker goes.
+  accepting_posts.store(false);
+  while (producers.load() != 0)
+    std::this_thread::yield();
+  drain_posts(); // what raced in: run it too (it only queues sends)
   for (auto& kvp : conns) {
     auto& c = *kvp.second;
     drop_rkeys(c);
@@ -469,24 +478,22 @@ void engine::impl::run() {
 }
 
 bool engine::impl::drain_posts() {
-  std::vector<std::function<void()>> batch;
-  {
-    std::lock_guard<std::mutex> guard{queue_mtx};
-    batch.swap(queue);
-  }
-  for (auto& fn : batch)
+  bool any = false;
+  std::function<void()> fn;
+  while (queue.pop(fn)) {
+    pending.fetch_sub(1);
     fn();
-  return !batch.empty();
+    any = true;
+  }
+  return any;
 }
 
 void engine::impl::wait_for_events() {
   // ucp_worker_arm says BUSY when events are pending: then progress again.
-  if (ucp_worker_arm(worker) == UCS_ERR_BUSY)
+  sleeping.store(true);
+  if (pending.load() != 0 || ucp_worker_arm(worker) == UCS_ERR_BUSY) {
+    sleeping.store(false);
     return;
-  {
-    std::lock_guard<std::mutex> guard{queue_mtx};
-    if (!queue.empty())
-      return;
   }
   epoll_event ev;
   auto t0 = std::chrono::steady_clock::now();
@@ -497,6 +504,7 @@ void engine::impl::wait_for_events() {
   slept_us +=
     std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
       .count();
+  sleeping.store(false);
 }
 
 void engine::impl::dispatch() {
@@ -732,12 +740,8 @@ std::string engine::start() {
 void engine::stop() {
   if (!impl_->thread.joinable())
     return;
-  impl_->stop_requested.store(true, std::memory_order_release);
-  {
-    std::lock_guard<std::mutex> guard{impl_->queue_mtx};
-    if (impl_->worker != nullptr && impl_->accepting_posts)
-      ucp_worker_signal(impl_->worker);
-  }
+  impl_->stop_requested.store(true);
+  post([] {}); // wakes the progress thread if it sleeps
   impl_->thread.join();
 }
 
@@ -746,15 +750,19 @@ uint16_t engine::port() const {
 }
 
 void engine::post(std::function<void()> fn) {
-  std::lock_guard<std::mutex> guard{impl_->queue_mtx};
-  if (!impl_->accepting_posts || impl_->worker == nullptr)
+  auto& d = *impl_;
+  d.producers.fetch_add(1);
+  if (!d.accepting_posts.load() || d.worker == nullptr) {
+    d.producers.fetch_sub(1);
     return;
-  bool was_empty = impl_->queue.empty();
-  impl_->queue.push_back(std::move(fn));
-  // ucp_worker_signal is the one worker call that is safe from any thread. The lock
-  // only keeps the worker alive across it (shutdown takes the same lock first).
-  if (was_empty)
-    ucp_worker_signal(impl_->worker);
+  }
+  d.queue.push(std::move(fn));
+  d.pending.fetch_add(1);
+  // ucp_worker_signal is the one worker call that is safe from any thread; it costs
+  // a system call, so only when the progress thread may be asleep.
+  if (d.sleeping.load())
+    ucp_worker_signal(d.worker);
+  d.producers.fetch_sub(1);
 }
 
 bool engine::on_progress_thread() const {
