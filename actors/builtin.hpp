@@ -1,13 +1,19 @@
 #pragma once
 
+#include <caf/fwd.hpp>
+
 namespace troupe {
 class provider_registry;
 } // namespace troupe
 
 namespace troupe::actors {
 
-/// Registers every provider type that ships with Troupe ("echo", ...). Called
+/// Registers every provider type that ships with Troupe ("echo", "group"). Called
 /// explicitly by `actorhost`'s main() and by applications that embed a node.
 void register_builtin_providers(provider_registry& registry);
+
+/// Registers the message types of the built-in actors (group views, ...). Every node
+/// that talks to them calls this before it starts (on `node::system_config()`).
+void register_builtin_types(caf::actor_system_config& cfg);
 
 } // namespace troupe::actors

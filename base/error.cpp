@@ -23,6 +23,8 @@ const char* to_string(errc code) {
       return "unreachable";
     case errc::timeout:
       return "timeout";
+    case errc::refused:
+      return "refused";
   }
   return "unknown";
 }

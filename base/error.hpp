@@ -28,6 +28,9 @@ enum class errc : uint8_t {
   unreachable,
   /// A deadline passed before the reply arrived.
   timeout,
+  /// The receiver understood the request and will not do it (e.g. a static group
+  /// refusing a join); the text says why.
+  refused,
 };
 
 const char* to_string(errc code);

@@ -127,7 +127,8 @@ caf::error node::impl::spawn_providers() {
     return make_error(errc::invalid_config, e.what());
   }
   for (auto spec : order) {
-    auto handle = providers->spawn(*system, *spec);
+    auto handle =
+      providers->spawn(*system, *spec, transport::middleman::of(*system).address());
     if (!handle)
       return handle.error();
     started.push_back(*handle);

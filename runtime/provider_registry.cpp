@@ -53,7 +53,8 @@ caf::error provider_registry::check_free(const provider_entry& entry) const {
 }
 
 caf::expected<caf::actor> provider_registry::spawn(caf::actor_system& system,
-                                                   const provider_config& spec) {
+                                                   const provider_config& spec,
+                                                   const std::string& node_address) {
   provider_factory factory;
   std::map<std::string, caf::actor> deps;
   {
@@ -81,7 +82,7 @@ caf::expected<caf::actor> provider_registry::spawn(caf::actor_system& system,
     }
   }
   // The factory runs unlocked: it may spawn actors that look up other providers.
-  provider_context ctx{system, spec, std::move(deps)};
+  provider_context ctx{system, spec, std::move(deps), node_address};
   auto handle = factory(ctx);
   if (!handle)
     return handle.error();

@@ -23,6 +23,8 @@ struct provider_context {
   const provider_config& spec;
   /// The config's `dependencies`, resolved: slot name -> the running provider.
   std::map<std::string, caf::actor> dependencies;
+  /// The URI peers reach this node at ("" when the node has no transport).
+  std::string node_address;
 };
 
 /// Spawns a provider's actor. Returns an error (category troupe, `invalid_config` for
@@ -53,7 +55,8 @@ public:
   /// Spawns the provider `spec` describes and registers it. Fails with
   /// `unknown_provider_type`, `duplicate_provider`, `not_found` (a dependency that is
   /// not running) or whatever the factory reports; on failure nothing is registered.
-  caf::expected<caf::actor> spawn(caf::actor_system& system, const provider_config& spec);
+  caf::expected<caf::actor> spawn(caf::actor_system& system, const provider_config& spec,
+                                  const std::string& node_address = {});
 
   /// Registers an already running actor as a provider (for applications that spawn
   /// their own). Fails with `duplicate_provider` on a taken (type, id) or name.

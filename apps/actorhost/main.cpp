@@ -101,6 +101,7 @@ int main(int argc, char** argv) {
 
   troupe::node node{std::move(cfg)};
   troupe::actors::register_builtin_providers(node.providers());
+  troupe::actors::register_builtin_types(node.system_config());
   // A remote `shutdown` (actorsh) ends up where SIGTERM does.
   node.on_shutdown_request([] { ::kill(::getpid(), SIGTERM); });
   if (auto err = node.start()) {
