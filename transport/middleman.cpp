@@ -191,6 +191,12 @@ struct middleman::impl : detail::engine_handler,
 
   // -- helpers ----------------------------------------------------------------------
 
+  /// Our URI, built where it is needed: the progress thread may need it before
+  /// start() has stored `address_uri` (a peer can connect the moment we listen).
+  std::string listen_uri() const {
+    return node_address{"ucx", opts.host, engine->port()}.to_uri();
+  }
+
   void count_drop(conn_id conn, const std::string& reason) {
     std::lock_guard<std::mutex> guard{drops_mtx};
     ++drops[reason];
@@ -262,7 +268,7 @@ struct middleman::impl : detail::engine_handler,
     hello.setProtocolVersion(protocol_version);
     detail::write_node_id(sys.node(), hello.initNode());
     hello.setIncarnation(incarnation);
-    hello.setAddress(address_uri);
+    hello.setAddress(listen_uri());
     engine->send_now(conn, kind, to_words(message), {});
   }
 
@@ -290,8 +296,11 @@ struct middleman::impl : detail::engine_handler,
           handle_envelope(conn, f);
           break;
       }
-    } catch (const kj::Exception& e) {
+    } catch (const kj::Exception&) {
       count_drop(conn, "malformed Cap'n Proto message");
+    } catch (const std::exception& e) {
+      // E.g. CAF allocating a sequence of the length a hostile peer claims.
+      count_drop(conn, std::string{"message that could not be decoded: "} + e.what());
     }
   }
 
@@ -308,6 +317,10 @@ struct middleman::impl : detail::engine_handler,
     TROUPE_LOG_DEBUG(log_component, (f.kind == am_kind::hello ? "hello" : "hello ack")
                                       << " on connection " << conn << " from "
                                       << hello.getAddress().cStr());
+    if (state.handshaken) {
+      count_drop(conn, "repeated hello");
+      return;
+    }
     if (hello.getProtocolVersion() != protocol_version) {
       TROUPE_LOG_WARNING(log_component, "refusing peer "
                                           << hello.getAddress().cStr()
@@ -323,10 +336,6 @@ struct middleman::impl : detail::engine_handler,
     caf::node_id node;
     if (!detail::read_node_id(hello.getNode(), node) || !node) {
       count_drop(conn, "hello without a valid node id");
-      return;
-    }
-    if (state.handshaken) {
-      count_drop(conn, "repeated hello");
       return;
     }
     state.handshaken = true;
@@ -473,7 +482,7 @@ struct middleman::impl : detail::engine_handler,
       if (mid.is_request() && src != 0)
         reply_error(conn, peer_node, src, dst, mid,
                     make_error(errc::not_found, "actor " + std::to_string(dst) + " on "
-                                                  + address_uri + " does not exist"));
+                                                  + listen_uri() + " does not exist"));
       return;
     }
     caf::strong_actor_ptr sender;
@@ -552,7 +561,7 @@ struct middleman::impl : detail::engine_handler,
     } else {
       reply.setActorId(0);
       reply.setError(std::string{"nothing is published under \""} + key.cStr() + "\" on "
-                     + address_uri);
+                     + listen_uri());
     }
     send_control(conn, message);
   }
@@ -697,7 +706,7 @@ void middleman::impl::on_conn_failed(conn_id conn, const std::string& reason) {
     if (other == conn)
       continue;
     forget_conn(other);
-    engine->close(other);
+    engine->close(other, /*force=*/true); // the node is gone: nothing to flush
   }
   TROUPE_LOG_INFO(log_component, "lost " << lost.address << " (node "
                                          << caf::to_string(lost.node) << "): " << reason);
@@ -855,8 +864,12 @@ caf::strong_actor_ptr middleman::make_proxy(caf::node_id nid, caf::actor_id aid)
       if (!self)
         return;
       auto p = self->peers.find(nid);
-      if (p == self->peers.end())
+      if (p == self->peers.end()) {
+        // Its node is already gone (the connection broke before the proxy was made):
+        // kill the proxy now, or its monitors and links would never fire.
+        self->proxies.erase(nid, aid, caf::exit_reason::remote_link_unreachable);
         return;
+      }
       capnp::MallocMessageBuilder message{64};
       message.initRoot<schema::Control>().setMonitor(aid);
       self->send_control(p->second.send_conn, message);

@@ -64,6 +64,7 @@ struct engine::impl {
     ucp_ep_h ep = nullptr;
     bool ready = false;
     bool flushing = false;
+    bool closing = false; ///< a close has begun: nothing may be sent on `ep` any more
     bool failed = false;
     std::deque<pending_send> waiting;
     std::deque<slot_ptr> inbox;
@@ -71,6 +72,11 @@ struct engine::impl {
     /// destroyed before it closes.
     std::unordered_map<std::string, ucp_rkey_h> rkeys;
   };
+
+  /// Whether anything may still be sent on the connection.
+  static bool usable(const connection* c) {
+    return c != nullptr && !c->failed && !c->closing && c->ep != nullptr;
+  }
 
   void drop_rkeys(connection& c) {
     for (auto& kvp : c.rkeys)
@@ -409,10 +415,13 @@ void engine::impl::shutdown() {
   drain_posts(); // what raced in: run it too (it only queues sends)
   for (auto& kvp : conns) {
     auto& c = *kvp.second;
-    drop_rkeys(c);
+    c.closing = true;
+    c.waiting.clear();
     if (c.ep != nullptr)
       close_endpoint(c.ep, c.failed);
     c.ep = nullptr;
+    // Remote keys go only after the close has flushed the operations that use them.
+    drop_rkeys(c);
   }
   // Complete or cancel what is still in flight so its buffers are freed.
   for (int i = 0; i < 100 && ucp_worker_progress(worker) != 0; ++i) {
@@ -572,15 +581,20 @@ void engine::impl::fail_connection(conn_id id, const std::string& reason) {
   c->failed = true;
   c->ready = false;
   c->waiting.clear();
-  drop_rkeys(*c);
   if (c->ep != nullptr) {
     by_ep.erase(c->ep);
     close_endpoint(c->ep, true);
     c->ep = nullptr;
   }
+  drop_rkeys(*c);
   // Frames already complete are still handed on: they were accepted before the
   // failure. Incomplete ones are lost with the connection.
   deliver(id);
+  c = find(id); // the handler may have closed it meanwhile
+  if (c == nullptr) {
+    handler.on_conn_failed(id, reason);
+    return;
+  }
   for (auto& slot : c->inbox)
     if (slot->rndv_desc != nullptr)
       ucp_am_data_release(worker, slot->rndv_desc);
@@ -611,7 +625,7 @@ void engine::impl::start_send(connection& c, am_kind kind, word_buffer header,
 
 void engine::impl::flushed(conn_id id, ucs_status_t status) {
   auto c = find(id);
-  if (c == nullptr || c->failed)
+  if (!usable(c))
     return;
   c->flushing = false;
   if (status != UCS_OK) {
@@ -652,7 +666,12 @@ ucs_status_t engine::impl::handle_am(am_kind kind, const void* header,
   bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
   ucs_status_t result = UCS_OK;
   if (rndv) {
-    slot->f.payload = word_buffer{length};
+    try {
+      slot->f.payload = word_buffer{length};
+    } catch (const std::bad_alloc&) {
+      drops.emplace_back(c->id, "no memory for a payload");
+      return UCS_OK; // UCX drops the rendezvous descriptor
+    }
     slot->rndv_desc = data;
     rndv_to_start.emplace_back(c->id, slot);
     result = UCS_INPROGRESS;
@@ -798,14 +817,14 @@ conn_id engine::connect(const sockaddr_storage& addr, unsigned addr_len) {
 void engine::send_now(conn_id conn, am_kind kind, word_buffer header,
                       word_buffer payload) {
   auto c = impl_->find(conn);
-  if (c == nullptr || c->failed)
+  if (!impl::usable(c))
     return;
   impl_->start_send(*c, kind, std::move(header), std::move(payload));
 }
 
 void engine::send(conn_id conn, am_kind kind, word_buffer header, word_buffer payload) {
   auto c = impl_->find(conn);
-  if (c == nullptr || c->failed)
+  if (!impl::usable(c))
     return;
   if (!c->ready) {
     c->waiting.push_back({kind, std::move(header), std::move(payload)});
@@ -817,7 +836,7 @@ void engine::send(conn_id conn, am_kind kind, word_buffer header, word_buffer pa
 void engine::make_ready(conn_id conn) {
   auto& d = *impl_;
   auto c = d.find(conn);
-  if (c == nullptr || c->failed || c->ready || c->flushing)
+  if (!impl::usable(c) || c->ready || c->flushing)
     return;
   c->flushing = true;
   auto op = new impl::flush_op{&d, conn};
@@ -835,16 +854,23 @@ void engine::make_ready(conn_id conn) {
   }
 }
 
-void engine::close(conn_id conn) {
+void engine::close(conn_id conn, bool force) {
   auto& d = *impl_;
   auto c = d.find(conn);
+  if (c == nullptr || c->closing)
+    return;
+  c->closing = true;
+  c->ready = false;
+  c->waiting.clear();
+  if (c->ep != nullptr) {
+    d.by_ep.erase(c->ep);
+    d.close_endpoint(c->ep, force || c->failed);
+    c->ep = nullptr;
+  }
+  c = d.find(conn); // callbacks run while closing must not have erased it; be sure
   if (c == nullptr)
     return;
   d.drop_rkeys(*c);
-  if (c->ep != nullptr) {
-    d.by_ep.erase(c->ep);
-    d.close_endpoint(c->ep, c->failed);
-  }
   for (auto& slot : c->inbox)
     if (slot->rndv_desc != nullptr)
       ucp_am_data_release(d.worker, slot->rndv_desc);
@@ -856,7 +882,7 @@ void engine::rma(conn_id conn, bool is_put, void* local, size_t length,
                  rma_callback done, std::shared_ptr<void> keep_alive) {
   auto& d = *impl_;
   auto c = d.find(conn);
-  if (c == nullptr || c->failed || c->ep == nullptr) {
+  if (!impl::usable(c)) {
     done("the connection to the region's node is gone");
     return;
   }

@@ -107,8 +107,9 @@ public:
   /// directly from then on.
   void make_ready(conn_id conn);
 
-  /// Closes a connection without reporting it as failed.
-  void close(conn_id conn);
+  /// Closes a connection without reporting it as failed. Gracefully (pending sends
+  /// flush, within a grace period) unless `force`, for a peer known to be dead.
+  void close(conn_id conn, bool force = false);
 
   /// RDMA between `local` (inside memory mapped by this engine) and `remote_address`
   /// on the peer of `conn`, described by its packed rkey. A put completes after a
