@@ -186,6 +186,7 @@ struct middleman::impl : detail::engine_handler,
   std::map<caf::node_id, peer> peers;
   std::map<std::string, conn_id> by_uri; // outgoing connections by target URI
   std::map<uint64_t, lookup_promise> lookups;
+  std::map<uint64_t, caf::node_id> lookup_nodes; // lookups sent, by the node asked
   std::atomic<uint64_t> next_lookup{1};
   std::set<std::pair<caf::node_id, caf::actor_id>> monitored; // remote holders
 
@@ -524,6 +525,7 @@ struct middleman::impl : detail::engine_handler,
           result.err = make_error(errc::not_found, r.getError().cStr());
         it->second->set_value(std::move(result));
         lookups.erase(it);
+        lookup_nodes.erase(r.getRequestId());
         return;
       }
       case schema::Control::MONITOR:
@@ -716,6 +718,18 @@ void middleman::impl::on_conn_failed(conn_id conn, const std::string& reason) {
            make_error(errc::unreachable, why));
   for (auto mon = monitored.begin(); mon != monitored.end();)
     mon = mon->first == lost.node ? monitored.erase(mon) : std::next(mon);
+  // Lookups waiting on that node get their answer now instead of at their timeout.
+  for (auto it = lookup_nodes.begin(); it != lookup_nodes.end();) {
+    if (it->second != lost.node) {
+      ++it;
+      continue;
+    }
+    if (auto l = lookups.find(it->first); l != lookups.end()) {
+      l->second->set_value({{}, 0, make_error(errc::unreachable, why)});
+      lookups.erase(l);
+    }
+    it = lookup_nodes.erase(it);
+  }
   proxies.erase(lost.node);
 }
 
@@ -943,13 +957,16 @@ caf::expected<caf::actor> middleman::remote_actor(const std::string& uri,
         auto lookup = message.initRoot<schema::Control>().initLookup();
         lookup.setRequestId(request_id);
         lookup.setKey(key);
+        self->lookup_nodes[request_id] = self->conns[conn].node;
         self->send_control(conn, message);
       });
   });
   if (future.wait_for(timeout) != std::future_status::ready) {
     d.engine->post([weak, request_id] {
-      if (auto self = weak.lock())
+      if (auto self = weak.lock()) {
         self->lookups.erase(request_id);
+        self->lookup_nodes.erase(request_id);
+      }
     });
     return make_error(errc::timeout, "no answer from " + canonical + " within "
                                        + std::to_string(timeout.count()) + " ms");

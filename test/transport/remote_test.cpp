@@ -2,6 +2,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
+#include <future>
 #include <csignal>
 
 #include <caf/actor_system.hpp>
@@ -229,6 +230,25 @@ BOOST_AUTO_TEST_CASE(an_unreachable_address_fails_fast_with_a_clear_error) {
   BOOST_TEST((took < 5s));
   auto bad = client.transport().remote_actor("ucx://127.0.0.1", "echo", 1s);
   BOOST_TEST(describe(bad.error()).find("missing ':PORT'") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_lookup_waiting_on_a_node_that_dies_fails_at_once) {
+  host_process host{host_config(echo_provider)};
+  BOOST_REQUIRE(client.remote_node(host.address(), reply_timeout)); // connected
+  host.process().signal(SIGSTOP); // it can no longer answer
+  auto lookup = std::async(std::launch::async, [&] {
+    return client.remote_provider(host.address(), "echo", 1, 60s);
+  });
+  // Give the lookup time to be sent, then kill the silent node.
+  BOOST_TEST((lookup.wait_for(300ms) == std::future_status::timeout));
+  auto killed_at = std::chrono::steady_clock::now();
+  host.kill_hard();
+  auto result = lookup.get();
+  auto took = std::chrono::steady_clock::now() - killed_at;
+  BOOST_REQUIRE(!result);
+  BOOST_TEST(describe(result.error()).find("troupe.unreachable") == 0u,
+             describe(result.error()));
+  BOOST_TEST((took < 10s)); // not the 60 s timeout
 }
 
 BOOST_AUTO_TEST_CASE(a_large_message_is_not_overtaken_by_a_later_small_one) {
