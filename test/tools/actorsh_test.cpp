@@ -165,3 +165,25 @@ BOOST_AUTO_TEST_CASE(an_interactive_session_through_a_pseudo_terminal) {
   BOOST_TEST(WIFEXITED(status));
   BOOST_TEST(WEXITSTATUS(status) == 0);
 }
+
+BOOST_AUTO_TEST_CASE(view_shows_the_group_of_the_connected_node) {
+  temp_dir dir;
+  host_process host{R"({"providers": [{"type": "group", "name": "g", "provider_id": 42,
+      "config": {"bootstrap": "self", "file": ")"
+                    + dir.path() + R"(/g.json"}}]})"};
+  auto r = actorsh({"-a", host.address(), "-c", "view"});
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(r.out.find(host.address()) != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("digest") != std::string::npos, r.out);
+  auto j = actorsh({"-a", host.address(), "--json", "-c", "view 42"});
+  BOOST_REQUIRE_MESSAGE(j.exit_code == 0, j.err);
+  auto doc = json::parse(j.out);
+  BOOST_TEST(doc["members"].size() == 1u);
+  BOOST_TEST(doc["members"][0]["address"] == host.address());
+  BOOST_TEST(doc.contains("digest"));
+  auto none = actorsh({"-a", host.address(), "-c", "view 7"});
+  BOOST_TEST(none.exit_code == 1);
+  BOOST_TEST(none.err.find("runs no group provider with provider id 7")
+               != std::string::npos,
+             none.err);
+}

@@ -17,6 +17,7 @@
 #include <readline/history.h>
 #include <readline/readline.h>
 
+#include "actors/builtin.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "runtime/config.hpp"
@@ -95,7 +96,7 @@ int run_lines(troupe::shell::session& session, std::istream& in) {
 int main(int argc, char** argv) {
   CLI::App app{"actorsh: inspect and drive a running Troupe system.\n"
                "Commands (see 'help' inside): connect, info, providers, actors, stats,\n"
-               "topology, config, ping, shutdown, help, quit.",
+               "topology, config, view, ping, shutdown, help, quit.",
                "actorsh"};
   std::string address;
   std::string commands;
@@ -117,6 +118,7 @@ int main(int argc, char** argv) {
   }
   // The shell's own node: any free port, one scheduler thread, quiet.
   troupe::node client{troupe::parse_node_config(R"({"threads": 1})", "actorsh")};
+  troupe::actors::register_builtin_types(client.system_config());
   if (auto err = client.start()) {
     std::cerr << "actorsh: cannot start its node: " << troupe::describe(err) << "\n";
     return 1;

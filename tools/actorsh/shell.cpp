@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include <caf/actor_system.hpp>
@@ -10,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.hpp"
+#include "actors/group/view.hpp"
 #include "base/text.hpp"
 #include "runtime/node.hpp"
 #include "runtime/node_service.hpp"
@@ -83,6 +85,12 @@ session::session(node& client, options opts) : client_(client), opts_(opts) {
            "transport counters: messages and bytes in/out, peers, drops by reason"),
     simple("topology", "packages, NUMA nodes, cores, hardware threads, bound cores"),
     simple("config", "the node's effective config (JSON)"),
+    {"view", "view [PROVIDER_ID]",
+     "the group view held by the node's group provider (the first one, or PROVIDER_ID): "
+     "rank, address, provider id, member id, incarnation, metadata; version and digest",
+     [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+       return view(args, out, err);
+     }},
     {"ping", "ping [ADDRESS] [-n COUNT] [-s BYTES]",
      "round trips to the node service of ADDRESS (default: the connected node): "
      "min/p50/p99/max in microseconds",
@@ -108,8 +116,8 @@ session::session(node& client, options opts) : client_(client), opts_(opts) {
 }
 
 std::vector<std::string> session::command_names() {
-  return {"connect", "info", "providers", "actors", "stats", "topology",
-          "config",  "ping", "shutdown",  "help",   "quit",  "exit"};
+  return {"connect", "info", "providers", "actors", "stats", "topology", "config",
+          "view",    "ping", "shutdown",  "help",   "quit",  "exit"};
 }
 
 const session::command* session::find(const std::string& name) const {
@@ -175,6 +183,64 @@ bool session::query(const std::string& what, std::ostream& out, std::ostream& er
       [&](const caf::error& e) {
         err << what << ": " << address_ << ": " << describe(e) << "\n";
       });
+  return ok;
+}
+
+bool session::view(const std::vector<std::string>& args, std::ostream& out,
+                   std::ostream& err) {
+  if (args.size() > 2) {
+    err << "usage: view [PROVIDER_ID]\n";
+    return false;
+  }
+  // Which group provider: the one asked for, or the node's first.
+  std::ostringstream providers_text;
+  auto saved = opts_.json;
+  opts_.json = true;
+  bool listed = query("providers", providers_text, err);
+  opts_.json = saved;
+  if (!listed)
+    return false;
+  std::optional<uint16_t> id;
+  for (const auto& p : json::parse(providers_text.str()))
+    if (p["type"] == "group"
+        && (args.size() < 2 || std::to_string(p["provider_id"].get<int>()) == args[1])) {
+      id = p["provider_id"].get<uint16_t>();
+      break;
+    }
+  if (!id) {
+    err << "view: " << address_ << " runs no group provider"
+        << (args.size() == 2 ? " with provider id " + args[1] : std::string{}) << "\n";
+    return false;
+  }
+  auto g = client_.remote_provider(address_, "group", *id, opts_.timeout);
+  if (!g) {
+    err << "view: " << describe(g.error()) << "\n";
+    return false;
+  }
+  caf::scoped_actor self{client_.system()};
+  bool ok = false;
+  self->request(*g, opts_.timeout, caf::get_atom::value)
+    .receive(
+      [&](const group::group_view& v) {
+        ok = true;
+        if (opts_.json) {
+          out << json::parse(group::to_json(v)).dump() << "\n";
+          return;
+        }
+        out << std::left << std::setw(6) << "rank" << std::setw(28) << "address"
+            << std::setw(13) << "provider_id" << std::setw(11) << "member_id"
+            << std::setw(13) << "incarnation"
+            << "metadata\n";
+        for (size_t r = 0; r < v.members.size(); ++r) {
+          const auto& m = v.members[r];
+          out << std::left << std::setw(6) << r << std::setw(28) << m.address
+              << std::setw(13) << m.provider_id << std::setw(11) << m.member_id
+              << std::setw(13) << m.incarnation << json(m.metadata).dump() << "\n";
+        }
+        out << "version " << v.version.epoch << "." << v.version.seq << "  digest "
+            << v.digest() << "  metadata " << json(v.metadata).dump() << "\n";
+      },
+      [&](const caf::error& e) { err << "view: " << describe(e) << "\n"; });
   return ok;
 }
 

@@ -51,6 +51,7 @@ private:
   };
 
   bool query(const std::string& what, std::ostream& out, std::ostream& err);
+  bool view(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   bool ping(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   bool shutdown(const std::vector<std::string>& args, std::ostream& out,
                 std::ostream& err);
