@@ -100,17 +100,6 @@ private:
   capnp::FlatArrayMessageReader reader_;
 };
 
-/// Hands messages from proxies to the middleman; survives it, so a proxy that
-/// outlives the transport drops its messages instead of touching freed memory.
-class forwarder {
-public:
-  explicit forwarder(std::weak_ptr<middleman::impl> mm) : mm_(std::move(mm)) {}
-  std::shared_ptr<middleman::impl> get() const { return mm_.lock(); }
-
-private:
-  std::weak_ptr<middleman::impl> mm_;
-};
-
 } // namespace
 
 // -- the middleman's state ------------------------------------------------------------
@@ -152,7 +141,6 @@ struct middleman::impl : detail::engine_handler,
     word_buffer payload;
     caf::strong_actor_ptr sender;
     caf::message_id mid;
-    caf::actor_id dest = 0;
   };
 
   impl(caf::actor_system& system, middleman& parent)
@@ -170,7 +158,6 @@ struct middleman::impl : detail::engine_handler,
   caf::error start_err;
   std::string address_uri;
   uint64_t incarnation = 0;
-  std::shared_ptr<forwarder> fwd;
 
   std::atomic<uint64_t> msgs_out{0}, bytes_out{0}, msgs_in{0}, bytes_in{0};
   std::atomic<uint64_t> peer_count{0};
@@ -680,7 +667,6 @@ struct middleman::impl : detail::engine_handler,
     m->node = node;
     m->sender = std::move(sender);
     m->mid = mid;
-    m->dest = dest;
     engine->post([self = shared_from_this(), m] { self->route(m); });
   }
 };
@@ -739,11 +725,13 @@ namespace {
 
 class ucx_proxy final : public caf::actor_proxy {
 public:
-  ucx_proxy(caf::actor_config& cfg, std::shared_ptr<forwarder> fwd)
-    : caf::actor_proxy(cfg), fwd_(std::move(fwd)) {}
+  // A weak reference: a proxy that outlives the transport drops its messages (and
+  // answers requests with an error) instead of touching freed memory.
+  ucx_proxy(caf::actor_config& cfg, std::weak_ptr<middleman::impl> mm)
+    : caf::actor_proxy(cfg), mm_(std::move(mm)) {}
 
   void enqueue(caf::mailbox_element_ptr what, caf::execution_unit*) override {
-    if (auto mm = fwd_->get()) {
+    if (auto mm = mm_.lock()) {
       mm->forward(node(), id(), std::move(what->sender), what->mid,
                   what->move_content_to_message());
       return;
@@ -762,7 +750,7 @@ public:
   }
 
 private:
-  std::shared_ptr<forwarder> fwd_;
+  std::weak_ptr<middleman::impl> mm_;
 };
 
 } // namespace
@@ -833,7 +821,6 @@ void middleman::start() {
     host[host.size() - 8 + i] = static_cast<uint8_t>(d.incarnation >> (8 * i));
   caf::net::middleman::set_node(
     d.sys, caf::make_node_id(static_cast<uint32_t>(::getpid()), host));
-  d.fwd = std::make_shared<forwarder>(impl_);
   d.engine = std::make_unique<detail::engine>(d, d.opts);
   auto err = d.engine->start();
   if (!err.empty()) {
@@ -868,8 +855,8 @@ void* middleman::subtype_ptr() {
 caf::strong_actor_ptr middleman::make_proxy(caf::node_id nid, caf::actor_id aid) {
   auto& d = *impl_;
   caf::actor_config cfg;
-  auto result =
-    caf::make_actor<ucx_proxy, caf::strong_actor_ptr>(aid, nid, &d.sys, cfg, d.fwd);
+  auto result = caf::make_actor<ucx_proxy, caf::strong_actor_ptr>(
+    aid, nid, &d.sys, cfg, std::weak_ptr<impl>{impl_});
   // Ask the actor's node to tell us when it exits, so our monitors and links fire.
   if (d.engine) {
     std::weak_ptr<impl> weak = impl_;

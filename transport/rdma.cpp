@@ -43,16 +43,18 @@ void transfer(bool is_put, caf::actor_system& sys, const region_descriptor& remo
                    rdma_done{tag, make_error(errc::invalid_config, std::move(why))});
   };
   // Offsets and lengths come from peers too: check without overflowing.
+  auto outside = [&](uint64_t offset, uint64_t size, const char* which) {
+    if (offset <= size && length <= size - offset)
+      return false;
+    fail("range [" + std::to_string(offset) + ", +" + std::to_string(length)
+         + ") is outside the " + which + " region of " + std::to_string(size) + " bytes");
+    return true;
+  };
   if (!local)
     return fail("no local region");
-  if (local_offset > local->size() || length > local->size() - local_offset)
-    return fail("range [" + std::to_string(local_offset) + ", +" + std::to_string(length)
-                + ") is outside the local region of " + std::to_string(local->size())
-                + " bytes");
-  if (remote_offset > remote.length || length > remote.length - remote_offset)
-    return fail("range [" + std::to_string(remote_offset) + ", +" + std::to_string(length)
-                + ") is outside the remote region of " + std::to_string(remote.length)
-                + " bytes");
+  if (outside(local_offset, local->size(), "local")
+      || outside(remote_offset, remote.length, "remote"))
+    return;
   if (remote.rkey.empty())
     return fail("the remote region descriptor has no key");
   transport::middleman::of(sys).rdma(is_put, remote, remote_offset, std::move(local),

@@ -15,8 +15,10 @@ struct actor_address {
   uint64_t actor_id = 0;
 };
 
-/// Encodes an actor address into a single-segment Cap'n Proto message of its own
-/// (used in tests and by the handshake) and returns its words as bytes.
+/// Encodes an actor address into a single-segment Cap'n Proto message of its own and
+/// returns its words as bytes. The transport writes node ids straight into its
+/// envelopes (detail/node_codec.hpp); this standalone form is what the codec's tests,
+/// malformed input included, go through.
 std::string encode_actor_address(const actor_address& addr);
 
 /// Decodes what `encode_actor_address` wrote. Returns false for malformed input

@@ -163,27 +163,33 @@ outcome session::run(const std::string& line, std::ostream& out, std::ostream& e
   return cmd->run(words, out, err) ? outcome::ok : outcome::failed;
 }
 
-bool session::query(const std::string& what, std::ostream& out, std::ostream& err) {
+std::optional<nlohmann::json> session::fetch(const std::string& what, std::ostream& err) {
   caf::scoped_actor self{client_.system()};
-  bool ok = false;
+  std::optional<json> result;
   self->request(service_, opts_.timeout, caf::get_atom::value, what)
     .receive(
       [&](const std::string& text) {
         auto doc = json::parse(text, nullptr, false);
-        if (doc.is_discarded()) {
+        if (doc.is_discarded())
           err << what << ": the node answered something that is not JSON\n";
-          return;
-        }
-        if (opts_.json)
-          out << doc.dump() << "\n";
         else
-          print_pretty(what, doc, out);
-        ok = true;
+          result = std::move(doc);
       },
       [&](const caf::error& e) {
         err << what << ": " << address_ << ": " << describe(e) << "\n";
       });
-  return ok;
+  return result;
+}
+
+bool session::query(const std::string& what, std::ostream& out, std::ostream& err) {
+  auto doc = fetch(what, err);
+  if (!doc)
+    return false;
+  if (opts_.json)
+    out << doc->dump() << "\n";
+  else
+    print_pretty(what, *doc, out);
+  return true;
 }
 
 bool session::view(const std::vector<std::string>& args, std::ostream& out,
@@ -193,15 +199,11 @@ bool session::view(const std::vector<std::string>& args, std::ostream& out,
     return false;
   }
   // Which group provider: the one asked for, or the node's first.
-  std::ostringstream providers_text;
-  auto saved = opts_.json;
-  opts_.json = true;
-  bool listed = query("providers", providers_text, err);
-  opts_.json = saved;
-  if (!listed)
+  auto providers = fetch("providers", err);
+  if (!providers)
     return false;
   std::optional<uint16_t> id;
-  for (const auto& p : json::parse(providers_text.str()))
+  for (const auto& p : *providers)
     if (p["type"] == "group"
         && (args.size() < 2 || std::to_string(p["provider_id"].get<int>()) == args[1])) {
       id = p["provider_id"].get<uint16_t>();

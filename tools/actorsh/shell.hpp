@@ -6,10 +6,12 @@
 #include <chrono>
 #include <functional>
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <caf/actor.hpp>
+#include <nlohmann/json.hpp>
 
 namespace troupe {
 class node;
@@ -50,6 +52,9 @@ private:
     bool needs_connection = true;
   };
 
+  /// Asks the node service (get_atom, what); the JSON answer, or nothing (and why, in
+  /// `err`).
+  std::optional<nlohmann::json> fetch(const std::string& what, std::ostream& err);
   bool query(const std::string& what, std::ostream& out, std::ostream& err);
   bool view(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   bool ping(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);

@@ -53,8 +53,6 @@ int serve_caf() {
 
 result_set measure_caf(const std::string& address, const workload& w) {
   result_set r;
-  r.system = "caf-io";
-  r.tls = "n/a (BASP over TCP)";
   caf::actor_system_config cfg;
   configure(cfg);
   caf::actor_system sys{cfg};

@@ -159,7 +159,6 @@ void measure_actor(caf::actor_system& sys, const caf::actor& target, const workl
 
 result_set measure_troupe(const std::string& address, const workload& w) {
   result_set r;
-  r.system = "troupe";
   node client{parse_node_config(R"({"transport": {"busy_poll": )"
                                   + std::string{w.busy_poll ? "true" : "false"} + "}}",
                                 "bench-client")};

@@ -283,7 +283,6 @@ int serve_ucx() {
 
 result_set measure_ucx(const std::string& address, const workload& w) {
   result_set r;
-  r.system = "ucx";
   try {
     ucx_peer peer;
     auto colon = address.rfind(':');

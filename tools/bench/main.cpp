@@ -203,41 +203,31 @@ int run_transport(bool as_json, bool quick, bool busy_poll, const std::string& o
   }
   std::vector<result_set> results;
   auto wanted = [&](const std::string& s) { return only.empty() || only == s; };
+  // One server process per measurement; `tls` empty means "not over UCX".
+  auto measure = [&](const std::string& kind, const std::string& system,
+                     const std::string& tls, bool server_busy_poll,
+                     result_set (*client)(const std::string&, const workload&)) {
+    std::cerr << "troupe-bench: " << system << (tls.empty() ? "" : " over " + tls)
+              << "...\n";
+    server_process server{kind, tls, server_busy_poll};
+    auto r = server.ok() ? client(server.address(), w) : result_set{};
+    if (!server.ok())
+      r.error = server.error();
+    r.system = system;
+    r.tls = tls.empty() ? "n/a" : tls;
+    results.push_back(r);
+  };
   for (const auto& tls : {std::string{"sm,self,tcp"}, std::string{"tcp"}}) {
     // The client half reads UCX_TLS when it creates its context, like the server.
     ::setenv("UCX_TLS", tls.c_str(), 1);
-    if (wanted("troupe")) {
-      std::cerr << "troupe-bench: troupe over " << tls << "...\n";
-      server_process server{"troupe", tls, busy_poll};
-      auto r = server.ok() ? measure_troupe(server.address(), w) : result_set{};
-      r.system = "troupe";
-      if (!server.ok())
-        r.error = server.error();
-      r.tls = tls;
-      results.push_back(r);
-    }
-    if (wanted("ucx")) {
-      std::cerr << "troupe-bench: raw UCX over " << tls << "...\n";
-      server_process server{"ucx", tls, false};
-      auto r = server.ok() ? measure_ucx(server.address(), w) : result_set{};
-      r.system = "ucx";
-      if (!server.ok())
-        r.error = server.error();
-      r.tls = tls;
-      results.push_back(r);
-    }
+    if (wanted("troupe"))
+      measure("troupe", "troupe", tls, busy_poll, measure_troupe);
+    if (wanted("ucx"))
+      measure("ucx", "ucx", tls, false, measure_ucx);
   }
   ::unsetenv("UCX_TLS");
-  if (wanted("caf")) {
-    std::cerr << "troupe-bench: CAF io middleman...\n";
-    server_process server{"caf", "", false};
-    auto r = server.ok() ? measure_caf(server.address(), w) : result_set{};
-    r.system = "caf-io";
-    r.tls = "n/a";
-    if (!server.ok())
-      r.error = server.error();
-    results.push_back(r);
-  }
+  if (wanted("caf"))
+    measure("caf", "caf-io", "", false, measure_caf);
   json doc;
   doc["benchmark"] = "transport";
   doc["busy_poll"] = busy_poll;

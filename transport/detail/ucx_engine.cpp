@@ -155,7 +155,6 @@ struct engine::impl {
   am_handler_arg handler_args[3];
 
   std::thread thread;
-  std::atomic<std::thread::id> thread_id{};
   std::atomic<bool> stop_requested{false};
   std::promise<std::string> started;
   std::atomic<uint16_t> bound_port{0};
@@ -456,7 +455,6 @@ void engine::impl::shutdown() {
 // -- the loop -------------------------------------------------------------------------
 
 void engine::impl::run() {
-  thread_id = std::this_thread::get_id();
   auto err = setup();
   if (!err.empty()) {
     shutdown();
@@ -782,10 +780,6 @@ void engine::post(std::function<void()> fn) {
   if (d.sleeping.load())
     ucp_worker_signal(d.worker);
   d.producers.fetch_sub(1);
-}
-
-bool engine::on_progress_thread() const {
-  return impl_->thread_id.load() == std::this_thread::get_id();
 }
 
 conn_id engine::connect(const sockaddr_storage& addr, unsigned addr_len) {

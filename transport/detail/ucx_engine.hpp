@@ -89,8 +89,6 @@ public:
   /// Runs `fn` on the progress thread, soon. Safe from any thread; dropped after stop.
   void post(std::function<void()> fn);
 
-  bool on_progress_thread() const;
-
   // -- progress thread only ---------------------------------------------------------
 
   /// Starts connecting to `addr`. Returns the connection id; failure arrives through
