@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/files.hpp"
-#include "base/text.hpp"
+#include "runtime/json_reader.hpp"
 #include "transport/address.hpp"
 
 namespace troupe {
@@ -17,109 +17,7 @@ using nlohmann::json;
 
 namespace {
 
-std::string describe_value(const json& value) {
-  std::string text = value.dump();
-  if (text.size() > 60)
-    text = text.substr(0, 57) + "...";
-  switch (value.type()) {
-    case json::value_t::null:
-      return "null";
-    case json::value_t::boolean:
-      return "boolean " + text;
-    case json::value_t::string:
-      return "string " + text;
-    case json::value_t::number_integer:
-    case json::value_t::number_unsigned:
-      return text;
-    case json::value_t::number_float:
-      return "number " + text;
-    case json::value_t::object:
-      return "an object";
-    case json::value_t::array:
-      return "an array";
-    default:
-      return text;
-  }
-}
-
-/// Walks the document and throws `config_error` with file and key path on any problem.
-class config_reader {
-public:
-  explicit config_reader(std::string source) : source_(std::move(source)) {}
-
-  [[noreturn]] void fail(const std::string& path, const std::string& what) const {
-    std::string msg = source_ + ": ";
-    if (!path.empty())
-      msg += path + ": ";
-    throw config_error(msg + what);
-  }
-
-  [[noreturn]] void expected(const std::string& path, const std::string& what,
-                             const json& found) const {
-    fail(path, "expected " + what + ", found " + describe_value(found));
-  }
-
-  void require_object(const std::string& path, const json& value) const {
-    if (!value.is_object())
-      expected(path.empty() ? "(top level)" : path, "an object", value);
-  }
-
-  void reject_unknown_keys(const std::string& path, const json& object,
-                           std::initializer_list<std::string_view> known) const {
-    for (auto it = object.begin(); it != object.end(); ++it) {
-      if (std::find(known.begin(), known.end(), it.key()) != known.end())
-        continue;
-      std::string msg = "unknown key (known keys:";
-      for (auto k : known) {
-        msg += ' ';
-        msg += k;
-      }
-      msg += ')';
-      auto suggestion = nearest(it.key(), std::vector<std::string_view>(known));
-      if (!suggestion.empty())
-        msg += "; did you mean \"" + std::string{suggestion} + "\"?";
-      fail(join(path, it.key()), msg);
-    }
-  }
-
-  std::string read_string(const std::string& path, const json& value,
-                          bool allow_empty = false) const {
-    if (!value.is_string())
-      expected(path, "a string", value);
-    auto text = value.get<std::string>();
-    if (text.empty() && !allow_empty)
-      expected(path, "a non-empty string", value);
-    return text;
-  }
-
-  int64_t read_integer(const std::string& path, const json& value, int64_t min,
-                       int64_t max) const {
-    auto range = "an integer from " + std::to_string(min) + " to " + std::to_string(max);
-    if (!value.is_number_integer())
-      expected(path, range, value);
-    if (value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(max))
-      expected(path, range, value);
-    auto n = value.get<int64_t>();
-    if (n < min || n > max)
-      expected(path, range, value);
-    return n;
-  }
-
-  static std::string join(const std::string& path, const std::string& key) {
-    return path.empty() ? key : path + "." + key;
-  }
-
-  static std::string index(const std::string& path, size_t i) {
-    return path + "[" + std::to_string(i) + "]";
-  }
-
-  const std::string& source() const { return source_; }
-
-private:
-  std::string source_;
-};
-
-void read_transport(const config_reader& r, const json& section, transport_config& out) {
+void read_transport(const json_reader& r, const json& section, transport_config& out) {
   const std::string path = "transport";
   r.require_object(path, section);
   r.reject_unknown_keys(path, section,
@@ -154,7 +52,7 @@ void read_transport(const config_reader& r, const json& section, transport_confi
     r.fail(path + ".address", error);
 }
 
-void read_threads(const config_reader& r, const json& value, node_config& out) {
+void read_threads(const json_reader& r, const json& value, node_config& out) {
   if (value.is_string() && value.get<std::string>() == "auto") {
     out.threads = 0;
     return;
@@ -164,7 +62,7 @@ void read_threads(const config_reader& r, const json& value, node_config& out) {
   out.threads = static_cast<unsigned>(r.read_integer("threads", value, 1, 1024));
 }
 
-void read_policy(const config_reader& r, const json& value, node_config& out) {
+void read_policy(const json_reader& r, const json& value, node_config& out) {
   auto text = value.is_string() ? value.get<std::string>() : std::string{};
   if (text == "sharing")
     out.policy = scheduler_policy::sharing;
@@ -174,14 +72,14 @@ void read_policy(const config_reader& r, const json& value, node_config& out) {
     r.expected("scheduler", "\"sharing\" or \"stealing\"", value);
 }
 
-void read_pinning(const config_reader& r, const json& value, node_config& out) {
+void read_pinning(const json_reader& r, const json& value, node_config& out) {
   if (value.is_array()) {
     if (value.empty())
       r.expected("pinning", "a non-empty list of core indexes", value);
     out.pinning = pinning_mode::list;
     for (size_t i = 0; i < value.size(); ++i)
       out.pin_cores.push_back(static_cast<unsigned>(
-        r.read_integer(config_reader::index("pinning", i), value[i], 0, 65535)));
+        r.read_integer(json_reader::index("pinning", i), value[i], 0, 65535)));
     return;
   }
   auto text = value.is_string() ? value.get<std::string>() : std::string{};
@@ -193,7 +91,7 @@ void read_pinning(const config_reader& r, const json& value, node_config& out) {
     r.expected("pinning", "\"none\", \"cores\" or a list of core indexes", value);
 }
 
-provider_config read_provider(const config_reader& r, const std::string& path,
+provider_config read_provider(const json_reader& r, const std::string& path,
                               const json& entry) {
   r.require_object(path, entry);
   r.reject_unknown_keys(path, entry,
@@ -218,17 +116,17 @@ provider_config read_provider(const config_reader& r, const std::string& path,
     r.require_object(deps_path, *it);
     for (auto dep = it->begin(); dep != it->end(); ++dep)
       p.dependencies[dep.key()] =
-        r.read_string(config_reader::join(deps_path, dep.key()), dep.value());
+        r.read_string(json_reader::join(deps_path, dep.key()), dep.value());
   }
   return p;
 }
 
-void check_provider_uniqueness(const config_reader& r, const node_config& cfg) {
+void check_provider_uniqueness(const json_reader& r, const node_config& cfg) {
   for (size_t i = 0; i < cfg.providers.size(); ++i) {
     for (size_t j = 0; j < i; ++j) {
       const auto& a = cfg.providers[j];
       const auto& b = cfg.providers[i];
-      auto path = config_reader::index("providers", i);
+      auto path = json_reader::index("providers", i);
       if (a.type == b.type && a.provider_id == b.provider_id)
         r.fail(path + ".provider_id",
                "duplicate provider: type \"" + b.type + "\" with provider_id "
@@ -245,7 +143,7 @@ void check_provider_uniqueness(const config_reader& r, const node_config& cfg) {
 } // namespace
 
 node_config parse_node_config(std::string_view text, const std::string& source) {
-  config_reader r{source};
+  json_reader r{source};
   json doc;
   try {
     doc = json::parse(text.begin(), text.end(), nullptr, true, /*ignore_comments=*/true);
@@ -274,14 +172,14 @@ node_config parse_node_config(std::string_view text, const std::string& source) 
       r.expected("libraries", "a list of shared library paths", *it);
     for (size_t i = 0; i < it->size(); ++i)
       cfg.libraries.push_back(
-        r.read_string(config_reader::index("libraries", i), (*it)[i]));
+        r.read_string(json_reader::index("libraries", i), (*it)[i]));
   }
   if (auto it = doc.find("providers"); it != doc.end()) {
     if (!it->is_array())
       r.expected("providers", "a list of provider objects", *it);
     for (size_t i = 0; i < it->size(); ++i)
       cfg.providers.push_back(
-        read_provider(r, config_reader::index("providers", i), (*it)[i]));
+        read_provider(r, json_reader::index("providers", i), (*it)[i]));
   }
   check_provider_uniqueness(r, cfg);
   cfg.document = std::make_shared<const json>(std::move(doc));
@@ -299,7 +197,7 @@ node_config load_node_config(const std::string& path) {
 }
 
 std::vector<const provider_config*> providers_in_start_order(const node_config& cfg) {
-  config_reader r{cfg.source};
+  json_reader r{cfg.source};
   std::map<std::string, size_t> by_name;
   for (size_t i = 0; i < cfg.providers.size(); ++i)
     by_name.emplace(cfg.providers[i].name, i);
@@ -316,7 +214,7 @@ std::vector<const provider_config*> providers_in_start_order(const node_config& 
       auto start = std::find(trail.begin(), trail.end(), p.name);
       for (auto it = start; it != trail.end(); ++it)
         cycle += *it + " -> ";
-      r.fail(config_reader::index("providers", i) + ".dependencies",
+      r.fail(json_reader::index("providers", i) + ".dependencies",
              "dependency cycle: " + cycle + p.name);
     }
     marks[i] = mark::visiting;
@@ -324,10 +222,10 @@ std::vector<const provider_config*> providers_in_start_order(const node_config& 
     for (const auto& [slot, target] : p.dependencies) {
       auto found = by_name.find(target);
       if (found == by_name.end())
-        r.fail(config_reader::index("providers", i) + ".dependencies." + slot,
+        r.fail(json_reader::index("providers", i) + ".dependencies." + slot,
                "no provider named \"" + target + "\" in this config");
       if (found->second == i)
-        r.fail(config_reader::index("providers", i) + ".dependencies." + slot,
+        r.fail(json_reader::index("providers", i) + ".dependencies." + slot,
                "provider \"" + p.name + "\" depends on itself");
       visit(found->second);
     }

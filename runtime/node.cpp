@@ -17,6 +17,7 @@
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "runtime/module.hpp"
+#include "runtime/locator.hpp"
 #include "runtime/node_service.hpp"
 #include "runtime/provider_registry.hpp"
 #include "runtime/topology.hpp"
@@ -78,6 +79,7 @@ struct node::impl {
   std::unique_ptr<caf::actor_system> system;
   std::vector<caf::actor> started; // providers in start order
   caf::actor service;              // the node service, stopped after the providers
+  caf::actor locator;              // finds remote actors for actors, without blocking
   unsigned threads = 0;
   mutable std::mutex shutdown_mtx;
   std::function<void()> shutdown_handler; // guarded by shutdown_mtx
@@ -127,8 +129,8 @@ caf::error node::impl::spawn_providers() {
     return make_error(errc::invalid_config, e.what());
   }
   for (auto spec : order) {
-    auto handle =
-      providers->spawn(*system, *spec, transport::middleman::of(*system).address());
+    auto handle = providers->spawn(*system, *spec,
+                                   transport::middleman::of(*system).address(), locator);
     if (!handle)
       return handle.error();
     started.push_back(*handle);
@@ -235,6 +237,7 @@ caf::error node::start() {
   }
   impl_->service = spawn_node_service(*this);
   transport::middleman::of(*impl_->system).publish(node_service_key, impl_->service);
+  impl_->locator = spawn_locator(*impl_->system, transport(), lookup_deadline);
   if (auto err = impl_->spawn_providers()) {
     stop();
     return err;
@@ -249,6 +252,10 @@ void node::stop() {
   if (impl_->service) {
     caf::anon_send_exit(impl_->service, caf::exit_reason::user_shutdown);
     impl_->service = nullptr;
+  }
+  if (impl_->locator) {
+    caf::anon_send_exit(impl_->locator, caf::exit_reason::user_shutdown);
+    impl_->locator = nullptr;
   }
   impl_->system.reset();
 }
@@ -266,6 +273,10 @@ std::string node::address() const {
     return transport::middleman::of(*impl_->system).address();
   const auto& t = impl_->cfg.transport;
   return transport::node_address{t.protocol, t.address, t.port}.to_uri();
+}
+
+caf::actor node::locator() const {
+  return impl_->locator;
 }
 
 transport::middleman& node::transport() {

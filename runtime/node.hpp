@@ -62,6 +62,13 @@ public:
   /// started, with the port the OS chose if the config said 0.
   std::string address() const;
 
+  /// The locator (runtime/locator.hpp): remote lookups for actors, without blocking.
+  /// Valid between `start()` and `stop()`.
+  caf::actor locator() const;
+
+  /// How long a locator lookup waits for an answer.
+  static constexpr std::chrono::milliseconds lookup_deadline{5000};
+
   /// The UCX middleman. Valid between `start()` and `stop()`.
   transport::middleman& transport();
 

@@ -54,7 +54,8 @@ caf::error provider_registry::check_free(const provider_entry& entry) const {
 
 caf::expected<caf::actor> provider_registry::spawn(caf::actor_system& system,
                                                    const provider_config& spec,
-                                                   const std::string& node_address) {
+                                                   const std::string& node_address,
+                                                   const caf::actor& locator) {
   provider_factory factory;
   std::map<std::string, caf::actor> deps;
   {
@@ -82,7 +83,7 @@ caf::expected<caf::actor> provider_registry::spawn(caf::actor_system& system,
     }
   }
   // The factory runs unlocked: it may spawn actors that look up other providers.
-  provider_context ctx{system, spec, std::move(deps), node_address};
+  provider_context ctx{system, spec, std::move(deps), node_address, locator};
   auto handle = factory(ctx);
   if (!handle)
     return handle.error();

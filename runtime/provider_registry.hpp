@@ -25,6 +25,9 @@ struct provider_context {
   std::map<std::string, caf::actor> dependencies;
   /// The URI peers reach this node at ("" when the node has no transport).
   std::string node_address;
+  /// The node's locator (runtime/locator.hpp): finds providers on other nodes without
+  /// blocking. Null when the node has no transport.
+  caf::actor locator;
 };
 
 /// Spawns a provider's actor. Returns an error (category troupe, `invalid_config` for
@@ -56,7 +59,8 @@ public:
   /// `unknown_provider_type`, `duplicate_provider`, `not_found` (a dependency that is
   /// not running) or whatever the factory reports; on failure nothing is registered.
   caf::expected<caf::actor> spawn(caf::actor_system& system, const provider_config& spec,
-                                  const std::string& node_address = {});
+                                  const std::string& node_address = {},
+                                  const caf::actor& locator = {});
 
   /// Registers an already running actor as a provider (for applications that spawn
   /// their own). Fails with `duplicate_provider` on a taken (type, id) or name.

@@ -111,7 +111,8 @@ struct middleman::impl : detail::engine_handler,
     caf::actor_id aid = 0;
     caf::error err;
   };
-  using lookup_promise = std::shared_ptr<std::promise<lookup_result>>;
+  /// Called once, on the progress thread, with a lookup's outcome.
+  using lookup_done = std::function<void(lookup_result)>;
   using ready_callback = std::function<void(conn_id, const std::string* error)>;
 
   struct conn_state {
@@ -172,7 +173,7 @@ struct middleman::impl : detail::engine_handler,
   std::unordered_map<conn_id, conn_state> conns;
   std::map<caf::node_id, peer> peers;
   std::map<std::string, conn_id> by_uri; // outgoing connections by target URI
-  std::map<uint64_t, lookup_promise> lookups;
+  std::map<uint64_t, lookup_done> lookups;
   std::map<uint64_t, caf::node_id> lookup_nodes; // lookups sent, by the node asked
   std::atomic<uint64_t> next_lookup{1};
   std::set<std::pair<caf::node_id, caf::actor_id>> monitored; // remote holders
@@ -510,8 +511,9 @@ struct middleman::impl : detail::engine_handler,
         result.aid = r.getActorId();
         if (result.aid == 0)
           result.err = make_error(errc::not_found, r.getError().cStr());
-        it->second->set_value(std::move(result));
+        auto done = std::move(it->second);
         lookups.erase(it);
+        done(std::move(result));
         lookup_nodes.erase(r.getRequestId());
         return;
       }
@@ -711,8 +713,9 @@ void middleman::impl::on_conn_failed(conn_id conn, const std::string& reason) {
       continue;
     }
     if (auto l = lookups.find(it->first); l != lookups.end()) {
-      l->second->set_value({{}, 0, make_error(errc::unreachable, why)});
+      auto done = std::move(l->second);
       lookups.erase(l);
+      done({{}, 0, make_error(errc::unreachable, why)});
     }
     it = lookup_nodes.erase(it);
   }
@@ -837,9 +840,10 @@ void middleman::stop() {
   if (d.engine) {
     d.engine->stop();
     // Pending lookups get their one answer.
-    for (auto& kvp : d.lookups)
-      kvp.second->set_value({{}, 0, make_error(errc::unreachable, "transport stopped")});
+    auto lookups = std::move(d.lookups);
     d.lookups.clear();
+    for (auto& kvp : lookups)
+      kvp.second({{}, 0, make_error(errc::unreachable, "transport stopped")});
   }
   d.proxies.clear();
 }
@@ -901,69 +905,99 @@ void middleman::unpublish(const std::string& key) {
   impl_->published.erase(key);
 }
 
-caf::expected<caf::actor> middleman::remote_actor(const std::string& uri,
-                                                  const std::string& key,
-                                                  std::chrono::milliseconds timeout) {
+uint64_t middleman::find_remote_actor(const std::string& uri, const std::string& key,
+                                      lookup_callback done) {
   auto& d = *impl_;
+  auto fail = [&](std::string why) {
+    done(make_error(errc::unreachable, std::move(why)));
+    return uint64_t{0};
+  };
   if (!d.engine)
-    return make_error(errc::unreachable, "the transport is not running");
+    return fail("the transport is not running");
   std::string error;
   auto addr = parse_node_address(uri, error);
   if (!addr)
-    return make_error(errc::unreachable, uri + ": " + error);
+    return fail(uri + ": " + error);
   auto sa = std::make_shared<sockaddr_storage>();
   unsigned sa_len = 0;
   error = detail::resolve_address(addr->host, addr->port, *sa, sa_len);
   if (!error.empty())
-    return make_error(errc::unreachable, uri + ": " + error);
+    return fail(uri + ": " + error);
   auto canonical = addr->to_uri();
-  auto promise = std::make_shared<std::promise<impl::lookup_result>>();
-  auto future = promise->get_future();
   std::weak_ptr<impl> weak = impl_;
   auto request_id = d.next_lookup.fetch_add(1);
-  d.engine->post([weak, canonical, sa, sa_len, key, promise, request_id] {
+  // Turns the answer into a handle: a proxy for a remote actor, the actor itself when
+  // the key was published on this very node.
+  auto finish = [weak, done = std::move(done)](impl::lookup_result result) {
     auto self = weak.lock();
     if (!self)
-      return;
-    self->lookups.emplace(request_id, promise);
-    self->with_connection(
-      canonical, *sa, sa_len,
-      [self, canonical, key, request_id](conn_id conn, const std::string* err) {
-        auto it = self->lookups.find(request_id);
-        if (it == self->lookups.end())
-          return;
-        if (err != nullptr) {
-          it->second->set_value(
-            {{},
-             0,
-             make_error(errc::unreachable, "cannot reach " + canonical + ": " + *err)});
-          self->lookups.erase(it);
-          return;
-        }
-        capnp::MallocMessageBuilder message{64};
-        auto lookup = message.initRoot<schema::Control>().initLookup();
-        lookup.setRequestId(request_id);
-        lookup.setKey(key);
-        self->lookup_nodes[request_id] = self->conns[conn].node;
-        self->send_control(conn, message);
-      });
-  });
-  if (future.wait_for(timeout) != std::future_status::ready) {
-    d.engine->post([weak, request_id] {
-      if (auto self = weak.lock()) {
-        self->lookups.erase(request_id);
-        self->lookup_nodes.erase(request_id);
-      }
+      return done(make_error(errc::unreachable, "transport stopped"));
+    if (result.err)
+      return done(std::move(result.err));
+    if (result.node == self->sys.node())
+      return done(caf::actor_cast<caf::actor>(self->sys.registry().get(result.aid)));
+    done(caf::actor_cast<caf::actor>(self->proxies.get_or_put(result.node, result.aid)));
+  };
+  d.engine->post(
+    [weak, canonical, sa, sa_len, key, request_id, finish = std::move(finish)]() mutable {
+      auto self = weak.lock();
+      if (!self)
+        return;
+      self->lookups.emplace(request_id, std::move(finish));
+      self->with_connection(
+        canonical, *sa, sa_len,
+        [self, canonical, key, request_id](conn_id conn, const std::string* err) {
+          auto it = self->lookups.find(request_id);
+          if (it == self->lookups.end())
+            return; // cancelled
+          if (err != nullptr) {
+            auto finish = std::move(it->second);
+            self->lookups.erase(it);
+            finish(
+              {{},
+               0,
+               make_error(errc::unreachable, "cannot reach " + canonical + ": " + *err)});
+            return;
+          }
+          capnp::MallocMessageBuilder message{64};
+          auto lookup = message.initRoot<schema::Control>().initLookup();
+          lookup.setRequestId(request_id);
+          lookup.setKey(key);
+          self->lookup_nodes[request_id] = self->conns[conn].node;
+          self->send_control(conn, message);
+        });
     });
-    return make_error(errc::timeout, "no answer from " + canonical + " within "
+  return request_id;
+}
+
+void middleman::cancel_lookup(uint64_t lookup_id) {
+  auto& d = *impl_;
+  if (!d.engine || lookup_id == 0)
+    return;
+  std::weak_ptr<impl> weak = impl_;
+  d.engine->post([weak, lookup_id] {
+    if (auto self = weak.lock()) {
+      self->lookups.erase(lookup_id);
+      self->lookup_nodes.erase(lookup_id);
+    }
+  });
+}
+
+caf::expected<caf::actor> middleman::remote_actor(const std::string& uri,
+                                                  const std::string& key,
+                                                  std::chrono::milliseconds timeout) {
+  auto promise = std::make_shared<std::promise<caf::expected<caf::actor>>>();
+  auto future = promise->get_future();
+  auto lookup_id =
+    find_remote_actor(uri, key, [promise](caf::expected<caf::actor> result) {
+      promise->set_value(std::move(result));
+    });
+  if (future.wait_for(timeout) != std::future_status::ready) {
+    cancel_lookup(lookup_id);
+    return make_error(errc::timeout, "no answer from " + uri + " within "
                                        + std::to_string(timeout.count()) + " ms");
   }
-  auto result = future.get();
-  if (result.err)
-    return result.err;
-  if (result.node == d.sys.node())
-    return caf::actor_cast<caf::actor>(d.sys.registry().get(result.aid));
-  return caf::actor_cast<caf::actor>(d.proxies.get_or_put(result.node, result.aid));
+  return future.get();
 }
 
 transport_stats middleman::stats() const {

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -96,6 +97,20 @@ public:
   /// (nothing published under that key there), troupe.timeout.
   caf::expected<caf::actor> remote_actor(const std::string& uri, const std::string& key,
                                          std::chrono::milliseconds timeout);
+
+  using lookup_callback = std::function<void(caf::expected<caf::actor>)>;
+
+  /// `remote_actor` without blocking, for actors: `done` runs exactly once (unless the
+  /// lookup is cancelled) with the handle or the error, on the transport's thread or
+  /// the caller's, so it must be short (send a message). It has no deadline of its
+  /// own: an unreachable address fails at once, a peer that never answers is the
+  /// caller's to time out and cancel. Returns an id for `cancel_lookup` (0 when
+  /// `done` already ran).
+  uint64_t find_remote_actor(const std::string& uri, const std::string& key,
+                             lookup_callback done);
+
+  /// Forgets a lookup; its callback is not called afterwards (it may be running now).
+  void cancel_lookup(uint64_t lookup_id);
 
   transport_stats stats() const;
 

@@ -1,15 +1,18 @@
 #include "actors/group/group.hpp"
 
+#include <random>
+
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
-#include <caf/event_based_actor.hpp>
-#include <caf/stateful_actor.hpp>
+#include <caf/scoped_actor.hpp>
 #include <nlohmann/json.hpp>
 
+#include "actors/group/member_actor.hpp"
 #include "actors/group/view.hpp"
 #include "base/error.hpp"
+#include "base/files.hpp"
 #include "base/log.hpp"
-#include "runtime/config.hpp"
+#include "runtime/json_reader.hpp"
 #include "runtime/provider_registry.hpp"
 
 namespace troupe::group {
@@ -18,114 +21,279 @@ namespace {
 
 using nlohmann::json;
 
+constexpr std::string_view bootstrap_names[] = {"self", "view", "file", "join", "mpi"};
+
 struct group_settings {
-  std::string bootstrap;
-  std::string backend = "static";
+  std::vector<std::string> bootstraps;
+  bool centralized = false;
   std::string file;
+  std::optional<json> view;
+  std::string join_address;
+  std::string primary;
+  detail::ping_settings ping;
+  std::chrono::milliseconds join_timeout{5000};
 };
 
+std::chrono::milliseconds read_ms(const json_reader& r, const std::string& path,
+                                  const json& value, int64_t min) {
+  return std::chrono::milliseconds{r.read_integer(path, value, min, 3600 * 1000)};
+}
+
+void read_centralized(const json_reader& r, const std::string& path, const json& cfg,
+                      group_settings& s) {
+  r.require_object(path, cfg);
+  r.reject_unknown_keys(
+    path, cfg,
+    {"primary", "ping_interval_ms", "ping_timeout_ms", "ping_max_num_timeouts"});
+  if (auto it = cfg.find("primary"); it != cfg.end())
+    s.primary = r.read_string(path + ".primary", *it);
+  if (auto it = cfg.find("ping_interval_ms"); it != cfg.end()) {
+    auto where = path + ".ping_interval_ms";
+    if (it->is_array()) {
+      if (it->size() != 2)
+        r.expected(where, "a number of milliseconds or [min, max]", *it);
+      s.ping.interval_min = read_ms(r, where + "[0]", (*it)[0], 1);
+      s.ping.interval_max = read_ms(r, where + "[1]", (*it)[1], 1);
+      if (s.ping.interval_max < s.ping.interval_min)
+        r.fail(where, "expected [min, max] with min <= max");
+    } else {
+      s.ping.interval_min = s.ping.interval_max = read_ms(r, where, *it, 1);
+    }
+  }
+  if (auto it = cfg.find("ping_timeout_ms"); it != cfg.end())
+    s.ping.timeout = read_ms(r, path + ".ping_timeout_ms", *it, 1);
+  if (auto it = cfg.find("ping_max_num_timeouts"); it != cfg.end())
+    s.ping.max_timeouts = static_cast<unsigned>(
+      r.read_integer(path + ".ping_max_num_timeouts", *it, 1, 1000));
+}
+
 /// Reads the provider's config; errors name the key under the provider's origin.
-caf::expected<group_settings> read_settings(const provider_context& ctx) {
+group_settings read_settings(const provider_context& ctx) {
   const auto& cfg = *ctx.spec.config;
-  auto where = ctx.spec.origin + ".config";
-  auto bad = [&](const std::string& key, const std::string& what) {
-    return make_error(errc::invalid_config,
-                      where + (key.empty() ? "" : "." + key) + ": " + what);
-  };
+  json_reader r{ctx.spec.origin, "."};
+  const std::string path = "config";
+  r.require_object(path, cfg);
+  r.reject_unknown_keys(
+    path, cfg, {"bootstrap", "group", "file", "view", "join_address", "join_timeout_ms"});
   group_settings s;
-  for (auto it = cfg.begin(); it != cfg.end(); ++it)
-    if (it.key() != "bootstrap" && it.key() != "group" && it.key() != "file")
-      return bad(it.key(), "unknown key (known keys: bootstrap group file)");
   auto b = cfg.find("bootstrap");
-  if (b == cfg.end() || !b->is_string())
-    return bad("bootstrap", "expected \"self\" or \"file\"");
-  s.bootstrap = b->get<std::string>();
-  if (s.bootstrap == "view" || s.bootstrap == "mpi" || s.bootstrap == "join")
-    return bad("bootstrap", "\"" + s.bootstrap
-                              + "\" is not supported by this build yet "
-                                "(supported: self, file)");
-  if (s.bootstrap != "self" && s.bootstrap != "file")
-    return bad("bootstrap",
-               "expected \"self\" or \"file\", found \"" + s.bootstrap + "\"");
+  if (b == cfg.end())
+    r.fail(path, "missing required key \"bootstrap\" (self, view, file, join or mpi)");
+  auto add_bootstrap = [&](const std::string& where, const json& value) {
+    auto name = r.read_string(where, value);
+    if (std::find(std::begin(bootstrap_names), std::end(bootstrap_names), name)
+        == std::end(bootstrap_names))
+      r.expected(where, "one of self, view, file, join, mpi", value);
+    if (name == "mpi")
+      r.fail(where, "\"mpi\" is not supported by this build yet "
+                    "(supported: self, view, file, join)");
+    s.bootstraps.push_back(name);
+  };
+  if (b->is_array()) {
+    if (b->empty())
+      r.expected(path + ".bootstrap", "a bootstrap method or a non-empty list", *b);
+    for (size_t i = 0; i < b->size(); ++i)
+      add_bootstrap(json_reader::index(path + ".bootstrap", i), (*b)[i]);
+  } else {
+    add_bootstrap(path + ".bootstrap", *b);
+  }
   if (auto g = cfg.find("group"); g != cfg.end()) {
-    if (!g->is_object())
-      return bad("group", "expected {\"type\": \"static\", \"config\": {}}");
-    for (auto it = g->begin(); it != g->end(); ++it)
-      if (it.key() != "type" && it.key() != "config")
-        return bad("group." + it.key(), "unknown key (known keys: type config)");
+    auto where = path + ".group";
+    r.require_object(where, *g);
+    r.reject_unknown_keys(where, *g, {"type", "config"});
     auto t = g->find("type");
-    if (t == g->end() || !t->is_string())
-      return bad("group.type", "expected \"static\"");
-    s.backend = t->get<std::string>();
-    if (s.backend == "centralized")
-      return bad("group.type", "\"centralized\" is not supported by this build yet "
-                               "(supported: static)");
-    if (s.backend != "static")
-      return bad("group.type", "expected \"static\", found \"" + s.backend + "\"");
+    if (t == g->end())
+      r.fail(where, "missing required key \"type\" (static or centralized)");
+    auto type = r.read_string(where + ".type", *t);
+    if (type != "static" && type != "centralized")
+      r.expected(where + ".type", "\"static\" or \"centralized\"", *t);
+    s.centralized = type == "centralized";
+    if (auto c = g->find("config"); c != g->end()) {
+      if (s.centralized)
+        read_centralized(r, where + ".config", *c, s);
+      else if (!c->is_object() || !c->empty())
+        r.expected(where + ".config", "{} (a static group has no settings)", *c);
+    }
   }
-  if (auto f = cfg.find("file"); f != cfg.end()) {
-    if (!f->is_string() || f->get<std::string>().empty())
-      return bad("file", "expected a file path");
-    s.file = f->get<std::string>();
+  if (auto f = cfg.find("file"); f != cfg.end())
+    s.file = r.read_string(path + ".file", *f);
+  if (auto v = cfg.find("view"); v != cfg.end())
+    s.view = *v;
+  if (auto j = cfg.find("join_address"); j != cfg.end())
+    s.join_address = r.read_string(path + ".join_address", *j);
+  if (auto t = cfg.find("join_timeout_ms"); t != cfg.end())
+    s.join_timeout = read_ms(r, path + ".join_timeout_ms", *t, 1);
+  for (const auto& method : s.bootstraps) {
+    if (method == "file" && s.file.empty())
+      r.fail(path + ".file", "bootstrap \"file\" needs the view file's path");
+    if (method == "view" && !s.view)
+      r.fail(path + ".view", "bootstrap \"view\" needs the view (members, ...)");
+    if (method == "join" && !s.centralized)
+      r.fail(path + ".bootstrap", "bootstrap \"join\" needs group.type \"centralized\" "
+                                  "(a static group refuses joins)");
+    if (method == "join" && s.join_address.empty() && s.file.empty())
+      r.fail(path + ".join_address",
+             "bootstrap \"join\" needs a member's address or the group's view file");
   }
-  if (s.bootstrap == "file" && s.file.empty())
-    return bad("file", "bootstrap \"file\" needs the view file's path");
   return s;
 }
 
-struct static_group_state {
-  group_view view;
-  std::string group_name;
-  static inline const char* name = "troupe.group.static"; // CAF's actor name
+uint64_t random_incarnation() {
+  std::random_device rd;
+  return ((uint64_t{rd()} << 32) | rd()) | 1; // never 0, which means "unknown"
+}
+
+/// Picks the leader of a view read at start: the configured primary, else the
+/// leader the view names, else rank 0.
+caf::error choose_leader(const provider_context& ctx, const group_settings& s,
+                         group_view& view) {
+  if (!s.primary.empty()) {
+    const member* found = nullptr;
+    for (const auto& m : view.members)
+      if (m.address == s.primary
+          && (found == nullptr || m.provider_id == ctx.spec.provider_id))
+        found = &m;
+    if (found == nullptr)
+      return make_error(errc::invalid_config,
+                        ctx.spec.origin + ".config.group.config.primary: " + s.primary
+                          + " is not a member of the view");
+    view.leader = found->member_id;
+  } else if (view.leader == 0) {
+    view.leader = view.members.front().member_id;
+  }
+  return caf::none;
+}
+
+/// The outcome of one bootstrap method: an actor, or why this method did not work
+/// (`fatal` stops the list; otherwise the next method is tried).
+struct attempt {
+  caf::actor handle;
+  std::string error;
+  bool fatal = false;
 };
 
-caf::behavior static_group(caf::stateful_actor<static_group_state>* self, group_view view,
-                           std::string name) {
-  self->state.view = std::move(view);
-  self->state.group_name = std::move(name);
-  auto refuse = [self](const char* what) {
-    return make_error(errc::refused, "group \"" + self->state.group_name
-                                       + "\" is static: " + what
-                                       + " is refused (membership is fixed)");
-  };
-  return {
-    [self](caf::get_atom) { return self->state.view; },
-    [refuse](join_atom, const member&) -> caf::result<group_view> {
-      return refuse("join");
-    },
-    [refuse](leave_atom, uint64_t) -> caf::result<group_view> { return refuse("leave"); },
-  };
+attempt start_from_view(const provider_context& ctx, const group_settings& s,
+                        detail::member_settings ms, group_view view,
+                        const std::string& key, const std::string& which) {
+  auto rank = view.rank_of(ctx.node_address, ctx.spec.provider_id);
+  if (!rank)
+    return {{},
+            ctx.spec.origin + "." + key + ": this provider (" + ctx.node_address
+              + ", provider_id " + std::to_string(ctx.spec.provider_id)
+              + ") is not a member of the view in " + which,
+            true};
+  if (s.centralized) {
+    if (auto err = choose_leader(ctx, s, view))
+      return {{}, context_text(err), true};
+    if (view.members[*rank].member_id == view.leader) {
+      // A leader starting from a saved view starts a new epoch: versions only grow,
+      // even across its restarts.
+      ++view.version.epoch;
+      view.version.seq = 0;
+    }
+  } else {
+    view.leader = 0;
+    if (*rank == 0 && !s.file.empty()) {
+      auto err = write_view_file(s.file, view);
+      if (!err.empty())
+        return {{}, ctx.spec.origin + ".config.file: " + err, true};
+    }
+  }
+  return {detail::spawn_member(ctx.system, std::move(ms), std::move(view)), {}, false};
+}
+
+attempt start_by_joining(const provider_context& ctx, const group_settings& s,
+                         detail::member_settings ms) {
+  std::vector<std::string> contacts;
+  if (!s.join_address.empty()) {
+    contacts.push_back(s.join_address);
+  } else {
+    try {
+      for (const auto& m : read_view_file(s.file).members)
+        if (m.address != ctx.node_address)
+          contacts.push_back(m.address);
+    } catch (const config_error& e) {
+      return {{}, ctx.spec.origin + ".config.file: cannot join: " + e.what(), false};
+    }
+  }
+  if (!ctx.locator)
+    return {{}, ctx.spec.origin + ": cannot join: this node has no transport", true};
+  auto timeout = ms.join_timeout;
+  auto handle = detail::spawn_member(ctx.system, std::move(ms), {});
+  caf::scoped_actor self{ctx.system};
+  attempt result;
+  self
+    ->request(handle, timeout * static_cast<int>(2 * contacts.size() + 1),
+              detail::connect_atom::value, contacts)
+    .receive([&](const group_view&) { result.handle = handle; },
+             [&](const caf::error& err) {
+               result.error = ctx.spec.origin + ": " + context_text(err);
+               result.fatal = err.category() == error_category_atom
+                              && err.code() == static_cast<uint8_t>(errc::refused);
+             });
+  if (!result.handle)
+    self->send_exit(handle, caf::exit_reason::user_shutdown);
+  return result;
 }
 
 caf::expected<caf::actor> make_group(const provider_context& ctx) {
-  auto settings = read_settings(ctx);
-  if (!settings)
-    return settings.error();
-  group_view view;
-  if (settings->bootstrap == "self") {
-    view.members.push_back(member{ctx.node_address, ctx.spec.provider_id, 1, 0, {}});
-    if (!settings->file.empty()) {
-      auto err = write_view_file(settings->file, view);
-      if (!err.empty())
-        return make_error(errc::invalid_config, ctx.spec.origin + ".config.file: " + err);
-    }
-  } else {
-    try {
-      view = read_view_file(settings->file);
-    } catch (const config_error& e) {
-      return make_error(errc::invalid_config,
-                        ctx.spec.origin + ".config.file: bad view file: " + e.what());
-    }
-    if (!view.rank_of(ctx.node_address, ctx.spec.provider_id))
-      return make_error(errc::invalid_config,
-                        ctx.spec.origin + ".config.file: this provider ("
-                          + ctx.node_address + ", provider_id "
-                          + std::to_string(ctx.spec.provider_id)
-                          + ") is not a member of the view in " + settings->file);
+  group_settings s;
+  try {
+    s = read_settings(ctx);
+  } catch (const config_error& e) {
+    return make_error(errc::invalid_config, e.what());
   }
-  TROUPE_LOG_INFO("group", "group \"" << ctx.spec.name << "\": " << view.members.size()
-                                      << " members, static");
-  return ctx.system.spawn(static_group, std::move(view), ctx.spec.name);
+  detail::member_settings ms;
+  ms.group_name = ctx.spec.name;
+  ms.centralized = s.centralized;
+  ms.file = s.file;
+  ms.ping = s.ping;
+  ms.self = member{ctx.node_address, ctx.spec.provider_id, 0, random_incarnation(), {}};
+  ms.provider_id = ctx.spec.provider_id;
+  ms.locator = ctx.locator;
+  ms.join_timeout = s.join_timeout;
+  std::string errors;
+  for (const auto& method : s.bootstraps) {
+    attempt outcome;
+    if (method == "self") {
+      group_view view;
+      auto me = ms.self;
+      me.member_id = 1;
+      view.members.push_back(me);
+      view.version = {0, 0};
+      outcome = start_from_view(ctx, s, ms, std::move(view), "config", "bootstrap self");
+    } else if (method == "view") {
+      try {
+        auto view = view_from_json(*s.view, ctx.spec.origin + ".config.view", "");
+        outcome =
+          start_from_view(ctx, s, ms, std::move(view), "config.view", "config.view");
+      } catch (const config_error& e) {
+        outcome = {{}, e.what(), true};
+      }
+    } else if (method == "file") {
+      try {
+        auto view = read_view_file(s.file);
+        outcome = start_from_view(ctx, s, ms, std::move(view), "config.file", s.file);
+      } catch (const config_error& e) {
+        outcome = {{}, ctx.spec.origin + ".config.file: " + e.what(), false};
+      }
+    } else if (method == "join") {
+      outcome = start_by_joining(ctx, s, ms);
+    }
+    if (outcome.handle) {
+      TROUPE_LOG_INFO("group", "group \""
+                                 << ctx.spec.name << "\": started by bootstrap \""
+                                 << method << "\" ("
+                                 << (s.centralized ? "centralized" : "static") << ")");
+      return outcome.handle;
+    }
+    if (s.bootstraps.size() > 1) // say which of the methods tried said what
+      outcome.error = "bootstrap \"" + method + "\": " + outcome.error;
+    errors += (errors.empty() ? "" : "; then ") + outcome.error;
+    if (outcome.fatal)
+      break;
+  }
+  return make_error(errc::invalid_config, errors);
 }
 
 } // namespace
@@ -139,6 +307,8 @@ void register_group_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<view_version>("troupe::group::view_version");
   cfg.add_message_type<group_view>("troupe::group::group_view");
   cfg.add_message_type<std::vector<member>>("std::vector<troupe::group::member>");
+  cfg.add_message_type<view_change>("troupe::group::view_change");
+  cfg.add_message_type<view_refresh>("troupe::group::view_refresh");
 }
 
 } // namespace troupe::group

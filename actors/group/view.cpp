@@ -6,10 +6,22 @@
 
 #include "base/files.hpp"
 #include "runtime/config.hpp"
+#include "runtime/json_reader.hpp"
 
 namespace troupe::group {
 
 using nlohmann::json;
+
+const member* group_view::find(uint64_t member_id) const {
+  for (const auto& m : members)
+    if (m.member_id == member_id)
+      return &m;
+  return nullptr;
+}
+
+std::string to_string(const view_version& version) {
+  return std::to_string(version.epoch) + "." + std::to_string(version.seq);
+}
 
 std::optional<size_t> group_view::rank_of(const std::string& address,
                                           uint16_t provider_id) const {
@@ -31,6 +43,7 @@ std::string group_view::digest() const {
   };
   mix(std::to_string(version.epoch));
   mix(std::to_string(version.seq));
+  mix(std::to_string(leader));
   for (const auto& m : members) {
     mix(m.address);
     mix(std::to_string(m.provider_id));
@@ -54,6 +67,8 @@ std::string to_json(const group_view& view, int indent) {
   json doc;
   doc["version"] = {{"epoch", view.version.epoch}, {"seq", view.version.seq}};
   doc["metadata"] = view.metadata;
+  if (view.leader != 0)
+    doc["leader"] = view.leader;
   doc["members"] = json::array();
   for (const auto& m : view.members)
     doc["members"].push_back({{"address", m.address},
@@ -67,89 +82,92 @@ std::string to_json(const group_view& view, int indent) {
 
 namespace {
 
-[[noreturn]] void fail(const std::string& source, const std::string& path,
-                       const std::string& what) {
-  throw config_error(source + ": " + (path.empty() ? "" : path + ": ") + what);
-}
-
-std::map<std::string, std::string>
-read_strings(const std::string& source, const std::string& path, const json& obj) {
-  if (!obj.is_object())
-    fail(source, path, "expected an object of strings");
-  std::map<std::string, std::string> out;
-  for (auto it = obj.begin(); it != obj.end(); ++it) {
-    if (!it->is_string())
-      fail(source, path + "." + it.key(), "expected a string, found " + it->dump());
-    out[it.key()] = it->get<std::string>();
-  }
-  return out;
-}
-
-uint64_t read_uint(const std::string& source, const std::string& path, const json& v,
-                   uint64_t max) {
-  if (!v.is_number_unsigned() || v.get<uint64_t>() > max)
-    fail(source, path,
-         "expected an integer from 0 to " + std::to_string(max) + ", found " + v.dump());
+uint64_t read_uint(const json_reader& r, const std::string& path, const json& v) {
+  if (!v.is_number_unsigned())
+    r.expected(path, "an integer from 0 to " + std::to_string(UINT64_MAX), v);
   return v.get<uint64_t>();
 }
 
+std::map<std::string, std::string>
+read_strings(const json_reader& r, const std::string& path, const json& obj) {
+  if (!obj.is_object())
+    r.expected(path, "an object of strings", obj);
+  std::map<std::string, std::string> out;
+  for (auto it = obj.begin(); it != obj.end(); ++it)
+    out[it.key()] = r.read_string(json_reader::join(path, it.key()), *it, true);
+  return out;
+}
+
 } // namespace
+
+group_view view_from_json(const json& doc, const std::string& source,
+                          const std::string& path) {
+  json_reader r{source};
+  auto at = [&](const std::string& key) { return json_reader::join(path, key); };
+  if (!doc.is_object())
+    r.expected(path.empty() ? "(top level)" : path, "a view object with \"members\"",
+               doc);
+  r.reject_unknown_keys(path, doc,
+                        {"version", "metadata", "members", "leader", "digest"});
+  group_view view;
+  if (auto v = doc.find("version"); v != doc.end()) {
+    if (!v->is_object())
+      r.expected(at("version"), "{\"epoch\": N, \"seq\": N}", *v);
+    r.reject_unknown_keys(at("version"), *v, {"epoch", "seq"});
+    view.version.epoch = read_uint(r, at("version.epoch"), v->value("epoch", json(0)));
+    view.version.seq = read_uint(r, at("version.seq"), v->value("seq", json(0)));
+  }
+  if (auto m = doc.find("metadata"); m != doc.end())
+    view.metadata = read_strings(r, at("metadata"), *m);
+  auto members = doc.find("members");
+  if (members == doc.end() || !members->is_array() || members->empty())
+    r.fail(at("members"), "expected a non-empty list of members");
+  for (size_t i = 0; i < members->size(); ++i) {
+    const auto& entry = (*members)[i];
+    auto where = json_reader::index(at("members"), i);
+    r.require_object(where, entry);
+    r.reject_unknown_keys(
+      where, entry, {"address", "provider_id", "member_id", "incarnation", "metadata"});
+    member m;
+    if (!entry.contains("address"))
+      r.fail(where, "missing required key \"address\"");
+    m.address = r.read_string(where + ".address", entry["address"]);
+    if (!entry.contains("provider_id"))
+      r.fail(where, "missing required key \"provider_id\"");
+    m.provider_id = static_cast<uint16_t>(
+      r.read_integer(where + ".provider_id", entry["provider_id"], 0, max_provider_id));
+    m.member_id = entry.contains("member_id")
+                    ? read_uint(r, where + ".member_id", entry["member_id"])
+                    : i + 1;
+    if (m.member_id == 0)
+      r.fail(where + ".member_id", "member ids start at 1");
+    if (entry.contains("incarnation"))
+      m.incarnation = read_uint(r, where + ".incarnation", entry["incarnation"]);
+    if (entry.contains("metadata"))
+      m.metadata = read_strings(r, where + ".metadata", entry["metadata"]);
+    if (view.rank_of(m.address, m.provider_id))
+      r.fail(where, "duplicate member " + m.address + " provider "
+                      + std::to_string(m.provider_id));
+    if (view.find(m.member_id))
+      r.fail(where + ".member_id", "duplicate member id " + std::to_string(m.member_id));
+    view.members.push_back(std::move(m));
+  }
+  if (auto l = doc.find("leader"); l != doc.end()) {
+    view.leader = read_uint(r, at("leader"), *l);
+    if (view.leader != 0 && !view.find(view.leader))
+      r.fail(at("leader"), "no member has member_id " + std::to_string(view.leader));
+  }
+  return view;
+}
 
 group_view view_from_json(const std::string& text, const std::string& source) {
   json doc;
   try {
     doc = json::parse(text);
   } catch (const json::parse_error& e) {
-    fail(source, "", std::string{"not valid JSON: "} + e.what());
+    throw config_error(source + ": not valid JSON: " + e.what());
   }
-  if (!doc.is_object())
-    fail(source, "", "expected a view object with \"members\"");
-  group_view view;
-  for (auto it = doc.begin(); it != doc.end(); ++it)
-    if (it.key() != "version" && it.key() != "metadata" && it.key() != "members"
-        && it.key() != "digest")
-      fail(source, it.key(), "unknown key (known keys: version metadata members digest)");
-  if (auto v = doc.find("version"); v != doc.end()) {
-    if (!v->is_object())
-      fail(source, "version", "expected {\"epoch\": N, \"seq\": N}");
-    view.version.epoch =
-      read_uint(source, "version.epoch", v->value("epoch", json(0)), UINT64_MAX);
-    view.version.seq =
-      read_uint(source, "version.seq", v->value("seq", json(0)), UINT64_MAX);
-  }
-  if (auto m = doc.find("metadata"); m != doc.end())
-    view.metadata = read_strings(source, "metadata", *m);
-  auto members = doc.find("members");
-  if (members == doc.end() || !members->is_array() || members->empty())
-    fail(source, "members", "expected a non-empty list of members");
-  for (size_t i = 0; i < members->size(); ++i) {
-    const auto& entry = (*members)[i];
-    auto path = "members[" + std::to_string(i) + "]";
-    if (!entry.is_object())
-      fail(source, path, "expected a member object");
-    member m;
-    if (!entry.contains("address") || !entry["address"].is_string())
-      fail(source, path + ".address", "expected a node address string");
-    m.address = entry["address"].get<std::string>();
-    if (!entry.contains("provider_id"))
-      fail(source, path, "missing required key \"provider_id\"");
-    m.provider_id = static_cast<uint16_t>(
-      read_uint(source, path + ".provider_id", entry["provider_id"], max_provider_id));
-    m.member_id = entry.contains("member_id") ? read_uint(source, path + ".member_id",
-                                                          entry["member_id"], UINT64_MAX)
-                                              : i + 1;
-    if (entry.contains("incarnation"))
-      m.incarnation =
-        read_uint(source, path + ".incarnation", entry["incarnation"], UINT64_MAX);
-    if (entry.contains("metadata"))
-      m.metadata = read_strings(source, path + ".metadata", entry["metadata"]);
-    if (view.rank_of(m.address, m.provider_id))
-      fail(source, path,
-           "duplicate member " + m.address + " provider "
-             + std::to_string(m.provider_id));
-    view.members.push_back(std::move(m));
-  }
-  return view;
+  return view_from_json(doc, source, "");
 }
 
 group_view read_view_file(const std::string& path) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <caf/meta/type_name.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 namespace troupe::group {
 
@@ -26,9 +27,25 @@ struct member {
   }
 };
 
+/// Grows with every change: `seq` counts changes, `epoch` grows when a leader starts
+/// over from a saved view (so a restarted leader never reuses a version).
 struct view_version {
   uint64_t epoch = 0;
   uint64_t seq = 0;
+
+  friend bool operator<(const view_version& a, const view_version& b) {
+    return a.epoch < b.epoch || (a.epoch == b.epoch && a.seq < b.seq);
+  }
+  friend bool operator==(const view_version& a, const view_version& b) {
+    return a.epoch == b.epoch && a.seq == b.seq;
+  }
+  friend bool operator!=(const view_version& a, const view_version& b) {
+    return !(a == b);
+  }
+  /// True when `next` is the version right after this one.
+  bool followed_by(const view_version& next) const {
+    return next.epoch == epoch && next.seq == seq + 1;
+  }
 
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, view_version& x) {
@@ -40,6 +57,11 @@ struct group_view {
   std::vector<member> members;
   std::map<std::string, std::string> metadata;
   view_version version;
+  /// Member id of the centralized backend's leader; 0 for a static group.
+  uint64_t leader = 0;
+
+  /// The member with `member_id`, or null.
+  const member* find(uint64_t member_id) const;
 
   /// Rank of (address, provider id), if it is a member.
   std::optional<size_t> rank_of(const std::string& address, uint16_t provider_id) const;
@@ -50,12 +72,20 @@ struct group_view {
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, group_view& x) {
     return f(caf::meta::type_name("troupe::group::group_view"), x.members, x.metadata,
-             x.version);
+             x.version, x.leader);
   }
 };
 
+/// "epoch.seq", e.g. "1.7".
+std::string to_string(const view_version& version);
+
 /// The view as JSON (the view file format), digest included.
 std::string to_json(const group_view& view, int indent = 2);
+
+/// Reads a view from a parsed JSON document; `source` and `path` name it in errors.
+/// Throws troupe::config_error.
+group_view view_from_json(const nlohmann::json& doc, const std::string& source,
+                          const std::string& path);
 
 /// Parses a view file's text; `source` names it in errors. Throws troupe::config_error
 /// naming the key path ("view.json: members[2].provider_id: expected ...").

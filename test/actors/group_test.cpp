@@ -155,7 +155,7 @@ BOOST_AUTO_TEST_CASE(four_processes_start_from_one_view_file_and_agree) {
   std::string answer;
   self
     ->request(*g, 20s, group::join_atom::value,
-              group::member{client.address(), 42, 0, 0, {}})
+              group::member{client.address(), 42, 0, 0, {}}, caf::actor{self})
     .receive([&](const group::group_view&) { answer = "accepted"; },
              [&](const caf::error& e) { answer = describe(e); });
   BOOST_TEST(answer.find("troupe.refused") == 0u, answer);
@@ -188,8 +188,11 @@ BOOST_AUTO_TEST_CASE(group_config_errors_stop_actorhost_with_the_key) {
   for (const auto& c : std::vector<bad_case>{
          {R"({"bootstrap": "mpi"})", "config.bootstrap: \"mpi\" is not supported"},
          {R"({"bootstrap": "file"})", "config.file: bootstrap \"file\" needs"},
-         {R"({"bootstrap": "self", "group": {"type": "centralized"}})",
-          "config.group.type: \"centralized\" is not supported"},
+         {R"({"bootstrap": "self", "group": {"type": "gossip"}})",
+          "config.group.type: expected \"static\" or \"centralized\", found string "
+          "\"gossip\""},
+         {R"({"bootstrap": "chance"})",
+          "config.bootstrap: expected one of self, view, file, join, mpi"},
          {R"({"bootstrap": "self", "colour": 1})", "config.colour: unknown key"},
          {R"({"bootstrap": "file", "file": ")" + other + R"("})",
           "is not a member of the view in " + other},
