@@ -625,6 +625,23 @@ struct middleman::impl : detail::engine_handler,
     // Replies must find the sender by its id: keep it in the registry.
     if (sender && sender->node() == sys.node())
       sys.registry().put(sender->id(), sender);
+    if (sender && sender->node() != sys.node()) {
+      // A message sent on behalf of an actor of a third node (a CAF delegation or a
+      // forward). Envelopes name actors of the sending node only, and the receiver
+      // may not know that third node, so say so instead of misrouting the answer.
+      // TODO(soon): carry the origin's address and connect receivers to it.
+      count_drop(0, "message on behalf of an actor of another node");
+      if (mid.is_request())
+        bounce(sender, mid,
+               make_error(errc::unreachable,
+                          "cannot pass on a request from node "
+                            + caf::to_string(sender->node()) + " to node "
+                            + caf::to_string(node)
+                            + ": routing through a third node is not supported"));
+      if (mid.is_request())
+        return;
+      sender = nullptr; // a plain send or a response still arrives, anonymously
+    }
     auto m = std::make_shared<outgoing_message>();
     if (content.size() == 1 && content.match_element<typed_message>(0)) {
       // Copy-on-write: moves the words out when this message is the only owner.

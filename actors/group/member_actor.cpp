@@ -34,8 +34,8 @@ struct peer_state {
 struct member_state {
   member_settings settings;
   group_view view;
-  uint64_t self_id = 0; ///< 0 while joining
-  bool removed_logged = false;
+  uint64_t self_id = 0;        ///< 0 while joining
+  bool removed_logged = false; // also set when we leave: no warning then
 
   // Leader side.
   std::map<uint64_t, peer_state> peers; // by member id
@@ -290,14 +290,19 @@ caf::result<group_view> leader_join(member_actor* self, member candidate,
 
 // -- member side --------------------------------------------------------------------
 
-/// Sends a change request on to the leader, locating it first if needed; the answer
-/// goes straight from the leader to whoever asked.
-template <class... Ts>
+/// Relays a change request to the leader and its answer back. A relay, not a CAF
+/// delegation: the answer then travels only between nodes that are connected.
+template <class Answer, class... Ts>
 caf::response_promise forward_to_leader(member_actor* self, Ts... xs) {
   auto rp = self->make_response_promise();
   auto& st = self->state;
+  auto relay = [self, rp, xs...](const caf::actor& leader) mutable {
+    self->request(leader, self->state.settings.join_timeout, std::move(xs)...)
+      .then([rp](Answer& answer) mutable { rp.deliver(std::move(answer)); },
+            [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+  };
   if (st.leader) {
-    rp.delegate(st.leader, std::move(xs)...);
+    relay(st.leader);
     return rp;
   }
   const member* leader = st.view.find(st.view.leader);
@@ -311,12 +316,12 @@ caf::response_promise forward_to_leader(member_actor* self, Ts... xs) {
     ->request(st.settings.locator, st.settings.join_timeout, locate_atom::value, where,
               std::string{"group"}, leader->provider_id)
     .then(
-      [self, rp, xs...](caf::actor& handle) mutable {
+      [self, relay](caf::actor& handle) mutable {
         if (!self->state.leader) {
           self->state.leader = handle;
           self->monitor(handle);
         }
-        rp.delegate(handle, std::move(xs)...);
+        relay(handle);
       },
       [self, rp, where](caf::error& err) mutable {
         rp.deliver(
@@ -353,38 +358,71 @@ void try_join(member_actor* self, caf::response_promise rp,
     try_join(self, std::move(rp), contacts, index + 1,
              text + contact + ": " + describe(err));
   };
-  self
-    ->request(st.settings.locator, st.settings.join_timeout, locate_atom::value, contact,
-              std::string{"group"}, st.settings.provider_id)
+  // Any member can be asked: its view names the leader, which takes the join.
+  auto locate = [self](const std::string& address, uint16_t provider_id) {
+    return self->request(self->state.settings.locator, self->state.settings.join_timeout,
+                         locate_atom::value, address, std::string{"group"}, provider_id);
+  };
+  auto join_at = [self, rp, next](const caf::actor& leader) mutable {
+    auto& st = self->state;
+    self
+      ->request(leader, st.settings.join_timeout, join_atom::value, st.settings.self,
+                caf::actor{self})
+      .then(
+        [self, rp, leader](group_view& view) mutable {
+          auto& st = self->state;
+          adopt(self, std::move(view), view_change{});
+          if (st.self_id == 0) {
+            rp.deliver(make_error(errc::refused, "the join was answered with a view "
+                                                 "that does not hold us"));
+            return;
+          }
+          if (!st.leader) {
+            st.leader = leader;
+            self->monitor(leader);
+          }
+          TROUPE_LOG_INFO(log_component,
+                          "group \"" << st.settings.group_name << "\": joined as member "
+                                     << st.self_id << ", view "
+                                     << to_string(st.view.version) << " with "
+                                     << st.view.members.size() << " members");
+          rp.deliver(st.view);
+        },
+        [rp, next](caf::error& err) mutable {
+          if (err.category() == error_category_atom
+              && err.code() == static_cast<uint8_t>(errc::refused))
+            rp.deliver(std::move(err)); // a definite no: asking others won't help
+          else
+            next(err);
+        });
+  };
+  locate(contact, st.settings.provider_id)
     .then(
-      [self, rp, next](caf::actor& member_handle) mutable {
-        auto& st = self->state;
+      [self, rp, next, locate, join_at, contact](caf::actor& member_handle) mutable {
         self
-          ->request(member_handle, st.settings.join_timeout, join_atom::value,
-                    st.settings.self, caf::actor{self})
+          ->request(member_handle, self->state.settings.join_timeout,
+                    caf::get_atom::value)
           .then(
-            [self, rp](group_view& view) mutable {
-              adopt(self, std::move(view), view_change{});
-              if (self->state.self_id == 0) {
-                rp.deliver(make_error(errc::refused, "the join was answered with a "
-                                                     "view that does not hold us"));
+            [self, rp, next, locate, join_at, member_handle,
+             contact](const group_view& view) mutable {
+              const member* leader = view.find(view.leader);
+              if (leader == nullptr) {
+                rp.deliver(make_error(errc::refused,
+                                      "group \"" + self->state.settings.group_name
+                                        + "\" at " + contact
+                                        + " is static: join is refused (membership is "
+                                          "fixed)"));
                 return;
               }
-              TROUPE_LOG_INFO(
-                log_component,
-                "group \"" << self->state.settings.group_name << "\": joined as member "
-                           << self->state.self_id << ", view "
-                           << to_string(self->state.view.version) << " with "
-                           << self->state.view.members.size() << " members");
-              rp.deliver(self->state.view);
+              if (leader->address == contact
+                  && leader->provider_id == self->state.settings.provider_id) {
+                join_at(member_handle);
+                return;
+              }
+              locate(leader->address, leader->provider_id)
+                .then([join_at](caf::actor& handle) mutable { join_at(handle); }, next);
             },
-            [rp, next](caf::error& err) mutable {
-              if (err.category() == error_category_atom
-                  && err.code() == static_cast<uint8_t>(errc::refused))
-                rp.deliver(std::move(err)); // a definite no: asking others won't help
-              else
-                next(err);
-            });
+            next);
       },
       next);
 }
@@ -433,6 +471,7 @@ caf::behavior member_behavior(member_actor* self, member_settings settings,
       return;
     }
     auto reason = msg.reason;
+    st.removed_logged = true;
     self->request(st.leader, st.settings.ping.timeout, leave_atom::value, st.self_id)
       .then([self, reason](const group_view&) { self->quit(reason); },
             [self, reason](const caf::error&) { self->quit(reason); });
@@ -464,15 +503,18 @@ caf::behavior member_behavior(member_actor* self, member_settings settings,
         return make_error(errc::refused, "a join needs the joiner's actor");
       if (st.is_leader())
         return leader_join(self, std::move(candidate), handle);
-      return forward_to_leader(self, join_atom::value, std::move(candidate),
-                               std::move(handle));
+      // Joiners ask the leader themselves (they learn it from any member's view), so
+      // the leader talks to them directly.
+      return make_error(errc::refused, "joins go to the leader of group \""
+                                         + st.settings.group_name + "\" (member "
+                                         + std::to_string(st.view.leader) + ")");
     },
     [self](leave_atom, uint64_t member_id) -> caf::result<group_view> {
       auto& st = self->state;
       if (!st.settings.centralized)
         return refused(self, "leave");
       if (!st.is_leader())
-        return forward_to_leader(self, leave_atom::value, member_id);
+        return forward_to_leader<group_view>(self, leave_atom::value, member_id);
       if (member_id == st.self_id)
         return make_error(errc::refused,
                           "member " + std::to_string(member_id)
@@ -491,8 +533,8 @@ caf::behavior member_behavior(member_actor* self, member_settings settings,
       if (!st.settings.centralized)
         return refused(self, "a metadata change");
       if (!st.is_leader())
-        return forward_to_leader(self, caf::put_atom::value, std::move(key),
-                                 std::move(value));
+        return forward_to_leader<view_version>(self, caf::put_atom::value, std::move(key),
+                                               std::move(value));
       if (key.empty())
         return make_error(errc::invalid_config, "a metadata key cannot be empty");
       st.view.metadata[key] = value;
@@ -504,7 +546,8 @@ caf::behavior member_behavior(member_actor* self, member_settings settings,
       if (!st.settings.centralized)
         return refused(self, "a metadata change");
       if (!st.is_leader())
-        return forward_to_leader(self, caf::delete_atom::value, std::move(key));
+        return forward_to_leader<view_version>(self, caf::delete_atom::value,
+                                               std::move(key));
       if (st.view.metadata.erase(key) == 0)
         return make_error(errc::not_found, "group \"" + st.settings.group_name
                                              + "\" has no metadata key \"" + key + "\"");

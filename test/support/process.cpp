@@ -198,13 +198,24 @@ std::string temp_dir::write(const std::string& name, const std::string& content)
 namespace troupe::test {
 
 host_process::host_process(const std::string& config_json,
+                           std::vector<std::string> extra_env)
+  : host_process(no_wait_t{}, config_json, std::move(extra_env)) {
+  wait_ready();
+}
+
+host_process::host_process(no_wait_t, const std::string& config_json,
                            std::vector<std::string> extra_env) {
   auto cfg = dir_.write("node.json", config_json);
-  auto addr_file = dir_.path() + "/address";
   child_ = std::make_unique<child_process>(
     std::vector<std::string>{bin_path("actorhost"), "-c", cfg, "--address-file",
-                             addr_file},
+                             dir_.path() + "/address"},
     std::move(extra_env));
+}
+
+void host_process::wait_ready() {
+  if (!address_.empty())
+    return;
+  auto addr_file = dir_.path() + "/address";
   auto line = child_->wait_for_line("actorhost ready:", std::chrono::seconds(30));
   if (!line)
     throw std::runtime_error("actorhost did not become ready; stderr: " + child_->err());

@@ -87,6 +87,15 @@ class host_process {
 public:
   explicit host_process(const std::string& config_json,
                         std::vector<std::string> extra_env = {});
+
+  struct no_wait_t {};
+  /// Starts the process without waiting for it (to start many at the same moment);
+  /// call `wait_ready()` before `address()`.
+  host_process(no_wait_t, const std::string& config_json,
+               std::vector<std::string> extra_env = {});
+
+  /// Waits until it is ready and reads its address. Throws std::runtime_error.
+  void wait_ready();
   const std::string& address() const { return address_; }
   child_process& process() { return *child_; }
   /// SIGKILL, and wait for it to be gone.

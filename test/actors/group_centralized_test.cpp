@@ -1,0 +1,386 @@
+#define BOOST_TEST_MODULE group_centralized
+#include <boost/test/unit_test.hpp>
+
+// The centralized group backend across real actorhost processes: concurrent joins
+// through any member, graceful leave, failure detection (kill -9 through the
+// transport, SIGSTOP through pings), metadata, subscriptions, the view file.
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <fstream>
+#include <functional>
+#include <thread>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include "actors/builtin.hpp"
+#include "actors/group/group.hpp"
+#include "actors/group/view.hpp"
+#include "base/error.hpp"
+#include "runtime/config.hpp"
+#include "runtime/node.hpp"
+#include "test/support/process.hpp"
+
+using namespace troupe;
+using namespace troupe::test;
+using namespace std::chrono_literals;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char* fast_pings =
+  R"({"ping_interval_ms": 100, "ping_timeout_ms": 200, "ping_max_num_timeouts": 3})";
+
+std::string host_config(const std::string& group_config) {
+  return R"({"transport": {"port": 0}, "threads": 1, "providers": [{"type": "group",
+             "name": "g", "provider_id": 42, "config": )"
+         + group_config + "}]}";
+}
+
+std::string leader_config(const std::string& file) {
+  return host_config(R"({"bootstrap": "self", "file": ")" + file
+                     + R"(", "group": {"type": "centralized", "config": )" + fast_pings
+                     + "}}");
+}
+
+std::string joiner_config(const std::string& contact) {
+  return host_config(R"({"bootstrap": "join", "join_address": ")" + contact
+                     + R"(", "group": {"type": "centralized"}})");
+}
+
+/// The error text of a failed answer, "" for an answer.
+template <class T>
+std::string error_of(const caf::expected<T>& x) {
+  return x ? std::string{} : describe(x.error());
+}
+
+/// Polls `condition` until it holds or `deadline` passes.
+bool eventually(std::chrono::milliseconds deadline,
+                const std::function<bool()>& condition) {
+  auto end = clock_type::now() + deadline;
+  while (clock_type::now() < end) {
+    if (condition())
+      return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return condition();
+}
+
+struct client_fixture {
+  node client{parse_node_config(R"({"threads": 2})", "client.json")};
+  client_fixture() {
+    actors::register_builtin_types(client.system_config());
+    if (auto err = client.start())
+      throw std::runtime_error(describe(err));
+  }
+
+  caf::actor group_at(const std::string& address) {
+    auto g = client.remote_provider(address, "group", 42, 20s);
+    if (!g)
+      BOOST_FAIL("no group provider at " << address << ": " << describe(g.error()));
+    return *g;
+  }
+
+  /// Sends a request and returns the answer or the error text.
+  template <class T, class... Ts>
+  caf::expected<T> ask(const caf::actor& dest, Ts&&... xs) {
+    caf::scoped_actor self{client.system()};
+    caf::expected<T> result{caf::error{}};
+    self->request(dest, 10s, std::forward<Ts>(xs)...)
+      .receive([&](T& value) { result = std::move(value); },
+               [&](caf::error& e) { result = std::move(e); });
+    return result;
+  }
+
+  group::group_view view_of(const std::string& address) {
+    auto v = ask<group::group_view>(group_at(address), caf::get_atom::value);
+    if (!v)
+      BOOST_FAIL("no view from " << address << ": " << describe(v.error()));
+    return *v;
+  }
+
+  std::optional<group::group_view> try_view_of(const caf::actor& member) {
+    auto v = ask<group::group_view>(member, caf::get_atom::value);
+    if (!v)
+      return std::nullopt;
+    return *v;
+  }
+};
+
+/// A leader and `n` members that joined it at the same moment.
+struct group_fixture : client_fixture {
+  temp_dir dir;
+  std::string file = dir.path() + "/g.json";
+  std::unique_ptr<host_process> leader;
+  std::vector<std::unique_ptr<host_process>> members;
+  std::vector<caf::actor> handles; // leader first
+
+  void start(size_t n, bool join_through_a_member = false) {
+    leader = std::make_unique<host_process>(leader_config(file));
+    std::string contact = leader->address();
+    if (join_through_a_member) {
+      members.push_back(std::make_unique<host_process>(joiner_config(contact)));
+      contact = members.back()->address();
+    }
+    for (size_t i = 0; i < n; ++i)
+      members.push_back(std::make_unique<host_process>(host_process::no_wait_t{},
+                                                       joiner_config(contact)));
+    for (auto& m : members)
+      m->wait_ready();
+    handles.push_back(group_at(leader->address()));
+    for (auto& m : members)
+      handles.push_back(group_at(m->address()));
+  }
+
+  /// True when every live member reports `members` members and the same digest.
+  bool all_agree(size_t members_expected, std::string* digest = nullptr) {
+    std::string first;
+    for (const auto& h : handles) {
+      if (!h)
+        continue;
+      auto v = try_view_of(h);
+      if (!v || v->members.size() != members_expected)
+        return false;
+      if (first.empty())
+        first = v->digest();
+      else if (v->digest() != first)
+        return false;
+    }
+    if (digest != nullptr)
+      *digest = first;
+    return true;
+  }
+};
+
+/// An actor that records the membership events it receives.
+struct event_log {
+  std::mutex mtx;
+  std::vector<std::string> events;
+
+  void add(std::string e) {
+    std::lock_guard<std::mutex> guard{mtx};
+    events.push_back(std::move(e));
+  }
+  bool has(const std::string& e) {
+    std::lock_guard<std::mutex> guard{mtx};
+    return std::find(events.begin(), events.end(), e) != events.end();
+  }
+};
+
+caf::behavior recorder(caf::event_based_actor*, std::shared_ptr<event_log> log) {
+  auto text = [](const char* kind, const group::member& m) {
+    return std::string{kind} + " " + m.address;
+  };
+  return {
+    [=](group::member_joined_atom, const group::member& m, const group::view_version&) {
+      log->add(text("joined", m));
+    },
+    [=](group::member_left_atom, const group::member& m, const group::view_version&) {
+      log->add(text("left", m));
+    },
+    [=](group::member_died_atom, const group::member& m, const group::view_version&) {
+      log->add(text("died", m));
+    },
+    [=](group::metadata_changed_atom, const std::string& key, const std::string& value,
+        bool removed, const group::view_version&) {
+      log->add(removed ? "removed " + key : "set " + key + "=" + value);
+    },
+  };
+}
+
+} // namespace
+
+BOOST_FIXTURE_TEST_SUITE(centralized, group_fixture)
+
+BOOST_AUTO_TEST_CASE(eight_concurrent_joins_through_a_member_end_in_one_view) {
+  start(8, true);
+  std::string digest;
+  BOOST_REQUIRE_MESSAGE(eventually(10s, [&] { return all_agree(10, &digest); }),
+                        "the members never agreed on a 10-member view");
+  auto v = view_of(leader->address());
+  BOOST_TEST(v.members.size() == 10u);
+  BOOST_TEST(v.members[0].address == leader->address()); // the leader keeps rank 0
+  BOOST_TEST(v.leader == v.members[0].member_id);
+  BOOST_TEST(v.version.seq == 9u); // nine joins, nothing lost, nothing twice
+  for (auto& m : members)
+    BOOST_TEST(v.rank_of(m->address(), 42).has_value(), m->address());
+  // The leader's view file catches up with the last change.
+  BOOST_TEST(eventually(5s, [&] {
+    try {
+      return group::read_view_file(file).digest() == digest;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }));
+}
+
+BOOST_AUTO_TEST_CASE(a_member_that_stops_leaves_at_once_and_the_leader_cannot_leave) {
+  start(3);
+  BOOST_REQUIRE(eventually(10s, [&] { return all_agree(4); }));
+  auto before = view_of(leader->address());
+  // SIGTERM: actorhost stops its providers, the member leaves on its way out.
+  members[0]->process().signal(SIGTERM);
+  BOOST_REQUIRE(members[0]->process().wait_exit(10s));
+  handles[1] = nullptr;
+  BOOST_TEST(eventually(2s, [&] { return all_agree(3); }));
+  auto after = view_of(leader->address());
+  BOOST_TEST(!after.rank_of(members[0]->address(), 42));
+  BOOST_TEST((before.version < after.version));
+  // The survivors keep their order (ranks only close the gap).
+  std::vector<std::string> order_before;
+  for (const auto& m : before.members)
+    if (m.address != members[0]->address())
+      order_before.push_back(m.address);
+  std::vector<std::string> order_after;
+  for (const auto& m : after.members)
+    order_after.push_back(m.address);
+  BOOST_TEST(order_before == order_after, boost::test_tools::per_element());
+  // An explicit leave through another member (forwarded to the leader).
+  auto id = after.members[2].member_id;
+  auto left = ask<group::group_view>(handles[3], group::leave_atom::value, id);
+  BOOST_REQUIRE_MESSAGE(left, error_of(left));
+  BOOST_TEST(!left->find(id));
+  // The leader refuses to leave, and says why.
+  auto refused =
+    ask<group::group_view>(handles[3], group::leave_atom::value, after.leader);
+  BOOST_REQUIRE(!refused);
+  auto text = describe(refused.error());
+  BOOST_TEST(text.find("troupe.refused") == 0u, text);
+  BOOST_TEST(text.find("is the leader") != std::string::npos, text);
+  auto unknown =
+    ask<group::group_view>(handles[0], group::leave_atom::value, uint64_t{999});
+  BOOST_TEST(!unknown);
+}
+
+BOOST_AUTO_TEST_CASE(a_killed_member_is_removed_from_every_view_within_a_second) {
+  start(3);
+  BOOST_REQUIRE(eventually(10s, [&] { return all_agree(4); }));
+  auto victim = members[1]->address();
+  members[1]->process().signal(SIGKILL);
+  auto killed_at = clock_type::now();
+  handles[2] = nullptr;
+  BOOST_REQUIRE(eventually(5s, [&] { return all_agree(3); }));
+  auto took = clock_type::now() - killed_at;
+  BOOST_TEST(std::chrono::duration_cast<std::chrono::milliseconds>(took).count() < 1000);
+  BOOST_TEST(!view_of(leader->address()).rank_of(victim, 42));
+}
+
+BOOST_AUTO_TEST_CASE(a_silent_member_is_removed_within_the_ping_bound) {
+  start(2);
+  BOOST_REQUIRE(eventually(10s, [&] { return all_agree(3); }));
+  auto victim = members[0]->address();
+  members[0]->process().signal(SIGSTOP);
+  auto stopped_at = clock_type::now();
+  handles[1] = nullptr;
+  // Its connection stays up: only the pings can tell. Bound: 3 misses of
+  // (100 ms interval + 200 ms timeout) and some slack for this machine.
+  bool removed = eventually(5s, [&] { return all_agree(2); });
+  auto took =
+    std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - stopped_at);
+  members[0]->process().signal(SIGCONT);
+  BOOST_REQUIRE(removed);
+  BOOST_TEST(took.count() < 2500);
+  BOOST_TEST(!view_of(leader->address()).rank_of(victim, 42));
+}
+
+BOOST_AUTO_TEST_CASE(metadata_and_subscriptions_reach_every_member) {
+  start(2);
+  BOOST_REQUIRE(eventually(10s, [&] { return all_agree(3); }));
+  auto log = std::make_shared<event_log>();
+  auto rec = client.system().spawn(recorder, log);
+  auto first = ask<group::group_view>(handles[2], caf::subscribe_atom::value, rec);
+  BOOST_REQUIRE(first);
+  // Set through a member: forwarded to the leader, versioned, pushed everywhere.
+  auto v1 = ask<group::view_version>(handles[1], caf::put_atom::value,
+                                     std::string{"mode"}, std::string{"fast"});
+  BOOST_REQUIRE_MESSAGE(v1, error_of(v1));
+  BOOST_TEST((first->version < *v1));
+  BOOST_TEST(eventually(5s, [&] {
+    for (const auto& h : handles) {
+      auto v = try_view_of(h);
+      if (!v || v->metadata["mode"] != "fast" || v->version < *v1)
+        return false;
+    }
+    return true;
+  }));
+  auto v2 =
+    ask<group::view_version>(handles[0], caf::delete_atom::value, std::string{"mode"});
+  BOOST_REQUIRE(v2);
+  BOOST_TEST((*v1 < *v2));
+  BOOST_TEST(eventually(
+    5s, [&] { return all_agree(3) && view_of(members[1]->address()).metadata.empty(); }));
+  auto missing =
+    ask<group::view_version>(handles[0], caf::delete_atom::value, std::string{"mode"});
+  BOOST_TEST(!missing);
+  // A join, a leave and a death as events.
+  host_process late{joiner_config(leader->address())};
+  members[0]->process().signal(SIGTERM);
+  members[0]->process().wait_exit(10s);
+  late.kill_hard();
+  BOOST_TEST(eventually(5s, [&] {
+    return log->has("set mode=fast") && log->has("removed mode")
+           && log->has("joined " + late.address())
+           && log->has("left " + members[0]->address())
+           && log->has("died " + late.address());
+  }));
+  caf::anon_send_exit(rec, caf::exit_reason::user_shutdown);
+}
+
+BOOST_AUTO_TEST_CASE(a_reader_never_sees_a_partial_view_file_while_members_churn) {
+  leader = std::make_unique<host_process>(leader_config(file));
+  std::atomic<bool> stop{false};
+  std::atomic<int> reads{0};
+  std::atomic<int> bad{0};
+  std::string last_error;
+  std::thread reader{[&] {
+    while (!stop) {
+      try {
+        group::read_view_file(file);
+        ++reads;
+      } catch (const std::exception& e) {
+        ++bad;
+        last_error = e.what();
+      }
+    }
+  }};
+  for (int round = 0; round < 3; ++round) {
+    std::vector<std::unique_ptr<host_process>> batch;
+    for (int i = 0; i < 3; ++i)
+      batch.push_back(std::make_unique<host_process>(host_process::no_wait_t{},
+                                                     joiner_config(leader->address())));
+    for (auto& b : batch)
+      b->wait_ready();
+    for (auto& b : batch)
+      b->process().signal(SIGTERM);
+    for (auto& b : batch)
+      b->process().wait_exit(10s);
+  }
+  stop = true;
+  reader.join();
+  BOOST_TEST(reads.load() > 0);
+  BOOST_TEST(bad.load() == 0, last_error);
+  // A fresh reader finds the final one-member view.
+  BOOST_TEST(
+    eventually(5s, [&] { return group::read_view_file(file).members.size() == 1u; }));
+}
+
+BOOST_AUTO_TEST_CASE(joining_with_nobody_to_ask_is_a_clear_error_and_exit_2) {
+  auto cfg = dir.write("lonely.json", joiner_config("ucx://127.0.0.1:1"));
+  auto r = run_to_end({bin_path("actorhost"), "-c", cfg}, 30s);
+  BOOST_TEST(r.exit_code == 2);
+  BOOST_TEST(r.err.find("cannot join group \"g\": no member answered")
+               != std::string::npos,
+             r.err);
+  BOOST_TEST(r.err.find("ucx://127.0.0.1:1") != std::string::npos, r.err);
+  // A bootstrap list falls back: join if possible, else start alone.
+  auto fallback = host_config(
+    R"({"bootstrap": ["join", "self"], "join_address": "ucx://127.0.0.1:1",
+        "group": {"type": "centralized"}})");
+  host_process alone{fallback};
+  BOOST_TEST(view_of(alone.address()).members.size() == 1u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
