@@ -17,11 +17,13 @@
 #include <caf/scoped_actor.hpp>
 
 #include "actors/builtin.hpp"
+#include "actors/group/client.hpp"
 #include "actors/group/group.hpp"
 #include "actors/group/view.hpp"
 #include "base/error.hpp"
 #include "runtime/config.hpp"
 #include "runtime/node.hpp"
+#include "transport/middleman.hpp"
 #include "test/support/process.hpp"
 
 using namespace troupe;
@@ -381,6 +383,63 @@ BOOST_AUTO_TEST_CASE(joining_with_nobody_to_ask_is_a_clear_error_and_exit_2) {
         "group": {"type": "centralized"}})");
   host_process alone{fallback};
   BOOST_TEST(view_of(alone.address()).members.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_client_handle_caches_refreshes_follows_and_fails_over) {
+  start(2);
+  BOOST_REQUIRE(eventually(10s, [&] { return all_agree(3); }));
+  {
+    // Talk to a member that is not the leader, so its death is a real failover.
+    auto opened = group::group_client::open(client, members[0]->address(), 42);
+    BOOST_REQUIRE_MESSAGE(opened, error_of(opened));
+    auto g = *opened;
+    BOOST_TEST(g.view().members.size() == 3u);
+    // The cached view costs no message.
+    auto sent = client.transport().stats().messages_out;
+    for (int i = 0; i < 100; ++i)
+      BOOST_TEST(g.view().members.size() == 3u);
+    BOOST_TEST(client.transport().stats().messages_out == sent);
+    // Refresh with nothing new: "no change".
+    auto unchanged = g.refresh();
+    BOOST_REQUIRE_MESSAGE(unchanged, error_of(unchanged));
+    BOOST_TEST(!*unchanged);
+    // A join: refresh brings it.
+    host_process third{joiner_config(leader->address())};
+    BOOST_REQUIRE(eventually(5s, [&] {
+      auto changed = g.refresh();
+      return changed && g.view().members.size() == 4u;
+    }));
+    // Auto-refresh: a pushed change reaches the cache without a refresh().
+    BOOST_REQUIRE(!g.auto_refresh(true));
+    auto version = g.view().version;
+    BOOST_REQUIRE(g.set_metadata("stage", "two"));
+    BOOST_TEST(eventually(5s, [&] {
+      auto v = g.view();
+      return version < v.version && v.metadata["stage"] == "two";
+    }));
+    // Failover: the member the handle talks to dies; calls go to another member and
+    // auto-refresh follows another member too.
+    members[0]->kill_hard();
+    handles[1] = nullptr;
+    auto after_kill = g.refresh();
+    BOOST_REQUIRE_MESSAGE(after_kill, error_of(after_kill));
+    BOOST_TEST(g.member_address() != members[0]->address());
+    BOOST_TEST(eventually(5s, [&] { return g.view().members.size() == 3u; }));
+    host_process fourth{joiner_config(leader->address())};
+    BOOST_TEST(
+      eventually(5s, [&] { return g.view().rank_of(fourth.address(), 42).has_value(); }));
+    // A fresh client opens the group from the leader's view file.
+    BOOST_REQUIRE(eventually(5s, [&] {
+      try {
+        return group::read_view_file(file).rank_of(fourth.address(), 42).has_value();
+      } catch (const std::exception&) {
+        return false;
+      }
+    }));
+    auto from_file = group::group_client::open_file(client, file);
+    BOOST_REQUIRE_MESSAGE(from_file, error_of(from_file));
+    BOOST_TEST(from_file->view().digest() == g.view().digest());
+  } // the handles go before the client node stops
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,280 @@
+#include "actors/group/client.hpp"
+
+#include <mutex>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include "actors/group/group.hpp"
+#include "base/error.hpp"
+#include "runtime/locator.hpp"
+#include "runtime/node.hpp"
+
+namespace troupe::group {
+
+struct group_client::shared {
+  node* owner = nullptr;
+  std::chrono::milliseconds timeout{5000};
+  mutable std::mutex mtx;
+  group_view view;     // guarded by mtx
+  caf::actor member;   // guarded by mtx: the member we talk to
+  std::string address; // guarded by mtx: its address
+  uint16_t provider_id = 0;
+  caf::actor refresher; // guarded by mtx: the auto-refresh actor, if on
+
+  ~shared() {
+    if (refresher)
+      caf::anon_send_exit(refresher, caf::exit_reason::user_shutdown);
+  }
+
+  /// Takes `v` if it is newer than the cache.
+  void offer(group_view v) {
+    std::lock_guard<std::mutex> guard{mtx};
+    if (view.version < v.version || view.members.empty())
+      view = std::move(v);
+  }
+};
+
+namespace {
+
+/// True for errors that say "that member cannot be reached", where another member
+/// may do: anything else is the group's own answer.
+bool is_unreachable(const caf::error& err) {
+  if (err.category() == error_category_atom)
+    return err.code() == static_cast<uint8_t>(errc::unreachable)
+           || err.code() == static_cast<uint8_t>(errc::timeout);
+  return err == caf::sec::request_timeout || err == caf::sec::request_receiver_down
+         || err == caf::sec::invalid_argument;
+}
+
+/// Sends a request to the current member, failing over to the others of the cached
+/// view in rank order when it cannot be reached.
+template <class T, class... Ts>
+caf::expected<T> call(group_client::shared& st, const Ts&... xs) {
+  caf::scoped_actor self{st.owner->system()};
+  auto ask = [&](const caf::actor& member) {
+    caf::expected<T> result{caf::error{}};
+    self->request(member, st.timeout, xs...)
+      .receive([&](T& value) { result = std::move(value); },
+               [&](caf::error& err) { result = std::move(err); });
+    return result;
+  };
+  caf::actor member;
+  std::string address;
+  group_view view;
+  {
+    std::lock_guard<std::mutex> guard{st.mtx};
+    member = st.member;
+    address = st.address;
+    view = st.view;
+  }
+  auto result = ask(member);
+  if (result || !is_unreachable(result.error()))
+    return result;
+  std::string tried = address + ": " + describe(result.error());
+  for (const auto& m : view.members) {
+    if (m.address == address)
+      continue;
+    auto other = st.owner->remote_provider(m.address, "group", m.provider_id, st.timeout);
+    if (!other) {
+      tried += "; " + m.address + ": " + describe(other.error());
+      continue;
+    }
+    result = ask(*other);
+    if (result || !is_unreachable(result.error())) {
+      std::lock_guard<std::mutex> guard{st.mtx};
+      st.member = *other;
+      st.address = m.address;
+      st.provider_id = m.provider_id;
+      return result;
+    }
+    tried += "; " + m.address + ": " + describe(result.error());
+  }
+  return make_error(errc::unreachable, "no member of the group answered (" + tried + ")");
+}
+
+// -- auto-refresh -------------------------------------------------------------------
+
+struct refresher_state {
+  // Weak: the last copy of the handle going away stops the refresher.
+  std::weak_ptr<group_client::shared> client;
+  caf::actor member;
+  static inline const char* name = "troupe.group.refresher";
+};
+
+using refresher_actor = caf::stateful_actor<refresher_state>;
+
+void follow(refresher_actor* self, caf::actor member);
+
+/// The client's state, or null (and the refresher quits) when it is gone.
+std::shared_ptr<group_client::shared> client_of(refresher_actor* self) {
+  auto client = self->state.client.lock();
+  if (!client)
+    self->quit();
+  return client;
+}
+
+void offer(refresher_actor* self, group_view view) {
+  if (auto client = client_of(self))
+    client->offer(std::move(view));
+}
+
+void refresh_now(refresher_actor* self) {
+  auto client = client_of(self);
+  if (!client)
+    return;
+  auto version = [&] {
+    std::lock_guard<std::mutex> guard{client->mtx};
+    return client->view.version;
+  }();
+  self->request(self->state.member, client->timeout, refresh_atom::value, version)
+    .then(
+      [self](view_refresh& answer) {
+        if (answer.changed)
+          offer(self, std::move(answer.view));
+      },
+      [](const caf::error&) {
+        // The member is gone or slow: its DOWN message starts the failover.
+      });
+}
+
+/// Finds another member of the cached view to follow, in rank order.
+void fail_over(refresher_actor* self, size_t index) {
+  auto client = client_of(self);
+  if (!client)
+    return;
+  group_view view;
+  {
+    std::lock_guard<std::mutex> guard{client->mtx};
+    view = client->view;
+  }
+  if (index >= view.members.size())
+    return; // nobody left: the cache stays as it is; a refresh() will tell
+  const auto& m = view.members[index];
+  self
+    ->request(client->owner->locator(), client->timeout, locate_atom::value, m.address,
+              std::string{"group"}, m.provider_id)
+    .then([self](caf::actor& member) { follow(self, member); },
+          [self, index](const caf::error&) { fail_over(self, index + 1); });
+}
+
+void follow(refresher_actor* self, caf::actor member) {
+  auto client = client_of(self);
+  if (!client)
+    return;
+  self->state.member = member;
+  self->monitor(member);
+  self->request(member, client->timeout, caf::subscribe_atom::value, caf::actor{self})
+    .then([self](group_view& view) { offer(self, std::move(view)); },
+          [](const caf::error&) {});
+}
+
+caf::behavior refresher(refresher_actor* self,
+                        std::shared_ptr<group_client::shared> client, caf::actor first) {
+  self->state.client = std::move(client);
+  follow(self, std::move(first));
+  self->set_down_handler([self](caf::down_msg& dm) {
+    if (dm.source == self->state.member.address())
+      fail_over(self, 0);
+  });
+  return {
+    [self](member_joined_atom, const member&, const view_version&) { refresh_now(self); },
+    [self](member_left_atom, const member&, const view_version&) { refresh_now(self); },
+    [self](member_died_atom, const member&, const view_version&) { refresh_now(self); },
+    [self](metadata_changed_atom, const std::string&, const std::string&, bool,
+           const view_version&) { refresh_now(self); },
+  };
+}
+
+} // namespace
+
+group_client::group_client(std::shared_ptr<shared> state) : state_(std::move(state)) {
+}
+
+caf::expected<group_client> group_client::open(node& client_node,
+                                               const std::string& address,
+                                               uint16_t provider_id,
+                                               std::chrono::milliseconds timeout) {
+  auto member = client_node.remote_provider(address, "group", provider_id, timeout);
+  if (!member)
+    return member.error();
+  auto st = std::make_shared<shared>();
+  st->owner = &client_node;
+  st->timeout = timeout;
+  st->member = *member;
+  st->address = address;
+  st->provider_id = provider_id;
+  auto view = call<group_view>(*st, caf::get_atom::value);
+  if (!view)
+    return view.error();
+  st->view = std::move(*view);
+  return group_client{std::move(st)};
+}
+
+caf::expected<group_client> group_client::open_file(node& client_node,
+                                                    const std::string& path,
+                                                    std::chrono::milliseconds timeout) {
+  group_view saved;
+  try {
+    saved = read_view_file(path);
+  } catch (const config_error& e) {
+    return make_error(errc::invalid_config, e.what());
+  }
+  std::string tried;
+  for (const auto& m : saved.members) {
+    auto client = open(client_node, m.address, m.provider_id, timeout);
+    if (client)
+      return client;
+    tried += (tried.empty() ? "" : "; ") + m.address + ": " + describe(client.error());
+  }
+  return make_error(errc::unreachable,
+                    "no member of the group in " + path + " answered (" + tried + ")");
+}
+
+group_view group_client::view() const {
+  std::lock_guard<std::mutex> guard{state_->mtx};
+  return state_->view;
+}
+
+caf::expected<bool> group_client::refresh() {
+  auto answer = call<view_refresh>(*state_, refresh_atom::value, view().version);
+  if (!answer)
+    return answer.error();
+  if (answer->changed)
+    state_->offer(std::move(answer->view));
+  return answer->changed;
+}
+
+caf::error group_client::auto_refresh(bool on) {
+  std::lock_guard<std::mutex> guard{state_->mtx};
+  if (!on) {
+    if (state_->refresher)
+      caf::anon_send_exit(state_->refresher, caf::exit_reason::user_shutdown);
+    state_->refresher = nullptr;
+    return caf::none;
+  }
+  if (!state_->refresher)
+    state_->refresher = state_->owner->system().spawn(refresher, state_, state_->member);
+  return caf::none;
+}
+
+caf::expected<view_version> group_client::set_metadata(const std::string& key,
+                                                       const std::string& value) {
+  return call<view_version>(*state_, caf::put_atom::value, key, value);
+}
+
+caf::expected<view_version> group_client::remove_metadata(const std::string& key) {
+  return call<view_version>(*state_, caf::delete_atom::value, key);
+}
+
+caf::expected<group_view> group_client::subscribe(const caf::actor& subscriber) {
+  return call<group_view>(*state_, caf::subscribe_atom::value, subscriber);
+}
+
+std::string group_client::member_address() const {
+  std::lock_guard<std::mutex> guard{state_->mtx};
+  return state_->address;
+}
+
+} // namespace troupe::group
