@@ -15,6 +15,7 @@
 #include <caf/node_id.hpp>
 
 #include "actors/builtin.hpp"
+#include "apps/actorhost/launcher.hpp"
 #include "base/error.hpp"
 #include "base/files.hpp"
 #include "base/log.hpp"
@@ -46,7 +47,12 @@ Config keys (all optional):
   libraries   ["path/to/module.so", ...]   modules exporting TROUPE_MODULE
   providers   [{"type": "echo", "name": "echo", "provider_id": 1,
                 "config": {}, "dependencies": {"slot": "other-provider"}}]
-Built-in provider types: echo.)";
+Built-in provider types: echo, group (see the README's "Groups").
+
+With --size N: start a local instance instead of one node: N actorhost processes on
+loopback, each from this config with an ephemeral port, forming one centralized
+group (the config's group provider, or one added with provider_id 1). Prints the
+view file to attach `actorsh -f` to; Ctrl-C or SIGTERM stops every node.)";
 
 } // namespace
 
@@ -65,6 +71,13 @@ int main(int argc, char** argv) {
   app.add_option("--address-file", address_file,
                  "write the node's address to this file (atomically) once it is "
                  "ready; removed again at clean shutdown");
+  unsigned size = 0;
+  std::string instance_dir;
+  app.add_option("--size", size, "start a local instance of this many nodes (see above)")
+    ->check(CLI::Range(1u, 256u));
+  app.add_option("--instance-dir", instance_dir,
+                 "with --size: where node configs, address files and the view file go "
+                 "(default: a new temporary directory, removed at the end)");
   app.set_version_flag("--version", "actorhost (Troupe) 0.1.0");
   try {
     app.parse(argc, argv);
@@ -82,6 +95,9 @@ int main(int argc, char** argv) {
     return exit_bad_config;
   }
   troupe::log::set_level(level);
+  if (size > 0)
+    return troupe::launcher::run_instance(
+      {config_path, size, instance_dir, app.count("-v") > 0 ? verbosity : ""});
 
   troupe::node_config cfg;
   try {

@@ -5,6 +5,9 @@
 // unreachable nodes, and one interactive session through a pseudo-terminal.
 
 #include <chrono>
+#include <sstream>
+#include <functional>
+#include <thread>
 #include <csignal>
 #include <poll.h>
 #include <pty.h>
@@ -103,8 +106,9 @@ BOOST_AUTO_TEST_CASE(an_unreachable_node_is_a_one_line_error_within_the_timeout)
 BOOST_AUTO_TEST_CASE(help_documents_every_command) {
   auto r = actorsh({"-c", "help"});
   BOOST_TEST(r.exit_code == 0);
-  for (auto cmd : {"connect", "info", "providers", "actors", "stats", "topology",
-                   "config", "ping", "shutdown", "help", "quit"})
+  for (auto cmd :
+       {"connect", "info", "providers", "actors", "stats", "topology", "config", "view",
+        "metadata", "watch", "ping", "shutdown", "help", "quit"})
     BOOST_TEST(r.out.find(std::string{"  "} + cmd) != std::string::npos,
                "help lacks " << cmd);
 }
@@ -186,4 +190,104 @@ BOOST_AUTO_TEST_CASE(view_shows_the_group_of_the_connected_node) {
   BOOST_TEST(none.err.find("runs no group provider with provider id 7")
                != std::string::npos,
              none.err);
+}
+
+namespace {
+
+/// `actorhost --size N` with its instance directory; its node pids from its output.
+struct instance {
+  temp_dir dir;
+  std::string view_file = dir.path() + "/inst/group.json";
+  std::unique_ptr<child_process> launcher;
+  std::vector<int> pids;
+
+  explicit instance(unsigned size) {
+    auto cfg = dir.write("node.json", R"({"threads": 1})");
+    launcher = std::make_unique<child_process>(
+      std::vector<std::string>{bin_path("actorhost"), "--size", std::to_string(size),
+                               "--instance-dir", dir.path() + "/inst", "-c", cfg});
+    if (!launcher->wait_for_line("attach with: actorsh -f", 60s))
+      throw std::runtime_error("the instance did not start: " + launcher->err());
+    std::istringstream out{launcher->out()};
+    std::string line;
+    while (std::getline(out, line))
+      if (auto at = line.find(" pid ");
+          line.rfind("  node ", 0) == 0 && at != std::string::npos)
+        pids.push_back(std::stoi(line.substr(at + 5)));
+  }
+
+  bool all_gone() const {
+    for (int pid : pids)
+      if (::kill(pid, 0) == 0)
+        return false;
+    return true;
+  }
+};
+
+/// Polls `condition` until it holds or `deadline` passes.
+bool eventually(std::chrono::milliseconds deadline,
+                const std::function<bool()>& condition) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < end) {
+    if (condition())
+      return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return condition();
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_three_node_instance_driven_from_its_view_file) {
+  instance inst{3};
+  BOOST_REQUIRE_EQUAL(inst.pids.size(), 3u);
+  auto v = actorsh({"-f", inst.view_file, "--json", "-c", "view"});
+  BOOST_REQUIRE_MESSAGE(v.exit_code == 0, v.err);
+  auto doc = json::parse(v.out);
+  BOOST_TEST(doc["members"].size() == 3u);
+  BOOST_TEST(doc["version"]["seq"] == 2); // two joins after the first node
+  auto before = json_lines(actorsh({"-f", inst.view_file, "--json", "-c", "stats"}).out);
+  auto p = actorsh({"-f", inst.view_file, "--json", "-c", "ping all -n 3"});
+  BOOST_REQUIRE_MESSAGE(p.exit_code == 0, p.err);
+  auto pings = json_lines(p.out);
+  BOOST_TEST(pings.size() == 3u);
+  for (const auto& one : pings)
+    BOOST_TEST(one["p50_us"].get<double>() > 0);
+  auto after = json_lines(actorsh({"-f", inst.view_file, "--json", "-c", "stats"}).out);
+  BOOST_REQUIRE(!before.empty() && !after.empty());
+  BOOST_TEST(after[0]["messages_in"].get<uint64_t>()
+             > before[0]["messages_in"].get<uint64_t>());
+  auto m =
+    actorsh({"-f", inst.view_file, "-c", "metadata set stage demo; metadata rm stage"});
+  BOOST_TEST(m.exit_code == 0, m.err);
+  auto rank_ping = actorsh({"-f", inst.view_file, "-c", "ping 9"});
+  BOOST_TEST(rank_ping.exit_code == 1);
+  BOOST_TEST(rank_ping.err.find("no rank 9: the group has 3 members")
+               != std::string::npos,
+             rank_ping.err);
+  // A node shut down through actorsh leaves the group at once.
+  auto s = actorsh({"-f", inst.view_file, "-c", "shutdown 2"});
+  BOOST_TEST(s.exit_code == 0, s.err);
+  BOOST_TEST(eventually(5s, [&] {
+    auto again = actorsh({"-f", inst.view_file, "--json", "-c", "view"});
+    return again.exit_code == 0 && json::parse(again.out)["members"].size() == 2u;
+  }));
+  // SIGTERM to the launcher stops every node.
+  inst.launcher->signal(SIGTERM);
+  auto code = inst.launcher->wait_exit(30s);
+  BOOST_REQUIRE(code.has_value());
+  BOOST_TEST(*code == 0, inst.launcher->err());
+  BOOST_TEST(eventually(5s, [&] { return inst.all_gone(); }));
+}
+
+BOOST_AUTO_TEST_CASE(a_killed_node_leaves_no_orphans_when_the_launcher_stops) {
+  instance inst{3};
+  BOOST_REQUIRE_EQUAL(inst.pids.size(), 3u);
+  ::kill(inst.pids[1], SIGKILL);
+  BOOST_TEST(inst.launcher->wait_for_text_on_stderr("was killed by", 10s));
+  auto v = actorsh({"-f", inst.view_file, "--json", "-c", "view"});
+  BOOST_TEST(v.exit_code == 0, v.err);
+  inst.launcher->signal(SIGTERM);
+  BOOST_REQUIRE(inst.launcher->wait_exit(30s).has_value());
+  BOOST_TEST(eventually(5s, [&] { return inst.all_gone(); }));
 }

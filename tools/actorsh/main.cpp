@@ -1,11 +1,12 @@
 // actorsh: inspect and drive a running Troupe system.
 //
-//   actorsh [-a ADDRESS] [-c "cmd; cmd"] [--json] [--timeout MS]
+//   actorsh [-a ADDRESS | -f VIEWFILE] [-c "cmd; cmd"] [--json] [--timeout MS]
 //
 // Interactive with line editing, history (~/.actorsh_history) and completion of
-// command names when stdin is a terminal; reads commands from stdin otherwise; runs
-// the commands of -c and exits non-zero if any failed.
+// command names and of member ranks/addresses when stdin is a terminal; reads commands
+// from stdin otherwise; runs the commands of -c and exits non-zero if any failed.
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -26,12 +27,17 @@
 
 namespace {
 
+troupe::shell::session* current_session = nullptr; // for completion
+bool completing_command = true;
+
 char* command_generator(const char* text, int state) {
   static size_t index;
   static std::vector<std::string> names;
   if (state == 0) {
     index = 0;
-    names = troupe::shell::session::command_names();
+    names = completing_command || current_session == nullptr
+              ? troupe::shell::session::command_names()
+              : current_session->member_targets();
   }
   std::string prefix{text};
   while (index < names.size()) {
@@ -44,8 +50,10 @@ char* command_generator(const char* text, int state) {
 
 char** complete(const char* text, int start, int) {
   rl_attempted_completion_over = 1; // no file name completion
-  if (start != 0)
-    return nullptr; // only the command word completes
+  // The command word completes to commands; later words to member ranks/addresses.
+  completing_command =
+    std::string{rl_line_buffer, static_cast<size_t>(start)}.find_first_not_of(' ')
+    == std::string::npos;
   return rl_completion_matches(text, command_generator);
 }
 
@@ -54,8 +62,17 @@ std::string history_path() {
   return std::string{home != nullptr ? home : "."} + "/.actorsh_history";
 }
 
+void on_interrupt(int) {
+  troupe::shell::session::interrupted_ = true;
+}
+
 int interactive(troupe::shell::session& session) {
+  current_session = &session;
   rl_attempted_completion_function = complete;
+  // Ctrl-C stops a running `watch`; at the prompt readline clears the line.
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  ::sigaction(SIGINT, &sa, nullptr);
   auto history = history_path();
   ::read_history(history.c_str());
   for (;;) {
@@ -96,14 +113,19 @@ int run_lines(troupe::shell::session& session, std::istream& in) {
 int main(int argc, char** argv) {
   CLI::App app{"actorsh: inspect and drive a running Troupe system.\n"
                "Commands (see 'help' inside): connect, info, providers, actors, stats,\n"
-               "topology, config, view, ping, shutdown, help, quit.",
+               "topology, config, view, metadata, watch, ping, shutdown, help, quit.",
                "actorsh"};
   std::string address;
+  std::string view_file;
   std::string commands;
   bool json = false;
   int timeout_ms = 5000;
   app.add_option("-a,--address", address,
                  "node to connect to, e.g. ucx://127.0.0.1:7100");
+  app
+    .add_option("-f,--view-file", view_file,
+                "a group's view file: connect to its first member that answers")
+    ->excludes("-a");
   app.add_option(
     "-c,--commands", commands,
     "run these commands (separated by ';') and exit; non-zero if any failed");
@@ -126,6 +148,8 @@ int main(int argc, char** argv) {
   int rc = 0;
   {
     troupe::shell::session session{client, {std::chrono::milliseconds(timeout_ms), json}};
+    if (!view_file.empty())
+      address = view_file;
     if (!address.empty() && !session.connect(address, std::cerr)) {
       rc = 1;
     } else if (!commands.empty()) {

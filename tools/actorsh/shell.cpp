@@ -11,7 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.hpp"
+#include "actors/group/group.hpp"
 #include "actors/group/view.hpp"
+#include "runtime/config.hpp"
 #include "base/text.hpp"
 #include "runtime/node.hpp"
 #include "runtime/node_service.hpp"
@@ -59,10 +61,12 @@ session::session(node& client, options opts) : client_(client), opts_(opts) {
                                 std::ostream& err) { return query(name, out, err); }};
   };
   commands_ = {
-    {"connect", "connect ADDRESS", "connect to the node at ADDRESS (ucx://HOST:PORT)",
+    {"connect", "connect ADDRESS|VIEWFILE",
+     "connect to the node at ADDRESS (ucx://HOST:PORT), or to the first member of a "
+     "group's view file that answers",
      [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
        if (args.size() != 2) {
-         err << "usage: connect ADDRESS\n";
+         err << "usage: connect ADDRESS|VIEWFILE\n";
          return false;
        }
        if (!connect(args[1], err))
@@ -91,15 +95,27 @@ session::session(node& client, options opts) : client_(client), opts_(opts) {
      [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
        return view(args, out, err);
      }},
-    {"ping", "ping [ADDRESS] [-n COUNT] [-s BYTES]",
-     "round trips to the node service of ADDRESS (default: the connected node): "
-     "min/p50/p99/max in microseconds",
+    {"metadata", "metadata set KEY VALUE | rm KEY",
+     "set or remove group metadata (through the group's leader; prints the new version)",
+     [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+       return metadata(args, out, err);
+     }},
+    {"watch", "watch [-n EVENTS] [--for MS]",
+     "print membership events (joined, left, died, metadata) as they happen, until "
+     "Ctrl-C, EVENTS events or MS milliseconds",
+     [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+       return watch(args, out, err);
+     }},
+    {"ping", "ping [TARGET] [-n COUNT] [-s BYTES]",
+     "round trips to the node service of TARGET: an address, a member rank of the "
+     "connected group, or all (default: the connected node); min/p50/p99/max in us",
      [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
        return ping(args, out, err);
      },
      false},
-    {"shutdown", "shutdown [ADDRESS]",
-     "ask the node (default: the connected one) to shut down gracefully",
+    {"shutdown", "shutdown [TARGET]",
+     "ask the node (an address or a member rank; default: the connected one) to shut "
+     "down gracefully",
      [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
        return shutdown(args, out, err);
      },
@@ -116,8 +132,9 @@ session::session(node& client, options opts) : client_(client), opts_(opts) {
 }
 
 std::vector<std::string> session::command_names() {
-  return {"connect", "info", "providers", "actors", "stats", "topology", "config",
-          "view",    "ping", "shutdown",  "help",   "quit",  "exit"};
+  return {"connect",  "info",     "providers", "actors",   "stats",
+          "topology", "config",   "view",      "metadata", "watch",
+          "ping",     "shutdown", "help",      "quit",     "exit"};
 }
 
 const session::command* session::find(const std::string& name) const {
@@ -128,15 +145,96 @@ const session::command* session::find(const std::string& name) const {
   return nullptr;
 }
 
-bool session::connect(const std::string& address, std::ostream& err) {
-  auto service = client_.remote_node(address, opts_.timeout);
+bool session::connect(const std::string& target, std::ostream& err) {
+  if (target.rfind("ucx://", 0) != 0) {
+    // A view file: connect to its first member that answers.
+    group::group_view saved;
+    try {
+      saved = group::read_view_file(target);
+    } catch (const config_error& e) {
+      err << "cannot connect to " << target << ": " << e.what() << "\n";
+      return false;
+    }
+    std::string tried;
+    for (const auto& m : saved.members) {
+      std::ostringstream why;
+      if (connect(m.address, why)) {
+        group_provider_id_ = m.provider_id;
+        view_ = saved;
+        return true;
+      }
+      tried += why.str();
+    }
+    err << "cannot connect to any member in " << target << ":\n" << tried;
+    return false;
+  }
+  auto service = client_.remote_node(target, opts_.timeout);
   if (!service) {
-    err << "cannot connect to " << address << ": " << describe(service.error()) << "\n";
+    err << "cannot connect to " << target << ": " << describe(service.error()) << "\n";
     return false;
   }
   service_ = *service;
-  address_ = address;
+  address_ = target;
+  group_provider_id_.reset();
+  view_.reset();
   return true;
+}
+
+caf::expected<caf::actor> session::group_provider(std::ostream& err,
+                                                  std::optional<uint16_t> wanted) {
+  if (!wanted)
+    wanted = group_provider_id_;
+  if (!wanted) {
+    auto providers = fetch("providers", err);
+    if (!providers)
+      return make_error(errc::not_found, "no providers");
+    for (const auto& p : *providers)
+      if (p["type"] == "group") {
+        wanted = p["provider_id"].get<uint16_t>();
+        break;
+      }
+  }
+  if (!wanted) {
+    err << address_ << " runs no group provider\n";
+    return make_error(errc::not_found, "no group provider");
+  }
+  auto g = client_.remote_provider(address_, "group", *wanted, opts_.timeout);
+  if (!g && g.error().category() == error_category_atom
+      && g.error().code() == static_cast<uint8_t>(errc::not_found))
+    err << address_ << " runs no group provider with provider id " << *wanted << "\n";
+  else if (!g)
+    err << "group provider " << *wanted << " at " << address_ << ": "
+        << describe(g.error()) << "\n";
+  else
+    group_provider_id_ = wanted;
+  return g;
+}
+
+std::optional<group::group_view> session::fetch_view(std::ostream& err,
+                                                     std::optional<uint16_t> wanted) {
+  auto g = group_provider(err, wanted);
+  if (!g)
+    return std::nullopt;
+  caf::scoped_actor self{client_.system()};
+  std::optional<group::group_view> result;
+  self->request(*g, opts_.timeout, caf::get_atom::value)
+    .receive([&](const group::group_view& v) { result = v; },
+             [&](const caf::error& e) { err << "view: " << describe(e) << "\n"; });
+  if (result)
+    view_ = result;
+  return result;
+}
+
+std::vector<std::string> session::member_targets() const {
+  std::vector<std::string> targets;
+  if (!view_)
+    return targets;
+  targets.push_back("all");
+  for (size_t r = 0; r < view_->members.size(); ++r) {
+    targets.push_back(std::to_string(r));
+    targets.push_back(view_->members[r].address);
+  }
+  return targets;
 }
 
 outcome session::run(const std::string& line, std::ostream& out, std::ostream& err) {
@@ -198,52 +296,143 @@ bool session::view(const std::vector<std::string>& args, std::ostream& out,
     err << "usage: view [PROVIDER_ID]\n";
     return false;
   }
-  // Which group provider: the one asked for, or the node's first.
-  auto providers = fetch("providers", err);
-  if (!providers)
-    return false;
-  std::optional<uint16_t> id;
-  for (const auto& p : *providers)
-    if (p["type"] == "group"
-        && (args.size() < 2 || std::to_string(p["provider_id"].get<int>()) == args[1])) {
-      id = p["provider_id"].get<uint16_t>();
-      break;
+  std::optional<uint16_t> wanted;
+  if (args.size() == 2) {
+    try {
+      wanted = static_cast<uint16_t>(std::stoul(args[1]));
+    } catch (const std::exception&) {
+      err << "view: '" << args[1] << "' is not a provider id\n";
+      return false;
     }
-  if (!id) {
-    err << "view: " << address_ << " runs no group provider"
-        << (args.size() == 2 ? " with provider id " + args[1] : std::string{}) << "\n";
+  }
+  auto v = fetch_view(err, wanted);
+  if (!v)
+    return false;
+  if (opts_.json) {
+    out << json::parse(group::to_json(*v)).dump() << "\n";
+    return true;
+  }
+  out << std::left << std::setw(6) << "rank" << std::setw(28) << "address"
+      << std::setw(13) << "provider_id" << std::setw(11) << "member_id" << std::setw(22)
+      << "incarnation"
+      << "metadata\n";
+  for (size_t r = 0; r < v->members.size(); ++r) {
+    const auto& m = v->members[r];
+    out << std::left << std::setw(6) << r << std::setw(28) << m.address << std::setw(13)
+        << m.provider_id << std::setw(11)
+        << (std::to_string(m.member_id) + (m.member_id == v->leader ? "*" : ""))
+        << std::setw(22) << m.incarnation << json(m.metadata).dump() << "\n";
+  }
+  out << "version " << group::to_string(v->version) << "  digest " << v->digest()
+      << "  metadata " << json(v->metadata).dump()
+      << (v->leader != 0 ? "  (* leader)" : "") << "\n";
+  return true;
+}
+
+bool session::metadata(const std::vector<std::string>& args, std::ostream& out,
+                       std::ostream& err) {
+  bool set = args.size() == 4 && args[1] == "set";
+  bool rm = args.size() == 3 && args[1] == "rm";
+  if (!set && !rm) {
+    err << "usage: metadata set KEY VALUE | metadata rm KEY\n";
     return false;
   }
-  auto g = client_.remote_provider(address_, "group", *id, opts_.timeout);
-  if (!g) {
-    err << "view: " << describe(g.error()) << "\n";
+  auto g = group_provider(err, std::nullopt);
+  if (!g)
     return false;
-  }
   caf::scoped_actor self{client_.system()};
   bool ok = false;
-  self->request(*g, opts_.timeout, caf::get_atom::value)
+  auto done = [&](const group::view_version& v) {
+    ok = true;
+    if (opts_.json)
+      out << json{{"key", args[2]}, {"removed", rm}, {"version", group::to_string(v)}}
+               .dump()
+          << "\n";
+    else
+      out << (set ? "set " : "removed ") << args[2] << ": version " << group::to_string(v)
+          << "\n";
+  };
+  auto failed = [&](const caf::error& e) { err << "metadata: " << describe(e) << "\n"; };
+  if (set)
+    self->request(*g, opts_.timeout, caf::put_atom::value, args[2], args[3])
+      .receive(done, failed);
+  else
+    self->request(*g, opts_.timeout, caf::delete_atom::value, args[2])
+      .receive(done, failed);
+  return ok;
+}
+
+bool session::watch(const std::vector<std::string>& args, std::ostream& out,
+                    std::ostream& err) {
+  long count = -1;
+  long for_ms = -1;
+  for (size_t i = 1; i < args.size(); ++i) {
+    long* into = args[i] == "-n" ? &count : args[i] == "--for" ? &for_ms : nullptr;
+    if (into == nullptr || i + 1 >= args.size()) {
+      err << "usage: watch [-n EVENTS] [--for MS]\n";
+      return false;
+    }
+    try {
+      *into = std::stol(args[++i]);
+    } catch (const std::exception&) {
+      err << "watch: '" << args[i] << "' is not a number\n";
+      return false;
+    }
+  }
+  auto g = group_provider(err, std::nullopt);
+  if (!g)
+    return false;
+  caf::scoped_actor self{client_.system()};
+  bool subscribed = false;
+  self->request(*g, opts_.timeout, caf::subscribe_atom::value, caf::actor{self})
     .receive(
       [&](const group::group_view& v) {
-        ok = true;
-        if (opts_.json) {
-          out << json::parse(group::to_json(v)).dump() << "\n";
-          return;
-        }
-        out << std::left << std::setw(6) << "rank" << std::setw(28) << "address"
-            << std::setw(13) << "provider_id" << std::setw(11) << "member_id"
-            << std::setw(13) << "incarnation"
-            << "metadata\n";
-        for (size_t r = 0; r < v.members.size(); ++r) {
-          const auto& m = v.members[r];
-          out << std::left << std::setw(6) << r << std::setw(28) << m.address
-              << std::setw(13) << m.provider_id << std::setw(11) << m.member_id
-              << std::setw(13) << m.incarnation << json(m.metadata).dump() << "\n";
-        }
-        out << "version " << v.version.epoch << "." << v.version.seq << "  digest "
-            << v.digest() << "  metadata " << json(v.metadata).dump() << "\n";
+        subscribed = true;
+        if (!opts_.json)
+          out << "watching " << v.members.size() << " members at version "
+              << group::to_string(v.version) << " (Ctrl-C stops)" << std::endl;
       },
-      [&](const caf::error& e) { err << "view: " << describe(e) << "\n"; });
-  return ok;
+      [&](const caf::error& e) { err << "watch: " << describe(e) << "\n"; });
+  if (!subscribed)
+    return false;
+  auto print = [&](const char* kind, const std::string& what,
+                   const group::view_version& v) {
+    if (opts_.json)
+      out << json{{"event", kind}, {"subject", what}, {"version", group::to_string(v)}}
+               .dump()
+          << std::endl;
+    else
+      out << group::to_string(v) << "  " << kind << "  " << what << std::endl;
+  };
+  auto deadline = for_ms >= 0 ? clock_type::now() + std::chrono::milliseconds{for_ms}
+                              : clock_type::time_point::max();
+  long seen = 0;
+  interrupted_ = false;
+  while (!interrupted_ && (count < 0 || seen < count) && clock_type::now() < deadline) {
+    self->receive(
+      [&](group::member_joined_atom, const group::member& m,
+          const group::view_version& v) {
+        print("joined", m.address, v);
+        ++seen;
+      },
+      [&](group::member_left_atom, const group::member& m, const group::view_version& v) {
+        print("left", m.address, v);
+        ++seen;
+      },
+      [&](group::member_died_atom, const group::member& m, const group::view_version& v) {
+        print("died", m.address, v);
+        ++seen;
+      },
+      [&](group::metadata_changed_atom, const std::string& key, const std::string& value,
+          bool removed, const group::view_version& v) {
+        print(removed ? "metadata-removed" : "metadata-set",
+              removed ? key : key + "=" + value, v);
+        ++seen;
+      },
+      caf::after(std::chrono::milliseconds{100}) >> [] {});
+  }
+  caf::anon_send(*g, caf::unsubscribe_atom::value, caf::actor{self});
+  return true;
 }
 
 caf::expected<caf::actor> session::resolve(const std::string& target, std::ostream& err) {
@@ -254,14 +443,22 @@ caf::expected<caf::actor> session::resolve(const std::string& target, std::ostre
     }
     return service_;
   }
-  if (target == "all" || std::all_of(target.begin(), target.end(), ::isdigit)) {
-    err << "'" << target << "' names group members: this actorsh has no group view yet "
-        << "(give an ADDRESS)\n";
-    return make_error(errc::not_found, "no group view");
+  auto address = target;
+  if (std::all_of(target.begin(), target.end(), ::isdigit)) {
+    // A rank of the connected node's group.
+    if (!view_ && !fetch_view(err, std::nullopt))
+      return make_error(errc::not_found, "no group view");
+    auto rank = std::stoul(target);
+    if (rank >= view_->members.size()) {
+      err << "no rank " << target << ": the group has " << view_->members.size()
+          << " members (ranks 0-" << view_->members.size() - 1 << ")\n";
+      return make_error(errc::not_found, "no such rank");
+    }
+    address = view_->members[rank].address;
   }
-  auto service = client_.remote_node(target, opts_.timeout);
+  auto service = client_.remote_node(address, opts_.timeout);
   if (!service)
-    err << "cannot reach " << target << ": " << describe(service.error()) << "\n";
+    err << "cannot reach " << address << ": " << describe(service.error()) << "\n";
   return service;
 }
 
@@ -297,6 +494,21 @@ bool session::ping(const std::vector<std::string>& args, std::ostream& out,
       err << "usage: ping [ADDRESS] [-n COUNT] [-s BYTES]\n";
       return false;
     }
+  }
+  if (target == "all") {
+    auto v = fetch_view(err, std::nullopt);
+    if (!v)
+      return false;
+    bool all_ok = true;
+    for (size_t r = 0; r < v->members.size(); ++r) {
+      std::vector<std::string> one{"ping", v->members[r].address,
+                                   "-n",   std::to_string(count),
+                                   "-s",   std::to_string(bytes)};
+      all_ok = ping(one, out, err) && all_ok;
+    }
+    if (!opts_.json)
+      out << "pinged " << v->members.size() << " members\n";
+    return all_ok;
   }
   auto service = resolve(target, err);
   if (!service)

@@ -3,7 +3,9 @@
 // connected to. Commands write results to `out` and errors to `err` and return
 // whether they succeeded. The interactive loop and `-c` both go through run().
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <iosfwd>
 #include <optional>
@@ -11,6 +13,8 @@
 #include <vector>
 
 #include <caf/actor.hpp>
+
+#include "actors/group/view.hpp"
 #include <nlohmann/json.hpp>
 
 namespace troupe {
@@ -33,8 +37,15 @@ public:
   /// Runs one command line ("info", "ping -n 10", ...). Blank lines are ok.
   outcome run(const std::string& line, std::ostream& out, std::ostream& err);
 
-  /// Connects to the node at `address`; false (with the reason in `err`) on failure.
-  bool connect(const std::string& address, std::ostream& err);
+  /// Connects to the node at `target` (an address), or to the first member of the view
+  /// file `target` that answers; false (with the reason in `err`) on failure.
+  bool connect(const std::string& target, std::ostream& err);
+
+  /// Ranks, addresses and "all" of the last group view seen (for completion).
+  std::vector<std::string> member_targets() const;
+
+  /// Set from a SIGINT handler: stops a running `watch`.
+  static inline std::atomic<bool> interrupted_{false};
 
   /// Where the session is connected, or "" (for the prompt).
   const std::string& address() const { return address_; }
@@ -58,6 +69,15 @@ private:
   bool query(const std::string& what, std::ostream& out, std::ostream& err);
   bool view(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   bool ping(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+  bool metadata(const std::vector<std::string>& args, std::ostream& out,
+                std::ostream& err);
+  bool watch(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+  /// The connected node's group provider (`wanted`, the last one used, or its first).
+  caf::expected<caf::actor> group_provider(std::ostream& err,
+                                           std::optional<uint16_t> wanted);
+  /// Asks the group provider for its view and keeps it (ranks resolve against it).
+  std::optional<group::group_view> fetch_view(std::ostream& err,
+                                              std::optional<uint16_t> wanted);
   bool shutdown(const std::vector<std::string>& args, std::ostream& out,
                 std::ostream& err);
   bool help(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
@@ -68,6 +88,8 @@ private:
   options opts_;
   std::string address_;
   caf::actor service_;
+  std::optional<uint16_t> group_provider_id_;
+  std::optional<group::group_view> view_;
   std::vector<command> commands_;
 };
 

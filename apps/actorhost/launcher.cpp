@@ -1,0 +1,270 @@
+#include "apps/actorhost/launcher.hpp"
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/files.hpp"
+#include "runtime/config.hpp"
+
+namespace troupe::launcher {
+
+namespace {
+
+using nlohmann::json;
+using clock_type = std::chrono::steady_clock;
+
+struct child {
+  pid_t pid = -1;
+  std::string config;
+  std::string address_file;
+  std::string address;
+  bool running = false;
+};
+
+/// The node config of node `rank`: the user's config with an ephemeral port and the
+/// group provider set to form (rank 0) or join (the others) a centralized group.
+json node_config_for(json cfg, unsigned rank, const std::string& view_file,
+                     const std::string& leader_address) {
+  if (!cfg.contains("transport"))
+    cfg["transport"] = json::object();
+  cfg["transport"]["port"] = 0;
+  if (!cfg.contains("providers"))
+    cfg["providers"] = json::array();
+  json* group = nullptr;
+  for (auto& p : cfg["providers"])
+    if (p.value("type", "") == "group") {
+      group = &p;
+      break;
+    }
+  if (group == nullptr) {
+    cfg["providers"].push_back({{"type", "group"},
+                                {"name", "group"},
+                                {"provider_id", 1},
+                                {"config", json::object()}});
+    group = &cfg["providers"].back();
+  }
+  auto& gc = (*group)["config"];
+  if (!gc.is_object())
+    gc = json::object();
+  json backend = {{"type", "centralized"}};
+  if (gc.contains("group") && gc["group"].value("type", "") == "centralized"
+      && gc["group"].contains("config"))
+    backend["config"] = gc["group"]["config"];
+  gc["group"] = backend;
+  gc["file"] = view_file;
+  gc.erase("view");
+  if (rank == 0) {
+    gc["bootstrap"] = "self";
+    gc.erase("join_address");
+  } else {
+    gc["bootstrap"] = "join";
+    gc["join_address"] = leader_address;
+  }
+  return cfg;
+}
+
+pid_t start_node(const child& c, const std::string& verbosity) {
+  auto parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid != 0)
+    return pid;
+  // Child: die with the launcher, take signals normally again, become actorhost.
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (::getppid() != parent)
+    ::_exit(1);
+  sigset_t all;
+  sigfillset(&all);
+  ::sigprocmask(SIG_UNBLOCK, &all, nullptr);
+  std::vector<std::string> args{"actorhost", "-c", c.config, "--address-file",
+                                c.address_file};
+  if (!verbosity.empty()) {
+    args.push_back("-v");
+    args.push_back(verbosity);
+  }
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::execv("/proc/self/exe", argv.data());
+  std::perror("actorhost --size: exec");
+  ::_exit(127);
+}
+
+/// Reaps children that ended; says which. Returns how many still run.
+size_t reap(std::vector<child>& nodes) {
+  int status = 0;
+  pid_t pid;
+  while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      if (nodes[i].pid != pid)
+        continue;
+      nodes[i].running = false;
+      std::cerr << "actorhost: node " << i << " (pid " << pid << ") ";
+      if (WIFSIGNALED(status))
+        std::cerr << "was killed by " << strsignal(WTERMSIG(status)) << "\n";
+      else
+        std::cerr << "exited with code " << WEXITSTATUS(status) << "\n";
+    }
+  }
+  size_t alive = 0;
+  for (const auto& n : nodes)
+    alive += n.running ? 1 : 0;
+  return alive;
+}
+
+/// SIGTERM to every node still running, SIGKILL to those still there after `grace`.
+void stop_all(std::vector<child>& nodes, std::chrono::seconds grace) {
+  for (auto& n : nodes)
+    if (n.running)
+      ::kill(n.pid, SIGTERM);
+  auto deadline = clock_type::now() + grace;
+  while (reap(nodes) > 0 && clock_type::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  for (auto& n : nodes)
+    if (n.running) {
+      std::cerr << "actorhost: node pid " << n.pid << " did not stop; killing it\n";
+      ::kill(n.pid, SIGKILL);
+      ::waitpid(n.pid, nullptr, 0);
+      n.running = false;
+    }
+}
+
+/// Waits until node `c` wrote its address file; false if it ended or took too long.
+bool wait_ready(std::vector<child>& nodes, child& c, std::chrono::seconds limit) {
+  auto deadline = clock_type::now() + limit;
+  while (clock_type::now() < deadline) {
+    std::ifstream in{c.address_file};
+    if (in && std::getline(in, c.address) && !c.address.empty())
+      return true;
+    reap(nodes);
+    if (!c.running)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  }
+  return false;
+}
+
+} // namespace
+
+int run_instance(const instance_options& options) {
+  // The config must be good before anything starts (errors name file and key).
+  try {
+    load_node_config(options.config_path);
+  } catch (const config_error& e) {
+    std::cerr << "actorhost: bad config: " << e.what() << "\n";
+    return 2;
+  }
+  std::string text;
+  std::string error;
+  if (!read_file(options.config_path, text, error)) {
+    std::cerr << "actorhost: " << error << "\n";
+    return 2;
+  }
+  auto cfg = json::parse(text);
+  namespace fs = std::filesystem;
+  bool own_dir = options.dir.empty();
+  std::string dir = options.dir;
+  if (own_dir) {
+    std::string pattern = (fs::temp_directory_path() / "troupe-instance-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      std::cerr << "actorhost: cannot make a directory for the instance: "
+                << std::strerror(errno) << "\n";
+      return 1;
+    }
+    dir = pattern;
+  } else {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) {
+      std::cerr << "actorhost: --instance-dir " << dir << ": " << ec.message() << "\n";
+      return 2;
+    }
+  }
+  dir = fs::absolute(dir).string();
+  auto view_file = dir + "/group.json";
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGCHLD);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::vector<child> nodes(options.size);
+  auto launch = [&](unsigned rank, const std::string& leader_address) {
+    auto& c = nodes[rank];
+    c.config = dir + "/node" + std::to_string(rank) + ".json";
+    c.address_file = dir + "/node" + std::to_string(rank) + ".address";
+    ::unlink(c.address_file.c_str());
+    auto err = write_file_atomically(
+      c.config, node_config_for(cfg, rank, view_file, leader_address).dump(2) + "\n");
+    if (!err.empty()) {
+      std::cerr << "actorhost: " << err << "\n";
+      return false;
+    }
+    c.pid = start_node(c, options.verbosity);
+    c.running = c.pid > 0;
+    return c.running;
+  };
+  auto give_up = [&](const std::string& why) {
+    std::cerr << "actorhost: the instance did not start: " << why << "\n";
+    stop_all(nodes, std::chrono::seconds{10});
+    if (own_dir)
+      fs::remove_all(dir);
+    return 1;
+  };
+  constexpr std::chrono::seconds start_limit{60};
+  if (!launch(0, {}) || !wait_ready(nodes, nodes[0], start_limit))
+    return give_up("node 0 did not come up");
+  // The others join at the same moment: the leader takes concurrent joins.
+  for (unsigned rank = 1; rank < options.size; ++rank)
+    if (!launch(rank, nodes[0].address))
+      return give_up("cannot start node " + std::to_string(rank));
+  for (unsigned rank = 1; rank < options.size; ++rank)
+    if (!wait_ready(nodes, nodes[rank], start_limit))
+      return give_up("node " + std::to_string(rank) + " did not come up");
+  std::cout << "actorhost instance ready: size=" << options.size << " view=" << view_file
+            << " dir=" << dir << "\n";
+  for (unsigned rank = 0; rank < options.size; ++rank)
+    std::cout << "  node " << rank << ": " << nodes[rank].address << " pid "
+              << nodes[rank].pid << "\n";
+  std::cout << "attach with: actorsh -f " << view_file << "\n"
+            << "stop with Ctrl-C (or SIGTERM to pid " << ::getpid() << ")" << std::endl;
+
+  int signal_number = 0;
+  int exit_code = 0;
+  for (;;) {
+    if (sigwait(&signals, &signal_number) != 0)
+      continue;
+    if (signal_number == SIGCHLD) {
+      if (reap(nodes) == 0) {
+        std::cerr << "actorhost: every node has ended\n";
+        exit_code = 1;
+        break;
+      }
+      continue;
+    }
+    std::cerr << "actorhost: " << strsignal(signal_number) << ", stopping "
+              << options.size << " nodes\n";
+    break;
+  }
+  stop_all(nodes, std::chrono::seconds{10});
+  if (own_dir)
+    fs::remove_all(dir);
+  std::cerr << "actorhost: instance stopped\n";
+  return exit_code;
+}
+
+} // namespace troupe::launcher
