@@ -1,38 +1,48 @@
 #!/usr/bin/env bash
-# The main job, for now: installs what is missing, builds, starts one actorhost node
-# from apps/examples/node.json, inspects it with actorsh, and shuts it down from
-# actorsh (a graceful remote shutdown).
+# The main job: installs what is missing, builds, starts a local 4-node instance
+# (`actorhost --size 4`: four processes forming one centralized group), drives it with
+# actorsh through the group's view file (view, ping all, stats, a metadata change, a
+# graceful shutdown of one node), then stops the instance.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/build.sh
 workdir=$(mktemp -d)
-host_pid=""
+launcher_pid=""
 cleanup() {
-  [ -n "$host_pid" ] && kill -KILL "$host_pid" 2>/dev/null || true
+  # The nodes die with the launcher (PR_SET_PDEATHSIG), even on SIGKILL.
+  [ -n "$launcher_pid" ] && kill -KILL "$launcher_pid" 2>/dev/null || true
   rm -rf "$workdir"
 }
 trap cleanup EXIT
 
-echo "== starting: build/bin/actorhost -c apps/examples/node.json -v info"
-build/bin/actorhost -c apps/examples/node.json -v info \
-  --address-file "$workdir/address" >"$workdir/out" 2>"$workdir/err" &
-host_pid=$!
-for _ in $(seq 1 200); do
-  grep -q "actorhost ready:" "$workdir/out" 2>/dev/null && break
-  kill -0 "$host_pid" 2>/dev/null || break
+echo "== starting: build/bin/actorhost --size 4 -c apps/examples/instance.json"
+build/bin/actorhost --size 4 -c apps/examples/instance.json \
+  --instance-dir "$workdir/instance" >"$workdir/out" 2>"$workdir/err" &
+launcher_pid=$!
+for _ in $(seq 1 600); do
+  grep -q "attach with:" "$workdir/out" 2>/dev/null && break
+  kill -0 "$launcher_pid" 2>/dev/null || break
   sleep 0.1
 done
-cat "$workdir/out"
-grep -q "actorhost ready:" "$workdir/out" || { cat "$workdir/err"; exit 1; }
-address=$(cat "$workdir/address")
-echo "== address file says: $address"
-echo "== actorsh -a $address -c \"info; providers; stats; ping -n 20\""
-build/bin/actorsh -a "$address" -c "info; providers; stats; ping -n 20"
-echo "== actorsh -a $address -c shutdown"
-build/bin/actorsh -a "$address" -c "shutdown"
+grep -v "^actorhost ready:" "$workdir/out" || true
+grep -q "attach with:" "$workdir/out" || { cat "$workdir/err"; exit 1; }
+view="$workdir/instance/group.json"
+sh() {
+  echo "== actorsh -f $view -c \"$1\""
+  build/bin/actorsh -f "$view" -c "$1"
+}
+sh "view; ping all -n 20; stats"
+sh "metadata set stage demo; shutdown 3"
+for _ in $(seq 1 50); do # the node leaves the group on its way out
+  [ "$(build/bin/actorsh -f "$view" --json -c view | grep -o '"address"' | wc -l)" = 3 ] && break
+  sleep 0.1
+done
+sh "view"
+echo "== stopping the instance (SIGTERM to the launcher)"
+kill -TERM "$launcher_pid"
 status=0
-wait "$host_pid" || status=$?
-host_pid=""
-cat "$workdir/err"
-echo "== actorhost exited with status $status"
+wait "$launcher_pid" || status=$?
+launcher_pid=""
+tail -n 1 "$workdir/err"
+echo "== actorhost --size 4 exited with status $status"
 exit "$status"

@@ -1,6 +1,7 @@
 #include "actors/group/group.hpp"
 
 #include <random>
+#include <thread>
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -222,15 +223,23 @@ attempt start_by_joining(const provider_context& ctx, const group_settings& s,
   auto handle = detail::spawn_member(ctx.system, std::move(ms), {});
   caf::scoped_actor self{ctx.system};
   attempt result;
-  self
-    ->request(handle, timeout * static_cast<int>(2 * contacts.size() + 1),
-              detail::connect_atom::value, contacts)
-    .receive([&](const group_view&) { result.handle = handle; },
-             [&](const caf::error& err) {
-               result.error = ctx.spec.origin + ": " + context_text(err);
-               result.fatal = err.category() == error_category_atom
-                              && err.code() == static_cast<uint8_t>(errc::refused);
-             });
+  // Members may still be starting (a group started all at once): keep asking until
+  // join_timeout_ms has passed.
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    self
+      ->request(handle, timeout * static_cast<int>(2 * contacts.size() + 1),
+                detail::connect_atom::value, contacts)
+      .receive([&](const group_view&) { result.handle = handle; },
+               [&](const caf::error& err) {
+                 result.error = ctx.spec.origin + ": " + context_text(err);
+                 result.fatal = err.category() == error_category_atom
+                                && err.code() == static_cast<uint8_t>(errc::refused);
+               });
+    if (result.handle || result.fatal || std::chrono::steady_clock::now() >= deadline)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds{100});
+  }
   if (!result.handle)
     self->send_exit(handle, caf::exit_reason::user_shutdown);
   return result;

@@ -370,7 +370,9 @@ BOOST_AUTO_TEST_CASE(a_reader_never_sees_a_partial_view_file_while_members_churn
 }
 
 BOOST_AUTO_TEST_CASE(joining_with_nobody_to_ask_is_a_clear_error_and_exit_2) {
-  auto cfg = dir.write("lonely.json", joiner_config("ucx://127.0.0.1:1"));
+  auto cfg = dir.write("lonely.json", host_config(R"({"bootstrap": "join", "join_address":
+                         "ucx://127.0.0.1:1", "join_timeout_ms": 500,
+                         "group": {"type": "centralized"}})"));
   auto r = run_to_end({bin_path("actorhost"), "-c", cfg}, 30s);
   BOOST_TEST(r.exit_code == 2);
   BOOST_TEST(r.err.find("cannot join group \"g\": no member answered")
@@ -380,7 +382,7 @@ BOOST_AUTO_TEST_CASE(joining_with_nobody_to_ask_is_a_clear_error_and_exit_2) {
   // A bootstrap list falls back: join if possible, else start alone.
   auto fallback = host_config(
     R"({"bootstrap": ["join", "self"], "join_address": "ucx://127.0.0.1:1",
-        "group": {"type": "centralized"}})");
+        "join_timeout_ms": 300, "group": {"type": "centralized"}})");
   host_process alone{fallback};
   BOOST_TEST(view_of(alone.address()).members.size() == 1u);
 }
