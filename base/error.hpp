@@ -43,6 +43,12 @@ caf::error make_error(errc code, std::string what);
 /// CAF finds this by ADL when a bare `errc` is converted to `caf::error`.
 caf::error make_error(errc code);
 
+/// True when `err` is Troupe's error `code`.
+inline bool has_code(const caf::error& err, errc code) {
+  return err.category() == error_category_atom
+         && err.code() == static_cast<uint8_t>(code);
+}
+
 /// Renders any `caf::error` for a human: "troupe.timeout: no reply from ...".
 std::string describe(const caf::error& err);
 

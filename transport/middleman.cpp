@@ -631,15 +631,15 @@ struct middleman::impl : detail::engine_handler,
       // may not know that third node, so say so instead of misrouting the answer.
       // TODO(soon): carry the origin's address and connect receivers to it.
       count_drop(0, "message on behalf of an actor of another node");
-      if (mid.is_request())
+      if (mid.is_request()) {
         bounce(sender, mid,
                make_error(errc::unreachable,
                           "cannot pass on a request from node "
                             + caf::to_string(sender->node()) + " to node "
                             + caf::to_string(node)
                             + ": routing through a third node is not supported"));
-      if (mid.is_request())
         return;
+      }
       sender = nullptr; // a plain send or a response still arrives, anonymously
     }
     auto m = std::make_shared<outgoing_message>();

@@ -42,8 +42,7 @@ namespace {
 /// may do: anything else is the group's own answer.
 bool is_unreachable(const caf::error& err) {
   if (err.category() == error_category_atom)
-    return err.code() == static_cast<uint8_t>(errc::unreachable)
-           || err.code() == static_cast<uint8_t>(errc::timeout);
+    return has_code(err, errc::unreachable) || has_code(err, errc::timeout);
   return err == caf::sec::request_timeout || err == caf::sec::request_receiver_down
          || err == caf::sec::invalid_argument;
 }

@@ -233,8 +233,7 @@ attempt start_by_joining(const provider_context& ctx, const group_settings& s,
       .receive([&](const group_view&) { result.handle = handle; },
                [&](const caf::error& err) {
                  result.error = ctx.spec.origin + ": " + context_text(err);
-                 result.fatal = err.category() == error_category_atom
-                                && err.code() == static_cast<uint8_t>(errc::refused);
+                 result.fatal = has_code(err, errc::refused);
                });
     if (result.handle || result.fatal || std::chrono::steady_clock::now() >= deadline)
       break;
@@ -258,7 +257,6 @@ caf::expected<caf::actor> make_group(const provider_context& ctx) {
   ms.file = s.file;
   ms.ping = s.ping;
   ms.self = member{ctx.node_address, ctx.spec.provider_id, 0, random_incarnation(), {}};
-  ms.provider_id = ctx.spec.provider_id;
   ms.locator = ctx.locator;
   ms.join_timeout = s.join_timeout;
   std::string errors;
@@ -269,7 +267,6 @@ caf::expected<caf::actor> make_group(const provider_context& ctx) {
       auto me = ms.self;
       me.member_id = 1;
       view.members.push_back(me);
-      view.version = {0, 0};
       outcome = start_from_view(ctx, s, ms, std::move(view), "config", "bootstrap self");
     } else if (method == "view") {
       try {

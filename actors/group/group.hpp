@@ -69,6 +69,20 @@ struct view_change {
 
   change_kind what() const { return static_cast<change_kind>(kind); }
 
+  /// A member joined, left or died.
+  static view_change of_member(change_kind why, member subject) {
+    return {static_cast<uint8_t>(why), std::move(subject), {}, {}, false};
+  }
+
+  /// Group metadata `key` was set to `value`, or removed.
+  static view_change of_metadata(std::string key, std::string value, bool removed) {
+    return {static_cast<uint8_t>(change_kind::metadata),
+            {},
+            std::move(key),
+            std::move(value),
+            removed};
+  }
+
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, view_change& x) {
     return f(caf::meta::type_name("troupe::group::view_change"), x.kind, x.subject, x.key,

@@ -95,19 +95,40 @@ void announce_difference(member_actor* self, const group_view& before) {
   const auto& after = self->state.view;
   for (const auto& m : after.members)
     if (!before.find(m.member_id))
-      announce(self, {static_cast<uint8_t>(change_kind::joined), m, {}, {}, false});
+      announce(self, view_change::of_member(change_kind::joined, m));
   for (const auto& m : before.members)
     if (!after.find(m.member_id))
-      announce(self, {static_cast<uint8_t>(change_kind::left), m, {}, {}, false});
+      announce(self, view_change::of_member(change_kind::left, m));
   for (const auto& [key, value] : after.metadata) {
     auto old = before.metadata.find(key);
     if (old == before.metadata.end() || old->second != value)
-      announce(self,
-               {static_cast<uint8_t>(change_kind::metadata), {}, key, value, false});
+      announce(self, view_change::of_metadata(key, value, false));
   }
   for (const auto& [key, value] : before.metadata)
     if (!after.metadata.count(key))
-      announce(self, {static_cast<uint8_t>(change_kind::metadata), {}, key, {}, true});
+      announce(self, view_change::of_metadata(key, {}, true));
+}
+
+/// This member's id in `view`, or 0 when it is not (or not yet) in it.
+uint64_t own_id_in(member_actor* self, const group_view& view) {
+  const auto& me = self->state.settings.self;
+  auto rank = view.rank_of(me.address, me.provider_id);
+  return rank ? view.members[*rank].member_id : 0;
+}
+
+/// Keeps the leader's handle (the first one learned) and watches it.
+void set_leader(member_actor* self, const caf::actor& handle) {
+  if (self->state.leader || !handle)
+    return;
+  self->state.leader = handle;
+  self->monitor(handle);
+}
+
+/// Looks up the group provider of another member, without blocking.
+auto locate_member(member_actor* self, const std::string& address, uint16_t provider_id,
+                   std::chrono::milliseconds timeout) {
+  return self->request(self->state.settings.locator, timeout, locate_atom::value, address,
+                       std::string{"group"}, provider_id);
 }
 
 /// Takes a view the leader sent, if it is newer than ours.
@@ -117,10 +138,8 @@ void adopt(member_actor* self, group_view view, const view_change& change) {
     return;
   auto before = std::move(st.view);
   st.view = std::move(view);
-  if (st.settings.self.member_id == 0 && st.self_id == 0) {
-    if (auto rank = st.view.rank_of(st.settings.self.address, st.settings.provider_id))
-      st.self_id = st.view.members[*rank].member_id;
-  }
+  if (st.self_id == 0)
+    st.self_id = own_id_in(self, st.view);
   if (before.version.followed_by(st.view.version) && change.what() != change_kind::sync)
     announce(self, change);
   else
@@ -173,7 +192,7 @@ void remove_member(member_actor* self, uint64_t member_id, change_kind why,
                          [&](const member& m) { return m.member_id == member_id; });
   if (it == st.view.members.end())
     return;
-  view_change change{static_cast<uint8_t>(why), *it, {}, {}, false};
+  auto change = view_change::of_member(why, *it);
   st.view.members.erase(it);
   TROUPE_LOG_INFO(log_component, "group \"" << st.settings.group_name << "\": member "
                                             << member_id << " (" << change.subject.address
@@ -217,9 +236,7 @@ void ping_members(member_actor* self) {
     peer.busy = true;
     auto id = m.member_id;
     if (!peer.handle) {
-      self
-        ->request(st.settings.locator, st.settings.ping.timeout, locate_atom::value,
-                  m.address, std::string{"group"}, m.provider_id)
+      locate_member(self, m.address, m.provider_id, st.settings.ping.timeout)
         .then(
           [self, id](caf::actor& handle) {
             auto it = self->state.peers.find(id);
@@ -284,7 +301,7 @@ caf::result<group_view> leader_join(member_actor* self, member candidate,
   TROUPE_LOG_INFO(log_component, "group \"" << st.settings.group_name << "\": member "
                                             << candidate.member_id << " ("
                                             << candidate.address << ") joined");
-  commit(self, {static_cast<uint8_t>(change_kind::joined), candidate, {}, {}, false});
+  commit(self, view_change::of_member(change_kind::joined, candidate));
   return st.view;
 }
 
@@ -312,15 +329,10 @@ caf::response_promise forward_to_leader(member_actor* self, Ts... xs) {
     return rp;
   }
   auto where = leader->address;
-  self
-    ->request(st.settings.locator, st.settings.join_timeout, locate_atom::value, where,
-              std::string{"group"}, leader->provider_id)
+  locate_member(self, where, leader->provider_id, st.settings.join_timeout)
     .then(
       [self, relay](caf::actor& handle) mutable {
-        if (!self->state.leader) {
-          self->state.leader = handle;
-          self->monitor(handle);
-        }
+        set_leader(self, handle);
         relay(handle);
       },
       [self, rp, where](caf::error& err) mutable {
@@ -334,10 +346,7 @@ caf::response_promise forward_to_leader(member_actor* self, Ts... xs) {
 
 /// Learns the leader's handle from a message it sent.
 void note_leader(member_actor* self) {
-  if (self->state.leader || !self->current_sender())
-    return;
-  self->state.leader = caf::actor_cast<caf::actor>(self->current_sender());
-  self->monitor(self->state.leader);
+  set_leader(self, caf::actor_cast<caf::actor>(self->current_sender()));
 }
 
 /// Joining: try the contacts in order until one lets us in.
@@ -359,10 +368,7 @@ void try_join(member_actor* self, caf::response_promise rp,
              text + contact + ": " + describe(err));
   };
   // Any member can be asked: its view names the leader, which takes the join.
-  auto locate = [self](const std::string& address, uint16_t provider_id) {
-    return self->request(self->state.settings.locator, self->state.settings.join_timeout,
-                         locate_atom::value, address, std::string{"group"}, provider_id);
-  };
+  auto timeout = st.settings.join_timeout;
   auto join_at = [self, rp, next](const caf::actor& leader) mutable {
     auto& st = self->state;
     self
@@ -377,10 +383,7 @@ void try_join(member_actor* self, caf::response_promise rp,
                                                  "that does not hold us"));
             return;
           }
-          if (!st.leader) {
-            st.leader = leader;
-            self->monitor(leader);
-          }
+          set_leader(self, leader);
           TROUPE_LOG_INFO(log_component,
                           "group \"" << st.settings.group_name << "\": joined as member "
                                      << st.self_id << ", view "
@@ -389,21 +392,20 @@ void try_join(member_actor* self, caf::response_promise rp,
           rp.deliver(st.view);
         },
         [rp, next](caf::error& err) mutable {
-          if (err.category() == error_category_atom
-              && err.code() == static_cast<uint8_t>(errc::refused))
+          if (has_code(err, errc::refused))
             rp.deliver(std::move(err)); // a definite no: asking others won't help
           else
             next(err);
         });
   };
-  locate(contact, st.settings.provider_id)
+  locate_member(self, contact, st.settings.self.provider_id, timeout)
     .then(
-      [self, rp, next, locate, join_at, contact](caf::actor& member_handle) mutable {
+      [self, rp, next, timeout, join_at, contact](caf::actor& member_handle) mutable {
         self
           ->request(member_handle, self->state.settings.join_timeout,
                     caf::get_atom::value)
           .then(
-            [self, rp, next, locate, join_at, member_handle,
+            [self, rp, next, timeout, join_at, member_handle,
              contact](const group_view& view) mutable {
               const member* leader = view.find(view.leader);
               if (leader == nullptr) {
@@ -415,11 +417,11 @@ void try_join(member_actor* self, caf::response_promise rp,
                 return;
               }
               if (leader->address == contact
-                  && leader->provider_id == self->state.settings.provider_id) {
+                  && leader->provider_id == self->state.settings.self.provider_id) {
                 join_at(member_handle);
                 return;
               }
-              locate(leader->address, leader->provider_id)
+              locate_member(self, leader->address, leader->provider_id, timeout)
                 .then([join_at](caf::actor& handle) mutable { join_at(handle); }, next);
             },
             next);
@@ -432,12 +434,9 @@ caf::behavior member_behavior(member_actor* self, member_settings settings,
   auto& st = self->state;
   st.settings = std::move(settings);
   st.view = std::move(view);
-  if (!st.view.members.empty()) {
-    if (auto rank = st.view.rank_of(st.settings.self.address, st.settings.provider_id))
-      st.self_id = st.view.members[*rank].member_id;
-    for (const auto& m : st.view.members)
-      st.next_member_id = std::max(st.next_member_id, m.member_id + 1);
-  }
+  st.self_id = own_id_in(self, st.view);
+  for (const auto& m : st.view.members)
+    st.next_member_id = std::max(st.next_member_id, m.member_id + 1);
   if (st.is_leader()) {
     schedule_flush(self);
     schedule_tick(self);
@@ -538,7 +537,7 @@ caf::behavior member_behavior(member_actor* self, member_settings settings,
       if (key.empty())
         return make_error(errc::invalid_config, "a metadata key cannot be empty");
       st.view.metadata[key] = value;
-      commit(self, {static_cast<uint8_t>(change_kind::metadata), {}, key, value, false});
+      commit(self, view_change::of_metadata(key, value, false));
       return st.view.version;
     },
     [self](caf::delete_atom, std::string& key) -> caf::result<view_version> {
@@ -551,7 +550,7 @@ caf::behavior member_behavior(member_actor* self, member_settings settings,
       if (st.view.metadata.erase(key) == 0)
         return make_error(errc::not_found, "group \"" + st.settings.group_name
                                              + "\" has no metadata key \"" + key + "\"");
-      commit(self, {static_cast<uint8_t>(change_kind::metadata), {}, key, {}, true});
+      commit(self, view_change::of_metadata(key, {}, true));
       return st.view.version;
     },
     [self](caf::update_atom, group_view& view, const view_change& change) {

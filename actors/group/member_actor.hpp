@@ -29,9 +29,8 @@ struct member_settings {
   bool centralized = false;
   std::string file; ///< written by the leader (or rank 0 of a static group)
   ping_settings ping;
-  member self;              ///< this member (member id 0 until it is in the group)
-  uint16_t provider_id = 0; ///< group providers are found by (type "group", this id)
-  caf::actor locator;       ///< finds other members without blocking
+  member self;        ///< this member's address, provider id and incarnation (id unset)
+  caf::actor locator; ///< finds other members without blocking
   std::chrono::milliseconds join_timeout{5000};
 };
 

@@ -24,6 +24,7 @@
 #include "runtime/config.hpp"
 #include "runtime/node.hpp"
 #include "transport/middleman.hpp"
+#include "test/actors/group_client_fixture.hpp"
 #include "test/support/process.hpp"
 
 using namespace troupe;
@@ -53,67 +54,8 @@ std::string joiner_config(const std::string& contact) {
                      + R"(", "group": {"type": "centralized"}})");
 }
 
-/// The error text of a failed answer, "" for an answer.
-template <class T>
-std::string error_of(const caf::expected<T>& x) {
-  return x ? std::string{} : describe(x.error());
-}
-
-/// Polls `condition` until it holds or `deadline` passes.
-bool eventually(std::chrono::milliseconds deadline,
-                const std::function<bool()>& condition) {
-  auto end = clock_type::now() + deadline;
-  while (clock_type::now() < end) {
-    if (condition())
-      return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return condition();
-}
-
-struct client_fixture {
-  node client{parse_node_config(R"({"threads": 2})", "client.json")};
-  client_fixture() {
-    actors::register_builtin_types(client.system_config());
-    if (auto err = client.start())
-      throw std::runtime_error(describe(err));
-  }
-
-  caf::actor group_at(const std::string& address) {
-    auto g = client.remote_provider(address, "group", 42, 20s);
-    if (!g)
-      BOOST_FAIL("no group provider at " << address << ": " << describe(g.error()));
-    return *g;
-  }
-
-  /// Sends a request and returns the answer or the error text.
-  template <class T, class... Ts>
-  caf::expected<T> ask(const caf::actor& dest, Ts&&... xs) {
-    caf::scoped_actor self{client.system()};
-    caf::expected<T> result{caf::error{}};
-    self->request(dest, 10s, std::forward<Ts>(xs)...)
-      .receive([&](T& value) { result = std::move(value); },
-               [&](caf::error& e) { result = std::move(e); });
-    return result;
-  }
-
-  group::group_view view_of(const std::string& address) {
-    auto v = ask<group::group_view>(group_at(address), caf::get_atom::value);
-    if (!v)
-      BOOST_FAIL("no view from " << address << ": " << describe(v.error()));
-    return *v;
-  }
-
-  std::optional<group::group_view> try_view_of(const caf::actor& member) {
-    auto v = ask<group::group_view>(member, caf::get_atom::value);
-    if (!v)
-      return std::nullopt;
-    return *v;
-  }
-};
-
 /// A leader and `n` members that joined it at the same moment.
-struct group_fixture : client_fixture {
+struct group_fixture : group_client_fixture {
   temp_dir dir;
   std::string file = dir.path() + "/g.json";
   std::unique_ptr<host_process> leader;
@@ -385,6 +327,63 @@ BOOST_AUTO_TEST_CASE(joining_with_nobody_to_ask_is_a_clear_error_and_exit_2) {
         "join_timeout_ms": 300, "group": {"type": "centralized"}})");
   host_process alone{fallback};
   BOOST_TEST(view_of(alone.address()).members.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(members_from_one_view_file_follow_the_configured_primary) {
+  // The primary is the last member in the file: its rank must not matter.
+  group::group_view v;
+  for (uint64_t i = 1; i <= 3; ++i)
+    v.members.push_back({"ucx://127.0.0.1:" + std::to_string(free_port()), 42, i, 0, {}});
+  BOOST_REQUIRE(group::write_view_file(file, v).empty());
+  auto primary = v.members[2].address;
+  for (const auto& m : v.members)
+    members.push_back(std::make_unique<host_process>(
+      host_process::no_wait_t{},
+      R"({"transport": {"port": )" + m.address.substr(m.address.rfind(':') + 1)
+        + R"(}, "threads": 1, "providers": [{"type": "group", "name": "g",
+          "provider_id": 42, "config": {"bootstrap": "file", "file": ")"
+        + file + R"(", "group": {"type": "centralized", "config": {"primary": ")"
+        + primary + R"(", "ping_interval_ms": 100, "ping_timeout_ms": 200}}}}]})"));
+  for (auto& m : members)
+    m->wait_ready();
+  for (auto& m : members)
+    handles.push_back(group_at(m->address()));
+  // The leader finds the members itself and brings them to its view.
+  std::string digest;
+  BOOST_REQUIRE(eventually(10s, [&] { return all_agree(3, &digest); }));
+  auto seen = view_of(members[0]->address());
+  BOOST_TEST(seen.leader == 3u);
+  BOOST_TEST(seen.version.epoch == 1u); // a leader starting from a saved view: new epoch
+  // It watches them too: a killed member is removed.
+  members[0]->kill_hard();
+  handles[0] = nullptr;
+  BOOST_TEST(eventually(5s, [&] { return all_agree(2); }));
+  BOOST_TEST(!view_of(primary).rank_of(members[0]->address(), 42));
+}
+
+BOOST_AUTO_TEST_CASE(a_view_given_in_the_config_starts_a_group) {
+  auto port = free_port();
+  auto address = "ucx://127.0.0.1:" + std::to_string(port);
+  auto config = [&](const std::string& member_address) {
+    return R"({"transport": {"port": )" + std::to_string(port)
+           + R"(}, "threads": 1, "providers": [{"type": "group", "name": "g",
+             "provider_id": 42, "config": {"bootstrap": "view",
+             "group": {"type": "centralized"}, "view": {"members": [{"address": ")"
+           + member_address + R"(", "provider_id": 42}]}}}]})";
+  };
+  {
+    host_process host{config(address)};
+    auto seen = view_of(host.address());
+    BOOST_TEST(seen.members.size() == 1u);
+    BOOST_TEST(seen.leader == seen.members[0].member_id);
+  }
+  auto bad = dir.write("stranger.json", config("ucx://127.0.0.1:1"));
+  auto r = run_to_end({bin_path("actorhost"), "-c", bad}, 30s);
+  BOOST_TEST(r.exit_code == 2);
+  BOOST_TEST(r.err.find("providers[0].config.view: this provider") != std::string::npos,
+             r.err);
+  BOOST_TEST(
+    r.err.find("is not a member of the view in config.view") != std::string::npos, r.err);
 }
 
 BOOST_AUTO_TEST_CASE(a_client_handle_caches_refreshes_follows_and_fails_over) {

@@ -4,11 +4,7 @@
 // Groups, first step: the view value and its file, and the static backend with the
 // "self" and "file" bootstraps across real actorhost processes.
 
-#include <arpa/inet.h>
 #include <chrono>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
@@ -19,6 +15,7 @@
 #include "base/error.hpp"
 #include "runtime/config.hpp"
 #include "runtime/node.hpp"
+#include "test/actors/group_client_fixture.hpp"
 #include "test/support/process.hpp"
 
 using namespace troupe;
@@ -27,46 +24,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// A port nobody listens on right now (the OS picks it; we release it at once).
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 std::string group_node_config(uint16_t port, const std::string& group_config) {
   return R"({"transport": {"port": )" + std::to_string(port)
          + R"(}, "providers": [{"type": "group", "name": "g", "provider_id": 42,
              "config": )"
          + group_config + "}]}";
 }
-
-struct client_fixture {
-  node client{parse_node_config(R"({"threads": 2})", "client.json")};
-  client_fixture() {
-    actors::register_builtin_types(client.system_config());
-    if (auto err = client.start())
-      throw std::runtime_error(describe(err));
-  }
-
-  group::group_view view_of(const std::string& address) {
-    auto g = client.remote_provider(address, "group", 42, 20s);
-    if (!g)
-      BOOST_FAIL("no group provider at " << address << ": " << describe(g.error()));
-    group::group_view result;
-    caf::scoped_actor self{client.system()};
-    self->request(*g, 20s, caf::get_atom::value)
-      .receive([&](const group::group_view& v) { result = v; },
-               [&](const caf::error& e) { BOOST_FAIL(describe(e)); });
-    return result;
-  }
-};
 
 } // namespace
 
@@ -119,7 +82,7 @@ BOOST_AUTO_TEST_CASE(bad_view_files_name_the_key) {
 
 BOOST_AUTO_TEST_SUITE_END()
 
-BOOST_FIXTURE_TEST_SUITE(static_groups, client_fixture)
+BOOST_FIXTURE_TEST_SUITE(static_groups, group_client_fixture)
 
 BOOST_AUTO_TEST_CASE(four_processes_start_from_one_view_file_and_agree) {
   temp_dir dir;

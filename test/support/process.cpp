@@ -1,5 +1,9 @@
 #include "test/support/process.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -8,6 +12,7 @@
 #include <fstream>
 #include <poll.h>
 #include <stdexcept>
+#include <thread>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -158,6 +163,29 @@ std::optional<int> child_process::wait_exit(std::chrono::milliseconds timeout) {
   while (out_fd_ >= 0 || err_fd_ >= 0)
     pump(std::chrono::milliseconds(100));
   return status_;
+}
+
+uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool eventually(std::chrono::milliseconds deadline,
+                const std::function<bool()>& condition) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < end) {
+    if (condition())
+      return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  }
+  return condition();
 }
 
 run_result run_to_end(std::vector<std::string> argv, std::chrono::milliseconds timeout) {

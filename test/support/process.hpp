@@ -5,6 +5,8 @@
 // leaves an orphan behind.
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -52,6 +54,15 @@ private:
   std::string err_;
   std::optional<int> status_;
 };
+
+/// Checks `condition` every 10 ms until it holds or `deadline` passes; whether it held.
+/// Tests wait for conditions this way, never with fixed sleeps.
+bool eventually(std::chrono::milliseconds deadline,
+                const std::function<bool()>& condition);
+
+/// A loopback TCP port nobody listens on right now (the OS picks it; it is released
+/// at once, so a test that needs fixed addresses up front can name them).
+uint16_t free_port();
 
 /// Runs a program to completion (with a deadline) and collects its output.
 struct run_result {

@@ -224,18 +224,6 @@ struct instance {
   }
 };
 
-/// Polls `condition` until it holds or `deadline` passes.
-bool eventually(std::chrono::milliseconds deadline,
-                const std::function<bool()>& condition) {
-  auto end = std::chrono::steady_clock::now() + deadline;
-  while (std::chrono::steady_clock::now() < end) {
-    if (condition())
-      return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return condition();
-}
-
 } // namespace
 
 BOOST_AUTO_TEST_CASE(a_three_node_instance_driven_from_its_view_file) {

@@ -199,8 +199,7 @@ caf::expected<caf::actor> session::group_provider(std::ostream& err,
     return make_error(errc::not_found, "no group provider");
   }
   auto g = client_.remote_provider(address_, "group", *wanted, opts_.timeout);
-  if (!g && g.error().category() == error_category_atom
-      && g.error().code() == static_cast<uint8_t>(errc::not_found))
+  if (!g && has_code(g.error(), errc::not_found))
     err << address_ << " runs no group provider with provider id " << *wanted << "\n";
   else if (!g)
     err << "group provider " << *wanted << " at " << address_ << ": "
