@@ -24,3 +24,7 @@ find_package(CLI11 CONFIG REQUIRED)
 find_package(Boost 1.74 REQUIRED COMPONENTS unit_test_framework)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(HWLOC REQUIRED IMPORTED_TARGET hwloc)
+
+# Open MPI (libopenmpi-dev): only the group provider's `mpi` bootstrap calls it, once,
+# to all-gather the members' addresses; MPI is finalized before the node serves.
+find_package(MPI REQUIRED COMPONENTS C)

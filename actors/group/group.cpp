@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/group/member_actor.hpp"
+#include "actors/group/mpi_bootstrap.hpp"
 #include "actors/group/view.hpp"
 #include "base/error.hpp"
 #include "base/files.hpp"
@@ -85,9 +86,6 @@ group_settings read_settings(const provider_context& ctx) {
     if (std::find(std::begin(bootstrap_names), std::end(bootstrap_names), name)
         == std::end(bootstrap_names))
       r.expected(where, "one of self, view, file, join, mpi", value);
-    if (name == "mpi")
-      r.fail(where, "\"mpi\" is not supported by this build yet "
-                    "(supported: self, view, file, join)");
     s.bootstraps.push_back(name);
   };
   if (b->is_array()) {
@@ -282,6 +280,17 @@ caf::expected<caf::actor> make_group(const provider_context& ctx) {
         outcome = start_from_view(ctx, s, ms, std::move(view), "config.file", s.file);
       } catch (const config_error& e) {
         outcome = {{}, ctx.spec.origin + ".config.file: " + e.what(), false};
+      }
+    } else if (method == "mpi") {
+      // Every rank of the MPI job starts from the same view, in MPI rank order.
+      auto gathered = detail::mpi_allgather_members(ms.self);
+      if (auto* error = std::get_if<std::string>(&gathered)) {
+        outcome = {{}, ctx.spec.origin + ": bootstrap mpi: " + *error, false};
+      } else {
+        group_view view;
+        view.members = std::move(std::get<std::vector<member>>(gathered));
+        outcome =
+          start_from_view(ctx, s, ms, std::move(view), "config", "the MPI all-gather");
       }
     } else if (method == "join") {
       outcome = start_by_joining(ctx, s, ms);

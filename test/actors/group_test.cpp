@@ -149,7 +149,8 @@ BOOST_AUTO_TEST_CASE(group_config_errors_stop_actorhost_with_the_key) {
   BOOST_REQUIRE(group::write_view_file(other, v).empty());
   int i = 0;
   for (const auto& c : std::vector<bad_case>{
-         {R"({"bootstrap": "mpi"})", "config.bootstrap: \"mpi\" is not supported"},
+         {R"({"bootstrap": []})",
+          "config.bootstrap: expected a bootstrap method or a non-empty list"},
          {R"({"bootstrap": "file"})", "config.file: bootstrap \"file\" needs"},
          {R"({"bootstrap": "self", "group": {"type": "gossip"}})",
           "config.group.type: expected \"static\" or \"centralized\", found string "

@@ -1,0 +1,183 @@
+#define BOOST_TEST_MODULE group_mpi
+#include <boost/test/unit_test.hpp>
+
+// The `mpi` bootstrap: `mpirun -np N actorhost -c group.json` forms an N-member group
+// from one MPI_Allgather, ranks in MPI rank order. Runs Open MPI's real mpirun, as
+// root too (the two OMPI_ALLOW_RUN_AS_ROOT variables the README documents).
+
+#include <csignal>
+#include <fstream>
+#include <map>
+#include <regex>
+
+#include "actors/group/client.hpp"
+#include "actors/group/view.hpp"
+#include "test/actors/group_client_fixture.hpp"
+#include "test/support/process.hpp"
+
+using namespace troupe;
+using namespace troupe::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::vector<std::string> mpi_env = {"OMPI_ALLOW_RUN_AS_ROOT=1",
+                                          "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"};
+
+std::string mpi_group_config(const std::string& type, const std::string& file) {
+  return R"({"transport": {"port": 0}, "threads": 1, "providers": [{"type": "group",
+             "name": "g", "provider_id": 42, "config": {"bootstrap": "mpi",
+             "file": ")"
+         + file + R"(", "group": {"type": ")" + type + R"("}}}]})";
+}
+
+/// An MPI job of `ranks` actorhost processes; stopped (SIGTERM to mpirun) on scope exit.
+struct mpi_job {
+  std::unique_ptr<child_process> mpirun;
+  std::vector<int> pids; // of the actorhost ranks, from their ready lines
+
+  std::map<std::string, int> pid_of; // address -> pid
+
+  mpi_job(int ranks, const std::string& config_path, bool recovery = false) {
+    std::vector<std::string> argv{TROUPE_MPIEXEC, "-np", std::to_string(ranks),
+                                  "--oversubscribe"};
+    if (recovery)
+      argv.push_back("--enable-recovery");
+    argv.insert(argv.end(), {bin_path("actorhost"), "-c", config_path});
+    mpirun = std::make_unique<child_process>(argv, mpi_env);
+  }
+
+  /// Waits until every rank has printed its ready line; false if the job ended or
+  /// the deadline passed.
+  bool wait_ready(size_t ranks, std::chrono::milliseconds deadline) {
+    static const std::regex ready{R"(actorhost ready: (\S+) .* pid=(\d+))"};
+    auto ok = eventually(deadline, [&] {
+      mpirun->wait_for_line("\n", 1ms); // pumps the pipes
+      pids.clear();
+      const auto& out = mpirun->out();
+      for (auto it = std::sregex_iterator(out.begin(), out.end(), ready);
+           it != std::sregex_iterator(); ++it) {
+        pids.push_back(std::stoi((*it)[2]));
+        pid_of[(*it)[1]] = pids.back();
+      }
+      return pids.size() == ranks || mpirun->wait_exit(0ms).has_value();
+    });
+    return ok && pids.size() == ranks;
+  }
+
+  ~mpi_job() {
+    mpirun->signal(SIGTERM);
+    mpirun->wait_exit(10s);
+  }
+};
+
+/// Gone or a zombie: the ranks' reaper is whoever adopts them, not this test.
+bool process_gone(int pid) {
+  std::ifstream stat{"/proc/" + std::to_string(pid) + "/stat"};
+  std::string line;
+  if (!std::getline(stat, line))
+    return true;
+  auto paren = line.rfind(')');
+  return paren == std::string::npos || line.compare(paren + 2, 1, "Z") == 0;
+}
+
+/// Waits until the view file at `file` lists `members` members.
+bool view_file_has(const std::string& file, size_t members) {
+  return eventually(20s, [&] {
+    try {
+      return group::read_view_file(file).members.size() == members;
+    } catch (const std::exception&) {
+      return false; // not written yet
+    }
+  });
+}
+
+} // namespace
+
+BOOST_FIXTURE_TEST_SUITE(mpi_bootstrap, group_client_fixture)
+
+BOOST_AUTO_TEST_CASE(mpirun_np4_forms_one_centralized_group_led_by_rank_0) {
+  temp_dir dir;
+  auto file = dir.path() + "/g.json";
+  auto config = dir.write("group.json", mpi_group_config("centralized", file));
+  std::vector<int> pids;
+  {
+    mpi_job job{4, config};
+    BOOST_REQUIRE_MESSAGE(job.wait_ready(4, 60s), "mpirun output:\n"
+                                                    << job.mpirun->out() << "\n"
+                                                    << job.mpirun->err());
+    pids = job.pids;
+    // Rank 0 leads and writes the view file; every rank ends with the same view.
+    std::vector<caf::actor> members;
+    BOOST_REQUIRE(view_file_has(file, 4));
+    auto view = group::read_view_file(file);
+    BOOST_CHECK_EQUAL(view.leader, view.members[0].member_id);
+    BOOST_CHECK_EQUAL(view.version.epoch, 1u);
+    for (size_t i = 0; i < view.members.size(); ++i) {
+      BOOST_CHECK_EQUAL(view.members[i].member_id, i + 1);
+      BOOST_CHECK_EQUAL(view.members[i].provider_id, 42);
+      members.push_back(group_at(view.members[i].address));
+    }
+    BOOST_CHECK(eventually(20s, [&] {
+      for (const auto& m : members) {
+        auto v = try_view_of(m);
+        if (!v || v->digest() != view.digest())
+          return false;
+      }
+      return true;
+    }));
+    // A client opened from the view file sees the same group.
+    auto handle = group::group_client::open_file(client, file);
+    BOOST_REQUIRE_MESSAGE(handle, error_of(handle));
+    BOOST_CHECK_EQUAL(handle->view().digest(), view.digest());
+  }
+  // mpirun stopped: so did every rank.
+  BOOST_CHECK(
+    eventually(15s, [&] { return std::all_of(pids.begin(), pids.end(), process_gone); }));
+}
+
+BOOST_AUTO_TEST_CASE(mpirun_np2_forms_one_static_group) {
+  temp_dir dir;
+  auto file = dir.path() + "/g.json";
+  auto config = dir.write("group.json", mpi_group_config("static", file));
+  mpi_job job{2, config};
+  BOOST_REQUIRE_MESSAGE(job.wait_ready(2, 60s), "mpirun output:\n"
+                                                  << job.mpirun->out() << "\n"
+                                                  << job.mpirun->err());
+  BOOST_REQUIRE(view_file_has(file, 2));
+  auto view = group::read_view_file(file);
+  BOOST_CHECK_EQUAL(view.leader, 0u);
+  for (const auto& m : view.members)
+    BOOST_CHECK_EQUAL(view_of(m.address).digest(), view.digest());
+}
+
+BOOST_AUTO_TEST_CASE(with_enable_recovery_a_killed_rank_is_removed_and_the_rest_go_on) {
+  temp_dir dir;
+  auto file = dir.path() + "/g.json";
+  auto config = dir.write("group.json", mpi_group_config("centralized", file));
+  mpi_job job{3, config, true};
+  BOOST_REQUIRE(job.wait_ready(3, 60s));
+  BOOST_REQUIRE(view_file_has(file, 3));
+  auto view = group::read_view_file(file);
+  auto victim = view.members[2].address; // not the leader (rank 0)
+  ::kill(job.pid_of.at(victim), SIGKILL);
+  auto leader = group_at(view.members[0].address);
+  BOOST_CHECK(eventually(10s, [&] {
+    auto v = try_view_of(leader);
+    return v && v->members.size() == 2 && !v->rank_of(victim, 42);
+  }));
+  BOOST_CHECK(job.mpirun->wait_exit(0ms) == std::nullopt); // the job goes on
+}
+
+BOOST_AUTO_TEST_CASE(a_killed_mpirun_takes_its_ranks_down) {
+  temp_dir dir;
+  auto config =
+    dir.write("group.json", mpi_group_config("centralized", dir.path() + "/g.json"));
+  mpi_job job{2, config};
+  BOOST_REQUIRE(job.wait_ready(2, 60s));
+  job.mpirun->signal(SIGKILL);
+  BOOST_CHECK(eventually(
+    15s, [&] { return std::all_of(job.pids.begin(), job.pids.end(), process_gone); }));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
