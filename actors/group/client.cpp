@@ -22,6 +22,11 @@ struct group_client::shared {
   std::string address; // guarded by mtx: its address
   uint16_t provider_id = 0;
   caf::actor refresher; // guarded by mtx: the auto-refresh actor, if on
+  // One caller for every request of this handle, made on first use: a fresh actor per
+  // call would cost a proxy (and its monitor and down notice) on the member's node
+  // each time, which doubled a refresh round trip. Calls take turns on it.
+  std::mutex call_mtx;
+  std::unique_ptr<caf::scoped_actor> caller; // guarded by call_mtx
 
   ~shared() {
     if (refresher)
@@ -51,7 +56,10 @@ bool is_unreachable(const caf::error& err) {
 /// view in rank order when it cannot be reached.
 template <class T, class... Ts>
 caf::expected<T> call(group_client::shared& st, const Ts&... xs) {
-  caf::scoped_actor self{st.owner->system()};
+  std::lock_guard<std::mutex> turn{st.call_mtx};
+  if (!st.caller) // hidden: the node's shutdown does not wait for it
+    st.caller = std::make_unique<caf::scoped_actor>(st.owner->system(), true);
+  auto& self = *st.caller;
   auto ask = [&](const caf::actor& member) {
     caf::expected<T> result{caf::error{}};
     self->request(member, st.timeout, xs...)
@@ -61,16 +69,19 @@ caf::expected<T> call(group_client::shared& st, const Ts&... xs) {
   };
   caf::actor member;
   std::string address;
-  group_view view;
   {
     std::lock_guard<std::mutex> guard{st.mtx};
     member = st.member;
     address = st.address;
-    view = st.view;
   }
   auto result = ask(member);
   if (result || !is_unreachable(result.error()))
     return result;
+  group_view view; // copied only now: the common case must not pay for the members
+  {
+    std::lock_guard<std::mutex> guard{st.mtx};
+    view = st.view;
+  }
   std::string tried = address + ": " + describe(result.error());
   for (const auto& m : view.members) {
     if (m.address == address)
@@ -237,7 +248,12 @@ group_view group_client::view() const {
 }
 
 caf::expected<bool> group_client::refresh() {
-  auto answer = call<view_refresh>(*state_, refresh_atom::value, view().version);
+  view_version known;
+  {
+    std::lock_guard<std::mutex> guard{state_->mtx};
+    known = state_->view.version;
+  }
+  auto answer = call<view_refresh>(*state_, refresh_atom::value, known);
   if (!answer)
     return answer.error();
   if (answer->changed)

@@ -10,7 +10,8 @@
 // Every call that talks to the group fails over: when the member it talks to cannot
 // be reached, it tries the other members of its cached view in rank order. Blocking
 // calls; do not call them from inside an actor's handler. Thread-safe; copies share
-// one cache.
+// one cache, and their calls take turns (one caller actor per handle). Destroy every
+// copy before the node stops.
 
 #include <chrono>
 #include <cstdint>

@@ -201,41 +201,65 @@ attempt start_from_view(const provider_context& ctx, const group_settings& s,
   return {detail::spawn_member(ctx.system, std::move(ms), std::move(view)), {}, false};
 }
 
+/// Whom a joiner asks: the configured member, else the members of the view file (all
+/// but this node). Empty with `error` set while the file cannot be read.
+std::vector<std::string> join_contacts(const provider_context& ctx,
+                                       const group_settings& s, std::string& error) {
+  if (!s.join_address.empty())
+    return {s.join_address};
+  std::vector<std::string> contacts;
+  try {
+    for (const auto& m : read_view_file(s.file).members)
+      if (m.address != ctx.node_address)
+        contacts.push_back(m.address);
+  } catch (const config_error& e) {
+    error = ctx.spec.origin + ".config.file: cannot join: " + e.what();
+  }
+  return contacts;
+}
+
 attempt start_by_joining(const provider_context& ctx, const group_settings& s,
                          detail::member_settings ms) {
-  std::vector<std::string> contacts;
-  if (!s.join_address.empty()) {
-    contacts.push_back(s.join_address);
-  } else {
-    try {
-      for (const auto& m : read_view_file(s.file).members)
-        if (m.address != ctx.node_address)
-          contacts.push_back(m.address);
-    } catch (const config_error& e) {
-      return {{}, ctx.spec.origin + ".config.file: cannot join: " + e.what(), false};
-    }
-  }
   if (!ctx.locator)
     return {{}, ctx.spec.origin + ": cannot join: this node has no transport", true};
   auto timeout = ms.join_timeout;
   auto handle = detail::spawn_member(ctx.system, std::move(ms), {});
   caf::scoped_actor self{ctx.system};
   attempt result;
-  // Members may still be starting (a group started all at once): keep asking until
-  // join_timeout_ms has passed.
+  // The group may be starting at the same moment (its view file not written yet, its
+  // members not listening yet): keep trying until join_timeout_ms has passed.
   auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool said_waiting = false;
   for (;;) {
-    self
-      ->request(handle, timeout * static_cast<int>(2 * contacts.size() + 1),
-                detail::connect_atom::value, contacts)
-      .receive([&](const group_view&) { result.handle = handle; },
-               [&](const caf::error& err) {
-                 result.error = ctx.spec.origin + ": " + context_text(err);
-                 result.fatal = has_code(err, errc::refused);
-               });
+    result.error.clear();
+    auto contacts = join_contacts(ctx, s, result.error);
+    if (contacts.empty() && result.error.empty()) {
+      result.error = ctx.spec.origin + ".config.file: cannot join: " + s.file
+                     + " names no member but this node";
+      break;
+    }
+    if (!contacts.empty()) {
+      self
+        ->request(handle, timeout * static_cast<int>(2 * contacts.size() + 1),
+                  detail::connect_atom::value, contacts)
+        .receive([&](const group_view&) { result.handle = handle; },
+                 [&](const caf::error& err) {
+                   result.error = ctx.spec.origin + ": " + context_text(err);
+                   result.fatal = has_code(err, errc::refused);
+                 });
+    } else if (!said_waiting) {
+      said_waiting = true;
+      TROUPE_LOG_INFO("group", "group "
+                               " << ctx.spec.name << "
+                               ": waiting for the view "
+                                 << "file " << s.file << " (" << result.error << ")");
+    }
     if (result.handle || result.fatal || std::chrono::steady_clock::now() >= deadline)
       break;
-    std::this_thread::sleep_for(std::chrono::milliseconds{100});
+    // A missing view file is checked often (a whole group may be waiting for it); a
+    // member that did not answer, less often.
+    std::this_thread::sleep_for(contacts.empty() ? std::chrono::milliseconds{20}
+                                                 : std::chrono::milliseconds{100});
   }
   if (!result.handle)
     self->send_exit(handle, caf::exit_reason::user_shutdown);

@@ -64,10 +64,9 @@ int main(int argc, char** argv) {
   app.add_option("-c,--config", config_path, "node config file (JSON)")
     ->required()
     ->check(CLI::ExistingFile);
-  app
-    .add_option("-v,--verbosity", verbosity,
-                "log level: error, warning, info, debug, trace (or 0-4)")
-    ->capture_default_str();
+  app.add_option("-v,--verbosity", verbosity,
+                 "log level: error, warning, info, debug, trace (or 0-4); default: "
+                 "the TROUPE_LOG environment variable, else warning");
   app.add_option("--address-file", address_file,
                  "write the node's address to this file (atomically) once it is "
                  "ready; removed again at clean shutdown");
@@ -94,7 +93,9 @@ int main(int argc, char** argv) {
               << verbosity << "\"\n";
     return exit_bad_config;
   }
-  troupe::log::set_level(level);
+  // Without -v, the TROUPE_LOG environment variable (read at start) stands.
+  if (app.count("-v") > 0)
+    troupe::log::set_level(level);
   if (size > 0)
     return troupe::launcher::run_instance(
       {config_path, size, instance_dir, app.count("-v") > 0 ? verbosity : ""});

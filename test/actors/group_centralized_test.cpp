@@ -329,6 +329,22 @@ BOOST_AUTO_TEST_CASE(joining_with_nobody_to_ask_is_a_clear_error_and_exit_2) {
   BOOST_TEST(view_of(alone.address()).members.size() == 1u);
 }
 
+BOOST_AUTO_TEST_CASE(a_joiner_waits_for_the_view_file_of_a_group_not_started_yet) {
+  // Started before the group exists: it keeps looking for the file (join_timeout_ms).
+  members.push_back(std::make_unique<host_process>(
+    host_process::no_wait_t{},
+    host_config(R"({"bootstrap": "join", "file": ")" + file
+                + R"(", "join_timeout_ms": 20000, "group": {"type": "centralized"}})"),
+    std::vector<std::string>{"TROUPE_LOG=info"}));
+  BOOST_REQUIRE(
+    members[0]->process().wait_for_text_on_stderr("waiting for the view file", 20s));
+  leader = std::make_unique<host_process>(leader_config(file));
+  members[0]->wait_ready();
+  handles.push_back(group_at(leader->address()));
+  handles.push_back(group_at(members[0]->address()));
+  BOOST_CHECK(eventually(10s, [&] { return all_agree(2); }));
+}
+
 BOOST_AUTO_TEST_CASE(members_from_one_view_file_follow_the_configured_primary) {
   // The primary is the last member in the file: its rank must not matter.
   group::group_view v;

@@ -61,6 +61,9 @@ struct workload {
   bool busy_poll = false;
 };
 
+/// In a forked child: runs `args[0]` with `args`; exits 127 if it cannot.
+[[noreturn]] void exec_program(std::vector<std::string> args);
+
 /// A server half in a child process (this same program, `serve <kind>`), killed when
 /// the object goes (and by the kernel if we die: no orphans).
 class server_process {
@@ -104,5 +107,9 @@ result_set measure_caf(const std::string& address, const workload& w);
 int serve_troupe(bool busy_poll);
 int serve_ucx();
 int serve_caf();
+
+/// `troupe-bench groups`: formation, refresh and failure detection of a centralized
+/// group of `actorhost` processes; prints JSON or a table. Exit code.
+int run_groups(bool as_json, bool quick, const std::string& actorhost);
 
 } // namespace troupe::bench

@@ -38,6 +38,15 @@ latency summarize(std::vector<double> samples) {
   return result;
 }
 
+void exec_program(std::vector<std::string> args) {
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::execv(argv[0], argv.data());
+  ::_exit(127);
+}
+
 server_process::server_process(const std::string& kind, const std::string& tls,
                                bool busy_poll) {
   int out[2];
@@ -59,12 +68,7 @@ server_process::server_process(const std::string& kind, const std::string& tls,
     std::vector<std::string> args{"/proc/self/exe", "serve", kind};
     if (busy_poll)
       args.push_back("--busy-poll");
-    std::vector<char*> argv;
-    for (auto& a : args)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
+    exec_program(std::move(args));
   }
   ::close(out[1]);
   // Wait for "address ..." with a deadline; the server may fail to start.
@@ -250,6 +254,16 @@ int run_transport(bool as_json, bool quick, bool busy_poll, const std::string& o
   return failed ? 1 : 0;
 }
 
+/// `name` in the directory this program was started from (build/bin).
+std::string sibling_program(const std::string& name) {
+  char path[4096];
+  auto n = ::readlink("/proc/self/exe", path, sizeof(path) - 1);
+  if (n <= 0)
+    return name;
+  std::string self(path, static_cast<size_t>(n));
+  return self.substr(0, self.rfind('/') + 1) + name;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -272,6 +286,15 @@ int main(int argc, char** argv) {
                       "here always does)");
   transport->add_option("--only", only, "measure one system only")
     ->check(CLI::IsMember({"troupe", "ucx", "caf"}));
+  auto groups = app.add_subcommand(
+    "groups", "a centralized group of actorhost processes: 8, 16 and 32 concurrent "
+              "joins, refresh round trips (no change, full view), kill -9 and SIGSTOP "
+              "detection; Flock's figures printed beside");
+  groups->add_flag("--json", as_json, "print JSON instead of a table");
+  groups->add_flag("--quick", quick, "4 joiners, fewer iterations (a smoke run)");
+  std::string actorhost = sibling_program("actorhost");
+  groups->add_option("--actorhost", actorhost, "the actorhost program to start")
+    ->capture_default_str();
   auto serve = app.add_subcommand("serve", "run a server half (used by the benchmarks)");
   std::string kind;
   serve->add_option("kind", kind, "troupe, ucx or caf")
@@ -290,5 +313,7 @@ int main(int argc, char** argv) {
       return serve_ucx();
     return serve_caf();
   }
+  if (*groups)
+    return run_groups(as_json, quick, actorhost);
   return run_transport(as_json, quick, busy_poll, only);
 }
