@@ -156,11 +156,19 @@ node_config parse_node_config(std::string_view text, const std::string& source) 
   }
   r.require_object("", doc);
   r.reject_unknown_keys(
-    "", doc, {"transport", "threads", "scheduler", "pinning", "libraries", "providers"});
+    "", doc,
+    {"transport", "ops", "threads", "scheduler", "pinning", "libraries", "providers"});
   node_config cfg;
   cfg.source = source;
   if (auto it = doc.find("transport"); it != doc.end())
     read_transport(r, *it, cfg.transport);
+  if (auto it = doc.find("ops"); it != doc.end()) {
+    r.require_object("ops", *it);
+    r.reject_unknown_keys("ops", *it, {"deadline_ms"});
+    if (auto d = it->find("deadline_ms"); d != it->end())
+      cfg.ops.deadline_ms =
+        static_cast<unsigned>(r.read_integer("ops.deadline_ms", *d, 1, 86400 * 1000));
+  }
   if (auto it = doc.find("threads"); it != doc.end())
     read_threads(r, *it, cfg);
   if (auto it = doc.find("scheduler"); it != doc.end())
@@ -247,6 +255,7 @@ std::string to_json_text(const node_config& cfg, int indent) {
                       {"keepalive_ms", cfg.transport.keepalive_ms},
                       {"max_message_bytes", cfg.transport.max_message_bytes},
                       {"spin_us", cfg.transport.spin_us}};
+  doc["ops"] = {{"deadline_ms", cfg.ops.deadline_ms}};
   doc["threads"] = cfg.threads == 0 ? json("auto") : json(cfg.threads);
   doc["scheduler"] = cfg.policy == scheduler_policy::sharing ? "sharing" : "stealing";
   if (cfg.pinning == pinning_mode::list)

@@ -38,6 +38,13 @@ struct transport_config {
   unsigned spin_us = 50;
 };
 
+/// The `ops` section: defaults of the op framework (runtime/ops.hpp).
+struct ops_config {
+  /// Deadline of an op launched without one: when it passes, the op fails with
+  /// troupe.timeout and every side of it ends.
+  unsigned deadline_ms = 10000;
+};
+
 /// How CAF's scheduler threads are placed on cores.
 enum class pinning_mode {
   none,  ///< the OS places threads
@@ -65,6 +72,7 @@ struct provider_config {
 struct node_config {
   std::string source; ///< file name, or "<string>" for configs parsed from text
   transport_config transport;
+  ops_config ops;
   /// Number of CAF scheduler threads; 0 means one per core of the topology.
   unsigned threads = 0;
   scheduler_policy policy = scheduler_policy::sharing;

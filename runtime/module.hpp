@@ -6,22 +6,27 @@
 
 #include <caf/fwd.hpp>
 
+namespace troupe::ops {
+class op_registry;
+} // namespace troupe::ops
+
 namespace troupe {
 
 class provider_registry;
 
 /// What a loadable module sees when the node loads it: the actor system config (to
-/// register message types before the system starts) and the provider registry (to
-/// register provider types).
+/// register message types before the system starts), the provider registry (to
+/// register provider types) and the op registry (to register op types).
 struct module_context {
   caf::actor_system_config& system_config;
   provider_registry& providers;
+  ops::op_registry& ops;
   std::string library; ///< the path it was loaded from
   std::string error;   ///< set by the module to explain a non-zero return
 };
 
 /// Bumped whenever module_context or the registry interface changes incompatibly.
-constexpr unsigned module_abi_version = 1;
+constexpr unsigned module_abi_version = 2;
 
 } // namespace troupe
 
@@ -55,7 +60,7 @@ public:
   /// the module's own error). A library whose init ran and failed stays loaded until
   /// the set is destroyed, because it may have registered types pointing into it.
   std::string load(const std::string& path, caf::actor_system_config& cfg,
-                   provider_registry& providers);
+                   provider_registry& providers, ops::op_registry& ops);
 
   std::vector<std::string> loaded() const;
 

@@ -19,6 +19,7 @@
 #include "runtime/module.hpp"
 #include "runtime/locator.hpp"
 #include "runtime/node_service.hpp"
+#include "runtime/ops.hpp"
 #include "runtime/provider_registry.hpp"
 #include "runtime/topology.hpp"
 #include "transport/address.hpp"
@@ -80,6 +81,7 @@ struct node::impl {
   std::vector<caf::actor> started; // providers in start order
   caf::actor service;              // the node service, stopped after the providers
   caf::actor locator;              // finds remote actors for actors, without blocking
+  ops::op_runtime ops;             // op registry, dispatcher and ops in flight
   unsigned threads = 0;
   mutable std::mutex shutdown_mtx;
   std::function<void()> shutdown_handler; // guarded by shutdown_mtx
@@ -177,6 +179,7 @@ node::node(node_config cfg) : impl_(std::make_unique<impl>()) {
   impl_->system_cfg->load<transport::middleman>();
   // Types that cross nodes must be registered under the same name everywhere.
   impl_->system_cfg->add_message_type<typed_message>("troupe::typed_message");
+  ops::register_op_types(*impl_->system_cfg);
   impl_->system_cfg->add_message_type<stats_map>("troupe::stats_map");
   impl_->system_cfg->add_message_type<region_descriptor>("troupe::region_descriptor");
   impl_->system_cfg->add_message_type<rdma_done>("troupe::rdma_done");
@@ -221,8 +224,8 @@ caf::error node::start() {
   if (impl_->system)
     return make_error(errc::invalid_config, "node already started");
   for (size_t i = 0; i < impl_->cfg.libraries.size(); ++i) {
-    auto err =
-      impl_->modules.load(impl_->cfg.libraries[i], *impl_->system_cfg, *impl_->providers);
+    auto err = impl_->modules.load(impl_->cfg.libraries[i], *impl_->system_cfg,
+                                   *impl_->providers, impl_->ops.registry());
     if (!err.empty())
       return make_error(errc::module_load_failed, impl_->cfg.source + ": libraries["
                                                     + std::to_string(i) + "]: " + err);
@@ -238,6 +241,7 @@ caf::error node::start() {
   impl_->service = spawn_node_service(*this);
   transport::middleman::of(*impl_->system).publish(node_service_key, impl_->service);
   impl_->locator = spawn_locator(*impl_->system, transport(), lookup_deadline);
+  impl_->ops.start(*this);
   if (auto err = impl_->spawn_providers()) {
     stop();
     return err;
@@ -249,6 +253,7 @@ void node::stop() {
   if (!impl_->system)
     return;
   impl_->stop_providers();
+  impl_->ops.stop();
   if (impl_->service) {
     caf::anon_send_exit(impl_->service, caf::exit_reason::user_shutdown);
     impl_->service = nullptr;
@@ -273,6 +278,10 @@ std::string node::address() const {
     return transport::middleman::of(*impl_->system).address();
   const auto& t = impl_->cfg.transport;
   return transport::node_address{t.protocol, t.address, t.port}.to_uri();
+}
+
+ops::op_runtime& node::ops() {
+  return impl_->ops;
 }
 
 caf::actor node::locator() const {

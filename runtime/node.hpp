@@ -17,6 +17,10 @@ namespace troupe::transport {
 class middleman;
 } // namespace troupe::transport
 
+namespace troupe::ops {
+class op_runtime;
+} // namespace troupe::ops
+
 namespace troupe {
 
 class provider_registry;
@@ -68,6 +72,10 @@ public:
 
   /// How long a locator lookup waits for an answer.
   static constexpr std::chrono::milliseconds lookup_deadline{5000};
+
+  /// The op framework (runtime/ops.hpp): register op types on it before or after
+  /// `start()`; its dispatcher runs between `start()` and `stop()`.
+  ops::op_runtime& ops();
 
   /// The UCX middleman. Valid between `start()` and `stop()`.
   transport::middleman& transport();

@@ -11,6 +11,7 @@
 
 #include "base/error.hpp"
 #include "runtime/node.hpp"
+#include "runtime/ops.hpp"
 #include "runtime/provider_registry.hpp"
 #include "runtime/topology.hpp"
 #include "transport/middleman.hpp"
@@ -64,6 +65,22 @@ struct node_service_state {
       {"summary", t.summary()},   {"bound_cores", owner->placement().bound_cores()}};
   }
 
+  json ops() const {
+    auto& rt = owner->ops();
+    json inflight = json::array();
+    for (const auto& op : rt.inflight())
+      inflight.push_back({{"name", op.name},
+                          {"mailbox", op.mailbox},
+                          {"side", op.side},
+                          {"state", op.state},
+                          {"age_ms", op.age.count()}});
+    json registered = json::array();
+    for (const auto* e : rt.registry().all())
+      registered.push_back({{"name", e->name}, {"op_id", e->id}});
+    return {
+      {"inflight", inflight}, {"counters", rt.counters()}, {"registered", registered}};
+  }
+
   caf::result<std::string> answer(caf::actor_system& sys, const std::string& what) const {
     if (what == "info")
       return info(sys).dump();
@@ -75,6 +92,8 @@ struct node_service_state {
       return topology().dump();
     if (what == "config")
       return to_json_text(owner->config(), -1);
+    if (what == "ops")
+      return ops().dump();
     std::string known;
     for (auto topic : node_service_topics)
       known += (known.empty() ? "" : ", ") + std::string{topic};

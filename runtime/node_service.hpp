@@ -12,6 +12,9 @@
 //       "stats"     the counters above as an object
 //       "topology"  packages, NUMA nodes, cores, hardware threads, bound cores
 //       "config"    the node's effective config
+//       "ops"       {"inflight": [{name, mailbox, side, state, age_ms}, ...],
+//                    "counters": {launched, completed, failed, ...},
+//                    "registered": [{name, op_id}, ...]}
 //     an unknown `what` is answered with a troupe.not_found error naming the known ones.
 //   (ping_atom, payload) -> payload (round-trip measurements).
 //   (shutdown_atom) -> "ok", then the node's owner is asked to shut down gracefully.
@@ -38,8 +41,8 @@ using stats_map = std::map<std::string, uint64_t>;
 constexpr const char* node_service_key = "troupe.node";
 
 /// The questions (get_atom, what) the node service answers.
-constexpr const char* node_service_topics[] = {"info", "providers", "stats", "topology",
-                                               "config"};
+constexpr const char* node_service_topics[] = {"info",     "providers", "stats",
+                                               "topology", "config",    "ops"};
 
 /// Spawns the node service of `owner`, which must outlive it (the node stops it).
 caf::actor spawn_node_service(node& owner);

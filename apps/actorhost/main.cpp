@@ -21,6 +21,7 @@
 #include "base/log.hpp"
 #include "runtime/config.hpp"
 #include "runtime/node.hpp"
+#include "runtime/ops.hpp"
 #include "runtime/provider_registry.hpp"
 #include "runtime/topology.hpp"
 
@@ -119,6 +120,10 @@ int main(int argc, char** argv) {
   troupe::node node{std::move(cfg)};
   troupe::actors::register_builtin_providers(node.providers());
   troupe::actors::register_builtin_types(node.system_config());
+  if (auto err = troupe::actors::register_builtin_ops(node.ops().registry())) {
+    std::cerr << "actorhost: " << troupe::describe(err) << "\n";
+    return exit_bad_config;
+  }
   // A remote `shutdown` (actorsh) ends up where SIGTERM does.
   node.on_shutdown_request([] { ::kill(::getpid(), SIGTERM); });
   if (auto err = node.start()) {

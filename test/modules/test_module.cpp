@@ -1,4 +1,5 @@
-// A loadable module for tests. Provider types:
+// A loadable module for tests. Op types: test.silent and test.fail (test_ops.hpp).
+// Provider types:
 //   "upper"     replies to a string with the string in upper case;
 //   "blackhole" takes a string request and never answers it (keeps it in flight), and
 //               answers an int with the number of requests it holds, and ok_atom
@@ -18,6 +19,8 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/module.hpp"
+#include "runtime/ops.hpp"
+#include "test/modules/test_ops.hpp"
 #include "test/schema/test_protocol.capnp.h"
 #include "transport/rdma.hpp"
 #include "transport/typed_message.hpp"
@@ -141,5 +144,11 @@ TROUPE_MODULE(ctx) {
     ctx.error = "provider type \"upper\" is already registered";
     return 1;
   }
+  for (auto err :
+       {ctx.ops.add<troupe::test::silent_op>(), ctx.ops.add<troupe::test::fail_op>()})
+    if (err) {
+      ctx.error = "cannot register the test ops";
+      return 1;
+    }
   return 0;
 }

@@ -1,0 +1,799 @@
+#include "runtime/ops.hpp"
+
+#include <array>
+#include <atomic>
+#include <deque>
+#include <map>
+#include <sstream>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <kj/exception.h>
+
+#include "base/error.hpp"
+#include "base/log.hpp"
+#include "runtime/locator.hpp"
+#include "runtime/node.hpp"
+#include "transport/middleman.hpp"
+
+namespace troupe::ops {
+
+using op_deadline_atom = caf::atom_constant<caf::atom("opdeadline")>;
+using op_timer_atom = caf::atom_constant<caf::atom("optimer")>;
+using op_trigger_atom = caf::atom_constant<caf::atom("optrigger")>;
+
+using clock_type = std::chrono::steady_clock;
+
+// -- default handlers -----------------------------------------------------------------
+
+namespace {
+
+step unexpected(const char* what) {
+  return step::fail(
+    make_error(errc::provider_failed, std::string{"the op does not handle "} + what));
+}
+
+std::string hex_id(op_id id) {
+  std::ostringstream os;
+  os << "0x" << std::hex << id;
+  return os.str();
+}
+
+} // namespace
+
+step origin_side::on_target_done(origin_context&, size_t) {
+  return step::wait();
+}
+step origin_side::on_timeout(origin_context&, uint64_t) {
+  return unexpected("timers");
+}
+step origin_side::on_trigger(origin_context&, const caf::message&) {
+  return unexpected("triggers");
+}
+step origin_side::on_other(origin_context&, caf::message& m) {
+  return unexpected(("the message " + caf::to_string(m)).c_str());
+}
+step target_side::on_message(target_context&, const typed_message&) {
+  return unexpected("a second message from the origin");
+}
+step target_side::on_timeout(target_context&, uint64_t) {
+  return unexpected("timers");
+}
+step target_side::on_other(target_context&, caf::message& m) {
+  return unexpected(("the message " + caf::to_string(m)).c_str());
+}
+
+// -- the registry ---------------------------------------------------------------------
+
+// Open addressing over atomic slots: readers probe without a lock; writers (rare) take
+// the mutex and publish an entry with one release store. Entries are never removed.
+struct op_registry::table {
+  static constexpr size_t capacity = 4096; // a power of two
+  std::array<std::atomic<const entry*>, capacity> slots{};
+  std::mutex write_mtx;
+  std::deque<entry> entries; // guarded by write_mtx; stable addresses
+  size_t count = 0;          // guarded by write_mtx
+};
+
+op_registry::op_registry() : table_(std::make_unique<table>()) {
+}
+op_registry::~op_registry() = default;
+
+caf::error op_registry::add(std::string name, target_factory make_target) {
+  auto id = op_id_of(name);
+  std::lock_guard<std::mutex> guard{table_->write_mtx};
+  if (const auto* known = find(id)) {
+    if (known->name == name)
+      return caf::none;
+    return make_error(errc::refused, "op \"" + name + "\" has the op id " + hex_id(id)
+                                       + " of the registered op \"" + known->name
+                                       + "\": rename one of them");
+  }
+  if (table_->count * 2 >= table::capacity)
+    return make_error(errc::refused, "op \"" + name + "\": the op registry is full ("
+                                       + std::to_string(table_->count) + " op types)");
+  table_->entries.push_back({std::move(name), id, std::move(make_target)});
+  for (size_t i = id & (table::capacity - 1);; i = (i + 1) & (table::capacity - 1)) {
+    if (table_->slots[i].load(std::memory_order_relaxed) == nullptr) {
+      table_->slots[i].store(&table_->entries.back(), std::memory_order_release);
+      break;
+    }
+  }
+  ++table_->count;
+  return caf::none;
+}
+
+const op_registry::entry* op_registry::find(op_id id) const {
+  for (size_t i = id & (table::capacity - 1);; i = (i + 1) & (table::capacity - 1)) {
+    const auto* e = table_->slots[i].load(std::memory_order_acquire);
+    if (e == nullptr || e->id == id)
+      return e;
+  }
+}
+
+std::vector<const op_registry::entry*> op_registry::all() const {
+  std::vector<const entry*> result;
+  for (const auto& slot : table_->slots)
+    if (const auto* e = slot.load(std::memory_order_acquire))
+      result.push_back(e);
+  return result;
+}
+
+// -- handles --------------------------------------------------------------------------
+
+struct op_handle::shared {
+  mutable std::mutex mtx;
+  std::condition_variable done_cv;
+  std::optional<op_result> result;                            // guarded by mtx
+  std::vector<std::function<void(const op_result&)>> waiting; // guarded by mtx
+  caf::actor origin;                                          // guarded by mtx
+
+  /// Sets the result; false if there already was one (it arrives exactly once).
+  bool complete(op_result r) {
+    std::vector<std::function<void(const op_result&)>> callbacks;
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      if (result)
+        return false;
+      result = std::move(r);
+      callbacks.swap(waiting);
+    }
+    done_cv.notify_all();
+    for (auto& f : callbacks)
+      f(*result); // set once, never changed again: safe to read unlocked
+    return true;
+  }
+};
+
+op_handle::op_handle(std::shared_ptr<shared> state) : state_(std::move(state)) {
+}
+
+op_result op_handle::get() const {
+  std::unique_lock<std::mutex> guard{state_->mtx};
+  state_->done_cv.wait(guard, [&] { return state_->result.has_value(); });
+  return *state_->result;
+}
+
+std::optional<op_result> op_handle::get_for(std::chrono::milliseconds timeout) const {
+  std::unique_lock<std::mutex> guard{state_->mtx};
+  if (!state_->done_cv.wait_for(guard, timeout,
+                                [&] { return state_->result.has_value(); }))
+    return std::nullopt;
+  return *state_->result;
+}
+
+bool op_handle::ready() const {
+  std::lock_guard<std::mutex> guard{state_->mtx};
+  return state_->result.has_value();
+}
+
+void op_handle::then(std::function<void(const op_result&)> continuation) const {
+  {
+    std::lock_guard<std::mutex> guard{state_->mtx};
+    if (!state_->result) {
+      state_->waiting.push_back(std::move(continuation));
+      return;
+    }
+  }
+  continuation(*state_->result);
+}
+
+const caf::actor& op_handle::origin() const {
+  std::lock_guard<std::mutex> guard{state_->mtx};
+  return state_->origin;
+}
+
+void op_handle::trigger(caf::message m) const {
+  auto origin = this->origin();
+  if (origin)
+    caf::anon_send(origin, op_trigger_atom::value, std::move(m));
+}
+
+// -- the op runtime -------------------------------------------------------------------
+
+op_runtime::op_runtime() = default;
+op_runtime::~op_runtime() = default;
+
+void op_runtime::track(const caf::actor_addr& side_actor, std::string name,
+                       const char* side) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  inflight_[side_actor.id()] = {side_actor, std::move(name), side, "started",
+                                clock_type::now()};
+}
+
+void op_runtime::set_state(uint64_t mailbox, std::string state) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (auto it = inflight_.find(mailbox); it != inflight_.end())
+    it->second.state = std::move(state);
+}
+
+void op_runtime::untrack(uint64_t mailbox) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  inflight_.erase(mailbox);
+}
+
+std::vector<inflight_op> op_runtime::inflight() const {
+  auto now = clock_type::now();
+  std::vector<inflight_op> result;
+  std::lock_guard<std::mutex> guard{mtx_};
+  for (const auto& [mailbox, t] : inflight_)
+    result.push_back(
+      {t.name, mailbox, t.side, t.state,
+       std::chrono::duration_cast<std::chrono::milliseconds>(now - t.started)});
+  return result;
+}
+
+void op_runtime::count(const char* what) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  ++counts_[what];
+}
+
+std::map<std::string, uint64_t> op_runtime::counters() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return counts_;
+}
+
+namespace {
+
+/// Fills in what a handler can use; one per handler call, on the actor's stack.
+template <class Base, class Actor>
+class context_base : public Base {
+public:
+  explicit context_base(Actor* self) : self_(self) {}
+  const std::string& op_name() const override { return self_->state.entry->name; }
+  uint64_t mailbox() const override { return self_->id(); }
+  std::chrono::milliseconds remaining() const override {
+    auto left = self_->state.deadline - clock_type::now();
+    return std::max(std::chrono::milliseconds{0},
+                    std::chrono::duration_cast<std::chrono::milliseconds>(left));
+  }
+  void set_state(std::string state) override {
+    self_->state.rt->set_state(self_->id(), std::move(state));
+  }
+  void start_timer(std::chrono::milliseconds delay, uint64_t id) override {
+    self_->delayed_send(self_, delay, op_timer_atom::value, id);
+  }
+  caf::event_based_actor* self() override { return self_; }
+
+protected:
+  Actor* self_;
+};
+
+/// Runs a handler; exceptions (a malformed peer message read by typed_reader throws
+/// kj::Exception) become failures of the side.
+template <class F>
+step guarded(const std::string& op, const char* side, F&& handler) {
+  try {
+    return handler();
+  } catch (const kj::Exception& e) {
+    return step::fail(make_error(errc::provider_failed,
+                                 "op " + op + " (" + side
+                                   + "): " + std::string{e.getDescription().cStr()}));
+  } catch (const std::exception& e) {
+    return step::fail(
+      make_error(errc::provider_failed, "op " + op + " (" + side + "): " + e.what()));
+  }
+}
+
+// -- origin side ----------------------------------------------------------------------
+
+struct origin_peer {
+  caf::actor dispatcher; // of the target's node, once located
+  caf::actor mailbox;    // the target side, once it answered
+  bool locating = false;
+  bool started = false;
+  bool ended = false;
+  std::vector<typed_message> queue; // waiting for the dispatcher or the mailbox
+};
+
+struct origin_state {
+  static inline const char* name = "troupe.op.origin";
+  op_runtime* rt = nullptr;
+  const op_registry::entry* entry = nullptr;
+  std::shared_ptr<origin_side> logic;
+  std::vector<std::string> targets;
+  std::vector<origin_peer> peers;
+  std::shared_ptr<op_handle::shared> handle;
+  clock_type::time_point deadline;
+  bool finished = false;
+  std::vector<std::pair<size_t, typed_message>> outbox; // sent when the handler returns
+};
+
+using origin_actor = caf::stateful_actor<origin_state>;
+
+class origin_ctx final : public context_base<origin_context, origin_actor> {
+public:
+  using context_base::context_base;
+  const std::vector<std::string>& targets() const override {
+    return self_->state.targets;
+  }
+  void send(size_t i, typed_message m) override {
+    if (i >= self_->state.targets.size())
+      throw std::out_of_range("op " + op_name() + ": no target " + std::to_string(i));
+    self_->state.outbox.emplace_back(i, std::move(m));
+  }
+};
+
+void origin_finish(origin_actor* self, step s);
+
+op_message to_target(const origin_state& st, uint8_t kind, size_t i,
+                     typed_message payload = {}) {
+  op_message m;
+  m.id = st.entry->id;
+  m.kind = kind;
+  m.index = static_cast<uint32_t>(i);
+  m.payload = std::move(payload);
+  return m;
+}
+
+/// Sends what can go to target `i` now: the start message once its dispatcher is
+/// known, the rest once its mailbox is.
+void origin_pump(origin_actor* self, size_t i) {
+  auto& st = self->state;
+  auto& peer = st.peers[i];
+  if (peer.ended)
+    return;
+  if (!peer.started && !peer.queue.empty()) {
+    if (!peer.dispatcher) {
+      if (peer.locating)
+        return;
+      peer.locating = true;
+      self->request(st.rt->directory(), caf::infinite, locate_atom::value, st.targets[i])
+        .then(
+          [self, i](caf::actor& dispatcher) {
+            auto& peer = self->state.peers[i];
+            peer.locating = false;
+            peer.dispatcher = dispatcher;
+            self->monitor(dispatcher); // its node's death ends the op
+            origin_pump(self, i);
+          },
+          [self, i](caf::error& err) {
+            origin_finish(self, step::fail(make_error(errc::unreachable,
+                                                      "op " + self->state.entry->name
+                                                        + ": target " + std::to_string(i)
+                                                        + " (" + self->state.targets[i]
+                                                        + "): " + context_text(err))));
+          });
+      return;
+    }
+    auto m = to_target(st, op_message::start, i, std::move(peer.queue.front()));
+    peer.queue.erase(peer.queue.begin());
+    auto left = st.deadline - clock_type::now();
+    m.deadline_ms = static_cast<uint64_t>(std::max<int64_t>(
+      1, std::chrono::duration_cast<std::chrono::milliseconds>(left).count()));
+    self->send(peer.dispatcher, std::move(m));
+    peer.started = true;
+  }
+  if (peer.mailbox) {
+    for (auto& payload : peer.queue)
+      self->send(peer.mailbox, to_target(st, op_message::data, i, std::move(payload)));
+    peer.queue.clear();
+  }
+}
+
+void origin_flush(origin_actor* self) {
+  auto& st = self->state;
+  auto outbox = std::move(st.outbox);
+  st.outbox.clear();
+  std::vector<bool> touched(st.peers.size());
+  for (auto& [i, payload] : outbox) {
+    st.peers[i].queue.push_back(std::move(payload));
+    touched[i] = true;
+  }
+  for (size_t i = 0; i < st.peers.size(); ++i)
+    if (touched[i])
+      origin_pump(self, i);
+}
+
+void origin_finish(origin_actor* self, step s) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  st.finished = true;
+  origin_flush(self);
+  // Targets still waiting learn that the op is over.
+  for (size_t i = 0; i < st.peers.size(); ++i) {
+    auto& peer = st.peers[i];
+    if (peer.mailbox && !peer.ended)
+      self->send(peer.mailbox, to_target(st, op_message::end, i));
+  }
+  if (s.what() == step::kind::done) {
+    st.rt->count("completed");
+    st.handle->complete(std::move(s.result()));
+  } else {
+    st.rt->count("failed");
+    st.handle->complete(std::move(s.error()));
+  }
+  self->quit();
+}
+
+template <class F>
+void origin_run(origin_actor* self, F&& handler) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  origin_ctx ctx{self};
+  auto s = guarded(st.entry->name, "origin", [&] { return handler(ctx); });
+  if (s.what() == step::kind::wait)
+    origin_flush(self);
+  else
+    origin_finish(self, std::move(s));
+}
+
+caf::behavior origin_behavior(origin_actor* self, op_runtime* rt,
+                              const op_registry::entry* entry,
+                              std::shared_ptr<origin_side> logic,
+                              std::vector<std::string> targets,
+                              std::shared_ptr<op_handle::shared> handle,
+                              std::chrono::milliseconds deadline) {
+  auto& st = self->state;
+  st.rt = rt;
+  st.entry = entry;
+  st.logic = std::move(logic);
+  st.targets = std::move(targets);
+  st.peers.resize(st.targets.size());
+  st.handle = handle;
+  st.deadline = clock_type::now() + deadline;
+  rt->track(self->address(), entry->name, "origin");
+  // Whatever ends this actor, the caller hears of it once.
+  self->attach_functor(
+    [rt, handle, id = self->id(), name = entry->name](const caf::error& reason) {
+      rt->untrack(id);
+      if (handle->complete(make_error(
+            errc::provider_failed,
+            "op " + name + " ended before its result: " + caf::to_string(reason))))
+        rt->count("failed");
+    });
+  self->set_down_handler([self](caf::down_msg& down) {
+    auto& st = self->state;
+    for (size_t i = 0; i < st.peers.size(); ++i)
+      if (st.peers[i].dispatcher && st.peers[i].dispatcher.address() == down.source
+          && !st.peers[i].ended)
+        return origin_finish(
+          self, step::fail(make_error(errc::unreachable,
+                                      "op " + st.entry->name + ": target "
+                                        + std::to_string(i) + " (" + st.targets[i]
+                                        + ") is gone: " + caf::to_string(down.reason))));
+  });
+  self->set_default_handler([self](caf::scheduled_actor*, caf::message_view& view) {
+    auto m = view.move_content_to_message();
+    origin_run(self,
+               [&](origin_ctx& ctx) { return self->state.logic->on_other(ctx, m); });
+    return caf::result<caf::message>{caf::message{}};
+  });
+  self->delayed_send(self, deadline, op_deadline_atom::value);
+  origin_run(self, [&](origin_ctx& ctx) { return self->state.logic->on_start(ctx); });
+  return {
+    [self](op_message& m) {
+      auto& st = self->state;
+      if (m.index >= st.peers.size() || m.id != st.entry->id) {
+        st.rt->count("stray_messages");
+        return;
+      }
+      auto i = m.index;
+      auto& peer = st.peers[i];
+      if (!peer.mailbox && m.kind != op_message::failure) {
+        peer.mailbox = caf::actor_cast<caf::actor>(self->current_sender());
+        origin_pump(self, i);
+      }
+      if (m.last || m.kind == op_message::end)
+        peer.ended = true;
+      switch (m.kind) {
+        case op_message::failure: {
+          peer.ended = true;
+          auto code = m.code == 0 ? errc::provider_failed : static_cast<errc>(m.code);
+          return origin_finish(
+            self, step::fail(make_error(code, "op " + st.entry->name + ": target "
+                                                + std::to_string(i) + " (" + st.targets[i]
+                                                + "): " + m.error)));
+        }
+        case op_message::data:
+          origin_run(self, [&](origin_ctx& ctx) {
+            return self->state.logic->on_message(ctx, i, m.payload);
+          });
+          break;
+        default:
+          break;
+      }
+      if (peer.ended)
+        origin_run(self, [&](origin_ctx& ctx) {
+          return self->state.logic->on_target_done(ctx, i);
+        });
+    },
+    [self](op_deadline_atom) {
+      auto& st = self->state;
+      std::string waiting;
+      for (size_t i = 0; i < st.peers.size(); ++i)
+        if (!st.peers[i].ended)
+          waiting += (waiting.empty() ? "" : ", ") + st.targets[i];
+      origin_finish(
+        self, step::fail(make_error(errc::timeout,
+                                    "op " + st.entry->name + " passed its deadline ("
+                                      + (waiting.empty() ? std::string{"no target open"}
+                                                         : "waiting for " + waiting)
+                                      + ")")));
+    },
+    [self](op_timer_atom, uint64_t id) {
+      origin_run(self,
+                 [&](origin_ctx& ctx) { return self->state.logic->on_timeout(ctx, id); });
+    },
+    [self](op_trigger_atom, caf::message& m) {
+      origin_run(self,
+                 [&](origin_ctx& ctx) { return self->state.logic->on_trigger(ctx, m); });
+    },
+  };
+}
+
+// -- target side ----------------------------------------------------------------------
+
+struct target_state {
+  static inline const char* name = "troupe.op.target";
+  op_runtime* rt = nullptr;
+  const op_registry::entry* entry = nullptr;
+  std::unique_ptr<target_side> logic;
+  caf::actor origin;
+  uint32_t index = 0;
+  clock_type::time_point deadline;
+  bool finished = false;
+  std::vector<typed_message> outbox;
+};
+
+using target_actor = caf::stateful_actor<target_state>;
+
+class target_ctx final : public context_base<target_context, target_actor> {
+public:
+  using context_base::context_base;
+  void reply(typed_message m) override { self_->state.outbox.push_back(std::move(m)); }
+  size_t index() const override { return self_->state.index; }
+};
+
+op_message to_origin(const target_state& st, uint8_t kind, typed_message payload = {}) {
+  op_message m;
+  m.id = st.entry->id;
+  m.kind = kind;
+  m.index = st.index;
+  m.payload = std::move(payload);
+  return m;
+}
+
+void target_flush(target_actor* self, bool last) {
+  auto& st = self->state;
+  auto outbox = std::move(st.outbox);
+  st.outbox.clear();
+  for (size_t k = 0; k < outbox.size(); ++k) {
+    auto m = to_origin(st, op_message::data, std::move(outbox[k]));
+    m.last = last && k + 1 == outbox.size();
+    self->send(st.origin, std::move(m));
+  }
+  if (last && outbox.empty()) {
+    auto m = to_origin(st, op_message::end);
+    m.last = true;
+    self->send(st.origin, std::move(m));
+  }
+}
+
+/// Ends the target side; `tell_origin` is false when the origin is gone or said end.
+void target_finish(target_actor* self, step s, bool tell_origin) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  st.finished = true;
+  if (tell_origin) {
+    if (s.what() == step::kind::fail) {
+      st.outbox.clear();
+      auto m = to_origin(st, op_message::failure);
+      m.last = true;
+      m.error = context_text(s.error());
+      if (s.error().category() == error_category_atom)
+        m.code = s.error().code();
+      self->send(st.origin, std::move(m));
+    } else {
+      target_flush(self, true);
+    }
+  }
+  self->quit();
+}
+
+template <class F>
+void target_run(target_actor* self, F&& handler) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  target_ctx ctx{self};
+  auto s = guarded(st.entry->name, "target", [&] { return handler(ctx); });
+  if (s.what() == step::kind::wait)
+    target_flush(self, false);
+  else
+    target_finish(self, std::move(s), true);
+}
+
+caf::behavior target_behavior(target_actor* self, op_runtime* rt,
+                              const op_registry::entry* entry, caf::actor origin,
+                              op_message first) {
+  auto& st = self->state;
+  st.rt = rt;
+  st.entry = entry;
+  st.logic = entry->make_target();
+  st.origin = std::move(origin);
+  st.index = first.index;
+  auto budget = std::chrono::milliseconds{first.deadline_ms};
+  st.deadline = clock_type::now() + budget;
+  rt->track(self->address(), entry->name, "target");
+  rt->count("targets_started");
+  self->attach_functor([rt, id = self->id()] { rt->untrack(id); });
+  // The origin's end (or its node's death) ends this side too.
+  self->monitor(st.origin);
+  self->set_down_handler(
+    [self](caf::down_msg&) { target_finish(self, step::fail(caf::error{}), false); });
+  self->set_default_handler([self](caf::scheduled_actor*, caf::message_view& view) {
+    auto m = view.move_content_to_message();
+    target_run(self,
+               [&](target_ctx& ctx) { return self->state.logic->on_other(ctx, m); });
+    return caf::result<caf::message>{caf::message{}};
+  });
+  // The origin fails the op at the deadline; this side just goes.
+  self->delayed_send(self, budget, op_deadline_atom::value);
+  target_run(self, [&](target_ctx& ctx) {
+    return self->state.logic->on_start(ctx, first.payload);
+  });
+  return {
+    [self](op_message& m) {
+      if (m.kind == op_message::end)
+        return target_finish(self, step::done(), false);
+      if (m.kind == op_message::data)
+        target_run(self, [&](target_ctx& ctx) {
+          return self->state.logic->on_message(ctx, m.payload);
+        });
+    },
+    [self](op_deadline_atom) { target_finish(self, step::fail(caf::error{}), false); },
+    [self](op_timer_atom, uint64_t id) {
+      target_run(self,
+                 [&](target_ctx& ctx) { return self->state.logic->on_timeout(ctx, id); });
+    },
+  };
+}
+
+// -- the dispatcher (mailbox 0 of a node) ---------------------------------------------
+
+caf::behavior dispatcher_behavior(caf::event_based_actor* self, op_runtime* rt,
+                                  std::string address) {
+  return {
+    [self, rt, address](op_message& m) {
+      auto origin = caf::actor_cast<caf::actor>(self->current_sender());
+      if (!origin || m.kind != op_message::start) {
+        rt->count("stray_messages");
+        return;
+      }
+      const auto* entry = rt->registry().find(m.id);
+      if (entry == nullptr) {
+        rt->count("unknown_op_id");
+        std::string known;
+        for (const auto* e : rt->registry().all())
+          known += (known.empty() ? "" : ", ") + e->name;
+        op_message answer;
+        answer.id = m.id;
+        answer.kind = op_message::failure;
+        answer.index = m.index;
+        answer.last = true;
+        answer.code = static_cast<uint8_t>(errc::not_found);
+        answer.error = "unknown op id " + hex_id(m.id) + " on " + address
+                       + " (registered there: " + (known.empty() ? "none" : known) + ")";
+        self->send(origin, std::move(answer));
+        return;
+      }
+      self->spawn(target_behavior, rt, entry, std::move(origin), std::move(m));
+    },
+  };
+}
+
+// -- the directory: other nodes' dispatchers, located once ------------------------------
+
+struct directory_state {
+  static inline const char* name = "troupe.op.directory";
+  std::map<std::string, caf::actor> known;
+  std::map<std::string, std::vector<caf::response_promise>> pending;
+};
+
+caf::behavior directory_behavior(caf::stateful_actor<directory_state>* self,
+                                 caf::actor locator) {
+  self->set_down_handler([self](caf::down_msg& down) {
+    auto& known = self->state.known;
+    for (auto it = known.begin(); it != known.end();)
+      it = it->second.address() == down.source ? known.erase(it) : std::next(it);
+  });
+  return {
+    [self, locator](locate_atom, const std::string& uri) -> caf::result<caf::actor> {
+      auto& st = self->state;
+      if (auto it = st.known.find(uri); it != st.known.end())
+        return it->second;
+      auto rp = self->make_response_promise();
+      auto& waiting = st.pending[uri];
+      waiting.push_back(rp);
+      if (waiting.size() == 1)
+        self->request(locator, caf::infinite, locate_atom::value, uri, dispatcher_key)
+          .then(
+            [self, uri](caf::actor& dispatcher) {
+              auto& st = self->state;
+              st.known[uri] = dispatcher;
+              self->monitor(dispatcher);
+              for (auto& p : st.pending[uri])
+                p.deliver(dispatcher);
+              st.pending.erase(uri);
+            },
+            [self, uri](caf::error& err) {
+              auto& st = self->state;
+              for (auto& p : st.pending[uri])
+                p.deliver(err);
+              st.pending.erase(uri);
+            });
+      return rp;
+    },
+  };
+}
+
+} // namespace
+
+void op_runtime::start(node& n) {
+  owner_ = &n;
+  dispatcher_ = n.system().spawn(dispatcher_behavior, this, n.address());
+  transport::middleman::of(n.system()).publish(dispatcher_key, dispatcher_);
+  directory_ = n.system().spawn(directory_behavior, n.locator());
+}
+
+void op_runtime::stop() {
+  // Ops still running end now (their callers get an error): a node that stops must
+  // not wait for their deadlines.
+  std::vector<caf::actor_addr> running;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    for (const auto& [mailbox, t] : inflight_)
+      running.push_back(t.actor);
+  }
+  for (const auto& a : running)
+    if (auto h = caf::actor_cast<caf::actor>(a))
+      caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
+  for (auto* a : {&dispatcher_, &directory_}) {
+    if (*a)
+      caf::anon_send_exit(*a, caf::exit_reason::user_shutdown);
+    *a = nullptr;
+  }
+  owner_ = nullptr;
+}
+
+void register_op_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<op_message>("troupe::ops::op_message");
+}
+
+op_handle launch(node& n, std::string_view name, std::unique_ptr<origin_side> origin,
+                 std::vector<std::string> targets, op_options options) {
+  auto state = std::make_shared<op_handle::shared>();
+  op_handle handle{state};
+  auto fail = [&](errc code, std::string what) {
+    state->complete(make_error(code, std::move(what)));
+    return handle;
+  };
+  if (!n.running())
+    return fail(errc::refused,
+                "cannot launch op " + std::string{name} + ": the node is not running");
+  auto& rt = n.ops();
+  const auto* entry = rt.registry().find(op_id_of(name));
+  if (entry == nullptr || entry->name != name)
+    return fail(errc::not_found,
+                "op \"" + std::string{name} + "\" is not registered on this node");
+  if (targets.empty())
+    return fail(errc::refused, "op " + std::string{name} + ": no target nodes");
+  auto deadline = options.deadline.count() > 0
+                    ? options.deadline
+                    : std::chrono::milliseconds{n.config().ops.deadline_ms};
+  rt.count("launched");
+  auto actor = n.system().spawn(origin_behavior, &rt, entry,
+                                std::shared_ptr<origin_side>{std::move(origin)},
+                                std::move(targets), state, deadline);
+  std::lock_guard<std::mutex> guard{state->mtx};
+  state->origin = std::move(actor);
+  return handle;
+}
+
+} // namespace troupe::ops

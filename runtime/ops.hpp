@@ -1,0 +1,324 @@
+#pragma once
+// Ops (DESIGN.md, "Ops"; FAODEL OpBox's model): a protocol among nodes written as two
+// state machines, an origin side and a target side, each an actor whose actor id is
+// its mailbox.
+//
+//   struct ping_op {                                  // one op type
+//     static constexpr const char* name = "ping";     // its id: op_id_of(name)
+//     using origin = ping_origin;                     // : origin_side
+//     using target = ping_target;                     // : target_side
+//   };
+//   node.ops().add<ping_op>();                        // on every node taking part
+//   auto h = ops::launch<ping_op>(node, {"ucx://10.0.0.2:7100"}, "hello");
+//   caf::expected<caf::message> r = h.get();          // or h.then(callback)
+//
+// How an op runs: `launch` spawns the origin actor, which calls `on_start`. The first
+// message to a target node goes to that node's op dispatcher (published as
+// "troupe.ops"), which spawns the target side for the op id and hands it the message
+// (`on_start`); every later message, both ways, goes to the other side's mailbox. A
+// side's handlers run one at a time and each returns a `step`: wait (stay alive),
+// done (the side ends; for the origin with the op's result) or fail (the side ends;
+// the origin's caller gets the error). Messages a handler sends leave when it returns,
+// the last one to a peer marked as its sender's last.
+//
+// Failure: every op has a deadline (`op_options`, else the node's `ops.deadline_ms`);
+// when it passes, or a node taking part dies, or a target cannot run the op (unknown
+// op id there, a handler failed), the origin's caller gets the error, exactly once,
+// and every side's actor ends. No side outlives its op: targets end with the origin
+// (its end, its death, or the deadline they were given).
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <caf/fwd.hpp>
+#include <caf/message.hpp>
+#include <caf/meta/type_name.hpp>
+
+#include "transport/typed_message.hpp"
+
+namespace troupe {
+class node;
+} // namespace troupe
+
+namespace troupe::ops {
+
+using op_id = uint32_t;
+
+/// An op type's id: FNV-1a (32 bit) of its name, as OpBox hashes names. Never 0.
+constexpr op_id op_id_of(std::string_view name) {
+  uint32_t h = 2166136261u;
+  for (char c : name) {
+    h ^= static_cast<uint8_t>(c);
+    h *= 16777619u;
+  }
+  return h == 0 ? 1 : h;
+}
+
+/// How a handler ends: the side waits for more, is done, or failed.
+class step {
+public:
+  enum class kind { wait, done, fail };
+
+  static step wait() { return step{kind::wait, {}, {}}; }
+  /// For the origin, `result` is what the op's caller gets.
+  static step done(caf::message result = {}) {
+    return step{kind::done, std::move(result), {}};
+  }
+  static step fail(caf::error why) { return step{kind::fail, {}, std::move(why)}; }
+
+  kind what() const { return what_; }
+  caf::message& result() { return result_; }
+  caf::error& error() { return error_; }
+
+private:
+  step(kind k, caf::message r, caf::error e)
+    : what_(k), result_(std::move(r)), error_(std::move(e)) {}
+  kind what_;
+  caf::message result_;
+  caf::error error_;
+};
+
+/// What every side's handlers can use.
+class side_context {
+public:
+  virtual ~side_context() = default;
+  virtual const std::string& op_name() const = 0;
+  /// This side's mailbox: its actor id.
+  virtual uint64_t mailbox() const = 0;
+  /// Time left until the op's deadline.
+  virtual std::chrono::milliseconds remaining() const = 0;
+  /// What introspection (`actorsh ops`) shows as this side's state.
+  virtual void set_state(std::string state) = 0;
+  /// Calls `on_timeout(id)` after `delay` (a step's own timer; the deadline is apart).
+  virtual void start_timer(std::chrono::milliseconds delay, uint64_t id) = 0;
+  /// The side's actor, e.g. for RDMA requests, whose completions come as messages.
+  virtual caf::event_based_actor* self() = 0;
+};
+
+class origin_context : public side_context {
+public:
+  /// The nodes the op was launched on.
+  virtual const std::vector<std::string>& targets() const = 0;
+  /// Sends `m` to target `i`: the first message starts the target side on that node,
+  /// later ones go to its mailbox.
+  virtual void send(size_t i, typed_message m) = 0;
+};
+
+class target_context : public side_context {
+public:
+  /// Sends `m` to the origin's mailbox.
+  virtual void reply(typed_message m) = 0;
+  /// Which of the origin's targets this side is.
+  virtual size_t index() const = 0;
+};
+
+/// The origin side of an op type: subclass it. Handlers run in the origin actor.
+class origin_side {
+public:
+  virtual ~origin_side() = default;
+  virtual step on_start(origin_context& ctx) = 0;
+  /// A message from target `from`.
+  virtual step on_message(origin_context& ctx, size_t from, const typed_message& m) = 0;
+  /// Target `from` ended without an error (its last message, if any, came before).
+  virtual step on_target_done(origin_context& ctx, size_t from);
+  virtual step on_timeout(origin_context& ctx, uint64_t timer_id);
+  /// A user trigger (`op_handle::trigger`).
+  virtual step on_trigger(origin_context& ctx, const caf::message& m);
+  /// Any other message the actor receives (e.g. RDMA completions).
+  virtual step on_other(origin_context& ctx, caf::message& m);
+};
+
+/// The target side of an op type: subclass it (default-constructible: the dispatcher
+/// makes it). Handlers run in the target actor.
+class target_side {
+public:
+  virtual ~target_side() = default;
+  /// The origin's first message to this node.
+  virtual step on_start(target_context& ctx, const typed_message& m) = 0;
+  virtual step on_message(target_context& ctx, const typed_message& m);
+  virtual step on_timeout(target_context& ctx, uint64_t timer_id);
+  virtual step on_other(target_context& ctx, caf::message& m);
+};
+
+/// The result of an op, once: the origin's `step::done` message or the error.
+using op_result = caf::expected<caf::message>;
+
+/// A launched op: wait for it, or attach a continuation. Copies share the op.
+class op_handle {
+public:
+  struct shared;
+  explicit op_handle(std::shared_ptr<shared> state);
+
+  /// Blocks until the op has its result.
+  op_result get() const;
+  /// Blocks up to `timeout`; nothing if the op is still running.
+  std::optional<op_result> get_for(std::chrono::milliseconds timeout) const;
+  bool ready() const;
+  /// Calls `continuation` with the result once it is there: at once if it already
+  /// is, else on the thread that completes the op (keep it short; do not block).
+  /// From an actor, deliver to a response promise or send yourself a message.
+  void then(std::function<void(const op_result&)> continuation) const;
+  /// The origin actor (its mailbox); null if the op could not start.
+  const caf::actor& origin() const;
+  /// Sends `m` to the origin side's `on_trigger`.
+  void trigger(caf::message m) const;
+
+private:
+  std::shared_ptr<shared> state_;
+};
+
+struct op_options {
+  /// 0: the node's `ops.deadline_ms`.
+  std::chrono::milliseconds deadline{0};
+};
+
+/// The op types a node knows. Lookups take no lock (types can be added after start;
+/// they are never removed).
+class op_registry {
+public:
+  using target_factory = std::function<std::unique_ptr<target_side>()>;
+
+  op_registry();
+  ~op_registry();
+  op_registry(const op_registry&) = delete;
+  op_registry& operator=(const op_registry&) = delete;
+
+  /// Adds an op type. Adding the same name again changes nothing; a different name
+  /// with the same id is an error that names both.
+  caf::error add(std::string name, target_factory make_target);
+
+  template <class Op>
+  caf::error add() {
+    return add(Op::name, [] { return std::make_unique<typename Op::target>(); });
+  }
+
+  struct entry {
+    std::string name;
+    op_id id;
+    target_factory make_target;
+  };
+  /// The op type with id `id`, or null.
+  const entry* find(op_id id) const;
+  /// Every registered op type (a snapshot).
+  std::vector<const entry*> all() const;
+
+private:
+  struct table;
+  std::unique_ptr<table> table_;
+};
+
+/// Launches an op whose origin side is `origin` on `targets`. Fails (in the handle)
+/// when the op type is not registered on this node or the node is not running.
+op_handle launch(node& n, std::string_view name, std::unique_ptr<origin_side> origin,
+                 std::vector<std::string> targets, op_options options = {});
+
+template <class Op, class... Args>
+op_handle launch(node& n, std::vector<std::string> targets, Args&&... args) {
+  return launch(n, Op::name,
+                std::make_unique<typename Op::origin>(std::forward<Args>(args)...),
+                std::move(targets));
+}
+
+template <class Op, class... Args>
+op_handle launch_with(node& n, op_options options, std::vector<std::string> targets,
+                      Args&&... args) {
+  return launch(n, Op::name,
+                std::make_unique<typename Op::origin>(std::forward<Args>(args)...),
+                std::move(targets), options);
+}
+
+/// One op side running on this node, for introspection.
+struct inflight_op {
+  std::string name;
+  uint64_t mailbox = 0;
+  std::string side; ///< "origin" or "target"
+  std::string state;
+  std::chrono::milliseconds age{0};
+};
+
+// -- wiring (used by troupe::node) ------------------------------------------------
+
+/// The message both sides and the dispatcher exchange.
+struct op_message {
+  enum kind_type : uint8_t { start = 1, data, end, failure };
+  op_id id = 0;
+  uint8_t kind = data;
+  uint32_t index = 0;       ///< which of the origin's targets the message concerns
+  uint64_t deadline_ms = 0; ///< start: the time the target side may live
+  bool last = false;        ///< the sender's side ends with this message
+  uint8_t code = 0;         ///< kind failure: the troupe::errc (0: provider_failed)
+  std::string error;        ///< kind failure: why
+  typed_message payload;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, op_message& x) {
+    return f(caf::meta::type_name("troupe::ops::op_message"), x.id, x.kind, x.index,
+             x.deadline_ms, x.last, x.code, x.error, x.payload);
+  }
+};
+
+/// Registers op_message; every node calls it before its actor system starts.
+void register_op_types(caf::actor_system_config& cfg);
+
+/// The key a node's op dispatcher is published under.
+constexpr const char* dispatcher_key = "troupe.ops";
+
+/// The op framework of one node: its registry, its dispatcher, the ops in flight.
+class op_runtime {
+public:
+  op_runtime();
+  ~op_runtime();
+  op_registry& registry() { return registry_; }
+
+  /// Spawns the dispatcher and the directory of other nodes' dispatchers.
+  void start(node& n);
+  /// Stops them (in-flight ops are failed by their actors' ends).
+  void stop();
+
+  const caf::actor& dispatcher() const { return dispatcher_; }
+  const caf::actor& directory() const { return directory_; }
+  node* owner() const { return owner_; }
+
+  std::vector<inflight_op> inflight() const;
+
+  /// Called by the op actors.
+  void track(const caf::actor_addr& side_actor, std::string name, const char* side);
+  void set_state(uint64_t mailbox, std::string state);
+  void untrack(uint64_t mailbox);
+
+  /// Counters: "launched", "completed", "failed", "targets_started",
+  /// "unknown_op_id", "stray_messages".
+  void count(const char* what);
+  std::map<std::string, uint64_t> counters() const;
+
+private:
+  struct tracked {
+    caf::actor_addr actor; // weak: stop() ends the op actors still running
+    std::string name;
+    const char* side;
+    std::string state;
+    std::chrono::steady_clock::time_point started;
+  };
+  op_registry registry_;
+  node* owner_ = nullptr;
+  caf::actor dispatcher_;
+  caf::actor directory_;
+  mutable std::mutex mtx_;
+  std::map<uint64_t, tracked> inflight_;   // guarded by mtx_
+  std::map<std::string, uint64_t> counts_; // guarded by mtx_
+};
+
+} // namespace troupe::ops
