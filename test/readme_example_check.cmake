@@ -1,7 +1,8 @@
 # Fails when a README code block drifts from the example file the build compiles and
 # the tests run. Each example's code from its "// 1." marker on must appear verbatim.
 file(READ ${SOURCE_DIR}/README.md readme)
-foreach(example first_actor.cpp remote_echo.cpp typed_protocol.cpp rdma_copy.cpp)
+foreach(example first_actor.cpp remote_echo.cpp typed_protocol.cpp rdma_copy.cpp
+                word_count_op.cpp)
   file(READ ${SOURCE_DIR}/apps/examples/${example} text)
   string(FIND "${text}" "// 1. " start)
   if(start EQUAL -1)

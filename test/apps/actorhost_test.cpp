@@ -179,6 +179,12 @@ BOOST_AUTO_TEST_CASE(the_readme_rdma_example_moves_bytes_both_ways) {
   BOOST_TEST(r.out == "b got: bulk data from node a\na now holds: reply from node b\n");
 }
 
+BOOST_AUTO_TEST_CASE(the_readme_op_example_counts_words_on_two_targets) {
+  auto r = run_to_end({bin_path("example-word-count-op")}, 30s);
+  BOOST_TEST(r.exit_code == 0, "stderr: " << r.err);
+  BOOST_TEST(r.out == "words: 10\n");
+}
+
 BOOST_AUTO_TEST_CASE(a_busy_polling_node_serves_remote_requests) {
   host_process host{R"({"transport": {"busy_poll": true, "spin_us": 0},
       "providers": [{"type": "echo", "name": "echo", "provider_id": 1}]})"};

@@ -216,6 +216,13 @@ BOOST_AUTO_TEST_CASE(a_node_killed_in_the_middle_fails_the_op_within_a_second) {
     auto mine = client.ops().inflight();
     return mine.size() == 1 && mine[0].state == "answered by 2";
   }));
+  // actorsh shows the op in flight on a target.
+  auto shown = run_to_end({bin_path("actorsh"), "-a", a.address(), "-c", "ops"}, 30s);
+  BOOST_TEST(shown.exit_code == 0, shown.err);
+  BOOST_TEST(shown.out.find("registered: ") != std::string::npos, shown.out);
+  BOOST_TEST(shown.out.find("test.silent") != std::string::npos, shown.out);
+  BOOST_TEST(shown.out.find("target") != std::string::npos, shown.out);
+  BOOST_TEST(shown.out.find("holding") != std::string::npos, shown.out);
   auto killed = clock_type::now();
   b.kill_hard();
   auto r = h.get_for(10s);

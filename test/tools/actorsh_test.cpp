@@ -107,8 +107,8 @@ BOOST_AUTO_TEST_CASE(help_documents_every_command) {
   auto r = actorsh({"-c", "help"});
   BOOST_TEST(r.exit_code == 0);
   for (auto cmd :
-       {"connect", "info", "providers", "actors", "stats", "topology", "config", "view",
-        "metadata", "watch", "ping", "shutdown", "help", "quit"})
+       {"connect", "info", "providers", "actors", "stats", "topology", "config", "ops",
+        "view", "metadata", "watch", "ping", "shutdown", "help", "quit"})
     BOOST_TEST(r.out.find(std::string{"  "} + cmd) != std::string::npos,
                "help lacks " << cmd);
 }

@@ -47,6 +47,30 @@ void print_pretty(const std::string& what, const json& doc, std::ostream& out) {
     out << doc.dump(2) << "\n";
     return;
   }
+  if (what == "ops") {
+    std::string names;
+    for (const auto& r : doc["registered"])
+      names += (names.empty() ? "" : ", ") + r["name"].get<std::string>();
+    out << "registered: " << (names.empty() ? "none" : names) << "\n";
+    const auto& inflight = doc["inflight"];
+    if (inflight.empty()) {
+      out << "in flight: none\n";
+    } else {
+      out << std::left << std::setw(20) << "op" << std::setw(10) << "mailbox"
+          << std::setw(8) << "side" << std::setw(10) << "age_ms"
+          << "state\n";
+      for (const auto& op : inflight)
+        out << std::left << std::setw(20) << op["name"].get<std::string>()
+            << std::setw(10) << op["mailbox"].get<uint64_t>() << std::setw(8)
+            << op["side"].get<std::string>() << std::setw(10)
+            << op["age_ms"].get<int64_t>() << op["state"].get<std::string>() << "\n";
+    }
+    std::string counters;
+    for (const auto& [name, value] : doc["counters"].items())
+      counters += (counters.empty() ? "" : "  ") + name + " " + value.dump();
+    out << "counters: " << (counters.empty() ? "none" : counters) << "\n";
+    return;
+  }
   for (auto it = doc.begin(); it != doc.end(); ++it)
     out << std::left << std::setw(20) << it.key()
         << (it->is_string() ? it->get<std::string>() : it->dump()) << "\n";
@@ -89,6 +113,8 @@ session::session(node& client, options opts) : client_(client), opts_(opts) {
            "transport counters: messages and bytes in/out, peers, drops by reason"),
     simple("topology", "packages, NUMA nodes, cores, hardware threads, bound cores"),
     simple("config", "the node's effective config (JSON)"),
+    simple("ops", "op types registered on the node, the op sides in flight there "
+                  "(op, mailbox, side, age, state) and op counters"),
     {"view", "view [PROVIDER_ID]",
      "the group view held by the node's group provider (the first one, or PROVIDER_ID): "
      "rank, address, provider id, member id, incarnation, metadata; version and digest",
@@ -132,9 +158,9 @@ session::session(node& client, options opts) : client_(client), opts_(opts) {
 }
 
 std::vector<std::string> session::command_names() {
-  return {"connect",  "info",     "providers", "actors",   "stats",
-          "topology", "config",   "view",      "metadata", "watch",
-          "ping",     "shutdown", "help",      "quit",     "exit"};
+  return {"connect",  "info", "providers", "actors",   "stats", "topology",
+          "config",   "ops",  "view",      "metadata", "watch", "ping",
+          "shutdown", "help", "quit",      "exit"};
 }
 
 const session::command* session::find(const std::string& name) const {
