@@ -3,6 +3,7 @@
 #include "actors/echo/echo.hpp"
 #include "actors/group/group.hpp"
 #include "actors/ops/ping.hpp"
+#include "actors/ops/rdma_ping.hpp"
 
 namespace troupe::actors {
 
@@ -12,7 +13,9 @@ void register_builtin_providers(provider_registry& registry) {
 }
 
 caf::error register_builtin_ops(ops::op_registry& registry) {
-  return registry.add<ping_op>();
+  if (auto err = registry.add<ping_op>())
+    return err;
+  return registry.add<rdma_ping_op>();
 }
 
 void register_builtin_types(caf::actor_system_config& cfg) {

@@ -16,6 +16,7 @@
 
 #include "actors/builtin.hpp"
 #include "actors/ops/ping.hpp"
+#include "actors/ops/rdma_ping.hpp"
 #include "base/error.hpp"
 #include "runtime/config.hpp"
 #include "runtime/node.hpp"
@@ -124,6 +125,19 @@ BOOST_AUTO_TEST_CASE(ping_returns_the_payload_from_one_and_from_three_nodes) {
   }));
   auto counters = ops_of(a.address())["counters"];
   BOOST_TEST(counters["targets_started"].get<int>() == 2);
+}
+
+BOOST_AUTO_TEST_CASE(rdma_ping_moves_1_MiB_and_64_MiB_both_ways_byte_for_byte) {
+  host_process a{target_config()};
+  for (uint64_t bytes : {uint64_t{1} << 20, uint64_t{64} << 20}) {
+    auto r = ops::launch<actors::rdma_ping_op>(client, {a.address()}, bytes).get_for(60s);
+    BOOST_REQUIRE(r);
+    BOOST_REQUIRE_MESSAGE(*r, text_of(*r)); // the origin checked every byte
+    BOOST_TEST(r->value().get_as<uint64_t>(0) == bytes);
+  }
+  BOOST_CHECK(eventually(5s, [&] {
+    return inflight_at(a.address()) == 0 && client.ops().inflight().empty();
+  }));
 }
 
 BOOST_AUTO_TEST_CASE(ten_thousand_concurrent_pings_complete_each_exactly_once) {

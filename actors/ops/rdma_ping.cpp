@@ -1,0 +1,96 @@
+#include "actors/ops/rdma_ping.hpp"
+
+#include <capnp/message.h>
+#include <caf/actor_cast.hpp>
+#include <caf/event_based_actor.hpp>
+
+#include "base/error.hpp"
+#include "schema/ops.capnp.h"
+#include "transport/region_codec.hpp"
+
+namespace troupe::actors {
+
+namespace {
+
+constexpr uint64_t got_tag = 1;
+constexpr uint64_t put_tag = 2;
+
+} // namespace
+
+rdma_ping_origin::rdma_ping_origin(uint64_t bytes) : bytes_(bytes) {
+}
+
+ops::step rdma_ping_origin::on_start(ops::origin_context& ctx) {
+  if (bytes_ == 0)
+    return ops::step::fail(make_error(errc::refused, "rdma-ping: 0 bytes"));
+  auto region = memory_region::allocate(ctx.self()->system(), bytes_);
+  if (!region)
+    return ops::step::fail(region.error());
+  region_ = *region;
+  for (uint64_t i = 0; i < bytes_; ++i)
+    region_->data()[i] = rdma_ping_pattern(i);
+  capnp::MallocMessageBuilder builder;
+  auto ping = builder.initRoot<schema::ops::RdmaPing>();
+  write_region_descriptor(region_->descriptor(), ping.initRegion());
+  ping.setLength(bytes_);
+  for (size_t i = 0; i < ctx.targets().size(); ++i)
+    ctx.send(i, typed_message::of<schema::ops::RdmaPing>(builder));
+  ctx.set_state("buffer exposed, waiting for the ack");
+  return ops::step::wait();
+}
+
+ops::step rdma_ping_origin::on_message(ops::origin_context&, size_t,
+                                       const typed_message& m) {
+  if (!m.holds<schema::ops::RdmaPingAck>())
+    return ops::step::fail(
+      make_error(errc::provider_failed, "rdma-ping: expected an RdmaPingAck"));
+  for (uint64_t i = 0; i < bytes_; ++i)
+    if (region_->data()[i] != static_cast<uint8_t>(rdma_ping_pattern(i) + 1))
+      return ops::step::fail(
+        make_error(errc::provider_failed, "rdma-ping: byte " + std::to_string(i)
+                                            + " of the buffer is not what the target "
+                                              "should have put there"));
+  region_.reset(); // released only now, after the ack
+  return ops::step::done(caf::make_message(bytes_));
+}
+
+ops::step rdma_ping_target::on_start(ops::target_context& ctx, const typed_message& m) {
+  if (!m.holds<schema::ops::RdmaPing>())
+    return ops::step::fail(make_error(errc::refused, "rdma-ping: expected an RdmaPing"));
+  typed_reader<schema::ops::RdmaPing> ping{m};
+  auto length = ping.root().getLength();
+  if (!read_region_descriptor(ping.root().getRegion(), remote_) || length == 0
+      || length > remote_.length)
+    return ops::step::fail(
+      make_error(errc::refused, "rdma-ping: a bad region descriptor or length"));
+  auto region = memory_region::allocate(ctx.self()->system(), length);
+  if (!region)
+    return ops::step::fail(region.error());
+  local_ = *region;
+  rdma_get(ctx.self()->system(), remote_, 0, local_, 0, length,
+           caf::actor_cast<caf::actor>(ctx.self()), got_tag);
+  ctx.set_state("getting " + std::to_string(length) + " bytes");
+  return ops::step::wait();
+}
+
+ops::step rdma_ping_target::on_other(ops::target_context& ctx, caf::message& m) {
+  if (!m.match_elements<rdma_done>())
+    return target_side::on_other(ctx, m);
+  const auto& done = m.get_as<rdma_done>(0);
+  if (done.error)
+    return ops::step::fail(done.error);
+  if (done.tag == got_tag) {
+    for (size_t i = 0; i < local_->size(); ++i)
+      ++local_->data()[i];
+    rdma_put(ctx.self()->system(), remote_, 0, local_, 0, local_->size(),
+             caf::actor_cast<caf::actor>(ctx.self()), put_tag);
+    ctx.set_state("putting back");
+    return ops::step::wait();
+  }
+  capnp::MallocMessageBuilder builder;
+  builder.initRoot<schema::ops::RdmaPingAck>().setLength(local_->size());
+  ctx.reply(typed_message::of<schema::ops::RdmaPingAck>(builder));
+  return ops::step::done();
+}
+
+} // namespace troupe::actors
