@@ -291,6 +291,7 @@ struct origin_peer {
 struct origin_state {
   static inline const char* name = "troupe.op.origin";
   op_runtime* rt = nullptr;
+  caf::actor directory; // a copy: the runtime's own handle goes at stop
   const op_registry::entry* entry = nullptr;
   std::shared_ptr<origin_side> logic;
   std::vector<std::string> targets;
@@ -340,7 +341,7 @@ void origin_pump(origin_actor* self, size_t i) {
       if (peer.locating)
         return;
       peer.locating = true;
-      self->request(st.rt->directory(), caf::infinite, locate_atom::value, st.targets[i])
+      self->request(st.directory, caf::infinite, locate_atom::value, st.targets[i])
         .then(
           [self, i](caf::actor& dispatcher) {
             auto& peer = self->state.peers[i];
@@ -430,6 +431,7 @@ caf::behavior origin_behavior(origin_actor* self, op_runtime* rt,
                               std::chrono::milliseconds deadline) {
   auto& st = self->state;
   st.rt = rt;
+  st.directory = rt->directory();
   st.entry = entry;
   st.logic = std::move(logic);
   st.targets = std::move(targets);
