@@ -13,7 +13,6 @@
 #include <kj/exception.h>
 
 #include "base/error.hpp"
-#include "base/log.hpp"
 #include "runtime/locator.hpp"
 #include "runtime/node.hpp"
 #include "transport/middleman.hpp"
@@ -33,6 +32,18 @@ namespace {
 step unexpected(const char* what) {
   return step::fail(
     make_error(errc::provider_failed, std::string{"the op does not handle "} + what));
+}
+
+/// The longest deadline a target side accepts (a day, as `ops.deadline_ms` allows).
+constexpr uint64_t max_deadline_ms = 86400 * 1000;
+
+op_message make_op_message(op_id id, uint8_t kind, size_t index, typed_message payload) {
+  op_message m;
+  m.id = id;
+  m.kind = kind;
+  m.index = static_cast<uint32_t>(index);
+  m.payload = std::move(payload);
+  return m;
 }
 
 std::string hex_id(op_id id) {
@@ -72,9 +83,8 @@ step target_side::on_other(target_context&, caf::message& m) {
 struct op_registry::table {
   static constexpr size_t capacity = 4096; // a power of two
   std::array<std::atomic<const entry*>, capacity> slots{};
-  std::mutex write_mtx;
+  mutable std::mutex write_mtx;
   std::deque<entry> entries; // guarded by write_mtx; stable addresses
-  size_t count = 0;          // guarded by write_mtx
 };
 
 op_registry::op_registry() : table_(std::make_unique<table>()) {
@@ -91,9 +101,10 @@ caf::error op_registry::add(std::string name, target_factory make_target) {
                                        + " of the registered op \"" + known->name
                                        + "\": rename one of them");
   }
-  if (table_->count * 2 >= table::capacity)
+  if (table_->entries.size() * 2 >= table::capacity)
     return make_error(errc::refused, "op \"" + name + "\": the op registry is full ("
-                                       + std::to_string(table_->count) + " op types)");
+                                       + std::to_string(table_->entries.size())
+                                       + " op types)");
   table_->entries.push_back({std::move(name), id, std::move(make_target)});
   for (size_t i = id & (table::capacity - 1);; i = (i + 1) & (table::capacity - 1)) {
     if (table_->slots[i].load(std::memory_order_relaxed) == nullptr) {
@@ -101,7 +112,6 @@ caf::error op_registry::add(std::string name, target_factory make_target) {
       break;
     }
   }
-  ++table_->count;
   return caf::none;
 }
 
@@ -114,10 +124,10 @@ const op_registry::entry* op_registry::find(op_id id) const {
 }
 
 std::vector<const op_registry::entry*> op_registry::all() const {
+  std::lock_guard<std::mutex> guard{table_->write_mtx};
   std::vector<const entry*> result;
-  for (const auto& slot : table_->slots)
-    if (const auto* e = slot.load(std::memory_order_acquire))
-      result.push_back(e);
+  for (const auto& e : table_->entries)
+    result.push_back(&e);
   return result;
 }
 
@@ -180,14 +190,13 @@ void op_handle::then(std::function<void(const op_result&)> continuation) const {
   continuation(*state_->result);
 }
 
-const caf::actor& op_handle::origin() const {
+caf::actor op_handle::origin() const {
   std::lock_guard<std::mutex> guard{state_->mtx};
   return state_->origin;
 }
 
 void op_handle::trigger(caf::message m) const {
-  auto origin = this->origin();
-  if (origin)
+  if (auto origin = this->origin())
     caf::anon_send(origin, op_trigger_atom::value, std::move(m));
 }
 
@@ -319,14 +328,16 @@ public:
 
 void origin_finish(origin_actor* self, step s);
 
+/// The error the caller gets when target `i` failed the op, or could not be reached.
+caf::error target_error(const origin_state& st, size_t i, errc code,
+                        const std::string& what) {
+  return make_error(code, "op " + st.entry->name + ": target " + std::to_string(i) + " ("
+                            + st.targets[i] + "): " + what);
+}
+
 op_message to_target(const origin_state& st, uint8_t kind, size_t i,
                      typed_message payload = {}) {
-  op_message m;
-  m.id = st.entry->id;
-  m.kind = kind;
-  m.index = static_cast<uint32_t>(i);
-  m.payload = std::move(payload);
-  return m;
+  return make_op_message(st.entry->id, kind, i, std::move(payload));
 }
 
 /// Sends what can go to target `i` now: the start message once its dispatcher is
@@ -351,11 +362,8 @@ void origin_pump(origin_actor* self, size_t i) {
             origin_pump(self, i);
           },
           [self, i](caf::error& err) {
-            origin_finish(self, step::fail(make_error(errc::unreachable,
-                                                      "op " + self->state.entry->name
-                                                        + ": target " + std::to_string(i)
-                                                        + " (" + self->state.targets[i]
-                                                        + "): " + context_text(err))));
+            origin_finish(self, step::fail(target_error(self->state, i, errc::unreachable,
+                                                        context_text(err))));
           });
       return;
     }
@@ -454,10 +462,9 @@ caf::behavior origin_behavior(origin_actor* self, op_runtime* rt,
       if (st.peers[i].dispatcher && st.peers[i].dispatcher.address() == down.source
           && !st.peers[i].ended)
         return origin_finish(
-          self, step::fail(make_error(errc::unreachable,
-                                      "op " + st.entry->name + ": target "
-                                        + std::to_string(i) + " (" + st.targets[i]
-                                        + ") is gone: " + caf::to_string(down.reason))));
+          self,
+          step::fail(target_error(st, i, errc::unreachable,
+                                  "its node is gone: " + caf::to_string(down.reason))));
   });
   self->set_default_handler([self](caf::scheduled_actor*, caf::message_view& view) {
     auto m = view.move_content_to_message();
@@ -486,10 +493,7 @@ caf::behavior origin_behavior(origin_actor* self, op_runtime* rt,
         case op_message::failure: {
           peer.ended = true;
           auto code = m.code == 0 ? errc::provider_failed : static_cast<errc>(m.code);
-          return origin_finish(
-            self, step::fail(make_error(code, "op " + st.entry->name + ": target "
-                                                + std::to_string(i) + " (" + st.targets[i]
-                                                + "): " + m.error)));
+          return origin_finish(self, step::fail(target_error(st, i, code, m.error)));
         }
         case op_message::data:
           origin_run(self, [&](origin_ctx& ctx) {
@@ -552,12 +556,7 @@ public:
 };
 
 op_message to_origin(const target_state& st, uint8_t kind, typed_message payload = {}) {
-  op_message m;
-  m.id = st.entry->id;
-  m.kind = kind;
-  m.index = st.index;
-  m.payload = std::move(payload);
-  return m;
+  return make_op_message(st.entry->id, kind, st.index, std::move(payload));
 }
 
 void target_flush(target_actor* self, bool last) {
@@ -620,7 +619,8 @@ caf::behavior target_behavior(target_actor* self, op_runtime* rt,
   st.logic = entry->make_target();
   st.origin = std::move(origin);
   st.index = first.index;
-  auto budget = std::chrono::milliseconds{first.deadline_ms};
+  // The budget comes off the network: bound it like the config bounds deadlines.
+  auto budget = std::chrono::milliseconds{std::min(first.deadline_ms, max_deadline_ms)};
   st.deadline = clock_type::now() + budget;
   rt->track(self->address(), entry->name, "target");
   rt->count("targets_started");
@@ -674,10 +674,7 @@ caf::behavior dispatcher_behavior(caf::event_based_actor* self, op_runtime* rt,
         std::string known;
         for (const auto* e : rt->registry().all())
           known += (known.empty() ? "" : ", ") + e->name;
-        op_message answer;
-        answer.id = m.id;
-        answer.kind = op_message::failure;
-        answer.index = m.index;
+        auto answer = make_op_message(m.id, op_message::failure, m.index, {});
         answer.last = true;
         answer.code = static_cast<uint8_t>(errc::not_found);
         answer.error = "unknown op id " + hex_id(m.id) + " on " + address
@@ -738,7 +735,6 @@ caf::behavior directory_behavior(caf::stateful_actor<directory_state>* self,
 } // namespace
 
 void op_runtime::start(node& n) {
-  owner_ = &n;
   dispatcher_ = n.system().spawn(dispatcher_behavior, this, n.address());
   transport::middleman::of(n.system()).publish(dispatcher_key, dispatcher_);
   directory_ = n.system().spawn(directory_behavior, n.locator());
@@ -761,7 +757,6 @@ void op_runtime::stop() {
       caf::anon_send_exit(*a, caf::exit_reason::user_shutdown);
     *a = nullptr;
   }
-  owner_ = nullptr;
 }
 
 void register_op_types(caf::actor_system_config& cfg) {

@@ -172,7 +172,7 @@ public:
   /// From an actor, deliver to a response promise or send yourself a message.
   void then(std::function<void(const op_result&)> continuation) const;
   /// The origin actor (its mailbox); null if the op could not start.
-  const caf::actor& origin() const;
+  caf::actor origin() const;
   /// Sends `m` to the origin side's `on_trigger`.
   void trigger(caf::message m) const;
 
@@ -212,7 +212,7 @@ public:
   };
   /// The op type with id `id`, or null.
   const entry* find(op_id id) const;
-  /// Every registered op type (a snapshot).
+  /// Every registered op type, in registration order (a snapshot).
   std::vector<const entry*> all() const;
 
 private:
@@ -288,9 +288,7 @@ public:
   /// Stops them (in-flight ops are failed by their actors' ends).
   void stop();
 
-  const caf::actor& dispatcher() const { return dispatcher_; }
   const caf::actor& directory() const { return directory_; }
-  node* owner() const { return owner_; }
 
   std::vector<inflight_op> inflight() const;
 
@@ -313,7 +311,6 @@ private:
     std::chrono::steady_clock::time_point started;
   };
   op_registry registry_;
-  node* owner_ = nullptr;
   caf::actor dispatcher_;
   caf::actor directory_;
   mutable std::mutex mtx_;

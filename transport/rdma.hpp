@@ -61,8 +61,8 @@ struct rdma_done {
 /// Memory registered with this node's transport.
 class memory_region {
 public:
-  /// Allocates and registers `bytes`. Errors: troupe.unreachable when the transport
-  /// is not running, troupe.invalid_config when UCX cannot register the memory.
+  /// Allocates and registers `bytes`. Errors: troupe.invalid_config (0 bytes, or the
+  /// transport cannot map the memory: not running, or UCX refused; the text says).
   static caf::expected<std::shared_ptr<memory_region>> allocate(caf::actor_system& sys,
                                                                 size_t bytes);
 

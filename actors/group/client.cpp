@@ -17,10 +17,9 @@ struct group_client::shared {
   node* owner = nullptr;
   std::chrono::milliseconds timeout{5000};
   mutable std::mutex mtx;
-  group_view view;     // guarded by mtx
-  caf::actor member;   // guarded by mtx: the member we talk to
-  std::string address; // guarded by mtx: its address
-  uint16_t provider_id = 0;
+  group_view view;      // guarded by mtx
+  caf::actor member;    // guarded by mtx: the member we talk to
+  std::string address;  // guarded by mtx: its address
   caf::actor refresher; // guarded by mtx: the auto-refresh actor, if on
   // One caller for every request of this handle, made on first use: a fresh actor per
   // call would cost a proxy (and its monitor and down notice) on the member's node
@@ -43,19 +42,27 @@ struct group_client::shared {
 
 namespace {
 
+/// Whether a failed call may be sent to another member.
+enum class retry {
+  when_silent, ///< reads: also when the member did not answer in time
+  when_gone,   ///< changes: only when the member surely did not get it (a timed-out
+               ///< change may have been applied; sending it again would apply it twice)
+};
+
 /// True for errors that say "that member cannot be reached", where another member
 /// may do: anything else is the group's own answer.
-bool is_unreachable(const caf::error& err) {
+bool is_unreachable(const caf::error& err, retry policy) {
   if (err.category() == error_category_atom)
-    return has_code(err, errc::unreachable) || has_code(err, errc::timeout);
-  return err == caf::sec::request_timeout || err == caf::sec::request_receiver_down
-         || err == caf::sec::invalid_argument;
+    return has_code(err, errc::unreachable)
+           || (policy == retry::when_silent && has_code(err, errc::timeout));
+  return err == caf::sec::request_receiver_down || err == caf::sec::invalid_argument
+         || (policy == retry::when_silent && err == caf::sec::request_timeout);
 }
 
 /// Sends a request to the current member, failing over to the others of the cached
 /// view in rank order when it cannot be reached.
 template <class T, class... Ts>
-caf::expected<T> call(group_client::shared& st, const Ts&... xs) {
+caf::expected<T> call(group_client::shared& st, retry policy, const Ts&... xs) {
   std::lock_guard<std::mutex> turn{st.call_mtx};
   if (!st.caller) // hidden: the node's shutdown does not wait for it
     st.caller = std::make_unique<caf::scoped_actor>(st.owner->system(), true);
@@ -75,7 +82,7 @@ caf::expected<T> call(group_client::shared& st, const Ts&... xs) {
     address = st.address;
   }
   auto result = ask(member);
-  if (result || !is_unreachable(result.error()))
+  if (result || !is_unreachable(result.error(), policy))
     return result;
   group_view view; // copied only now: the common case must not pay for the members
   {
@@ -92,11 +99,10 @@ caf::expected<T> call(group_client::shared& st, const Ts&... xs) {
       continue;
     }
     result = ask(*other);
-    if (result || !is_unreachable(result.error())) {
+    if (result || !is_unreachable(result.error(), policy)) {
       std::lock_guard<std::mutex> guard{st.mtx};
       st.member = *other;
       st.address = m.address;
-      st.provider_id = m.provider_id;
       return result;
     }
     tried += "; " + m.address + ": " + describe(result.error());
@@ -214,8 +220,7 @@ caf::expected<group_client> group_client::open(node& client_node,
   st->timeout = timeout;
   st->member = *member;
   st->address = address;
-  st->provider_id = provider_id;
-  auto view = call<group_view>(*st, caf::get_atom::value);
+  auto view = call<group_view>(*st, retry::when_silent, caf::get_atom::value);
   if (!view)
     return view.error();
   st->view = std::move(*view);
@@ -253,7 +258,8 @@ caf::expected<bool> group_client::refresh() {
     std::lock_guard<std::mutex> guard{state_->mtx};
     known = state_->view.version;
   }
-  auto answer = call<view_refresh>(*state_, refresh_atom::value, known);
+  auto answer =
+    call<view_refresh>(*state_, retry::when_silent, refresh_atom::value, known);
   if (!answer)
     return answer.error();
   if (answer->changed)
@@ -276,15 +282,16 @@ caf::error group_client::auto_refresh(bool on) {
 
 caf::expected<view_version> group_client::set_metadata(const std::string& key,
                                                        const std::string& value) {
-  return call<view_version>(*state_, caf::put_atom::value, key, value);
+  return call<view_version>(*state_, retry::when_gone, caf::put_atom::value, key, value);
 }
 
 caf::expected<view_version> group_client::remove_metadata(const std::string& key) {
-  return call<view_version>(*state_, caf::delete_atom::value, key);
+  return call<view_version>(*state_, retry::when_gone, caf::delete_atom::value, key);
 }
 
 caf::expected<group_view> group_client::subscribe(const caf::actor& subscriber) {
-  return call<group_view>(*state_, caf::subscribe_atom::value, subscriber);
+  return call<group_view>(*state_, retry::when_silent, caf::subscribe_atom::value,
+                          subscriber);
 }
 
 std::string group_client::member_address() const {

@@ -8,7 +8,9 @@
 //   g->auto_refresh(true); // pushed changes keep the cache current
 //
 // Every call that talks to the group fails over: when the member it talks to cannot
-// be reached, it tries the other members of its cached view in rank order. Blocking
+// be reached, it tries the other members of its cached view in rank order. Metadata
+// changes fail over only when the member is surely gone, not when it was slow to
+// answer: the change may have been applied, and must not be applied twice. Blocking
 // calls; do not call them from inside an actor's handler. Thread-safe; copies share
 // one cache, and their calls take turns (one caller actor per handle). Destroy every
 // copy before the node stops.

@@ -249,10 +249,9 @@ attempt start_by_joining(const provider_context& ctx, const group_settings& s,
                  });
     } else if (!said_waiting) {
       said_waiting = true;
-      TROUPE_LOG_INFO("group", "group "
-                               " << ctx.spec.name << "
-                               ": waiting for the view "
-                                 << "file " << s.file << " (" << result.error << ")");
+      TROUPE_LOG_INFO("group", "group \"" << ctx.spec.name << "\": waiting for the view "
+                                          << "file " << s.file << " (" << result.error
+                                          << ")");
     }
     if (result.handle || result.fatal || std::chrono::steady_clock::now() >= deadline)
       break;

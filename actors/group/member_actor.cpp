@@ -176,10 +176,9 @@ void commit(member_actor* self, const view_change& change) {
   // A member that was removed learns it (it may only have been silent, not dead).
   if (change.what() == change_kind::left || change.what() == change_kind::died)
     if (auto it = st.peers.find(change.subject.member_id); it != st.peers.end()) {
-      if (it->second.handle) {
-        self->send(it->second.handle, caf::update_atom::value, st.view, change);
+      // The loop above already sent it the view without it; only forget it now.
+      if (it->second.handle)
         self->demonitor(it->second.handle);
-      }
       st.peers.erase(it);
     }
   announce(self, change);

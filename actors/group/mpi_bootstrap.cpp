@@ -75,14 +75,14 @@ std::variant<std::vector<member>, std::string> mpi_allgather_members(const membe
   // a rank that exits later does not leave MPI half torn down.
   if (!initialized)
     MPI_Finalize();
-  // A node of an MPI job ends with its launcher: mpirun that is killed outright
+  if (rc != MPI_SUCCESS)
+    return "MPI_Allgather failed: " + mpi_error_text(rc);
+  // A node that joined an MPI job ends with its launcher: mpirun killed outright
   // cannot take its ranks down, and MPI (finalized) no longer ties them to it.
   pid_t launcher = getppid();
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (getppid() != launcher) // the launcher was already gone before prctl
     raise(SIGTERM);
-  if (rc != MPI_SUCCESS)
-    return "MPI_Allgather failed: " + mpi_error_text(rc);
   std::vector<member> members;
   members.reserve(all.size());
   for (size_t i = 0; i < all.size(); ++i) {

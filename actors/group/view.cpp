@@ -114,8 +114,9 @@ group_view view_from_json(const json& doc, const std::string& source,
     if (!v->is_object())
       r.expected(at("version"), "{\"epoch\": N, \"seq\": N}", *v);
     r.reject_unknown_keys(at("version"), *v, {"epoch", "seq"});
-    view.version.epoch = read_uint(r, at("version.epoch"), v->value("epoch", json(0)));
-    view.version.seq = read_uint(r, at("version.seq"), v->value("seq", json(0)));
+    // Defaults must be unsigned JSON numbers: read_uint accepts only those.
+    view.version.epoch = read_uint(r, at("version.epoch"), v->value("epoch", json(0u)));
+    view.version.seq = read_uint(r, at("version.seq"), v->value("seq", json(0u)));
   }
   if (auto m = doc.find("metadata"); m != doc.end())
     view.metadata = read_strings(r, at("metadata"), *m);

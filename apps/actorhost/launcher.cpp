@@ -160,19 +160,20 @@ bool wait_ready(std::vector<child>& nodes, child& c, std::chrono::seconds limit)
 
 int run_instance(const instance_options& options) {
   // The config must be good before anything starts (errors name file and key).
-  try {
-    load_node_config(options.config_path);
-  } catch (const config_error& e) {
-    std::cerr << "actorhost: bad config: " << e.what() << "\n";
-    return 2;
-  }
   std::string text;
   std::string error;
   if (!read_file(options.config_path, text, error)) {
     std::cerr << "actorhost: " << error << "\n";
     return 2;
   }
-  auto cfg = json::parse(text);
+  try {
+    parse_node_config(text, options.config_path);
+  } catch (const config_error& e) {
+    std::cerr << "actorhost: bad config: " << e.what() << "\n";
+    return 2;
+  }
+  // Parsed as the node config parser does (it allows // comments).
+  auto cfg = json::parse(text, nullptr, true, /*ignore_comments=*/true);
   namespace fs = std::filesystem;
   bool own_dir = options.dir.empty();
   std::string dir = options.dir;

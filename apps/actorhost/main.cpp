@@ -68,16 +68,22 @@ int main(int argc, char** argv) {
   app.add_option("-v,--verbosity", verbosity,
                  "log level: error, warning, info, debug, trace (or 0-4); default: "
                  "the TROUPE_LOG environment variable, else warning");
-  app.add_option("--address-file", address_file,
-                 "write the node's address to this file (atomically) once it is "
-                 "ready; removed again at clean shutdown");
+  auto* address_file_opt =
+    app.add_option("--address-file", address_file,
+                   "write the node's address to this file (atomically) once it is "
+                   "ready; removed again at clean shutdown");
   unsigned size = 0;
   std::string instance_dir;
-  app.add_option("--size", size, "start a local instance of this many nodes (see above)")
-    ->check(CLI::Range(1u, 256u));
-  app.add_option("--instance-dir", instance_dir,
-                 "with --size: where node configs, address files and the view file go "
-                 "(default: a new temporary directory, removed at the end)");
+  auto* size_opt =
+    app
+      .add_option("--size", size, "start a local instance of this many nodes (see above)")
+      ->check(CLI::Range(1u, 256u))
+      ->excludes(address_file_opt);
+  app
+    .add_option("--instance-dir", instance_dir,
+                "with --size: where node configs, address files and the view file go "
+                "(default: a new temporary directory, removed at the end)")
+    ->needs(size_opt);
   app.set_version_flag("--version", "actorhost (Troupe) 0.1.0");
   try {
     app.parse(argc, argv);

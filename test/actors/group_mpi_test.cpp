@@ -6,7 +6,6 @@
 // root too (the two OMPI_ALLOW_RUN_AS_ROOT variables the README documents).
 
 #include <csignal>
-#include <fstream>
 #include <map>
 #include <regex>
 
@@ -70,16 +69,6 @@ struct mpi_job {
     mpirun->wait_exit(10s);
   }
 };
-
-/// Gone or a zombie: the ranks' reaper is whoever adopts them, not this test.
-bool process_gone(int pid) {
-  std::ifstream stat{"/proc/" + std::to_string(pid) + "/stat"};
-  std::string line;
-  if (!std::getline(stat, line))
-    return true;
-  auto paren = line.rfind(')');
-  return paren == std::string::npos || line.compare(paren + 2, 1, "Z") == 0;
-}
 
 /// Waits until the view file at `file` lists `members` members.
 bool view_file_has(const std::string& file, size_t members) {

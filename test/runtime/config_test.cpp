@@ -47,6 +47,7 @@ BOOST_AUTO_TEST_CASE(empty_object_gives_the_documented_defaults) {
   BOOST_TEST((cfg.policy == scheduler_policy::sharing));
   BOOST_TEST((cfg.pinning == pinning_mode::none));
   BOOST_TEST(cfg.providers.empty());
+  BOOST_TEST(cfg.ops.deadline_ms == 10000u);
 }
 
 BOOST_AUTO_TEST_CASE(full_config_is_read_into_the_typed_struct) {
@@ -54,6 +55,7 @@ BOOST_AUTO_TEST_CASE(full_config_is_read_into_the_typed_struct) {
     // comments are allowed
     "transport": {"protocol": "ucx", "address": "::1", "port": 7100},
     "threads": 3, "scheduler": "stealing", "pinning": [1, 0],
+    "ops": {"deadline_ms": 2500},
     "libraries": ["libx.so"],
     "providers": [
       {"type": "echo", "name": "b", "provider_id": 2, "dependencies": {"up": "a"}},
@@ -63,6 +65,7 @@ BOOST_AUTO_TEST_CASE(full_config_is_read_into_the_typed_struct) {
   BOOST_TEST(cfg.transport.address == "::1");
   BOOST_TEST(cfg.transport.port == 7100);
   BOOST_TEST(cfg.threads == 3u);
+  BOOST_TEST(cfg.ops.deadline_ms == 2500u);
   BOOST_TEST((cfg.policy == scheduler_policy::stealing));
   BOOST_TEST((cfg.pinning == pinning_mode::list));
   BOOST_TEST((cfg.pin_cores == std::vector<unsigned>{1, 0}));
@@ -90,11 +93,12 @@ BOOST_AUTO_TEST_CASE(start_order_puts_dependencies_first) {
 
 BOOST_AUTO_TEST_CASE(serialized_config_parses_back_to_the_same_values) {
   auto cfg = parse_node_config(
-    R"({"threads": 2, "pinning": "cores",
+    R"({"threads": 2, "pinning": "cores", "ops": {"deadline_ms": 777},
         "providers": [{"type": "echo", "name": "e", "provider_id": 9}]})",
     "node.json");
   auto again = parse_node_config(to_json_text(cfg), "again.json");
   BOOST_TEST(again.threads == 2u);
+  BOOST_TEST(again.ops.deadline_ms == 777u);
   BOOST_TEST((again.pinning == pinning_mode::cores));
   BOOST_REQUIRE(again.providers.size() == 1u);
   BOOST_TEST(again.providers[0].provider_id == 9);
@@ -134,6 +138,13 @@ BOOST_AUTO_TEST_CASE(transport_values_are_checked) {
   check_error(R"({"transport": {"address": ""}})",
               "node.json: transport.address: expected a non-empty string");
   check_error(R"({"transport": 5})", "node.json: transport: expected an object, found 5");
+}
+
+BOOST_AUTO_TEST_CASE(ops_values_are_checked) {
+  check_error(R"({"ops": {"deadline_ms": 0}})",
+              "node.json: ops.deadline_ms: expected an integer from 1 to 86400000");
+  check_error(R"({"ops": {"deadline": 5}})", "node.json: ops.deadline: unknown key");
+  check_error(R"({"ops": 5})", "node.json: ops: expected an object, found 5");
 }
 
 BOOST_AUTO_TEST_CASE(threads_scheduler_and_pinning_are_checked) {

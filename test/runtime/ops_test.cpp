@@ -110,6 +110,7 @@ BOOST_AUTO_TEST_CASE(ping_returns_the_payload_from_one_and_from_three_nodes) {
   auto one = ops::launch<actors::ping_op>(client, {a.address()}, std::string{"hello"});
   auto r = one.get_for(20s);
   BOOST_REQUIRE(r);
+  BOOST_TEST(one.ready());
   BOOST_REQUIRE_MESSAGE(*r, text_of(*r));
   BOOST_TEST(r->value().get_as<std::string>(0) == "hello");
   std::string big(100000, 'x');

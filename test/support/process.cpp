@@ -165,6 +165,16 @@ std::optional<int> child_process::wait_exit(std::chrono::milliseconds timeout) {
   return status_;
 }
 
+bool process_gone(int pid) {
+  std::ifstream stat{"/proc/" + std::to_string(pid) + "/stat"};
+  std::string line;
+  if (!std::getline(stat, line))
+    return true;
+  // The state follows the command name, which is in parentheses and may hold spaces.
+  auto paren = line.rfind(')');
+  return paren == std::string::npos || line.compare(paren + 2, 1, "Z") == 0;
+}
+
 uint16_t free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};

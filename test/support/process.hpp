@@ -60,6 +60,10 @@ private:
 bool eventually(std::chrono::milliseconds deadline,
                 const std::function<bool()>& condition);
 
+/// True when process `pid` has ended: gone, or a zombie (a process that lost its
+/// parent waits for whoever adopts it to reap it, which is not the test).
+bool process_gone(int pid);
+
 /// A loopback TCP port nobody listens on right now (the OS picks it; it is released
 /// at once, so a test that needs fixed addresses up front can name them).
 uint16_t free_port();

@@ -4,6 +4,7 @@
 // actorsh against real actorhost processes: -c scripts, --json output, shutdown,
 // unreachable nodes, and one interactive session through a pseudo-terminal.
 
+#include <algorithm>
 #include <chrono>
 #include <sstream>
 #include <functional>
@@ -202,7 +203,9 @@ struct instance {
   std::vector<int> pids;
 
   explicit instance(unsigned size) {
-    auto cfg = dir.write("node.json", R"({"threads": 1})");
+    // With a comment: the launcher reads configs as the node does.
+    auto cfg =
+      dir.write("node.json", "// one scheduler thread per node\n{\"threads\": 1}");
     launcher = std::make_unique<child_process>(
       std::vector<std::string>{bin_path("actorhost"), "--size", std::to_string(size),
                                "--instance-dir", dir.path() + "/inst", "-c", cfg});
@@ -216,12 +219,7 @@ struct instance {
         pids.push_back(std::stoi(line.substr(at + 5)));
   }
 
-  bool all_gone() const {
-    for (int pid : pids)
-      if (::kill(pid, 0) == 0)
-        return false;
-    return true;
-  }
+  bool all_gone() const { return std::all_of(pids.begin(), pids.end(), process_gone); }
 };
 
 } // namespace
@@ -266,6 +264,32 @@ BOOST_AUTO_TEST_CASE(a_three_node_instance_driven_from_its_view_file) {
   BOOST_REQUIRE(code.has_value());
   BOOST_TEST(*code == 0, inst.launcher->err());
   BOOST_TEST(eventually(5s, [&] { return inst.all_gone(); }));
+}
+
+BOOST_AUTO_TEST_CASE(a_launcher_killed_with_sigkill_leaves_no_orphans) {
+  instance inst{2};
+  BOOST_REQUIRE_EQUAL(inst.pids.size(), 2u);
+  inst.launcher->signal(SIGKILL);
+  BOOST_REQUIRE(inst.launcher->wait_exit(10s).has_value());
+  BOOST_TEST(eventually(10s, [&] { return inst.all_gone(); }));
+}
+
+BOOST_AUTO_TEST_CASE(watch_prints_membership_and_metadata_events) {
+  instance inst{2};
+  child_process watcher{
+    {bin_path("actorsh"), "-f", inst.view_file, "-c", "watch -n 2 --for 30000"}};
+  BOOST_REQUIRE(watcher.wait_for_line("watching 2 members", 20s));
+  auto m = actorsh({"-f", inst.view_file, "-c", "metadata set stage two"});
+  BOOST_REQUIRE_MESSAGE(m.exit_code == 0, m.err);
+  BOOST_TEST(watcher.wait_for_line("metadata-set  stage=two", 20s).has_value());
+  auto s = actorsh({"-f", inst.view_file, "-c", "shutdown 1"});
+  BOOST_REQUIRE_MESSAGE(s.exit_code == 0, s.err);
+  BOOST_TEST(watcher.wait_for_line("  left  ", 20s).has_value(), watcher.out());
+  auto code = watcher.wait_exit(20s); // -n 2: it ends after two events
+  BOOST_REQUIRE(code.has_value());
+  BOOST_TEST(*code == 0, watcher.err());
+  inst.launcher->signal(SIGTERM);
+  BOOST_REQUIRE(inst.launcher->wait_exit(30s).has_value());
 }
 
 BOOST_AUTO_TEST_CASE(a_killed_node_leaves_no_orphans_when_the_launcher_stops) {

@@ -35,9 +35,9 @@ char* command_generator(const char* text, int state) {
   static std::vector<std::string> names;
   if (state == 0) {
     index = 0;
-    names = completing_command || current_session == nullptr
-              ? troupe::shell::session::command_names()
-              : current_session->member_targets();
+    names = current_session == nullptr ? std::vector<std::string>{}
+            : completing_command       ? current_session->command_names()
+                                       : current_session->member_targets();
   }
   std::string prefix{text};
   while (index < names.size()) {
@@ -95,10 +95,11 @@ int interactive(troupe::shell::session& session) {
   return 0;
 }
 
-int run_lines(troupe::shell::session& session, std::istream& in) {
+/// Runs commands separated by `delimiter`; 1 if any failed.
+int run_lines(troupe::shell::session& session, std::istream& in, char delimiter = '\n') {
   int rc = 0;
   std::string line;
-  while (std::getline(in, line)) {
+  while (std::getline(in, line, delimiter)) {
     auto result = session.run(line, std::cout, std::cerr);
     if (result == troupe::shell::outcome::quit)
       break;
@@ -111,10 +112,11 @@ int run_lines(troupe::shell::session& session, std::istream& in) {
 } // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"actorsh: inspect and drive a running Troupe system.\n"
-               "Commands (see 'help' inside): connect, info, providers, actors, stats,\n"
-               "topology, config, view, metadata, watch, ping, shutdown, help, quit.",
-               "actorsh"};
+  CLI::App app{
+    "actorsh: inspect and drive a running Troupe system.\n"
+    "Commands (see 'help' inside): connect, info, providers, actors, stats,\n"
+    "topology, config, ops, view, metadata, watch, ping, shutdown, help, quit.",
+    "actorsh"};
   std::string address;
   std::string view_file;
   std::string commands;
@@ -153,15 +155,8 @@ int main(int argc, char** argv) {
     if (!address.empty() && !session.connect(address, std::cerr)) {
       rc = 1;
     } else if (!commands.empty()) {
-      std::string part;
       std::istringstream in{commands};
-      while (std::getline(in, part, ';')) {
-        auto result = session.run(part, std::cout, std::cerr);
-        if (result == troupe::shell::outcome::quit)
-          break;
-        if (result == troupe::shell::outcome::failed)
-          rc = 1;
-      }
+      rc = run_lines(session, in, ';');
     } else if (::isatty(STDIN_FILENO)) {
       rc = interactive(session);
     } else {

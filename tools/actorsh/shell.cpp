@@ -105,7 +105,7 @@ session::session(node& client, options opts) : client_(client), opts_(opts) {
     simple("info", "node id, address, pid, uptime, version"),
     simple("providers", "the providers running on the node (type, provider id, name)"),
     {"actors", "actors",
-     "the named actors of the node: its providers and the node service",
+     "the node's named actors: its providers (the same list as providers)",
      [this](const std::vector<std::string>&, std::ostream& out, std::ostream& err) {
        return query("providers", out, err);
      }},
@@ -157,10 +157,12 @@ session::session(node& client, options opts) : client_(client), opts_(opts) {
   };
 }
 
-std::vector<std::string> session::command_names() {
-  return {"connect",  "info", "providers", "actors",   "stats", "topology",
-          "config",   "ops",  "view",      "metadata", "watch", "ping",
-          "shutdown", "help", "quit",      "exit"};
+std::vector<std::string> session::command_names() const {
+  std::vector<std::string> names;
+  for (const auto& c : commands_)
+    names.push_back(c.name);
+  names.push_back("exit"); // an alias of quit
+  return names;
 }
 
 const session::command* session::find(const std::string& name) const {
@@ -324,9 +326,12 @@ bool session::view(const std::vector<std::string>& args, std::ostream& out,
   std::optional<uint16_t> wanted;
   if (args.size() == 2) {
     try {
-      wanted = static_cast<uint16_t>(std::stoul(args[1]));
+      auto id = std::stoul(args[1]);
+      if (id > 65535)
+        throw std::out_of_range("provider id");
+      wanted = static_cast<uint16_t>(id);
     } catch (const std::exception&) {
-      err << "view: '" << args[1] << "' is not a provider id\n";
+      err << "view: '" << args[1] << "' is not a provider id (0-65535)\n";
       return false;
     }
   }
@@ -473,7 +478,8 @@ caf::expected<caf::actor> session::resolve(const std::string& target, std::ostre
     // A rank of the connected node's group.
     if (!view_ && !fetch_view(err, std::nullopt))
       return make_error(errc::not_found, "no group view");
-    auto rank = std::stoul(target);
+    // Digits only, so stoul fails only by overflow: such a rank is out of range too.
+    auto rank = target.size() > 9 ? view_->members.size() : std::stoul(target);
     if (rank >= view_->members.size()) {
       err << "no rank " << target << ": the group has " << view_->members.size()
           << " members (ranks 0-" << view_->members.size() - 1 << ")\n";
@@ -508,15 +514,19 @@ bool session::ping(const std::vector<std::string>& args, std::ostream& out,
       return true;
     };
     if (args[i] == "-n") {
-      if (!number(count) || count < 1)
+      if (!number(count))
         return false;
+      if (count < 1) {
+        err << "ping: -n needs at least 1 round trip\n";
+        return false;
+      }
     } else if (args[i] == "-s") {
       if (!number(bytes))
         return false;
     } else if (target.empty()) {
       target = args[i];
     } else {
-      err << "usage: ping [ADDRESS] [-n COUNT] [-s BYTES]\n";
+      err << "usage: ping [TARGET] [-n COUNT] [-s BYTES]\n";
       return false;
     }
   }
@@ -577,7 +587,7 @@ bool session::ping(const std::vector<std::string>& args, std::ostream& out,
 bool session::shutdown(const std::vector<std::string>& args, std::ostream& out,
                        std::ostream& err) {
   if (args.size() > 2) {
-    err << "usage: shutdown [ADDRESS]\n";
+    err << "usage: shutdown [TARGET]\n";
     return false;
   }
   auto target = args.size() == 2 ? args[1] : std::string{};

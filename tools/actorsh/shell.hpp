@@ -51,7 +51,7 @@ public:
   const std::string& address() const { return address_; }
 
   /// Command names, for completion and help.
-  static std::vector<std::string> command_names();
+  std::vector<std::string> command_names() const;
 
 private:
   struct command {

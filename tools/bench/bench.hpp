@@ -61,6 +61,9 @@ struct workload {
   bool busy_poll = false;
 };
 
+/// `v` with `digits` digits after the point, for tables.
+std::string fixed(double v, int digits);
+
 /// In a forked child: runs `args[0]` with `args`; exits 127 if it cannot.
 [[noreturn]] void exec_program(std::vector<std::string> args);
 

@@ -290,12 +290,6 @@ json latency_json(const latency& l) {
   return {{"p50", l.p50_us}, {"p99", l.p99_us}};
 }
 
-std::string fixed(double v, int digits) {
-  std::ostringstream os;
-  os << std::fixed << std::setprecision(digits) << v;
-  return os.str();
-}
-
 class groups_run {
 public:
   groups_run(std::string actorhost, groups_workload w)
@@ -506,39 +500,42 @@ private:
     return out;
   }
 
+  /// Sends `signo` to the last member (never the leader, at rank 0), waits for the
+  /// subscriber to see it die, removes it; the milliseconds that took.
+  double time_to_death(int signo, std::chrono::seconds limit) {
+    if (hosts_.size() < 2)
+      throw std::runtime_error("no member left to stop");
+    auto& victim = hosts_.back();
+    auto address = addresses_.back();
+    auto start = clock_type::now();
+    victim->signal(signo);
+    if (!wait_until(limit, [&] { return events_->find("died", address).has_value(); }))
+      throw std::runtime_error("signal " + std::to_string(signo) + " to " + address
+                               + " not detected within " + std::to_string(limit.count())
+                               + " s");
+    auto took = millis_between(start, *events_->find("died", address));
+    victim->signal(SIGKILL);
+    victim->stop();
+    hosts_.pop_back();
+    addresses_.pop_back();
+    return took;
+  }
+
   json measure_detection() {
     json out;
-    // kill -9 of members at the end of the view (never the leader, at rank 0).
     std::vector<double> killed;
-    for (int i = 0; i < w_.kills && hosts_.size() > 2; ++i) {
-      auto& victim = hosts_.back();
-      auto address = addresses_.back();
-      auto start = clock_type::now();
-      victim->signal(SIGKILL);
-      if (!wait_until(30s, [&] { return events_->find("died", address).has_value(); }))
-        throw std::runtime_error("kill -9 of " + address + " not detected within 30 s");
-      killed.push_back(millis_between(start, *events_->find("died", address)));
-      victim->stop();
-      hosts_.pop_back();
-      addresses_.pop_back();
-    }
+    // Keep one member besides the leader for the SIGSTOP run.
+    for (int i = 0; i < w_.kills && hosts_.size() > 2; ++i)
+      killed.push_back(time_to_death(SIGKILL, 30s));
+    if (killed.empty())
+      throw std::runtime_error("too few members to measure kill -9 detection");
     std::sort(killed.begin(), killed.end());
     out["kill9"] = {{"samples", killed.size()},
                     {"median", killed[killed.size() / 2]},
                     {"max", killed.back()}};
     // SIGSTOP: the connection stays up; only the pings can tell.
-    auto& victim = hosts_.back();
-    auto address = addresses_.back();
-    auto start = clock_type::now();
-    victim->signal(SIGSTOP);
-    if (!wait_until(60s, [&] { return events_->find("died", address).has_value(); }))
-      throw std::runtime_error("SIGSTOP of " + address + " not detected within 60 s");
-    out["sigstop"] = millis_between(start, *events_->find("died", address));
+    out["sigstop"] = time_to_death(SIGSTOP, 60s);
     out["sigstop_ping_settings"] = "interval 1000 ms, timeout 1000 ms, 3 timeouts";
-    victim->signal(SIGKILL);
-    victim->stop();
-    hosts_.pop_back();
-    addresses_.pop_back();
     return out;
   }
 

@@ -49,20 +49,30 @@ caf::behavior bench_actor(caf::stateful_actor<bench_state>* self) {
 
 namespace {
 
-/// Runs `body` in an event-based actor and blocks until it calls `finish`.
-void run_driver(
-  caf::actor_system& sys,
-  std::function<void(caf::event_based_actor*, std::function<void()>)> body) {
+/// Runs `body` in an event-based actor and blocks until it calls `finish`; the error
+/// the driver ended with instead (a failed request ends it), or none.
+caf::error
+run_driver(caf::actor_system& sys,
+           std::function<void(caf::event_based_actor*, std::function<void()>)> body) {
   caf::scoped_actor waiter{sys};
   auto report = caf::actor{waiter};
-  sys.spawn([body, report](caf::event_based_actor* self) -> caf::behavior {
+  auto driver = sys.spawn([body, report](caf::event_based_actor* self) -> caf::behavior {
     body(self, [self, report] {
       self->send(report, caf::ok_atom::value);
       self->quit();
     });
     return {[](int) {}};
   });
-  waiter->receive([](caf::ok_atom) {});
+  waiter->monitor(driver);
+  caf::error failure;
+  waiter->receive([](caf::ok_atom) {},
+                  [&](caf::down_msg& down) {
+                    failure = down.reason
+                                ? down.reason
+                                : make_error(errc::provider_failed,
+                                             "the benchmark driver ended early");
+                  });
+  return failure;
 }
 
 } // namespace
@@ -93,33 +103,38 @@ void measure_actor(caf::actor_system& sys, const caf::actor& target, const workl
   // (a) round trips, one at a time.
   for (auto size : w.rtt_sizes) {
     auto samples = std::make_shared<std::vector<double>>();
-    run_driver(sys, [&, size, samples](caf::event_based_actor* self, auto finish) {
-      auto payload = std::string(size, 'x');
-      auto next = std::make_shared<std::function<void(int)>>();
-      *next = [=](int i) {
-        if (i == w.warmup + w.rtt_iterations) {
-          // Break the self-reference; this closure dies here, so use only locals.
-          auto done = finish;
-          *next = nullptr;
-          done();
-          return;
-        }
-        auto start = clock_type::now();
-        self->request(target, request_timeout, payload).then([=](const std::string&) {
-          if (i >= w.warmup)
-            samples->push_back(micros_since(start));
-          (*next)(i + 1);
-        });
-      };
-      (*next)(0);
-    });
+    auto err =
+      run_driver(sys, [&, size, samples](caf::event_based_actor* self, auto finish) {
+        auto payload = std::string(size, 'x');
+        auto next = std::make_shared<std::function<void(int)>>();
+        *next = [=](int i) {
+          if (i == w.warmup + w.rtt_iterations) {
+            // Break the self-reference; this closure dies here, so use only locals.
+            auto done = finish;
+            *next = nullptr;
+            done();
+            return;
+          }
+          auto start = clock_type::now();
+          self->request(target, request_timeout, payload).then([=](const std::string&) {
+            if (i >= w.warmup)
+              samples->push_back(micros_since(start));
+            (*next)(i + 1);
+          });
+        };
+        (*next)(0);
+      });
+    if (err) {
+      r.error = "round trips: " + describe(err);
+      return;
+    }
     r.round_trip[size] = summarize(*samples);
   }
 
   // (b) one-way 64 B messages; a request after them returns once all have arrived.
   {
     auto start = clock_type::now();
-    run_driver(sys, [&](caf::event_based_actor* self, auto finish) {
+    auto err = run_driver(sys, [&](caf::event_based_actor* self, auto finish) {
       auto payload = std::string(64, 'x');
       for (int i = 0; i < w.one_way_messages; ++i)
         self->send(target, caf::put_atom::value, payload);
@@ -127,13 +142,17 @@ void measure_actor(caf::actor_system& sys, const caf::actor& target, const workl
         finish();
       });
     });
+    if (err) {
+      r.error = "one-way messages: " + describe(err);
+      return;
+    }
     r.one_way_msgs_per_s = w.one_way_messages / (micros_since(start) / 1e6);
   }
 
   // (c) requests with a fixed number in flight.
   for (auto window : w.in_flight) {
     auto start = clock_type::now();
-    run_driver(sys, [&, window](caf::event_based_actor* self, auto finish) {
+    auto err = run_driver(sys, [&, window](caf::event_based_actor* self, auto finish) {
       auto payload = std::string(64, 'x');
       auto sent = std::make_shared<int>(0);
       auto done = std::make_shared<int>(0);
@@ -153,6 +172,10 @@ void measure_actor(caf::actor_system& sys, const caf::actor& target, const workl
       for (int i = 0; i < window; ++i)
         (*issue)();
     });
+    if (err) {
+      r.error = "requests in flight: " + describe(err);
+      return;
+    }
     r.requests_per_s[window] = w.in_flight_requests / (micros_since(start) / 1e6);
   }
 }
@@ -192,7 +215,8 @@ result_set measure_troupe(const std::string& address, const workload& w) {
         rdma_get(sys, desc, 0, *local, 0, w.rdma_bytes, self, issued);
       while (completed < w.rdma_iterations) {
         bool ok = true;
-        self->receive([&](const rdma_done& done) { ok = !done.error; });
+        self->receive([&](const rdma_done& done) { ok = !done.error; },
+                      caf::after(request_timeout) >> [&] { ok = false; });
         if (!ok) {
           r.error = "rdma get failed";
           break;

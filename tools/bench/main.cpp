@@ -47,6 +47,12 @@ void exec_program(std::vector<std::string> args) {
   ::_exit(127);
 }
 
+std::string fixed(double v, int digits) {
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(digits) << v;
+  return os.str();
+}
+
 server_process::server_process(const std::string& kind, const std::string& tls,
                                bool busy_poll) {
   int out[2];
@@ -127,12 +133,6 @@ json to_json(const result_set& r) {
   if (r.rdma_get_gb_per_s)
     j["rdma_get_1MiB_GB_per_s"] = *r.rdma_get_gb_per_s;
   return j;
-}
-
-std::string fixed(double v, int digits) {
-  std::ostringstream os;
-  os << std::fixed << std::setprecision(digits) << v;
-  return os.str();
 }
 
 void print_table(const std::vector<result_set>& results, std::ostream& os) {

@@ -423,7 +423,8 @@ void engine::impl::shutdown() {
     drop_rkeys(c);
   }
   // Complete or cancel what is still in flight so its buffers are freed.
-  for (int i = 0; i < 100 && ucp_worker_progress(worker) != 0; ++i) {
+  // (No worker when UCX failed to start: start_error() says why.)
+  for (int i = 0; worker != nullptr && i < 100 && ucp_worker_progress(worker) != 0; ++i) {
   }
   // RDMA operations the closing endpoints cancelled still owe their callers an answer.
   for (auto& state : rma_completions)
@@ -514,42 +515,31 @@ void engine::impl::wait_for_events() {
   sleeping.store(false);
 }
 
+namespace {
+
+/// Hands every queued item to `handle`, including items that handlers queue meanwhile
+/// (the queue is moved out first, so handlers may append to it safely).
+template <class Queue, class F>
+void drain(Queue& queue, F&& handle) {
+  while (!queue.empty()) {
+    auto batch = std::move(queue);
+    queue.clear();
+    for (auto& item : batch)
+      handle(item);
+  }
+}
+
+} // namespace
+
 void engine::impl::dispatch() {
-  // Accept new connections.
-  while (!accepts.empty()) {
-    auto batch = std::move(accepts);
-    accepts.clear();
-    for (auto request : batch)
-      accept(request);
-  }
-  // Start rendezvous receives the AM callbacks asked for.
-  while (!rndv_to_start.empty()) {
-    auto batch = std::move(rndv_to_start);
-    rndv_to_start.clear();
-    for (auto& [owner, slot] : batch)
-      start_rndv(owner, slot);
-  }
-  for (auto& [id, reason] : drops)
-    handler.on_drop(id, reason);
-  drops.clear();
-  while (!ready_to_deliver.empty()) {
-    auto batch = std::move(ready_to_deliver);
-    ready_to_deliver.clear();
-    for (auto id : batch)
-      deliver(id);
-  }
-  while (!rma_completions.empty()) {
-    auto batch = std::move(rma_completions);
-    rma_completions.clear();
-    for (auto& state : batch)
-      state->done(state->error);
-  }
-  while (!fails.empty()) {
-    auto batch = std::move(fails);
-    fails.clear();
-    for (auto& [id, reason] : batch)
-      fail_connection(id, reason);
-  }
+  drain(accepts, [this](ucp_conn_request_h request) { accept(request); });
+  // Rendezvous receives the AM callbacks asked for.
+  drain(rndv_to_start,
+        [this](auto& pending) { start_rndv(pending.first, pending.second); });
+  drain(drops, [this](auto& drop) { handler.on_drop(drop.first, drop.second); });
+  drain(ready_to_deliver, [this](auto id) { deliver(id); });
+  drain(rma_completions, [](auto& state) { state->done(state->error); });
+  drain(fails, [this](auto& failed) { fail_connection(failed.first, failed.second); });
 }
 
 // -- connections ----------------------------------------------------------------------
