@@ -27,7 +27,8 @@ std::map<std::string, uint64_t> flatten(const transport::transport_stats& s) {
                                       {"messages_out", s.messages_out},
                                       {"bytes_in", s.bytes_in},
                                       {"bytes_out", s.bytes_out},
-                                      {"peers", s.peers}};
+                                      {"peers", s.peers},
+                                      {"remote_keys", s.remote_keys}};
   for (const auto& [reason, count] : s.drops)
     out["drop:" + reason] = count;
   return out;

@@ -1025,6 +1025,8 @@ transport_stats middleman::stats() const {
   s.messages_in = d.msgs_in.load();
   s.bytes_in = d.bytes_in.load();
   s.peers = d.peer_count.load();
+  if (d.engine)
+    s.remote_keys = d.engine->cached_remote_keys();
   std::lock_guard<std::mutex> guard{d.drops_mtx};
   s.drops = d.drops;
   return s;

@@ -46,6 +46,7 @@ struct transport_stats {
   uint64_t messages_in = 0;
   uint64_t bytes_in = 0;
   uint64_t peers = 0;                    ///< nodes with a live, handshaken connection
+  uint64_t remote_keys = 0;              ///< unpacked keys of peers' memory regions
   std::map<std::string, uint64_t> drops; ///< dropped input by reason
 };
 

@@ -50,18 +50,20 @@ struct ops_fixture {
       throw std::runtime_error(describe(err));
   }
 
-  /// The ops a node reports through its node service.
-  nlohmann::json ops_of(const std::string& address) {
+  /// What a node's node service reports on `topic`.
+  nlohmann::json topic_of(const std::string& address, const std::string& topic) {
     auto service = client.remote_node(address, 10s);
     if (!service)
       BOOST_FAIL("no node service at " << address << ": " << describe(service.error()));
     caf::scoped_actor self{client.system()};
     nlohmann::json result;
-    self->request(*service, 10s, caf::get_atom::value, std::string{"ops"})
+    self->request(*service, 10s, caf::get_atom::value, topic)
       .receive([&](const std::string& text) { result = nlohmann::json::parse(text); },
                [&](const caf::error& err) { BOOST_FAIL(describe(err)); });
     return result;
   }
+
+  nlohmann::json ops_of(const std::string& address) { return topic_of(address, "ops"); }
 
   size_t inflight_at(const std::string& address) {
     return ops_of(address)["inflight"].size();
@@ -139,6 +141,17 @@ BOOST_AUTO_TEST_CASE(rdma_ping_moves_1_MiB_and_64_MiB_both_ways_byte_for_byte) {
   BOOST_CHECK(eventually(5s, [&] {
     return inflight_at(a.address()) == 0 && client.ops().inflight().empty();
   }));
+  // Each op exposes a fresh region; the target's cache of unpacked remote keys for
+  // this one connection stays bounded however many it has reached.
+  for (int i = 0; i < 150; ++i) {
+    auto r = ops::launch<actors::rdma_ping_op>(client, {a.address()}, uint64_t{4096})
+               .get_for(20s);
+    BOOST_REQUIRE(r);
+    BOOST_REQUIRE_MESSAGE(*r, text_of(*r));
+  }
+  auto keys = topic_of(a.address(), "stats")["remote_keys"].get<uint64_t>();
+  BOOST_TEST(keys > 0u);
+  BOOST_TEST(keys <= 64u);
 }
 
 BOOST_AUTO_TEST_CASE(ten_thousand_concurrent_pings_complete_each_exactly_once) {

@@ -3,6 +3,7 @@
 #include "transport/detail/mpsc_queue.hpp"
 
 #include <arpa/inet.h>
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -59,6 +60,14 @@ struct engine::impl {
   };
   using slot_ptr = std::shared_ptr<inbox_slot>;
 
+  struct cached_rkey {
+    ucp_rkey_h handle = nullptr;
+    uint32_t users = 0;    ///< operations issued with it and not completed yet
+    uint64_t last_use = 0; ///< the connection's rkey_clock at its last use
+  };
+  /// Keys kept per connection beyond those in use; older unused ones are destroyed.
+  static constexpr size_t max_cached_rkeys = 64;
+
   struct connection {
     conn_id id = 0;
     ucp_ep_h ep = nullptr;
@@ -69,8 +78,10 @@ struct engine::impl {
     std::deque<pending_send> waiting;
     std::deque<slot_ptr> inbox;
     /// Unpacked remote keys by packed form; they belong to `ep` and must be
-    /// destroyed before it closes.
-    std::unordered_map<std::string, ucp_rkey_h> rkeys;
+    /// destroyed before it closes. Bounded: ops expose a fresh region each, so a
+    /// long-lived connection would otherwise keep one key per region ever reached.
+    std::unordered_map<std::string, cached_rkey> rkeys;
+    uint64_t rkey_clock = 0;
   };
 
   /// Whether anything may still be sent on the connection.
@@ -78,14 +89,38 @@ struct engine::impl {
     return c != nullptr && !c->failed && !c->closing && c->ep != nullptr;
   }
 
+  std::atomic<uint64_t> remote_keys{0}; // over all connections, for stats
+
   void drop_rkeys(connection& c) {
     for (auto& kvp : c.rkeys)
-      ucp_rkey_destroy(kvp.second);
+      ucp_rkey_destroy(kvp.second.handle);
+    remote_keys -= c.rkeys.size();
     c.rkeys.clear();
+  }
+
+  /// Destroys the least recently used keys no operation uses, down to the cap.
+  void trim_rkeys(connection& c) {
+    if (c.rkeys.size() <= max_cached_rkeys)
+      return;
+    std::vector<std::pair<uint64_t, std::string>> idle;
+    for (auto& kvp : c.rkeys)
+      if (kvp.second.users == 0)
+        idle.emplace_back(kvp.second.last_use, kvp.first);
+    std::sort(idle.begin(), idle.end());
+    for (auto& [last_use, packed] : idle) {
+      if (c.rkeys.size() <= max_cached_rkeys)
+        break;
+      auto i = c.rkeys.find(packed);
+      ucp_rkey_destroy(i->second.handle);
+      c.rkeys.erase(i);
+      --remote_keys;
+    }
   }
 
   /// One RDMA operation; shared by its put and its flush, which complete separately.
   struct rma_state {
+    conn_id conn = 0;
+    std::string packed_rkey; // its cache entry is in use until completion
     rma_callback done;
     std::shared_ptr<void> keep_alive;
     std::string error; // from the put, reported when the flush completes
@@ -538,7 +573,15 @@ void engine::impl::dispatch() {
         [this](auto& pending) { start_rndv(pending.first, pending.second); });
   drain(drops, [this](auto& drop) { handler.on_drop(drop.first, drop.second); });
   drain(ready_to_deliver, [this](auto id) { deliver(id); });
-  drain(rma_completions, [](auto& state) { state->done(state->error); });
+  drain(rma_completions, [this](auto& state) {
+    if (auto c = find(state->conn)) {
+      auto i = c->rkeys.find(state->packed_rkey);
+      if (i != c->rkeys.end() && i->second.users > 0)
+        --i->second.users;
+      trim_rkeys(*c);
+    }
+    state->done(state->error);
+  });
   drain(fails, [this](auto& failed) { fail_connection(failed.first, failed.second); });
 }
 
@@ -870,16 +913,22 @@ void engine::rma(conn_id conn, bool is_put, void* local, size_t length,
     done("the connection to the region's node is gone");
     return;
   }
-  auto& rkey = c->rkeys[packed_rkey];
-  if (rkey == nullptr) {
-    auto status = ucp_ep_rkey_unpack(c->ep, packed_rkey.data(), &rkey);
+  auto& cached = c->rkeys[packed_rkey];
+  if (cached.handle == nullptr) {
+    auto status = ucp_ep_rkey_unpack(c->ep, packed_rkey.data(), &cached.handle);
     if (status != UCS_OK) {
       c->rkeys.erase(packed_rkey);
       done("cannot unpack the region's remote key: " + status_text(status));
       return;
     }
+    ++d.remote_keys;
   }
+  ++cached.users;
+  cached.last_use = ++c->rkey_clock;
+  ucp_rkey_h rkey = cached.handle;
   auto state = std::make_shared<impl::rma_state>();
+  state->conn = conn;
+  state->packed_rkey = packed_rkey;
   state->done = std::move(done);
   state->keep_alive = std::move(keep_alive);
   // Each request gets its own token: UCX frees nothing of ours, and a callback that
@@ -921,6 +970,10 @@ void engine::rma(conn_id conn, bool is_put, void* local, size_t length,
       state->error = "RDMA failed: " + status_text(status);
     d.rma_completions.push_back(std::move(state));
   }
+}
+
+uint64_t engine::cached_remote_keys() const {
+  return impl_->remote_keys.load();
 }
 
 mapped_memory::~mapped_memory() {

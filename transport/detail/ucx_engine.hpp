@@ -123,6 +123,9 @@ public:
   /// failure. Valid only between start() and stop().
   std::unique_ptr<mapped_memory> map_memory(size_t bytes, std::string& error);
 
+  /// Unpacked remote keys held over all connections (bounded per connection).
+  uint64_t cached_remote_keys() const;
+
 private:
   struct impl;
   std::unique_ptr<impl> impl_;
