@@ -2,8 +2,10 @@
 
 #include "actors/echo/echo.hpp"
 #include "actors/group/group.hpp"
+#include "actors/ops/dht.hpp"
 #include "actors/ops/ping.hpp"
 #include "actors/ops/rdma_ping.hpp"
+#include "actors/ops/scatter_gather.hpp"
 
 namespace troupe::actors {
 
@@ -13,9 +15,12 @@ void register_builtin_providers(provider_registry& registry) {
 }
 
 caf::error register_builtin_ops(ops::op_registry& registry) {
-  if (auto err = registry.add<ping_op>())
-    return err;
-  return registry.add<rdma_ping_op>();
+  for (auto err : {registry.add<ping_op>(), registry.add<rdma_ping_op>(),
+                   registry.add<scatter_op>(), registry.add<gather_op>(),
+                   registry.add<dht_put_op>(), registry.add<dht_get_op>()})
+    if (err)
+      return err;
+  return caf::none;
 }
 
 void register_builtin_types(caf::actor_system_config& cfg) {

@@ -18,7 +18,8 @@ namespace troupe::actors {
 /// explicitly by `actorhost`'s main() and by applications that embed a node.
 void register_builtin_providers(provider_registry& registry);
 
-/// Registers every op type that ships with Troupe ("ping", "rdma-ping"). Every node that
+/// Registers every op type that ships with Troupe ("ping", "rdma-ping", "scatter",
+/// "gather", "dht-put", "dht-get"). Every node that
 /// launches or serves them calls this (`node.ops().registry()`), before or after start.
 caf::error register_builtin_ops(ops::op_registry& registry);
 

@@ -160,6 +160,12 @@ struct op_handle::shared {
 op_handle::op_handle(std::shared_ptr<shared> state) : state_(std::move(state)) {
 }
 
+op_handle op_handle::finished(op_result result) {
+  auto state = std::make_shared<shared>();
+  state->complete(std::move(result));
+  return op_handle{state};
+}
+
 op_result op_handle::get() const {
   std::unique_lock<std::mutex> guard{state_->mtx};
   state_->done_cv.wait(guard, [&] { return state_->result.has_value(); });
@@ -265,6 +271,7 @@ public:
     self_->delayed_send(self_, delay, op_timer_atom::value, id);
   }
   caf::event_based_actor* self() override { return self_; }
+  op_runtime& runtime() override { return *self_->state.rt; }
 
 protected:
   Actor* self_;
@@ -756,6 +763,13 @@ void op_runtime::stop() {
     if (*a)
       caf::anon_send_exit(*a, caf::exit_reason::user_shutdown);
     *a = nullptr;
+  }
+  // Node-local state (stores holding registered memory) goes while the transport
+  // that registered it still runs.
+  std::map<std::string, local_slot> locals;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    locals.swap(locals_);
   }
 }
 

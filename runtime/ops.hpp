@@ -33,6 +33,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <stdexcept>
+#include <typeindex>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -54,6 +56,8 @@ class node;
 } // namespace troupe
 
 namespace troupe::ops {
+
+class op_runtime;
 
 using op_id = uint32_t;
 
@@ -106,6 +110,8 @@ public:
   virtual void start_timer(std::chrono::milliseconds delay, uint64_t id) = 0;
   /// The side's actor, e.g. for RDMA requests, whose completions come as messages.
   virtual caf::event_based_actor* self() = 0;
+  /// The op framework of this side's node, e.g. for its node-local state (`local`).
+  virtual op_runtime& runtime() = 0;
 };
 
 class origin_context : public side_context {
@@ -161,6 +167,8 @@ class op_handle {
 public:
   struct shared;
   explicit op_handle(std::shared_ptr<shared> state);
+  /// A handle whose op is already over, e.g. work done locally without an op.
+  static op_handle finished(op_result result);
 
   /// Blocks until the op has its result.
   op_result get() const;
@@ -290,6 +298,22 @@ public:
 
   const caf::actor& directory() const { return directory_; }
 
+  /// Node-local state op types share across their instances (a store, a cache):
+  /// the `T` under `key`, default-constructed on first use, dropped when the node
+  /// stops. Thread-safe. Asking for `key` as another type is a logic error (thrown).
+  template <class T>
+  std::shared_ptr<T> local(const std::string& key) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto& slot = locals_[key];
+    if (!slot.object) {
+      slot.type = typeid(T);
+      slot.object = std::make_shared<T>();
+    } else if (slot.type != typeid(T)) {
+      throw std::logic_error("op-local state \"" + key + "\" has another type");
+    }
+    return std::static_pointer_cast<T>(slot.object);
+  }
+
   std::vector<inflight_op> inflight() const;
 
   /// Called by the op actors.
@@ -316,6 +340,11 @@ private:
   mutable std::mutex mtx_;
   std::map<uint64_t, tracked> inflight_;   // guarded by mtx_
   std::map<std::string, uint64_t> counts_; // guarded by mtx_
+  struct local_slot {
+    std::type_index type = typeid(void);
+    std::shared_ptr<void> object;
+  };
+  std::map<std::string, local_slot> locals_; // guarded by mtx_
 };
 
 } // namespace troupe::ops

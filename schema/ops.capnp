@@ -23,3 +23,55 @@ struct RdmaPingAck {
   # `rdma-ping`, target -> origin: the transformed bytes are in the origin's region.
   length @0 :UInt64;
 }
+
+struct Window {
+  # A slice of the origin's registered buffer: `length` bytes at `offset` of `region`.
+  region @0 :Envelope.RegionDescriptor;
+  offset @1 :UInt64;
+  length @2 :UInt64;
+}
+
+struct NamedWindow {
+  # `scatter`, origin -> target: get your window; keep it under `name` once the
+  # origin commits (every target got its window), else drop it.
+  # `gather`, origin -> target: put what you keep under `name` into your window.
+  name @0 :Text;
+  window @1 :Window;
+}
+
+struct ScatterFetched {
+  # `scatter`, target -> origin: the window is here, waiting for the commit.
+  length @0 :UInt64;
+}
+
+struct ScatterCommit {
+  # `scatter`, origin -> target: every target has its window; keep it.
+}
+
+struct DhtPut {
+  # DHT `put`, origin -> the key's owner. Small values travel inline; larger ones
+  # stay in the origin's registered memory for the owner to get.
+  table @0 :Text;
+  key @1 :Data;
+  union {
+    inline @2 :Data;
+    remote @3 :Window;
+  }
+}
+
+struct DhtGet {
+  # DHT `get`, origin -> the key's owner. Values up to `inlineLimit` bytes come back
+  # inline.
+  table @0 :Text;
+  key @1 :Data;
+  inlineLimit @2 :UInt64;
+}
+
+struct DhtValue {
+  # DHT `get`, owner -> origin: the value inline, or where to get it (the owner
+  # keeps it exposed until the origin ends the op).
+  union {
+    inline @0 :Data;
+    remote @1 :Window;
+  }
+}

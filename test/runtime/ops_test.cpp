@@ -1,22 +1,29 @@
 #define BOOST_TEST_MODULE ops
 #include <boost/test/unit_test.hpp>
 
-// The op framework across real actorhost processes: the built-in ping op on one and
-// three targets, 10,000 concurrent pings each completed once, an unknown op id at the
-// target, a failing target, the deadline, a node killed in the middle of an op, and
+// The op framework across real actorhost processes: the built-in ops (ping on one and
+// three targets, rdma-ping, scatter and gather, the DHT over a four-node group), 10,000
+// concurrent pings each completed once, an unknown op id at the target, a failing
+// target, the deadline, a node killed in the middle of an op and of a scatter, and
 // op-id collisions at registration. Targets run in actorhost processes that load the
 // test module (test.silent, test.fail); origins run in this process's node.
 
 #include <atomic>
 #include <csignal>
+#include <cstring>
+#include <map>
+#include <mutex>
 
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
 #include <nlohmann/json.hpp>
 
 #include "actors/builtin.hpp"
+#include "actors/group/view.hpp"
+#include "actors/ops/dht.hpp"
 #include "actors/ops/ping.hpp"
 #include "actors/ops/rdma_ping.hpp"
+#include "actors/ops/scatter_gather.hpp"
 #include "base/error.hpp"
 #include "runtime/config.hpp"
 #include "runtime/node.hpp"
@@ -83,6 +90,26 @@ long long ms(clock_type::duration d) {
 
 std::string text_of(const ops::op_result& r) {
   return r ? std::string{"(a result)"} : describe(r.error());
+}
+
+/// A registered buffer of `bytes` filled with a pattern that differs per `seed`.
+std::shared_ptr<memory_region> patterned(node& n, size_t bytes, uint64_t seed) {
+  auto region = memory_region::allocate(n.system(), bytes);
+  if (!region)
+    throw std::runtime_error(describe(region.error()));
+  for (size_t i = 0; i < bytes; ++i)
+    (*region)->data()[i] = static_cast<uint8_t>((i * 2654435761u + seed) >> 7);
+  return *region;
+}
+
+/// The value the DHT tests store under key `i`: every hundredth one larger than the
+/// RDMA threshold.
+std::string dht_value(size_t i) {
+  auto size = i % 100 == 0 ? 64 * 1024 + i : 10 + i % 190;
+  std::string v(size, '\0');
+  for (size_t k = 0; k < size; ++k)
+    v[k] = static_cast<char>((k * 31 + i * 7) & 0xff);
+  return v;
 }
 
 } // namespace
@@ -264,6 +291,201 @@ BOOST_AUTO_TEST_CASE(a_node_killed_in_the_middle_fails_the_op_within_a_second) {
   // The survivor's target side is gone too.
   BOOST_CHECK(eventually(5s, [&] { return inflight_at(a.address()) == 0; }));
   BOOST_CHECK(client.ops().inflight().empty());
+}
+
+BOOST_AUTO_TEST_CASE(scatter_then_gather_moves_every_window_byte_for_byte) {
+  host_process a{target_config()}, b{target_config()}, c{target_config()};
+  std::vector<std::string> nodes{a.address(), b.address(), c.address()};
+  // Uneven windows, one of them empty.
+  std::vector<uint64_t> windows{1 << 20, 0, (2 << 20) + 7};
+  size_t total = (3 << 20) + 7;
+  auto source = patterned(client, total, 1);
+  auto r =
+    ops::launch<actors::scatter_op>(client, nodes, "input", source, windows).get_for(60s);
+  BOOST_REQUIRE(r);
+  BOOST_REQUIRE_MESSAGE(*r, text_of(*r));
+  BOOST_TEST(r->value().get_as<uint64_t>(0) == total);
+  auto back = patterned(client, total, 2);
+  r = ops::launch<actors::gather_op>(client, nodes, "input", back, windows).get_for(60s);
+  BOOST_REQUIRE(r);
+  BOOST_REQUIRE_MESSAGE(*r, text_of(*r));
+  BOOST_TEST(r->value().get_as<uint64_t>(0) == total);
+  BOOST_TEST(std::memcmp(back->data(), source->data(), total) == 0);
+  // Equal windows over the same nodes replace what they keep.
+  auto again = patterned(client, 3000, 3);
+  auto equal = actors::equal_windows(3000, 3);
+  BOOST_TEST(equal == (std::vector<uint64_t>{1000, 1000, 1000}));
+  r = ops::launch<actors::scatter_op>(client, nodes, "input", again, equal).get_for(60s);
+  BOOST_REQUIRE(r && *r);
+  auto small = patterned(client, 3000, 4);
+  r = ops::launch<actors::gather_op>(client, nodes, "input", small, equal).get_for(60s);
+  BOOST_REQUIRE(r);
+  BOOST_REQUIRE_MESSAGE(*r, text_of(*r));
+  BOOST_TEST(std::memcmp(small->data(), again->data(), 3000) == 0);
+  // A window of the wrong size, a name nobody keeps, windows that do not fit.
+  r = ops::launch<actors::gather_op>(client, nodes, "input", back, windows).get_for(20s);
+  BOOST_REQUIRE(r && !*r);
+  BOOST_TEST(has_code(r->error(), errc::refused), describe(r->error()));
+  BOOST_TEST(describe(r->error()).find("\"input\" holds 1000 bytes, the window has ")
+               != std::string::npos,
+             describe(r->error()));
+  r = ops::launch<actors::gather_op>(client, {a.address()}, "nothing", back,
+                                     std::vector<uint64_t>{10})
+        .get_for(20s);
+  BOOST_REQUIRE(r && !*r);
+  BOOST_TEST(has_code(r->error(), errc::not_found), describe(r->error()));
+  BOOST_TEST(describe(r->error()).find(a.address()) != std::string::npos,
+             describe(r->error()));
+  r = ops::launch<actors::scatter_op>(client, nodes, "x", small,
+                                      std::vector<uint64_t>{2000, 2000, 2000})
+        .get_for(20s);
+  BOOST_REQUIRE(r && !*r);
+  BOOST_TEST(has_code(r->error(), errc::refused), describe(r->error()));
+  BOOST_CHECK(eventually(5s, [&] {
+    return client.ops().inflight().empty() && inflight_at(a.address()) == 0
+           && inflight_at(b.address()) == 0 && inflight_at(c.address()) == 0;
+  }));
+}
+
+BOOST_AUTO_TEST_CASE(a_node_killed_in_the_middle_of_a_scatter_commits_nowhere) {
+  host_process a{target_config()}, b{target_config()}, c{target_config()};
+  std::vector<std::string> nodes{a.address(), b.address(), c.address()};
+  // Everyone connected first, then c stops answering: a and b fetch their windows
+  // and wait for a commit that needs c.
+  auto warm =
+    ops::launch<actors::ping_op>(client, nodes, std::string{"warm"}).get_for(20s);
+  BOOST_REQUIRE(warm && *warm);
+  c.process().signal(SIGSTOP);
+  auto source = patterned(client, 3 << 20, 5);
+  auto h = ops::launch_with<actors::scatter_op>(
+    client, {60000ms}, nodes, "doomed", source, actors::equal_windows(3 << 20, 3));
+  BOOST_REQUIRE(eventually(20s, [&] {
+    auto mine = client.ops().inflight();
+    return mine.size() == 1 && mine[0].state == "2 of 3 windows fetched";
+  }));
+  for (const auto* survivor : {&a, &b}) {
+    auto ops = ops_of(survivor->address())["inflight"];
+    BOOST_REQUIRE_EQUAL(ops.size(), 1u);
+    BOOST_TEST(ops[0]["state"] == "fetched, waiting for the commit");
+  }
+  auto killed = clock_type::now();
+  c.kill_hard();
+  auto r = h.get_for(10s);
+  auto took = clock_type::now() - killed;
+  BOOST_REQUIRE(r);
+  BOOST_REQUIRE(!*r);
+  BOOST_TEST(has_code(r->error(), errc::unreachable), describe(r->error()));
+  BOOST_TEST(describe(r->error()).find(c.address()) != std::string::npos,
+             describe(r->error()));
+  BOOST_TEST(ms(took) < 1500);
+  // The survivors' sides are gone, and they kept nothing.
+  BOOST_CHECK(eventually(
+    5s, [&] { return inflight_at(a.address()) == 0 && inflight_at(b.address()) == 0; }));
+  BOOST_CHECK(client.ops().inflight().empty());
+  auto out = patterned(client, 2 << 20, 6);
+  auto g = ops::launch<actors::gather_op>(client, {a.address(), b.address()}, "doomed",
+                                          out, actors::equal_windows(2 << 20, 2))
+             .get_for(20s);
+  BOOST_REQUIRE(g && !*g);
+  BOOST_TEST(has_code(g->error(), errc::not_found), describe(g->error()));
+}
+
+BOOST_AUTO_TEST_CASE(a_dht_over_a_four_node_group_returns_each_of_10000_values) {
+  actorhost_instance inst{4};
+  auto view = group::read_view_file(inst.view_file);
+  auto nodes = actors::nodes_of(view);
+  BOOST_REQUIRE_EQUAL(nodes.size(), 4u);
+  actors::dht_options options;
+  options.deadline = 60s;
+  auto table = actors::dht::over(client, view, options);
+  constexpr size_t n = 10000;
+  std::atomic<size_t> done{0}, failures{0};
+  std::string first_failure;
+  std::mutex mtx;
+  auto count = [&](const ops::op_result& r, size_t i, bool is_get) {
+    bool ok = r && (!is_get || r->get_as<std::string>(0) == dht_value(i));
+    if (!ok) {
+      std::lock_guard<std::mutex> guard{mtx};
+      if (failures++ == 0)
+        first_failure = "key " + std::to_string(i) + ": "
+                        + (r ? std::string{"a wrong value"} : describe(r.error()));
+    }
+    ++done;
+  };
+  std::map<std::string, size_t> owned;
+  for (size_t i = 0; i < n; ++i) {
+    ++owned[table.owner_of("key-" + std::to_string(i))];
+    table.put("key-" + std::to_string(i), dht_value(i)).then([&, i](const auto& r) {
+      count(r, i, false);
+    });
+  }
+  BOOST_REQUIRE(eventually(120s, [&] { return done.load() == n; }));
+  BOOST_REQUIRE_MESSAGE(failures.load() == 0, first_failure);
+  // Rendezvous hashing spreads the keys over every node.
+  BOOST_TEST(owned.size() == 4u);
+  for (const auto& [address, keys] : owned)
+    BOOST_TEST(keys > n / 8, address << " owns " << keys);
+  done = 0;
+  for (size_t i = 0; i < n; ++i)
+    table.get("key-" + std::to_string(i)).then([&, i](const auto& r) {
+      count(r, i, true);
+    });
+  BOOST_REQUIRE(eventually(120s, [&] { return done.load() == n; }));
+  BOOST_REQUIRE_MESSAGE(failures.load() == 0, first_failure);
+  auto missing = table.get("no-such-key").get_for(20s);
+  BOOST_REQUIRE(missing && !*missing);
+  BOOST_TEST(has_code(missing->error(), errc::not_found), describe(missing->error()));
+  BOOST_TEST(describe(missing->error()).find("no key \"no-such-key\"")
+               != std::string::npos,
+             describe(missing->error()));
+  BOOST_CHECK(eventually(10s, [&] {
+    if (!client.ops().inflight().empty())
+      return false;
+    for (const auto& address : nodes)
+      if (inflight_at(address) != 0)
+        return false;
+    return true;
+  }));
+}
+
+BOOST_AUTO_TEST_CASE(dht_keys_this_node_owns_never_touch_the_network) {
+  host_process a{target_config()};
+  auto table = actors::dht(client, {client.address(), a.address()});
+  auto launched_before = client.ops().counters()["launched"];
+  size_t remote = 0;
+  for (size_t i = 0; i < 400; ++i) {
+    auto key = "k" + std::to_string(i);
+    if (table.owner_of(key) != client.address())
+      ++remote;
+    auto put = table.put(key, dht_value(i)).get_for(20s);
+    BOOST_REQUIRE(put);
+    BOOST_REQUIRE_MESSAGE(*put, text_of(*put));
+  }
+  for (size_t i = 0; i < 400; ++i) {
+    auto got = table.get("k" + std::to_string(i)).get_for(20s);
+    BOOST_REQUIRE(got);
+    BOOST_REQUIRE_MESSAGE(*got, text_of(*got));
+    BOOST_REQUIRE(got->value().get_as<std::string>(0) == dht_value(i));
+  }
+  BOOST_TEST(remote > 100u);
+  BOOST_TEST(remote < 300u);
+  // Only the remote keys launched ops (a put and a get each).
+  BOOST_TEST(client.ops().counters()["launched"] - launched_before == 2 * remote);
+  BOOST_TEST(ops_of(a.address())["counters"]["targets_started"].get<size_t>()
+             == 2 * remote);
+  // A list with one more node moves only the keys the new node takes.
+  auto more = actors::dht(client, {client.address(), a.address(), "ucx://127.0.0.1:1"});
+  size_t moved = 0;
+  for (size_t i = 0; i < 400; ++i) {
+    auto key = "k" + std::to_string(i);
+    if (more.owner_of(key) == "ucx://127.0.0.1:1")
+      ++moved;
+    else
+      BOOST_TEST(more.owner_of(key) == table.owner_of(key));
+  }
+  BOOST_TEST(moved > 60u);
+  BOOST_TEST(moved < 220u);
+  BOOST_CHECK_THROW(actors::dht(client, {}), std::invalid_argument);
 }
 
 BOOST_AUTO_TEST_CASE(launching_an_unregistered_op_or_with_no_targets_fails_at_once) {

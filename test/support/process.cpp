@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <poll.h>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 #include <sys/prctl.h>
@@ -270,6 +272,26 @@ void host_process::kill_hard() {
 
 std::string test_library(const std::string& name) {
   return std::string{TROUPE_LIB_DIR} + "/" + name;
+}
+
+actorhost_instance::actorhost_instance(unsigned size) {
+  // With a comment: the launcher reads configs as the node does.
+  auto cfg = dir.write("node.json", "// one scheduler thread per node\n{\"threads\": 1}");
+  launcher = std::make_unique<child_process>(
+    std::vector<std::string>{bin_path("actorhost"), "--size", std::to_string(size),
+                             "--instance-dir", dir.path() + "/inst", "-c", cfg});
+  if (!launcher->wait_for_line("attach with: actorsh -f", std::chrono::seconds{60}))
+    throw std::runtime_error("the instance did not start: " + launcher->err());
+  std::istringstream out{launcher->out()};
+  std::string line;
+  while (std::getline(out, line))
+    if (auto at = line.find(" pid ");
+        line.rfind("  node ", 0) == 0 && at != std::string::npos)
+      pids.push_back(std::stoi(line.substr(at + 5)));
+}
+
+bool actorhost_instance::all_gone() const {
+  return std::all_of(pids.begin(), pids.end(), process_gone);
 }
 
 } // namespace troupe::test

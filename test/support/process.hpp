@@ -125,4 +125,17 @@ private:
 /// The path of a test module library in build/lib.
 std::string test_library(const std::string& name);
 
+/// `actorhost --size N` with its instance directory: N nodes forming one centralized
+/// group; its view file, and its nodes' pids from its output. Throws
+/// std::runtime_error if it does not start in time.
+struct actorhost_instance {
+  temp_dir dir;
+  std::string view_file = dir.path() + "/inst/group.json";
+  std::unique_ptr<child_process> launcher;
+  std::vector<int> pids;
+
+  explicit actorhost_instance(unsigned size);
+  bool all_gone() const;
+};
+
 } // namespace troupe::test

@@ -193,39 +193,8 @@ BOOST_AUTO_TEST_CASE(view_shows_the_group_of_the_connected_node) {
              none.err);
 }
 
-namespace {
-
-/// `actorhost --size N` with its instance directory; its node pids from its output.
-struct instance {
-  temp_dir dir;
-  std::string view_file = dir.path() + "/inst/group.json";
-  std::unique_ptr<child_process> launcher;
-  std::vector<int> pids;
-
-  explicit instance(unsigned size) {
-    // With a comment: the launcher reads configs as the node does.
-    auto cfg =
-      dir.write("node.json", "// one scheduler thread per node\n{\"threads\": 1}");
-    launcher = std::make_unique<child_process>(
-      std::vector<std::string>{bin_path("actorhost"), "--size", std::to_string(size),
-                               "--instance-dir", dir.path() + "/inst", "-c", cfg});
-    if (!launcher->wait_for_line("attach with: actorsh -f", 60s))
-      throw std::runtime_error("the instance did not start: " + launcher->err());
-    std::istringstream out{launcher->out()};
-    std::string line;
-    while (std::getline(out, line))
-      if (auto at = line.find(" pid ");
-          line.rfind("  node ", 0) == 0 && at != std::string::npos)
-        pids.push_back(std::stoi(line.substr(at + 5)));
-  }
-
-  bool all_gone() const { return std::all_of(pids.begin(), pids.end(), process_gone); }
-};
-
-} // namespace
-
 BOOST_AUTO_TEST_CASE(a_three_node_instance_driven_from_its_view_file) {
-  instance inst{3};
+  actorhost_instance inst{3};
   BOOST_REQUIRE_EQUAL(inst.pids.size(), 3u);
   auto v = actorsh({"-f", inst.view_file, "--json", "-c", "view"});
   BOOST_REQUIRE_MESSAGE(v.exit_code == 0, v.err);
@@ -267,7 +236,7 @@ BOOST_AUTO_TEST_CASE(a_three_node_instance_driven_from_its_view_file) {
 }
 
 BOOST_AUTO_TEST_CASE(a_launcher_killed_with_sigkill_leaves_no_orphans) {
-  instance inst{2};
+  actorhost_instance inst{2};
   BOOST_REQUIRE_EQUAL(inst.pids.size(), 2u);
   inst.launcher->signal(SIGKILL);
   BOOST_REQUIRE(inst.launcher->wait_exit(10s).has_value());
@@ -275,7 +244,7 @@ BOOST_AUTO_TEST_CASE(a_launcher_killed_with_sigkill_leaves_no_orphans) {
 }
 
 BOOST_AUTO_TEST_CASE(watch_prints_membership_and_metadata_events) {
-  instance inst{2};
+  actorhost_instance inst{2};
   child_process watcher{
     {bin_path("actorsh"), "-f", inst.view_file, "-c", "watch -n 2 --for 30000"}};
   BOOST_REQUIRE(watcher.wait_for_line("watching 2 members", 20s));
@@ -293,7 +262,7 @@ BOOST_AUTO_TEST_CASE(watch_prints_membership_and_metadata_events) {
 }
 
 BOOST_AUTO_TEST_CASE(a_killed_node_leaves_no_orphans_when_the_launcher_stops) {
-  instance inst{3};
+  actorhost_instance inst{3};
   BOOST_REQUIRE_EQUAL(inst.pids.size(), 3u);
   ::kill(inst.pids[1], SIGKILL);
   BOOST_TEST(inst.launcher->wait_for_text_on_stderr("was killed by", 10s));

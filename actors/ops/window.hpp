@@ -1,0 +1,74 @@
+#pragma once
+// A slice of a peer's registered memory, as the built-in ops send it (Window in
+// schema/ops.capnp). Includes generated Cap'n Proto code: include from .cpp files.
+
+#include <cstdint>
+#include <string>
+
+#include <optional>
+
+#include <caf/actor_cast.hpp>
+#include <caf/event_based_actor.hpp>
+
+#include "base/error.hpp"
+#include "runtime/ops.hpp"
+#include "schema/ops.capnp.h"
+#include "transport/rdma.hpp"
+#include "transport/region_codec.hpp"
+
+namespace troupe::actors {
+
+struct window {
+  region_descriptor region;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+inline void write_window(const region_descriptor& region, uint64_t offset,
+                         uint64_t length, schema::ops::Window::Builder out) {
+  write_region_descriptor(region, out.initRegion());
+  out.setOffset(offset);
+  out.setLength(length);
+}
+
+/// An empty string, or why the window cannot be used (it comes off the network).
+inline std::string read_window(schema::ops::Window::Reader in, window& out) {
+  if (!read_region_descriptor(in.getRegion(), out.region))
+    return "a region descriptor whose node id does not parse";
+  out.offset = in.getOffset();
+  out.length = in.getLength();
+  if (out.offset > out.region.length || out.length > out.region.length - out.offset)
+    return "a window outside its region";
+  return {};
+}
+
+/// Allocates `local` for the window and starts getting it into it; the side then
+/// receives rdma_done{tag} (see rdma_completion). The error if it could not start.
+inline caf::error fetch_window(ops::side_context& ctx, const window& w,
+                               std::shared_ptr<memory_region>& local, uint64_t tag) {
+  auto region = memory_region::allocate(ctx.self()->system(), w.length);
+  if (!region)
+    return region.error();
+  local = *region;
+  rdma_get(ctx.self()->system(), w.region, w.offset, local, 0, w.length,
+           caf::actor_cast<caf::actor>(ctx.self()), tag);
+  ctx.set_state("getting " + std::to_string(w.length) + " bytes");
+  return caf::none;
+}
+
+/// For `on_other`: nothing if `m` is no rdma_done, else its error (none: success).
+inline std::optional<caf::error> rdma_completion(const caf::message& m) {
+  if (!m.match_elements<rdma_done>())
+    return std::nullopt;
+  return m.get_as<rdma_done>(0).error;
+}
+
+inline kj::ArrayPtr<const kj::byte> bytes_of(const std::string& s) {
+  return kj::arrayPtr(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+
+inline std::string string_of(capnp::Data::Reader data) {
+  return std::string{reinterpret_cast<const char*>(data.begin()), data.size()};
+}
+
+} // namespace troupe::actors
