@@ -299,6 +299,7 @@ struct origin_peer {
   caf::actor dispatcher; // of the target's node, once located
   caf::actor mailbox;    // the target side, once it answered
   bool locating = false;
+  bool monitoring = false; // the dispatcher, for its node's death
   bool started = false;
   bool ended = false;
   std::vector<typed_message> queue; // waiting for the dispatcher or the mailbox
@@ -355,6 +356,12 @@ void origin_pump(origin_actor* self, size_t i) {
   if (peer.ended)
     return;
   if (!peer.started && !peer.queue.empty()) {
+    if (!peer.dispatcher)
+      peer.dispatcher = st.rt->known_dispatcher(st.targets[i]);
+    if (peer.dispatcher && !peer.locating && !peer.monitoring) {
+      peer.monitoring = true;
+      self->monitor(peer.dispatcher); // its node's death ends the op
+    }
     if (!peer.dispatcher) {
       if (peer.locating)
         return;
@@ -365,6 +372,7 @@ void origin_pump(origin_actor* self, size_t i) {
             auto& peer = self->state.peers[i];
             peer.locating = false;
             peer.dispatcher = dispatcher;
+            peer.monitoring = true;
             self->monitor(dispatcher); // its node's death ends the op
             origin_pump(self, i);
           },
@@ -698,16 +706,24 @@ caf::behavior dispatcher_behavior(caf::event_based_actor* self, op_runtime* rt,
 
 struct directory_state {
   static inline const char* name = "troupe.op.directory";
+  op_runtime* rt = nullptr;
   std::map<std::string, caf::actor> known;
   std::map<std::string, std::vector<caf::response_promise>> pending;
 };
 
 caf::behavior directory_behavior(caf::stateful_actor<directory_state>* self,
-                                 caf::actor locator) {
+                                 op_runtime* rt, caf::actor locator) {
+  self->state.rt = rt;
   self->set_down_handler([self](caf::down_msg& down) {
     auto& known = self->state.known;
-    for (auto it = known.begin(); it != known.end();)
-      it = it->second.address() == down.source ? known.erase(it) : std::next(it);
+    for (auto it = known.begin(); it != known.end();) {
+      if (it->second.address() == down.source) {
+        self->state.rt->forget_dispatcher(it->first);
+        it = known.erase(it);
+      } else {
+        it = std::next(it);
+      }
+    }
   });
   return {
     [self, locator](locate_atom, const std::string& uri) -> caf::result<caf::actor> {
@@ -723,6 +739,7 @@ caf::behavior directory_behavior(caf::stateful_actor<directory_state>* self,
             [self, uri](caf::actor& dispatcher) {
               auto& st = self->state;
               st.known[uri] = dispatcher;
+              st.rt->remember_dispatcher(uri, dispatcher);
               self->monitor(dispatcher);
               for (auto& p : st.pending[uri])
                 p.deliver(dispatcher);
@@ -744,7 +761,7 @@ caf::behavior directory_behavior(caf::stateful_actor<directory_state>* self,
 void op_runtime::start(node& n) {
   dispatcher_ = n.system().spawn(dispatcher_behavior, this, n.address());
   transport::middleman::of(n.system()).publish(dispatcher_key, dispatcher_);
-  directory_ = n.system().spawn(directory_behavior, n.locator());
+  directory_ = n.system().spawn(directory_behavior, this, n.locator());
 }
 
 void op_runtime::stop() {
@@ -767,10 +784,28 @@ void op_runtime::stop() {
   // Node-local state (stores holding registered memory) goes while the transport
   // that registered it still runs.
   std::map<std::string, local_slot> locals;
+  std::map<std::string, caf::actor> dispatchers;
   {
     std::lock_guard<std::mutex> guard{mtx_};
     locals.swap(locals_);
+    dispatchers.swap(dispatchers_);
   }
+}
+
+caf::actor op_runtime::known_dispatcher(const std::string& uri) const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = dispatchers_.find(uri);
+  return i == dispatchers_.end() ? caf::actor{} : i->second;
+}
+
+void op_runtime::remember_dispatcher(const std::string& uri, caf::actor dispatcher) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  dispatchers_[uri] = std::move(dispatcher);
+}
+
+void op_runtime::forget_dispatcher(const std::string& uri) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  dispatchers_.erase(uri);
 }
 
 void register_op_types(caf::actor_system_config& cfg) {

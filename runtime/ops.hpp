@@ -316,6 +316,12 @@ public:
 
   std::vector<inflight_op> inflight() const;
 
+  /// Other nodes' dispatchers the directory has located and whose nodes live: an
+  /// origin takes one from here without a request to the directory.
+  caf::actor known_dispatcher(const std::string& uri) const;
+  void remember_dispatcher(const std::string& uri, caf::actor dispatcher);
+  void forget_dispatcher(const std::string& uri);
+
   /// Called by the op actors.
   void track(const caf::actor_addr& side_actor, std::string name, const char* side);
   void set_state(uint64_t mailbox, std::string state);
@@ -344,7 +350,8 @@ private:
     std::type_index type = typeid(void);
     std::shared_ptr<void> object;
   };
-  std::map<std::string, local_slot> locals_; // guarded by mtx_
+  std::map<std::string, local_slot> locals_;      // guarded by mtx_
+  std::map<std::string, caf::actor> dispatchers_; // guarded by mtx_
 };
 
 } // namespace troupe::ops

@@ -133,7 +133,7 @@ ops::step dht_put_origin::on_start(ops::origin_context& ctx) {
   put.setTable(table_);
   put.setKey(bytes_of(key_));
   if (value_.size() > rdma_threshold_) {
-    auto region = memory_region::allocate(ctx.self()->system(), value_.size());
+    auto region = pooled_region(ctx, value_.size());
     if (!region)
       return ops::step::fail(region.error());
     exposed_ = *region;

@@ -10,6 +10,7 @@
 #include <caf/actor_cast.hpp>
 #include <caf/event_based_actor.hpp>
 
+#include "actors/ops/region_pool.hpp"
 #include "base/error.hpp"
 #include "runtime/ops.hpp"
 #include "schema/ops.capnp.h"
@@ -42,11 +43,19 @@ inline std::string read_window(schema::ops::Window::Reader in, window& out) {
   return {};
 }
 
-/// Allocates `local` for the window and starts getting it into it; the side then
-/// receives rdma_done{tag} (see rdma_completion). The error if it could not start.
+/// A registered region of `bytes` from this node's pool (region_pool).
+inline caf::expected<std::shared_ptr<memory_region>> pooled_region(ops::side_context& ctx,
+                                                                   uint64_t bytes) {
+  return ctx.runtime()
+    .local<region_pool>("troupe.regions")
+    ->take(ctx.self()->system(), bytes);
+}
+
+/// Takes `local` for the window from the pool and starts getting it into it; the side
+/// then receives rdma_done{tag} (see rdma_completion). The error if it could not start.
 inline caf::error fetch_window(ops::side_context& ctx, const window& w,
                                std::shared_ptr<memory_region>& local, uint64_t tag) {
-  auto region = memory_region::allocate(ctx.self()->system(), w.length);
+  auto region = pooled_region(ctx, w.length);
   if (!region)
     return region.error();
   local = *region;

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -35,6 +36,10 @@ struct latency {
 
 /// Percentiles of round-trip samples (in microseconds).
 latency summarize(std::vector<double> samples);
+
+/// Round trips of `send` (which must block until its answer and say whether it
+/// came), in microseconds, after a tenth as many for warm-up. Throws if one fails.
+latency time_round_trips(int iterations, const std::function<bool()>& send);
 
 /// What one peer measured over one UCX transport selection.
 struct result_set {
@@ -110,6 +115,10 @@ result_set measure_caf(const std::string& address, const workload& w);
 int serve_troupe(bool busy_poll);
 int serve_ucx();
 int serve_caf();
+
+/// `troupe-bench ops`: the op framework against plain requests and raw UCX, with
+/// `actorhost` processes; prints JSON or a table. Exit code.
+int run_ops(bool as_json, bool quick, const std::string& actorhost);
 
 /// `troupe-bench groups`: formation, refresh and failure detection of a centralized
 /// group of `actorhost` processes; prints JSON or a table. Exit code.

@@ -39,6 +39,7 @@
 #include "runtime/node.hpp"
 #include "runtime/node_service.hpp"
 #include "tools/bench/bench.hpp"
+#include "tools/bench/host.hpp"
 #include "transport/middleman.hpp"
 
 namespace troupe::bench {
@@ -49,118 +50,6 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 constexpr uint16_t group_provider_id = 42;
-
-double millis_between(clock_type::time_point from, clock_type::time_point to) {
-  return std::chrono::duration<double, std::milli>(to - from).count();
-}
-
-/// An actorhost process: stdout discarded, stderr to a log file (read for errors and
-/// for the joiners' "waiting" line), killed with us (PR_SET_PDEATHSIG).
-class host {
-public:
-  host(const std::string& actorhost, const std::string& dir, const std::string& name,
-       const std::string& config_json)
-    : address_file_(dir + "/" + name + ".address"), log_file_(dir + "/" + name + ".log") {
-    auto config_file = dir + "/" + name + ".json";
-    if (auto err = write_file_atomically(config_file, config_json); !err.empty())
-      throw std::runtime_error(err);
-    auto parent = ::getpid();
-    started_ = clock_type::now();
-    pid_ = ::fork();
-    if (pid_ < 0)
-      throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent)
-        ::_exit(127);
-      int null_fd = ::open("/dev/null", O_WRONLY);
-      int log_fd = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(null_fd, STDOUT_FILENO);
-      ::dup2(log_fd, STDERR_FILENO);
-      exec_program(
-        {actorhost, "-c", config_file, "-v", "info", "--address-file", address_file_});
-    }
-  }
-
-  ~host() { stop(); }
-  host(const host&) = delete;
-  host& operator=(const host&) = delete;
-
-  /// Waits for the address file; throws with the log's text if the process fails.
-  const std::string& wait_address(std::chrono::milliseconds timeout) {
-    auto deadline = clock_type::now() + timeout;
-    while (address_.empty()) {
-      std::string text, error;
-      if (read_file(address_file_, text, error) && !text.empty() && text.back() == '\n') {
-        address_ = text.substr(0, text.size() - 1);
-        ready_ = clock_type::now();
-        break;
-      }
-      if (exited() || clock_type::now() > deadline)
-        throw std::runtime_error("actorhost " + log_file_ + " did not come up: " + log());
-      std::this_thread::sleep_for(2ms);
-    }
-    return address_;
-  }
-
-  /// From fork to the address file (after wait_address).
-  double start_ms() const { return millis_between(started_, ready_); }
-
-  std::string log() const {
-    std::string text, error;
-    read_file(log_file_, text, error);
-    return text;
-  }
-
-  bool exited() {
-    if (pid_ <= 0)
-      return true;
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return true;
-    }
-    return false;
-  }
-
-  void signal(int signo) {
-    if (pid_ > 0)
-      ::kill(pid_, signo);
-  }
-
-  /// SIGTERM, then SIGKILL if it is still there after `grace`.
-  void stop(std::chrono::milliseconds grace = 5s) {
-    if (pid_ <= 0)
-      return;
-    ::kill(pid_, SIGCONT); // a stopped process cannot act on SIGTERM
-    ::kill(pid_, SIGTERM);
-    auto deadline = clock_type::now() + grace;
-    while (!exited() && clock_type::now() < deadline)
-      std::this_thread::sleep_for(5ms);
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-  }
-
-private:
-  int pid_ = -1;
-  std::string address_file_;
-  std::string log_file_;
-  std::string address_;
-  clock_type::time_point started_;
-  clock_type::time_point ready_;
-};
-
-/// Stops every host at once (graceful leaves overlap), then waits for each.
-void stop_all(std::vector<std::unique_ptr<host>>& hosts) {
-  for (auto& h : hosts)
-    h->signal(SIGTERM);
-  for (auto& h : hosts)
-    h->stop();
-  hosts.clear();
-}
 
 /// Membership events as a subscriber receives them, with their arrival times.
 struct event_record {
@@ -269,21 +158,6 @@ bool views_agree(node& client, const std::vector<std::string>& addresses,
       return false;
   }
   return true;
-}
-
-/// Round trips of `send` (which must block until its answer), in microseconds.
-latency time_round_trips(int iterations, const std::function<bool()>& send) {
-  std::vector<double> samples;
-  samples.reserve(static_cast<size_t>(iterations));
-  for (int i = 0; i < iterations / 10; ++i) // warm-up
-    send();
-  for (int i = 0; i < iterations; ++i) {
-    auto start = clock_type::now();
-    if (!send())
-      throw std::runtime_error("a round trip failed");
-    samples.push_back(micros_since(start));
-  }
-  return summarize(std::move(samples));
 }
 
 json latency_json(const latency& l) {

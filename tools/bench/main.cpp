@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <ext/stdio_filebuf.h>
 #include <cstring>
 #include <iomanip>
 #include <iostream>
@@ -36,6 +37,20 @@ latency summarize(std::vector<double> samples) {
   result.p50_us = at(0.50);
   result.p99_us = at(0.99);
   return result;
+}
+
+latency time_round_trips(int iterations, const std::function<bool()>& send) {
+  std::vector<double> samples;
+  samples.reserve(static_cast<size_t>(iterations));
+  for (int i = 0; i < iterations / 10; ++i) // warm-up
+    send();
+  for (int i = 0; i < iterations; ++i) {
+    auto start = clock_type::now();
+    if (!send())
+      throw std::runtime_error("a round trip failed");
+    samples.push_back(micros_since(start));
+  }
+  return summarize(std::move(samples));
 }
 
 void exec_program(std::vector<std::string> args) {
@@ -266,7 +281,26 @@ std::string sibling_program(const std::string& name) {
 
 } // namespace
 
+static int run_main(int argc, char** argv);
+
 int main(int argc, char** argv) {
+  // Stdout is for the figures (--json must stay parseable), but UCX logs to stdout,
+  // in this process and in the ones it starts: the figures keep the real stdout and
+  // everything else writing to fd 1 goes to stderr.
+  int figures_fd = ::dup(STDOUT_FILENO);
+  if (figures_fd < 0 || ::dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+    std::cerr << "troupe-bench: cannot set up stdout\n";
+    return 1;
+  }
+  __gnu_cxx::stdio_filebuf<char> figures{figures_fd, std::ios::out};
+  auto* original = std::cout.rdbuf(&figures);
+  int rc = run_main(argc, argv);
+  std::cout.flush();
+  std::cout.rdbuf(original); // `figures` goes before the stream does
+  return rc;
+}
+
+static int run_main(int argc, char** argv) {
   CLI::App app{"troupe-bench: Troupe's benchmarks, each run side by side with the peers "
                "it is compared with.",
                "troupe-bench"};
@@ -295,6 +329,14 @@ int main(int argc, char** argv) {
   std::string actorhost = sibling_program("actorhost");
   groups->add_option("--actorhost", actorhost, "the actorhost program to start")
     ->capture_default_str();
+  auto ops_cmd = app.add_subcommand(
+    "ops", "the op framework with 4 actorhost processes: ping op round trip against a "
+           "plain request, ping ops/s with 1/64/1024 in flight, rdma-ping of 1 MiB and "
+           "64 MiB against raw UCX gets, DHT puts and gets per second");
+  ops_cmd->add_flag("--json", as_json, "print JSON instead of a table");
+  ops_cmd->add_flag("--quick", quick, "fewer iterations (a smoke run)");
+  ops_cmd->add_option("--actorhost", actorhost, "the actorhost program to start")
+    ->capture_default_str();
   auto serve = app.add_subcommand("serve", "run a server half (used by the benchmarks)");
   std::string kind;
   serve->add_option("kind", kind, "troupe, ucx or caf")
@@ -315,5 +357,7 @@ int main(int argc, char** argv) {
   }
   if (*groups)
     return run_groups(as_json, quick, actorhost);
+  if (*ops_cmd)
+    return run_ops(as_json, quick, actorhost);
   return run_transport(as_json, quick, busy_poll, only);
 }
