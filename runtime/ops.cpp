@@ -22,6 +22,7 @@ namespace troupe::ops {
 using op_deadline_atom = caf::atom_constant<caf::atom("opdeadline")>;
 using op_timer_atom = caf::atom_constant<caf::atom("optimer")>;
 using op_trigger_atom = caf::atom_constant<caf::atom("optrigger")>;
+using op_tick_atom = caf::atom_constant<caf::atom("optick")>;
 
 using clock_type = std::chrono::steady_clock;
 
@@ -212,10 +213,43 @@ op_runtime::op_runtime() = default;
 op_runtime::~op_runtime() = default;
 
 void op_runtime::track(const caf::actor_addr& side_actor, std::string name,
-                       const char* side) {
+                       const char* side, clock_type::time_point deadline) {
+  caf::actor ticker; // set when this deadline is earlier than the pending tick
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    inflight_[side_actor.id()] = {side_actor, std::move(name), side, "started",
+                                  clock_type::now()};
+    deadlines_.emplace(deadline, side_actor.id());
+    if (deadline < ticker_due_ && ticker_) {
+      ticker_due_ = deadline;
+      ticker = ticker_;
+    }
+  }
+  // Rare: deadlines mostly come later than the pending tick (same default), and a
+  // timer per side would wake CAF's clock thread for every op.
+  if (ticker)
+    caf::delayed_anon_send(
+      ticker, std::max(clock_type::duration::zero(), deadline - clock_type::now()),
+      op_tick_atom::value, deadline.time_since_epoch().count());
+}
+
+bool op_runtime::take_expired(clock_type::time_point now, clock_type::time_point tick_for,
+                              std::vector<caf::actor>& expired,
+                              clock_type::time_point& next) {
   std::lock_guard<std::mutex> guard{mtx_};
-  inflight_[side_actor.id()] = {side_actor, std::move(name), side, "started",
-                                clock_type::now()};
+  while (!deadlines_.empty() && deadlines_.top().first <= now) {
+    auto i = inflight_.find(deadlines_.top().second);
+    if (i != inflight_.end())
+      if (auto a = caf::actor_cast<caf::actor>(i->second.actor))
+        expired.push_back(std::move(a));
+    deadlines_.pop();
+  }
+  next = deadlines_.empty() ? clock_type::time_point::max() : deadlines_.top().first;
+  // Only the pending tick (or one for an earlier time) goes on scheduling.
+  if (tick_for != ticker_due_ && next >= ticker_due_)
+    return false;
+  ticker_due_ = next;
+  return next != clock_type::time_point::max();
 }
 
 void op_runtime::set_state(uint64_t mailbox, std::string state) {
@@ -461,7 +495,7 @@ caf::behavior origin_behavior(origin_actor* self, op_runtime* rt,
   st.peers.resize(st.targets.size());
   st.handle = handle;
   st.deadline = clock_type::now() + deadline;
-  rt->track(self->address(), entry->name, "origin");
+  rt->track(self->address(), entry->name, "origin", st.deadline);
   // Whatever ends this actor, the caller hears of it once.
   self->attach_functor(
     [rt, handle, id = self->id(), name = entry->name](const caf::error& reason) {
@@ -487,7 +521,6 @@ caf::behavior origin_behavior(origin_actor* self, op_runtime* rt,
                [&](origin_ctx& ctx) { return self->state.logic->on_other(ctx, m); });
     return caf::result<caf::message>{caf::message{}};
   });
-  self->delayed_send(self, deadline, op_deadline_atom::value);
   origin_run(self, [&](origin_ctx& ctx) { return self->state.logic->on_start(ctx); });
   return {
     [self](op_message& m) {
@@ -637,7 +670,7 @@ caf::behavior target_behavior(target_actor* self, op_runtime* rt,
   // The budget comes off the network: bound it like the config bounds deadlines.
   auto budget = std::chrono::milliseconds{std::min(first.deadline_ms, max_deadline_ms)};
   st.deadline = clock_type::now() + budget;
-  rt->track(self->address(), entry->name, "target");
+  rt->track(self->address(), entry->name, "target", st.deadline);
   rt->count("targets_started");
   self->attach_functor([rt, id = self->id()] { rt->untrack(id); });
   // The origin's end (or its node's death) ends this side too.
@@ -650,8 +683,6 @@ caf::behavior target_behavior(target_actor* self, op_runtime* rt,
                [&](target_ctx& ctx) { return self->state.logic->on_other(ctx, m); });
     return caf::result<caf::message>{caf::message{}};
   });
-  // The origin fails the op at the deadline; this side just goes.
-  self->delayed_send(self, budget, op_deadline_atom::value);
   target_run(self, [&](target_ctx& ctx) {
     return self->state.logic->on_start(ctx, first.payload);
   });
@@ -664,6 +695,7 @@ caf::behavior target_behavior(target_actor* self, op_runtime* rt,
           return self->state.logic->on_message(ctx, m.payload);
         });
     },
+    // The origin fails the op at the deadline; this side just goes.
     [self](op_deadline_atom) { target_finish(self, step::fail(caf::error{}), false); },
     [self](op_timer_atom, uint64_t id) {
       target_run(self,
@@ -758,7 +790,30 @@ caf::behavior directory_behavior(caf::stateful_actor<directory_state>* self,
 
 } // namespace
 
+/// Sends every side its deadline message when it is due: one timer for the node.
+caf::behavior deadline_ticker(caf::event_based_actor* self, op_runtime* rt) {
+  return {
+    [self, rt](op_tick_atom, clock_type::rep due) {
+      auto now = clock_type::now();
+      std::vector<caf::actor> expired;
+      clock_type::time_point next;
+      auto again = rt->take_expired(
+        now, clock_type::time_point{clock_type::duration{due}}, expired, next);
+      for (auto& side : expired)
+        self->send(side, op_deadline_atom::value);
+      if (again)
+        self->delayed_send(self, std::max(clock_type::duration::zero(), next - now),
+                           op_tick_atom::value, next.time_since_epoch().count());
+    },
+  };
+}
+
 void op_runtime::start(node& n) {
+  auto ticker = n.system().spawn(deadline_ticker, this);
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    ticker_ = std::move(ticker);
+  }
   dispatcher_ = n.system().spawn(dispatcher_behavior, this, n.address());
   transport::middleman::of(n.system()).publish(dispatcher_key, dispatcher_);
   directory_ = n.system().spawn(directory_behavior, this, n.locator());
@@ -776,6 +831,14 @@ void op_runtime::stop() {
   for (const auto& a : running)
     if (auto h = caf::actor_cast<caf::actor>(a))
       caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
+  caf::actor ticker;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    ticker.swap(ticker_);
+    ticker_due_ = clock_type::time_point::max();
+  }
+  if (ticker)
+    caf::anon_send_exit(ticker, caf::exit_reason::user_shutdown);
   for (auto* a : {&dispatcher_, &directory_}) {
     if (*a)
       caf::anon_send_exit(*a, caf::exit_reason::user_shutdown);

@@ -37,6 +37,7 @@
 #include <typeindex>
 #include <mutex>
 #include <optional>
+#include <queue>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -316,14 +317,25 @@ public:
 
   std::vector<inflight_op> inflight() const;
 
+  /// For the deadline ticker: the sides whose deadline has passed at `now`; sets
+  /// `next` to the earliest deadline still pending (time_point::max() if none).
+  /// `tick_for` is when the calling tick was due; whether the ticker should schedule
+  /// a tick for `next` (only one chain of ticks runs).
+  bool take_expired(std::chrono::steady_clock::time_point now,
+                    std::chrono::steady_clock::time_point tick_for,
+                    std::vector<caf::actor>& expired,
+                    std::chrono::steady_clock::time_point& next);
+
   /// Other nodes' dispatchers the directory has located and whose nodes live: an
   /// origin takes one from here without a request to the directory.
   caf::actor known_dispatcher(const std::string& uri) const;
   void remember_dispatcher(const std::string& uri, caf::actor dispatcher);
   void forget_dispatcher(const std::string& uri);
 
-  /// Called by the op actors.
-  void track(const caf::actor_addr& side_actor, std::string name, const char* side);
+  /// Called by the op actors. `deadline`: when the side receives its deadline
+  /// message (one timer per node for all sides: see deadline_ticker in ops.cpp).
+  void track(const caf::actor_addr& side_actor, std::string name, const char* side,
+             std::chrono::steady_clock::time_point deadline);
   void set_state(uint64_t mailbox, std::string state);
   void untrack(uint64_t mailbox);
 
@@ -343,6 +355,7 @@ private:
   op_registry registry_;
   caf::actor dispatcher_;
   caf::actor directory_;
+  caf::actor ticker_;
   mutable std::mutex mtx_;
   std::map<uint64_t, tracked> inflight_;   // guarded by mtx_
   std::map<std::string, uint64_t> counts_; // guarded by mtx_
@@ -352,6 +365,13 @@ private:
   };
   std::map<std::string, local_slot> locals_;      // guarded by mtx_
   std::map<std::string, caf::actor> dispatchers_; // guarded by mtx_
+  // Deadlines by time (mailbox ids: a finished side's entry just finds nothing).
+  using deadline_entry = std::pair<std::chrono::steady_clock::time_point, uint64_t>;
+  std::priority_queue<deadline_entry, std::vector<deadline_entry>, std::greater<>>
+    deadlines_; // guarded by mtx_
+  /// When the ticker's pending tick is due (max: none pending).
+  std::chrono::steady_clock::time_point ticker_due_ =
+    std::chrono::steady_clock::time_point::max(); // guarded by mtx_
 };
 
 } // namespace troupe::ops

@@ -153,6 +153,13 @@ struct middleman::impl : detail::engine_handler,
 
   caf::actor_system& sys;
   caf::proxy_registry proxies;
+  // Proxies ask their actor's node for a down notice only once something here
+  // monitors or links them; the others are swept once nothing here holds them (a
+  // proxy per new remote sender would otherwise cost two control messages, or stay
+  // forever).
+  std::atomic<uint64_t> proxies_made{0};
+  uint64_t next_sweep = min_sweep_interval; // progress thread
+  static constexpr uint64_t min_sweep_interval = 1024;
   caf::scoped_execution_unit exec_unit; // deserializes with `proxies` in reach
   detail::engine_options opts;
   std::unique_ptr<detail::engine> engine;
@@ -479,7 +486,35 @@ struct middleman::impl : detail::engine_handler,
       sender = proxies.get_or_put(peer_node, src);
     dest->enqueue(caf::make_mailbox_element(std::move(sender), mid, {}, std::move(msg)),
                   &exec_unit);
+    if (proxies_made.load() >= next_sweep)
+      sweep_unused_proxies();
   }
+
+  /// Any thread: asks the node of (nid, aid) for its down notice.
+  void request_down_notice(const caf::node_id& nid, caf::actor_id aid) {
+    if (!engine)
+      return;
+    std::weak_ptr<impl> weak = shared_from_this();
+    engine->post([weak, nid, aid] {
+      auto self = weak.lock();
+      if (!self)
+        return;
+      auto p = self->peers.find(nid);
+      if (p == self->peers.end()) {
+        // Its node is already gone (the connection broke before the proxy was
+        // monitored): kill the proxy now, or its monitors and links would never fire.
+        self->proxies.erase(nid, aid, caf::exit_reason::remote_link_unreachable);
+        return;
+      }
+      capnp::MallocMessageBuilder message{64};
+      message.initRoot<schema::Control>().setMonitor(aid);
+      self->send_control(p->second.send_conn, message);
+    });
+  }
+
+  /// Progress thread (where proxies are made): drops the proxies that nothing here
+  /// monitors and nothing holds but the registry.
+  void sweep_unused_proxies();
 
   void reply_error(conn_id conn, const caf::node_id& peer_node, caf::actor_id requester,
                    caf::actor_id from, caf::message_id mid, caf::error err) {
@@ -769,11 +804,52 @@ public:
     cleanup(std::move(reason), ctx);
   }
 
+  // A monitor, a link or an attached functor needs the actor's down notice.
+  void attach(caf::attachable_ptr ptr) override {
+    watched();
+    caf::actor_proxy::attach(std::move(ptr));
+  }
+  void add_link(caf::abstract_actor* other) override {
+    watched();
+    caf::actor_proxy::add_link(other);
+  }
+  bool add_backlink(caf::abstract_actor* other) override {
+    watched();
+    return caf::actor_proxy::add_backlink(other);
+  }
+
+  bool is_watched() const { return watched_.load(); }
+
 private:
+  void watched() {
+    if (!watched_.exchange(true))
+      if (auto mm = mm_.lock())
+        mm->request_down_notice(node(), id());
+  }
+
   std::weak_ptr<middleman::impl> mm_;
+  std::atomic<bool> watched_{false};
 };
 
 } // namespace
+
+void middleman::impl::sweep_unused_proxies() {
+  uint64_t kept = 0;
+  for (const auto& [nid, p] : peers) {
+    for (auto& proxy : proxies.get_all(nid)) {
+      auto* raw = static_cast<ucx_proxy*>(caf::actor_cast<caf::abstract_actor*>(proxy));
+      // Two references: the registry's and `proxy`. Nobody else can take one now:
+      // new ones come from the registry, on this thread.
+      if (!raw->is_watched() && proxy->strong_refs.load() == 2)
+        proxies.erase(nid, proxy->id());
+      else
+        ++kept;
+    }
+  }
+  next_sweep = proxies_made.load() + std::max(min_sweep_interval, kept);
+}
+
+namespace {} // namespace
 
 // -- middleman ------------------------------------------------------------------------
 
@@ -876,28 +952,10 @@ void* middleman::subtype_ptr() {
 caf::strong_actor_ptr middleman::make_proxy(caf::node_id nid, caf::actor_id aid) {
   auto& d = *impl_;
   caf::actor_config cfg;
-  auto result = caf::make_actor<ucx_proxy, caf::strong_actor_ptr>(
-    aid, nid, &d.sys, cfg, std::weak_ptr<impl>{impl_});
-  // Ask the actor's node to tell us when it exits, so our monitors and links fire.
-  if (d.engine) {
-    std::weak_ptr<impl> weak = impl_;
-    d.engine->post([weak, nid, aid] {
-      auto self = weak.lock();
-      if (!self)
-        return;
-      auto p = self->peers.find(nid);
-      if (p == self->peers.end()) {
-        // Its node is already gone (the connection broke before the proxy was made):
-        // kill the proxy now, or its monitors and links would never fire.
-        self->proxies.erase(nid, aid, caf::exit_reason::remote_link_unreachable);
-        return;
-      }
-      capnp::MallocMessageBuilder message{64};
-      message.initRoot<schema::Control>().setMonitor(aid);
-      self->send_control(p->second.send_conn, message);
-    });
-  }
-  return result;
+  ++d.proxies_made;
+  // No down notice asked for yet: the proxy asks once something here watches it.
+  return caf::make_actor<ucx_proxy, caf::strong_actor_ptr>(aid, nid, &d.sys, cfg,
+                                                           std::weak_ptr<impl>{impl_});
 }
 
 void middleman::set_last_hop(caf::node_id*) {
