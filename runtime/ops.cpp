@@ -342,7 +342,8 @@ struct origin_peer {
 struct origin_state {
   static inline const char* name = "troupe.op.origin";
   op_runtime* rt = nullptr;
-  caf::actor directory; // a copy: the runtime's own handle goes at stop
+  caf::actor directory;      // copies: the runtime's own handles go at stop
+  caf::actor own_dispatcher; // this node's, for targets to watch this node
   const op_registry::entry* entry = nullptr;
   std::shared_ptr<origin_side> logic;
   std::vector<std::string> targets;
@@ -421,6 +422,7 @@ void origin_pump(origin_actor* self, size_t i) {
     auto left = st.deadline - clock_type::now();
     m.deadline_ms = static_cast<uint64_t>(std::max<int64_t>(
       1, std::chrono::duration_cast<std::chrono::milliseconds>(left).count()));
+    m.watch = st.own_dispatcher;
     self->send(peer.dispatcher, std::move(m));
     peer.started = true;
   }
@@ -445,6 +447,15 @@ void origin_flush(origin_actor* self) {
       origin_pump(self, i);
 }
 
+/// Once the op is over, the origin stays only until every target it started has
+/// been told so (see origin_finish).
+void origin_quit_if_drained(origin_actor* self) {
+  for (const auto& peer : self->state.peers)
+    if (peer.started && !peer.ended)
+      return;
+  self->quit();
+}
+
 void origin_finish(origin_actor* self, step s) {
   auto& st = self->state;
   if (st.finished)
@@ -454,8 +465,10 @@ void origin_finish(origin_actor* self, step s) {
   // Targets still waiting learn that the op is over.
   for (size_t i = 0; i < st.peers.size(); ++i) {
     auto& peer = st.peers[i];
-    if (peer.mailbox && !peer.ended)
+    if (peer.mailbox && !peer.ended) {
       self->send(peer.mailbox, to_target(st, op_message::end, i));
+      peer.ended = true;
+    }
   }
   if (s.what() == step::kind::done) {
     st.rt->count("completed");
@@ -464,7 +477,11 @@ void origin_finish(origin_actor* self, step s) {
     st.rt->count("failed");
     st.handle->complete(std::move(s.error()));
   }
-  self->quit();
+  // A target started but not heard from yet has no mailbox to tell: it watches the
+  // origin's node, not the origin, so the origin waits for its first message (and
+  // answers it with the end) or for the deadline.
+  st.rt->set_state(self->id(), "over; waiting to tell targets that never answered");
+  origin_quit_if_drained(self);
 }
 
 template <class F>
@@ -489,6 +506,7 @@ caf::behavior origin_behavior(origin_actor* self, op_runtime* rt,
   auto& st = self->state;
   st.rt = rt;
   st.directory = rt->directory();
+  st.own_dispatcher = rt->dispatcher();
   st.entry = entry;
   st.logic = std::move(logic);
   st.targets = std::move(targets);
@@ -509,11 +527,15 @@ caf::behavior origin_behavior(origin_actor* self, op_runtime* rt,
     auto& st = self->state;
     for (size_t i = 0; i < st.peers.size(); ++i)
       if (st.peers[i].dispatcher && st.peers[i].dispatcher.address() == down.source
-          && !st.peers[i].ended)
+          && !st.peers[i].ended) {
+        st.peers[i].ended = true; // nobody left there to tell
+        if (st.finished)
+          return origin_quit_if_drained(self);
         return origin_finish(
           self,
           step::fail(target_error(st, i, errc::unreachable,
                                   "its node is gone: " + caf::to_string(down.reason))));
+      }
   });
   self->set_default_handler([self](caf::scheduled_actor*, caf::message_view& view) {
     auto m = view.move_content_to_message();
@@ -531,6 +553,14 @@ caf::behavior origin_behavior(origin_actor* self, op_runtime* rt,
       }
       auto i = m.index;
       auto& peer = st.peers[i];
+      if (st.finished) {
+        // Draining: the first word from a target that never answered gets the end.
+        if (!peer.ended && !m.last && m.kind == op_message::data)
+          self->send(caf::actor_cast<caf::actor>(self->current_sender()),
+                     to_target(st, op_message::end, i));
+        peer.ended = true;
+        return origin_quit_if_drained(self);
+      }
       if (!peer.mailbox && m.kind != op_message::failure) {
         peer.mailbox = caf::actor_cast<caf::actor>(self->current_sender());
         origin_pump(self, i);
@@ -558,6 +588,8 @@ caf::behavior origin_behavior(origin_actor* self, op_runtime* rt,
     },
     [self](op_deadline_atom) {
       auto& st = self->state;
+      if (st.finished)
+        return self->quit(); // targets not heard from end at their own deadline
       std::string waiting;
       for (size_t i = 0; i < st.peers.size(); ++i)
         if (!st.peers[i].ended)
@@ -568,6 +600,7 @@ caf::behavior origin_behavior(origin_actor* self, op_runtime* rt,
                                       + (waiting.empty() ? std::string{"no target open"}
                                                          : "waiting for " + waiting)
                                       + ")")));
+      self->quit(); // targets not heard from end at their own deadline, now too
     },
     [self](op_timer_atom, uint64_t id) {
       origin_run(self,
@@ -660,7 +693,7 @@ void target_run(target_actor* self, F&& handler) {
 
 caf::behavior target_behavior(target_actor* self, op_runtime* rt,
                               const op_registry::entry* entry, caf::actor origin,
-                              op_message first) {
+                              caf::actor origin_watch, op_message first) {
   auto& st = self->state;
   st.rt = rt;
   st.entry = entry;
@@ -673,8 +706,10 @@ caf::behavior target_behavior(target_actor* self, op_runtime* rt,
   rt->track(self->address(), entry->name, "target", st.deadline);
   rt->count("targets_started");
   self->attach_functor([rt, id = self->id()] { rt->untrack(id); });
-  // The origin's end (or its node's death) ends this side too.
-  self->monitor(st.origin);
+  // The origin's node's death ends this side too (the origin's own end comes as an
+  // end message). Watching the node, one proxy for all its ops, rather than each
+  // origin spares every op a down-notice request and the notice.
+  self->monitor(origin_watch);
   self->set_down_handler(
     [self](caf::down_msg&) { target_finish(self, step::fail(caf::error{}), false); });
   self->set_default_handler([self](caf::scheduled_actor*, caf::message_view& view) {
@@ -706,8 +741,36 @@ caf::behavior target_behavior(target_actor* self, op_runtime* rt,
 
 // -- the dispatcher (mailbox 0 of a node) ---------------------------------------------
 
-caf::behavior dispatcher_behavior(caf::event_based_actor* self, op_runtime* rt,
-                                  std::string address) {
+struct dispatcher_state {
+  static inline const char* name = "troupe.ops";
+  /// Per origin node, a proxy of its dispatcher that target sides monitor: it dies
+  /// with the node.
+  std::map<caf::node_id, caf::actor> node_watches;
+};
+
+/// What a target side monitors to learn that its origin's node is gone: the origin
+/// node's dispatcher (one proxy per node, asked once for its down notice), or, for a
+/// local origin, the origin itself (a local monitor costs nothing).
+caf::actor origin_watch(caf::stateful_actor<dispatcher_state>* self,
+                        const caf::actor& origin, caf::actor watch) {
+  if (origin.node() == self->system().node() || !watch || watch.node() != origin.node())
+    return origin;
+  auto& known = self->state.node_watches[origin.node()];
+  if (!known) {
+    // The proxy came with the message (made where the transport makes proxies).
+    known = std::move(watch);
+    self->monitor(known);
+  }
+  return known;
+}
+
+caf::behavior dispatcher_behavior(caf::stateful_actor<dispatcher_state>* self,
+                                  op_runtime* rt, std::string address) {
+  self->set_down_handler([self](caf::down_msg& down) {
+    auto& watches = self->state.node_watches;
+    for (auto it = watches.begin(); it != watches.end();)
+      it = it->second.address() == down.source ? watches.erase(it) : std::next(it);
+  });
   return {
     [self, rt, address](op_message& m) {
       auto origin = caf::actor_cast<caf::actor>(self->current_sender());
@@ -729,7 +792,9 @@ caf::behavior dispatcher_behavior(caf::event_based_actor* self, op_runtime* rt,
         self->send(origin, std::move(answer));
         return;
       }
-      self->spawn(target_behavior, rt, entry, std::move(origin), std::move(m));
+      auto watch = origin_watch(self, origin, m.watch);
+      self->spawn(target_behavior, rt, entry, std::move(origin), std::move(watch),
+                  std::move(m));
     },
   };
 }

@@ -24,8 +24,10 @@
 // Failure: every op has a deadline (`op_options`, else the node's `ops.deadline_ms`);
 // when it passes, or a node taking part dies, or a target cannot run the op (unknown
 // op id there, a handler failed), the origin's caller gets the error, exactly once,
-// and every side's actor ends. No side outlives its op: targets end with the origin
-// (its end, its death, or the deadline they were given).
+// and every side's actor ends. No side outlives its op: targets end with the origin's
+// end message (an origin waits, until the deadline, to tell a target that has not
+// answered yet), with the death of the origin's node, or at the deadline they were
+// given.
 
 #include <chrono>
 #include <condition_variable>
@@ -267,6 +269,7 @@ struct op_message {
   uint8_t kind = data;
   uint32_t index = 0;       ///< which of the origin's targets the message concerns
   uint64_t deadline_ms = 0; ///< start: the time the target side may live
+  caf::actor watch;         ///< start: the origin node's dispatcher, to watch the node
   bool last = false;        ///< the sender's side ends with this message
   uint8_t code = 0;         ///< kind failure: the troupe::errc (0: provider_failed)
   std::string error;        ///< kind failure: why
@@ -275,7 +278,7 @@ struct op_message {
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, op_message& x) {
     return f(caf::meta::type_name("troupe::ops::op_message"), x.id, x.kind, x.index,
-             x.deadline_ms, x.last, x.code, x.error, x.payload);
+             x.deadline_ms, x.watch, x.last, x.code, x.error, x.payload);
   }
 };
 
@@ -298,6 +301,7 @@ public:
   void stop();
 
   const caf::actor& directory() const { return directory_; }
+  const caf::actor& dispatcher() const { return dispatcher_; }
 
   /// Node-local state op types share across their instances (a store, a cache):
   /// the `T` under `key`, default-constructed on first use, dropped when the node

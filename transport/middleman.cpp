@@ -158,8 +158,10 @@ struct middleman::impl : detail::engine_handler,
   // proxy per new remote sender would otherwise cost two control messages, or stay
   // forever).
   std::atomic<uint64_t> proxies_made{0};
-  uint64_t next_sweep = min_sweep_interval; // progress thread
   static constexpr uint64_t min_sweep_interval = 1024;
+  uint64_t next_sweep = min_sweep_interval;         // progress thread
+  uint64_t made_at_last_sweep = 0;                  // progress thread
+  std::chrono::steady_clock::time_point last_sweep; // progress thread
   caf::scoped_execution_unit exec_unit; // deserializes with `proxies` in reach
   detail::engine_options opts;
   std::unique_ptr<detail::engine> engine;
@@ -486,7 +488,11 @@ struct middleman::impl : detail::engine_handler,
       sender = proxies.get_or_put(peer_node, src);
     dest->enqueue(caf::make_mailbox_element(std::move(sender), mid, {}, std::move(msg)),
                   &exec_unit);
-    if (proxies_made.load() >= next_sweep)
+    // Every so many new proxies, and at least once a second while new ones come.
+    auto made = proxies_made.load();
+    if (made >= next_sweep
+        || (made > made_at_last_sweep
+            && std::chrono::steady_clock::now() - last_sweep > std::chrono::seconds{1}))
       sweep_unused_proxies();
   }
 
@@ -846,7 +852,9 @@ void middleman::impl::sweep_unused_proxies() {
         ++kept;
     }
   }
-  next_sweep = proxies_made.load() + std::max(min_sweep_interval, kept);
+  made_at_last_sweep = proxies_made.load();
+  next_sweep = made_at_last_sweep + std::max(min_sweep_interval, kept);
+  last_sweep = std::chrono::steady_clock::now();
 }
 
 namespace {} // namespace

@@ -216,9 +216,15 @@ BOOST_AUTO_TEST_CASE(ten_thousand_concurrent_pings_complete_each_exactly_once) {
   // were swept instead of each costing a monitor request and a down notice.
   auto service = client.remote_node(a.address(), 10s);
   BOOST_REQUIRE(service);
-  auto proxies = transport::middleman::of(client.system()).proxies().count_proxies(
-    service->node());
-  BOOST_TEST(proxies < n / 4, proxies << " proxies of " << a.address() << " remain");
+  size_t proxies = 0;
+  auto& registry = transport::middleman::of(client.system()).proxies();
+  BOOST_CHECK_MESSAGE(eventually(10s,
+                                 [&] {
+                                   inflight_at(a.address()); // traffic: a sweep runs
+                                   proxies = registry.count_proxies(service->node());
+                                   return proxies < n / 4;
+                                 }),
+                      proxies << " proxies of " << a.address() << " remain");
 }
 
 BOOST_AUTO_TEST_CASE(an_unknown_op_id_at_the_target_is_an_error_for_the_caller) {
@@ -297,8 +303,56 @@ BOOST_AUTO_TEST_CASE(a_node_killed_in_the_middle_fails_the_op_within_a_second) {
              describe(r->error()));
   BOOST_TEST(ms(took) < 1500);
   // The survivor's target side is gone too.
+  BOOST_CHECK(eventually(5s, [&] {
+    return inflight_at(a.address()) == 0 && client.ops().inflight().empty();
+  }));
+}
+
+BOOST_AUTO_TEST_CASE(a_target_that_had_not_answered_when_the_op_ended_is_told_later) {
+  host_process a{target_config()}, b{target_config()};
+  auto warm =
+    ops::launch<actors::ping_op>(client, {a.address(), b.address()}, std::string{"warm"})
+      .get_for(20s);
+  BOOST_REQUIRE(warm && *warm);
+  b.process().signal(SIGSTOP); // its target side cannot start yet
+  auto h = ops::launch_with<silent_op>(client, {60000ms}, {a.address(), b.address()});
+  BOOST_REQUIRE(eventually(10s, [&] {
+    auto mine = client.ops().inflight();
+    return mine.size() == 1 && mine[0].state == "answered by 1";
+  }));
+  h.trigger(caf::make_message(1)); // the holding origin fails on a trigger
+  auto r = h.get_for(10s);
+  BOOST_REQUIRE(r);
+  BOOST_REQUIRE(!*r);
+  BOOST_TEST(describe(r->error()).find("triggers") != std::string::npos,
+             describe(r->error()));
+  // a answered: told at once. b's side starts only now; the origin, still there for
+  // it, tells it at its first word.
   BOOST_CHECK(eventually(5s, [&] { return inflight_at(a.address()) == 0; }));
-  BOOST_CHECK(client.ops().inflight().empty());
+  auto mine = client.ops().inflight();
+  BOOST_REQUIRE_EQUAL(mine.size(), 1u);
+  BOOST_TEST(mine[0].state.find("waiting to tell") != std::string::npos, mine[0].state);
+  b.process().signal(SIGCONT);
+  BOOST_CHECK(eventually(10s, [&] {
+    return inflight_at(b.address()) == 0 && client.ops().inflight().empty();
+  }));
+  BOOST_TEST(ops_of(b.address())["counters"]["targets_started"].get<int>() == 2);
+}
+
+BOOST_AUTO_TEST_CASE(target_sides_end_when_their_origin_node_goes) {
+  host_process a{target_config()};
+  // A second node in this process, as the origin: its stop kills the origin actor
+  // (no end message), then its transport, which the target's node sees go.
+  node other{parse_node_config(R"({"threads": 2})", "other.json")};
+  BOOST_REQUIRE(!other.ops().registry().add<silent_op>());
+  BOOST_REQUIRE(!other.start());
+  auto h = ops::launch_with<silent_op>(other, {60000ms}, {a.address()});
+  BOOST_REQUIRE(eventually(10s, [&] { return inflight_at(a.address()) == 1; }));
+  other.stop();
+  auto r = h.get_for(5s);
+  BOOST_REQUIRE(r);
+  BOOST_TEST(!*r);
+  BOOST_CHECK(eventually(5s, [&] { return inflight_at(a.address()) == 0; }));
 }
 
 BOOST_AUTO_TEST_CASE(scatter_then_gather_moves_every_window_byte_for_byte) {
@@ -387,9 +441,10 @@ BOOST_AUTO_TEST_CASE(a_node_killed_in_the_middle_of_a_scatter_commits_nowhere) {
              describe(r->error()));
   BOOST_TEST(ms(took) < 1500);
   // The survivors' sides are gone, and they kept nothing.
-  BOOST_CHECK(eventually(
-    5s, [&] { return inflight_at(a.address()) == 0 && inflight_at(b.address()) == 0; }));
-  BOOST_CHECK(client.ops().inflight().empty());
+  BOOST_CHECK(eventually(5s, [&] {
+    return inflight_at(a.address()) == 0 && inflight_at(b.address()) == 0
+           && client.ops().inflight().empty();
+  }));
   auto out = patterned(client, 2 << 20, 6);
   auto g = ops::launch<actors::gather_op>(client, {a.address(), b.address()}, "doomed",
                                           out, actors::equal_windows(2 << 20, 2))
