@@ -404,6 +404,8 @@ void origin_pump(origin_actor* self, size_t i) {
       self->request(st.directory, caf::infinite, locate_atom::value, st.targets[i])
         .then(
           [self, i](caf::actor& dispatcher) {
+            if (self->state.finished)
+              return; // over (draining for another target): start nothing new
             auto& peer = self->state.peers[i];
             peer.locating = false;
             peer.dispatcher = dispatcher;
