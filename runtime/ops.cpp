@@ -220,6 +220,15 @@ void op_runtime::track(const caf::actor_addr& side_actor, std::string name,
     inflight_[side_actor.id()] = {side_actor, std::move(name), side, "started",
                                   clock_type::now()};
     deadlines_.emplace(deadline, side_actor.id());
+    // Entries of sides that ended stay until their time; with long deadlines and
+    // many short ops, drop them now and then.
+    if (deadlines_.size() > 2 * inflight_.size() + 4096) {
+      std::vector<deadline_entry> live;
+      for (; !deadlines_.empty(); deadlines_.pop())
+        if (inflight_.count(deadlines_.top().second) > 0)
+          live.push_back(deadlines_.top());
+      deadlines_ = decltype(deadlines_){std::greater<>{}, std::move(live)};
+    }
     if (deadline < ticker_due_ && ticker_) {
       ticker_due_ = deadline;
       ticker = ticker_;
@@ -563,12 +572,15 @@ caf::behavior origin_behavior(origin_actor* self, op_runtime* rt,
         peer.ended = true;
         return origin_quit_if_drained(self);
       }
-      if (!peer.mailbox && m.kind != op_message::failure) {
-        peer.mailbox = caf::actor_cast<caf::actor>(self->current_sender());
-        origin_pump(self, i);
-      }
       if (m.last || m.kind == op_message::end)
         peer.ended = true;
+      if (!peer.mailbox && m.kind != op_message::failure) {
+        peer.mailbox = caf::actor_cast<caf::actor>(self->current_sender());
+        if (peer.ended)
+          peer.queue.clear(); // nobody there to read them any more
+        else
+          origin_pump(self, i);
+      }
       switch (m.kind) {
         case op_message::failure: {
           peer.ended = true;
@@ -877,13 +889,23 @@ caf::behavior deadline_ticker(caf::event_based_actor* self, op_runtime* rt) {
 
 void op_runtime::start(node& n) {
   auto ticker = n.system().spawn(deadline_ticker, this);
-  {
-    std::lock_guard<std::mutex> guard{mtx_};
-    ticker_ = std::move(ticker);
-  }
-  dispatcher_ = n.system().spawn(dispatcher_behavior, this, n.address());
-  transport::middleman::of(n.system()).publish(dispatcher_key, dispatcher_);
-  directory_ = n.system().spawn(directory_behavior, this, n.locator());
+  auto dispatcher = n.system().spawn(dispatcher_behavior, this, n.address());
+  auto directory = n.system().spawn(directory_behavior, this, n.locator());
+  transport::middleman::of(n.system()).publish(dispatcher_key, dispatcher);
+  std::lock_guard<std::mutex> guard{mtx_};
+  ticker_ = std::move(ticker);
+  dispatcher_ = std::move(dispatcher);
+  directory_ = std::move(directory);
+}
+
+caf::actor op_runtime::directory() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return directory_;
+}
+
+caf::actor op_runtime::dispatcher() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return dispatcher_;
 }
 
 void op_runtime::stop() {
@@ -898,19 +920,17 @@ void op_runtime::stop() {
   for (const auto& a : running)
     if (auto h = caf::actor_cast<caf::actor>(a))
       caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
-  caf::actor ticker;
+  std::vector<caf::actor> services(3);
   {
     std::lock_guard<std::mutex> guard{mtx_};
-    ticker.swap(ticker_);
+    services[0].swap(ticker_);
+    services[1].swap(dispatcher_);
+    services[2].swap(directory_);
     ticker_due_ = clock_type::time_point::max();
   }
-  if (ticker)
-    caf::anon_send_exit(ticker, caf::exit_reason::user_shutdown);
-  for (auto* a : {&dispatcher_, &directory_}) {
-    if (*a)
-      caf::anon_send_exit(*a, caf::exit_reason::user_shutdown);
-    *a = nullptr;
-  }
+  for (auto& a : services)
+    if (a)
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   // Node-local state (stores holding registered memory) goes while the transport
   // that registered it still runs.
   std::map<std::string, local_slot> locals;

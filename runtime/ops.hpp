@@ -300,8 +300,9 @@ public:
   /// Stops them (in-flight ops are failed by their actors' ends).
   void stop();
 
-  const caf::actor& directory() const { return directory_; }
-  const caf::actor& dispatcher() const { return dispatcher_; }
+  /// Copies (null once stopped): op actors read them while the node may be stopping.
+  caf::actor directory() const;
+  caf::actor dispatcher() const;
 
   /// Node-local state op types share across their instances (a store, a cache):
   /// the `T` under `key`, default-constructed on first use, dropped when the node
@@ -317,6 +318,17 @@ public:
       throw std::logic_error("op-local state \"" + key + "\" has another type");
     }
     return std::static_pointer_cast<T>(slot.object);
+  }
+
+  /// The `T` under `key` if there is one (of that type), else null: for keys that
+  /// come off the network, which must not create state.
+  template <class T>
+  std::shared_ptr<T> find_local(const std::string& key) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto i = locals_.find(key);
+    if (i == locals_.end() || i->second.type != typeid(T))
+      return nullptr;
+    return std::static_pointer_cast<T>(i->second.object);
   }
 
   std::vector<inflight_op> inflight() const;

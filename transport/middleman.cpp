@@ -160,7 +160,6 @@ struct middleman::impl : detail::engine_handler,
   std::atomic<uint64_t> proxies_made{0};
   static constexpr uint64_t min_sweep_interval = 1024;
   uint64_t next_sweep = min_sweep_interval;         // progress thread
-  uint64_t made_at_last_sweep = 0;                  // progress thread
   std::chrono::steady_clock::time_point last_sweep; // progress thread
   caf::scoped_execution_unit exec_unit; // deserializes with `proxies` in reach
   detail::engine_options opts;
@@ -491,8 +490,7 @@ struct middleman::impl : detail::engine_handler,
     // Every so many new proxies, and at least once a second while new ones come.
     auto made = proxies_made.load();
     if (made >= next_sweep
-        || (made > made_at_last_sweep
-            && std::chrono::steady_clock::now() - last_sweep > std::chrono::seconds{1}))
+        || std::chrono::steady_clock::now() - last_sweep > std::chrono::seconds{1})
       sweep_unused_proxies();
   }
 
@@ -824,17 +822,25 @@ public:
     return caf::actor_proxy::add_backlink(other);
   }
 
-  bool is_watched() const { return watched_.load(); }
+  /// For the sweep: true if the proxy was not watched and now never will be (a
+  /// later monitor finds it terminated, as after its actor's exit).
+  bool claim_for_sweep() {
+    int idle = unwatched;
+    return state_.compare_exchange_strong(idle, swept);
+  }
 
 private:
+  enum : int { unwatched, watched_state, swept };
+
   void watched() {
-    if (!watched_.exchange(true))
+    int idle = unwatched;
+    if (state_.compare_exchange_strong(idle, watched_state))
       if (auto mm = mm_.lock())
         mm->request_down_notice(node(), id());
   }
 
   std::weak_ptr<middleman::impl> mm_;
-  std::atomic<bool> watched_{false};
+  std::atomic<int> state_{unwatched};
 };
 
 } // namespace
@@ -844,16 +850,16 @@ void middleman::impl::sweep_unused_proxies() {
   for (const auto& [nid, p] : peers) {
     for (auto& proxy : proxies.get_all(nid)) {
       auto* raw = static_cast<ucx_proxy*>(caf::actor_cast<caf::abstract_actor*>(proxy));
-      // Two references: the registry's and `proxy`. Nobody else can take one now:
-      // new ones come from the registry, on this thread.
-      if (!raw->is_watched() && proxy->strong_refs.load() == 2)
+      // Two references, the registry's and `proxy`: nobody else holds it, and new
+      // strong references come from the registry, on this thread (or from upgrading a
+      // weak handle: the claim settles a race with a monitor through one).
+      if (proxy->strong_refs.load() == 2 && raw->claim_for_sweep())
         proxies.erase(nid, proxy->id());
       else
         ++kept;
     }
   }
-  made_at_last_sweep = proxies_made.load();
-  next_sweep = made_at_last_sweep + std::max(min_sweep_interval, kept);
+  next_sweep = proxies_made.load() + std::max(min_sweep_interval, kept);
   last_sweep = std::chrono::steady_clock::now();
 }
 

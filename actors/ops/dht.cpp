@@ -1,5 +1,6 @@
 #include "actors/ops/dht.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -11,6 +12,7 @@
 #include "actors/ops/scatter_gather.hpp"
 #include "actors/ops/window.hpp"
 #include "base/error.hpp"
+#include "runtime/config.hpp"
 #include "runtime/node.hpp"
 
 namespace troupe::actors {
@@ -69,6 +71,8 @@ dht::dht(node& n, std::vector<std::string> nodes, dht_options options)
   : node_(&n), nodes_(std::move(nodes)), options_(std::move(options)) {
   if (nodes_.empty())
     throw std::invalid_argument("a DHT needs at least one node");
+  options_.rdma_threshold = std::min({options_.rdma_threshold, max_inline_bytes,
+                                      n.config().transport.max_message_bytes / 4});
   for (const auto& address : nodes_) {
     if (address.empty())
       throw std::invalid_argument("a DHT node address is empty");
@@ -133,7 +137,7 @@ ops::step dht_put_origin::on_start(ops::origin_context& ctx) {
   put.setTable(table_);
   put.setKey(bytes_of(key_));
   if (value_.size() > rdma_threshold_) {
-    auto region = pooled_region(ctx, value_.size());
+    auto region = pooled_region(ctx, value_.size(), /*exposed=*/true);
     if (!region)
       return ops::step::fail(region.error());
     exposed_ = *region;
@@ -153,8 +157,10 @@ ops::step dht_put_origin::on_message(ops::origin_context&, size_t, const typed_m
   return unexpected("dht-put");
 }
 
-ops::step dht_put_origin::on_target_done(ops::origin_context&, size_t) {
-  exposed_.reset(); // the owner has the value
+ops::step dht_put_origin::on_target_done(ops::origin_context& ctx, size_t) {
+  // The owner has the value: nobody reads this region any more.
+  settle_region(ctx, exposed_);
+  exposed_.reset();
   return ops::step::done();
 }
 
@@ -248,13 +254,14 @@ ops::step dht_get_target::on_start(ops::target_context& ctx, const typed_message
   auto get = reader.root();
   std::string table = get.getTable();
   auto key = string_of(get.getKey());
-  auto store = table_store(ctx.runtime(), table);
-  auto value = store->get(key);
+  // Looked up, not made: a get must not create a table for a name off the network.
+  auto store = ctx.runtime().find_local<blob_store>("troupe.dht." + table);
+  auto value = store ? store->get(key) : std::nullopt;
   if (!value)
     return ops::step::fail(no_such_key(table, key));
   capnp::MallocMessageBuilder builder;
   auto answer = builder.initRoot<schema::ops::DhtValue>();
-  if (value->size() <= get.getInlineLimit()) {
+  if (value->size() <= std::min(get.getInlineLimit(), dht::max_inline_bytes)) {
     auto bytes = value->copy();
     answer.setInline(bytes_of(bytes));
     ctx.reply(typed_message::of<schema::ops::DhtValue>(builder));
@@ -264,6 +271,7 @@ ops::step dht_get_target::on_start(ops::target_context& ctx, const typed_message
   if (!region)
     return ops::step::fail(region.error());
   exposed_ = *region;
+  expose_region(ctx, exposed_); // the origin may read it even after this side ends
   write_window(exposed_->descriptor(), 0, exposed_->size(), answer.initRemote());
   ctx.reply(typed_message::of<schema::ops::DhtValue>(builder));
   ctx.set_state("value exposed, waiting for the origin");

@@ -36,7 +36,9 @@ namespace troupe::actors {
 struct dht_options {
   /// Tables with different names are apart (on the same nodes).
   std::string table = "default";
-  /// Values larger than this move by RDMA.
+  /// Values larger than this move by RDMA. Capped at dht::max_inline_bytes and at a
+  /// quarter of the node's transport.max_message_bytes (an inline value that is
+  /// too large for a message would be dropped).
   uint64_t rdma_threshold = 16 * 1024;
   /// Per put or get; 0: the node's `ops.deadline_ms`.
   std::chrono::milliseconds deadline{0};
@@ -44,6 +46,9 @@ struct dht_options {
 
 class dht {
 public:
+  /// The largest value that ever travels inline, whatever the options say.
+  static constexpr uint64_t max_inline_bytes = uint64_t{4} << 20;
+
   /// `nodes`: node addresses ("ucx://host:port"); none may be empty.
   dht(node& n, std::vector<std::string> nodes, dht_options options = {});
   /// Over the nodes of a group's members (nodes_of).

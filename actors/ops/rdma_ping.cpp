@@ -58,7 +58,9 @@ rdma_ping_origin::rdma_ping_origin(uint64_t bytes) : bytes_(bytes) {
 ops::step rdma_ping_origin::on_start(ops::origin_context& ctx) {
   if (bytes_ == 0)
     return ops::step::fail(make_error(errc::refused, "rdma-ping: 0 bytes"));
-  auto region = pooled_region(ctx, bytes_);
+  if (ctx.targets().size() != 1)
+    return ops::step::fail(make_error(errc::refused, "rdma-ping: exactly one target"));
+  auto region = pooled_region(ctx, bytes_, /*exposed=*/true);
   if (!region)
     return ops::step::fail(region.error());
   region_ = *region;
@@ -67,13 +69,12 @@ ops::step rdma_ping_origin::on_start(ops::origin_context& ctx) {
   auto ping = builder.initRoot<schema::ops::RdmaPing>();
   write_region_descriptor(region_->descriptor(), ping.initRegion());
   ping.setLength(bytes_);
-  for (size_t i = 0; i < ctx.targets().size(); ++i)
-    ctx.send(i, typed_message::of<schema::ops::RdmaPing>(builder));
+  ctx.send(0, typed_message::of<schema::ops::RdmaPing>(builder));
   ctx.set_state("buffer exposed, waiting for the ack");
   return ops::step::wait();
 }
 
-ops::step rdma_ping_origin::on_message(ops::origin_context&, size_t,
+ops::step rdma_ping_origin::on_message(ops::origin_context& ctx, size_t,
                                        const typed_message& m) {
   if (!m.holds<schema::ops::RdmaPingAck>())
     return ops::step::fail(
@@ -83,7 +84,10 @@ ops::step rdma_ping_origin::on_message(ops::origin_context&, size_t,
       make_error(errc::provider_failed, "rdma-ping: byte " + std::to_string(i)
                                           + " of the buffer is not what the target "
                                             "should have put there"));
-  region_.reset(); // released only now, after the ack
+  // Released only now, after the ack; and reusable, since the target is done with it.
+  // (An op that fails leaves the region unsettled: it is freed, not reused.)
+  settle_region(ctx, region_);
+  region_.reset();
   return ops::step::done(caf::make_message(bytes_));
 }
 

@@ -2,7 +2,8 @@
 // The built-in `rdma-ping` op: the origin registers a buffer of `bytes` filled with a
 // pattern and sends its descriptor; the target gets the bytes by RDMA, adds 1 to each,
 // puts them back and acknowledges; the origin checks every byte and releases its
-// buffer only after the ack. Result: the number of bytes (uint64_t). One target.
+// buffer only after the ack. Result: the number of bytes (uint64_t). Exactly one
+// target.
 //
 //   auto h = ops::launch<actors::rdma_ping_op>(node, {address}, size_t{1} << 20);
 

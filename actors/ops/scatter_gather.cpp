@@ -65,6 +65,10 @@ ops::step windowed_origin::send_windows(ops::origin_context& ctx, const char* pr
   if (windows_.size() != ctx.targets().size())
     return refuse(op_, std::to_string(windows_.size()) + " windows for "
                          + std::to_string(ctx.targets().size()) + " targets");
+  // Two windows on one node would land under the same name there.
+  std::set<std::string> nodes{ctx.targets().begin(), ctx.targets().end()};
+  if (nodes.size() != ctx.targets().size())
+    return refuse(op_, "a node is named twice among the targets");
   uint64_t offset = 0;
   for (auto length : windows_) {
     if (length > buffer_->size() - offset)
@@ -106,11 +110,13 @@ ops::step scatter_origin::on_start(ops::origin_context& ctx) {
   return send_windows(ctx, " windows fetched");
 }
 
-ops::step scatter_origin::on_message(ops::origin_context& ctx, size_t,
+ops::step scatter_origin::on_message(ops::origin_context& ctx, size_t from,
                                      const typed_message& m) {
-  if (!m.holds<schema::ops::ScatterFetched>() || committed_)
+  fetched_from_.resize(ctx.targets().size());
+  if (!m.holds<schema::ops::ScatterFetched>() || committed_ || fetched_from_[from])
     return ops::step::fail(
       make_error(errc::provider_failed, "scatter: a target sent something unexpected"));
+  fetched_from_[from] = true;
   auto n = ctx.targets().size();
   if (++fetched_ < n) {
     ctx.set_state(std::to_string(fetched_) + " of " + std::to_string(n)

@@ -75,6 +75,7 @@ public:
 
 private:
   size_t fetched_ = 0;
+  std::vector<bool> fetched_from_;
   bool committed_ = false;
 };
 

@@ -44,11 +44,23 @@ inline std::string read_window(schema::ops::Window::Reader in, window& out) {
 }
 
 /// A registered region of `bytes` from this node's pool (region_pool).
-inline caf::expected<std::shared_ptr<memory_region>> pooled_region(ops::side_context& ctx,
-                                                                   uint64_t bytes) {
+/// `exposed`: its descriptor goes to a peer (see region_pool: call `settle_region`
+/// once no peer will touch it again).
+inline caf::expected<std::shared_ptr<memory_region>>
+pooled_region(ops::side_context& ctx, uint64_t bytes, bool exposed = false) {
   return ctx.runtime()
     .local<region_pool>("troupe.regions")
-    ->take(ctx.self()->system(), bytes);
+    ->take(ctx.self()->system(), bytes, exposed);
+}
+
+inline void settle_region(ops::side_context& ctx,
+                          const std::shared_ptr<memory_region>& region) {
+  ctx.runtime().local<region_pool>("troupe.regions")->settle(region);
+}
+
+inline void expose_region(ops::side_context& ctx,
+                          const std::shared_ptr<memory_region>& region) {
+  ctx.runtime().local<region_pool>("troupe.regions")->expose(region);
 }
 
 /// Takes `local` for the window from the pool and starts getting it into it; the side

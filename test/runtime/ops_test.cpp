@@ -169,11 +169,14 @@ BOOST_AUTO_TEST_CASE(rdma_ping_moves_1_MiB_and_64_MiB_both_ways_byte_for_byte) {
   BOOST_CHECK(eventually(5s, [&] {
     return inflight_at(a.address()) == 0 && client.ops().inflight().empty();
   }));
-  // Each op exposes a fresh region; the target's cache of unpacked remote keys for
-  // this one connection stays bounded however many it has reached.
-  for (int i = 0; i < 150; ++i) {
-    auto r = ops::launch<actors::rdma_ping_op>(client, {a.address()}, uint64_t{4096})
-               .get_for(20s);
+  // 150 ops at once expose 150 different regions; the target's cache of unpacked
+  // remote keys for this one connection stays bounded however many it has reached.
+  std::vector<ops::op_handle> pings;
+  for (int i = 0; i < 150; ++i)
+    pings.push_back(
+      ops::launch<actors::rdma_ping_op>(client, {a.address()}, uint64_t{4096}));
+  for (auto& h : pings) {
+    auto r = h.get_for(30s);
     BOOST_REQUIRE(r);
     BOOST_REQUIRE_MESSAGE(*r, text_of(*r));
   }
@@ -315,6 +318,7 @@ BOOST_AUTO_TEST_CASE(a_target_that_had_not_answered_when_the_op_ended_is_told_la
       .get_for(20s);
   BOOST_REQUIRE(warm && *warm);
   b.process().signal(SIGSTOP); // its target side cannot start yet
+  BOOST_REQUIRE(eventually(5s, [&] { return process_stopped(b.process().pid()); }));
   auto h = ops::launch_with<silent_op>(client, {60000ms}, {a.address(), b.address()});
   BOOST_REQUIRE(eventually(10s, [&] {
     auto mine = client.ops().inflight();
@@ -418,6 +422,7 @@ BOOST_AUTO_TEST_CASE(a_node_killed_in_the_middle_of_a_scatter_commits_nowhere) {
     ops::launch<actors::ping_op>(client, nodes, std::string{"warm"}).get_for(20s);
   BOOST_REQUIRE(warm && *warm);
   c.process().signal(SIGSTOP);
+  BOOST_REQUIRE(eventually(5s, [&] { return process_stopped(c.process().pid()); }));
   auto source = patterned(client, 3 << 20, 5);
   auto h = ops::launch_with<actors::scatter_op>(
     client, {60000ms}, nodes, "doomed", source, actors::equal_windows(3 << 20, 3));

@@ -177,6 +177,24 @@ bool process_gone(int pid) {
   return paren == std::string::npos || line.compare(paren + 2, 1, "Z") == 0;
 }
 
+bool process_stopped(int pid) {
+  std::error_code ec;
+  std::filesystem::directory_iterator tasks{"/proc/" + std::to_string(pid) + "/task", ec};
+  if (ec)
+    return false;
+  for (const auto& task : tasks) {
+    std::ifstream stat{task.path() / "stat"};
+    std::string line;
+    if (!std::getline(stat, line))
+      continue; // the thread is gone
+    auto paren = line.rfind(')');
+    if (paren == std::string::npos || line.size() < paren + 3
+        || (line[paren + 2] != 'T' && line[paren + 2] != 't'))
+      return false;
+  }
+  return true;
+}
+
 uint16_t free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};

@@ -64,6 +64,10 @@ bool eventually(std::chrono::milliseconds deadline,
 /// parent waits for whoever adopts it to reap it, which is not the test).
 bool process_gone(int pid);
 
+/// True when every thread of process `pid` is stopped (SIGSTOP takes effect
+/// asynchronously: a thread may still run for a moment after the signal is sent).
+bool process_stopped(int pid);
+
 /// A loopback TCP port nobody listens on right now (the OS picks it; it is released
 /// at once, so a test that needs fixed addresses up front can name them).
 uint16_t free_port();

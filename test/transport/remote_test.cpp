@@ -236,6 +236,7 @@ BOOST_AUTO_TEST_CASE(a_lookup_waiting_on_a_node_that_dies_fails_at_once) {
   host_process host{host_config(echo_provider)};
   BOOST_REQUIRE(client.remote_node(host.address(), reply_timeout)); // connected
   host.process().signal(SIGSTOP); // it can no longer answer
+  BOOST_REQUIRE(eventually(5s, [&] { return process_stopped(host.process().pid()); }));
   auto lookup = std::async(std::launch::async, [&] {
     return client.remote_provider(host.address(), "echo", 1, 60s);
   });
@@ -300,13 +301,16 @@ BOOST_AUTO_TEST_CASE(links_to_remote_actors_work_in_both_directions) {
           a->quit(msg.reason);
         });
         a->link_to(remote);
-        return {[](int) {}};
+        return {[](int x) { return x; }};
       });
   };
   // Remote exits -> the local linked actor gets exit_msg with the remote's reason.
   auto echo = lookup(host.address(), "echo", 1);
   auto local = make_linked(echo);
-  self->send(local, 0); // the link exists once the actor ran its first handler
+  // Its answer means it linked: the link's down-notice request is on its way before
+  // the exit below (a proxy asks for it when first linked or monitored).
+  self->request(local, reply_timeout, 0)
+    .receive([](int) {}, [](const caf::error& err) { BOOST_FAIL(describe(err)); });
   self->send_exit(echo, caf::exit_reason::user_shutdown);
   bool got = false;
   self->receive(

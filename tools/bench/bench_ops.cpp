@@ -60,29 +60,42 @@ json latency_json(const latency& l) {
 }
 
 /// Keeps `window` ops in flight until `total` are done (each launched from the
-/// previous one's continuation); ops per second. Throws on the first failure.
-double ops_per_second(size_t total, size_t window,
-                      const std::function<ops::op_handle(size_t)>& launch) {
+/// previous one's continuation); ops per second. Throws on the first failure, or
+/// when `check` refuses a result.
+double
+ops_per_second(size_t total, size_t window,
+               const std::function<ops::op_handle(size_t)>& launch,
+               std::function<bool(size_t, const ops::op_result&)> check = nullptr) {
   struct shared {
     std::mutex mtx;
     std::condition_variable cv;
     std::atomic<size_t> launched{0};
+    std::atomic<bool> stopped{false}; // gave up: launch no more
     size_t done = 0;
     std::string failure;
+    std::function<void()> next;
   };
   auto st = std::make_shared<shared>();
-  std::function<void()> next = [&launch, st, total, &next] {
+  // Continuations hold `st`, never this frame: on a timeout they may still run.
+  st->next = [&launch, check, total, weak = std::weak_ptr<shared>{st}] {
+    auto st = weak.lock();
+    if (!st || st->stopped)
+      return;
     auto i = st->launched++;
     if (i >= total)
       return;
-    launch(i).then([st, &next](const ops::op_result& r) {
-      // The next launch first: once the last op is counted, nothing touches `next`
-      // (it goes when this function returns).
-      next();
+    launch(i).then([st, i, check](const ops::op_result& r) {
+      // The next launch first: once the last op is counted, nothing calls `launch`.
+      st->next();
+      std::string why;
+      if (!r)
+        why = describe(r.error());
+      else if (check && !check(i, r))
+        why = "op " + std::to_string(i) + " returned a wrong result";
       {
         std::lock_guard<std::mutex> guard{st->mtx};
-        if (!r && st->failure.empty())
-          st->failure = describe(r.error());
+        if (!why.empty() && st->failure.empty())
+          st->failure = std::move(why);
         ++st->done;
       }
       st->cv.notify_all();
@@ -90,11 +103,13 @@ double ops_per_second(size_t total, size_t window,
   };
   auto start = clock_type::now();
   for (size_t k = 0; k < std::min(window, total); ++k)
-    next();
+    st->next();
   std::unique_lock<std::mutex> guard{st->mtx};
-  if (!st->cv.wait_for(guard, 300s, [&] { return st->done == total; }))
+  if (!st->cv.wait_for(guard, 300s, [&] { return st->done == total; })) {
+    st->stopped = true;
     throw std::runtime_error(std::to_string(st->done) + " of " + std::to_string(total)
                              + " ops done within 300 s");
+  }
   auto seconds = micros_since(start) / 1e6;
   if (!st->failure.empty())
     throw std::runtime_error("an op failed: " + st->failure);
@@ -298,19 +313,11 @@ private:
       row["puts_per_s"] = ops_per_second(keys, w_.dht_in_flight, [&](size_t i) {
         return table.put(key(i), dht_value(i, size));
       });
-      std::atomic<size_t> wrong{0};
-      row["gets_per_s"] = ops_per_second(keys, w_.dht_in_flight, [&](size_t i) {
-        auto h = table.get(key(i));
-        h.then([&wrong, i, size](const ops::op_result& r) {
-          if (r && r->get_as<std::string>(0) != dht_value(i, size))
-            ++wrong;
+      row["gets_per_s"] = ops_per_second(
+        keys, w_.dht_in_flight, [&](size_t i) { return table.get(key(i)); },
+        [size](size_t i, const ops::op_result& r) {
+          return r->get_as<std::string>(0) == dht_value(i, size);
         });
-        return h;
-      });
-      if (wrong > 0)
-        throw std::runtime_error(std::to_string(wrong.load())
-                                 + " DHT gets returned a "
-                                   "wrong value");
       out.push_back(row);
     }
   }
