@@ -164,10 +164,13 @@ node_config parse_node_config(std::string_view text, const std::string& source) 
     read_transport(r, *it, cfg.transport);
   if (auto it = doc.find("ops"); it != doc.end()) {
     r.require_object("ops", *it);
-    r.reject_unknown_keys("ops", *it, {"deadline_ms"});
+    r.reject_unknown_keys("ops", *it, {"deadline_ms", "store_max_bytes"});
     if (auto d = it->find("deadline_ms"); d != it->end())
       cfg.ops.deadline_ms =
         static_cast<unsigned>(r.read_integer("ops.deadline_ms", *d, 1, 86400 * 1000));
+    if (auto b = it->find("store_max_bytes"); b != it->end())
+      cfg.ops.store_max_bytes = static_cast<uint64_t>(
+        r.read_integer("ops.store_max_bytes", *b, 0, int64_t{1} << 50));
   }
   if (auto it = doc.find("threads"); it != doc.end())
     read_threads(r, *it, cfg);
@@ -255,7 +258,8 @@ std::string to_json_text(const node_config& cfg, int indent) {
                       {"keepalive_ms", cfg.transport.keepalive_ms},
                       {"max_message_bytes", cfg.transport.max_message_bytes},
                       {"spin_us", cfg.transport.spin_us}};
-  doc["ops"] = {{"deadline_ms", cfg.ops.deadline_ms}};
+  doc["ops"] = {{"deadline_ms", cfg.ops.deadline_ms},
+                {"store_max_bytes", cfg.ops.store_max_bytes}};
   doc["threads"] = cfg.threads == 0 ? json("auto") : json(cfg.threads);
   doc["scheduler"] = cfg.policy == scheduler_policy::sharing ? "sharing" : "stealing";
   if (cfg.pinning == pinning_mode::list)

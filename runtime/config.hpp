@@ -43,6 +43,9 @@ struct ops_config {
   /// Deadline of an op launched without one: when it passes, the op fails with
   /// troupe.timeout and every side of it ends.
   unsigned deadline_ms = 10000;
+  /// Bytes the built-in ops may keep on this node (scatter's windows, DHT values);
+  /// a put or scatter beyond it is refused with an error naming the limit.
+  uint64_t store_max_bytes = uint64_t{1} << 30;
 };
 
 /// How CAF's scheduler threads are placed on cores.

@@ -888,6 +888,7 @@ caf::behavior deadline_ticker(caf::event_based_actor* self, op_runtime* rt) {
 }
 
 void op_runtime::start(node& n) {
+  store_max_bytes_ = n.config().ops.store_max_bytes;
   auto ticker = n.system().spawn(deadline_ticker, this);
   auto dispatcher = n.system().spawn(dispatcher_behavior, this, n.address());
   auto directory = n.system().spawn(directory_behavior, this, n.locator());

@@ -300,6 +300,9 @@ public:
   /// Stops them (in-flight ops are failed by their actors' ends).
   void stop();
 
+  /// The node's `ops.store_max_bytes` (set at start).
+  uint64_t store_max_bytes() const { return store_max_bytes_; }
+
   /// Copies (null once stopped): op actors read them while the node may be stopping.
   caf::actor directory() const;
   caf::actor dispatcher() const;
@@ -372,6 +375,7 @@ private:
   caf::actor dispatcher_;
   caf::actor directory_;
   caf::actor ticker_;
+  uint64_t store_max_bytes_ = 0; // written by start(), before any op runs
   mutable std::mutex mtx_;
   std::map<uint64_t, tracked> inflight_;   // guarded by mtx_
   std::map<std::string, uint64_t> counts_; // guarded by mtx_

@@ -101,8 +101,12 @@ const std::string& dht::owner_of(std::string_view key) const {
 ops::op_handle dht::put(std::string key, std::string value) const {
   const auto& owner = owner_of(key);
   if (owner == node_->address()) {
+    reserved_bytes reservation;
+    if (auto err = reserve_kept(node_->ops(), value.size(), reservation))
+      return ops::op_handle::finished(std::move(err));
     table_store(node_->ops(), options_.table)
-      ->put(key, blob{std::make_shared<const std::string>(std::move(value)), nullptr});
+      ->put(key, blob{std::make_shared<const std::string>(std::move(value)), nullptr},
+            std::move(reservation));
     return ops::op_handle::finished(caf::message{});
   }
   return ops::launch_with<dht_put_op>(*node_, {options_.deadline}, {owner},
@@ -173,15 +177,22 @@ ops::step dht_put_target::on_start(ops::target_context& ctx, const typed_message
   key_ = string_of(put.getKey());
   if (put.isInline()) {
     auto value = std::make_shared<const std::string>(string_of(put.getInline()));
-    table_store(ctx.runtime(), table_)->put(key_, blob{value, nullptr});
+    if (auto err = reserve_kept(ctx.runtime(), value->size(), reservation_))
+      return ops::step::fail(std::move(err));
+    table_store(ctx.runtime(), table_)
+      ->put(key_, blob{value, nullptr}, std::move(reservation_));
     return ops::step::done();
   }
   window w;
   if (auto bad = read_window(put.getRemote(), w); !bad.empty())
     return ops::step::fail(make_error(errc::refused, "dht-put: " + bad));
+  // Refused before anything is fetched if this node may not keep it.
+  if (auto err = reserve_kept(ctx.runtime(), w.length, reservation_))
+    return ops::step::fail(std::move(err));
   if (w.length == 0) {
     table_store(ctx.runtime(), table_)
-      ->put(key_, blob{std::make_shared<const std::string>(), nullptr});
+      ->put(key_, blob{std::make_shared<const std::string>(), nullptr},
+            std::move(reservation_));
     return ops::step::done();
   }
   if (auto err = fetch_window(ctx, w, local_, got_tag))
@@ -196,7 +207,8 @@ ops::step dht_put_target::on_other(ops::target_context& ctx, caf::message& m) {
   if (*done)
     return ops::step::fail(std::move(*done));
   // Kept in the region it arrived in: a get of it is one RDMA read, no copy.
-  table_store(ctx.runtime(), table_)->put(key_, blob{nullptr, std::move(local_)});
+  table_store(ctx.runtime(), table_)
+    ->put(key_, blob{nullptr, std::move(local_)}, std::move(reservation_));
   return ops::step::done();
 }
 

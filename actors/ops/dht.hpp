@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "actors/group/view.hpp"
+#include "actors/ops/blob_store.hpp"
 #include "runtime/ops.hpp"
 #include "transport/rdma.hpp"
 
@@ -96,6 +97,7 @@ public:
 private:
   std::string table_, key_;
   std::shared_ptr<memory_region> local_;
+  reserved_bytes reservation_;
 };
 
 struct dht_put_op {

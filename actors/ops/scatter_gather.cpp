@@ -153,6 +153,9 @@ ops::step scatter_target::on_start(ops::target_context& ctx, const typed_message
   if (name_.empty())
     return refuse("scatter", "an empty name");
   length_ = w.length;
+  // Refused now, before anything is fetched, if this node may not keep it.
+  if (auto err = reserve_kept(ctx.runtime(), length_, reservation_))
+    return ops::step::fail(std::move(err));
   if (length_ == 0)
     return fetched(ctx);
   if (auto err = fetch_window(ctx, w, local_, fetched_tag))
@@ -185,7 +188,9 @@ ops::step scatter_target::on_message(ops::target_context& ctx, const typed_messa
     kept.region = std::move(local_);
   else
     kept.bytes = std::make_shared<const std::string>();
-  ctx.runtime().local<blob_store>(scatter_store)->put(name_, std::move(kept));
+  ctx.runtime()
+    .local<blob_store>(scatter_store)
+    ->put(name_, std::move(kept), std::move(reservation_));
   return ops::step::done();
 }
 

@@ -90,6 +90,7 @@ private:
   std::string name_;
   uint64_t length_ = 0;
   std::shared_ptr<memory_region> local_; // null for an empty window
+  reserved_bytes reservation_;           // released if the scatter never commits
 };
 
 struct scatter_op {

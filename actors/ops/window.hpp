@@ -10,6 +10,7 @@
 #include <caf/actor_cast.hpp>
 #include <caf/event_based_actor.hpp>
 
+#include "actors/ops/blob_store.hpp"
 #include "actors/ops/region_pool.hpp"
 #include "base/error.hpp"
 #include "runtime/ops.hpp"
@@ -61,6 +62,15 @@ inline void settle_region(ops::side_context& ctx,
 inline void expose_region(ops::side_context& ctx,
                           const std::shared_ptr<memory_region>& region) {
   ctx.runtime().local<region_pool>("troupe.regions")->expose(region);
+}
+
+/// Reserves `bytes` of the node's `ops.store_max_bytes` for a value to keep.
+inline caf::error reserve_kept(ops::op_runtime& rt, uint64_t bytes, reserved_bytes& out) {
+  auto budget = rt.local<store_budget>("troupe.kept_bytes");
+  if (auto err = budget->reserve(bytes, rt.store_max_bytes()))
+    return err;
+  out = reserved_bytes{std::move(budget), bytes};
+  return caf::none;
 }
 
 /// Takes `local` for the window from the pool and starts getting it into it; the side

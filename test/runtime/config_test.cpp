@@ -48,6 +48,7 @@ BOOST_AUTO_TEST_CASE(empty_object_gives_the_documented_defaults) {
   BOOST_TEST((cfg.pinning == pinning_mode::none));
   BOOST_TEST(cfg.providers.empty());
   BOOST_TEST(cfg.ops.deadline_ms == 10000u);
+  BOOST_TEST(cfg.ops.store_max_bytes == uint64_t{1} << 30);
 }
 
 BOOST_AUTO_TEST_CASE(full_config_is_read_into_the_typed_struct) {
@@ -55,7 +56,7 @@ BOOST_AUTO_TEST_CASE(full_config_is_read_into_the_typed_struct) {
     // comments are allowed
     "transport": {"protocol": "ucx", "address": "::1", "port": 7100},
     "threads": 3, "scheduler": "stealing", "pinning": [1, 0],
-    "ops": {"deadline_ms": 2500},
+    "ops": {"deadline_ms": 2500, "store_max_bytes": 4096},
     "libraries": ["libx.so"],
     "providers": [
       {"type": "echo", "name": "b", "provider_id": 2, "dependencies": {"up": "a"}},
@@ -66,6 +67,7 @@ BOOST_AUTO_TEST_CASE(full_config_is_read_into_the_typed_struct) {
   BOOST_TEST(cfg.transport.port == 7100);
   BOOST_TEST(cfg.threads == 3u);
   BOOST_TEST(cfg.ops.deadline_ms == 2500u);
+  BOOST_TEST(cfg.ops.store_max_bytes == 4096u);
   BOOST_TEST((cfg.policy == scheduler_policy::stealing));
   BOOST_TEST((cfg.pinning == pinning_mode::list));
   BOOST_TEST((cfg.pin_cores == std::vector<unsigned>{1, 0}));

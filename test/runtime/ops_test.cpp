@@ -556,6 +556,38 @@ BOOST_AUTO_TEST_CASE(dht_keys_this_node_owns_never_touch_the_network) {
   BOOST_CHECK_THROW(actors::dht(client, {}), std::invalid_argument);
 }
 
+BOOST_AUTO_TEST_CASE(a_node_keeps_no_more_than_its_store_limit) {
+  host_process a{R"({"transport": {"port": 0}, "ops": {"store_max_bytes": 100000}})"};
+  auto table = actors::dht(client, {a.address()});
+  auto put = [&](const std::string& key, size_t bytes) {
+    auto r = table.put(key, std::string(bytes, 'v')).get_for(20s);
+    BOOST_REQUIRE(r);
+    return *r ? caf::error{} : r->error();
+  };
+  BOOST_TEST(!put("k1", 40000));
+  auto refused = put("k2", 70000);
+  BOOST_TEST(has_code(refused, errc::refused), describe(refused));
+  BOOST_TEST(describe(refused).find("ops.store_max_bytes") != std::string::npos,
+             describe(refused));
+  BOOST_TEST(!put("k1", 40000)); // a value replaced gives its bytes back
+  BOOST_TEST(!put("k3", 1000));  // small values are counted too (inline)
+  auto missing = table.get("k2").get_for(20s);
+  BOOST_REQUIRE(missing && !*missing);
+  BOOST_TEST(has_code(missing->error(), errc::not_found), describe(missing->error()));
+  // A scatter that does not fit is refused before anything is fetched or kept.
+  auto source = patterned(client, 80000, 7);
+  auto s = ops::launch<actors::scatter_op>(client, {a.address()}, "big", source,
+                                           std::vector<uint64_t>{80000})
+             .get_for(20s);
+  BOOST_REQUIRE(s && !*s);
+  BOOST_TEST(describe(s->error()).find("ops.store_max_bytes") != std::string::npos,
+             describe(s->error()));
+  // What is kept still fits: 41,000 of 100,000 bytes, so 59,000 more do.
+  BOOST_TEST(!put("k4", 59000));
+  BOOST_TEST(has_code(put("k5", 1), errc::refused));
+  BOOST_CHECK(eventually(5s, [&] { return inflight_at(a.address()) == 0; }));
+}
+
 BOOST_AUTO_TEST_CASE(launching_an_unregistered_op_or_with_no_targets_fails_at_once) {
   auto r = ops::launch<unregistered_op>(client, {"ucx://127.0.0.1:1"}).get_for(1s);
   BOOST_REQUIRE(r);
