@@ -78,8 +78,13 @@ struct node_service_state {
     json registered = json::array();
     for (const auto* e : rt.registry().all())
       registered.push_back({{"name", e->name}, {"op_id", e->id}});
-    return {
-      {"inflight", inflight}, {"counters", rt.counters()}, {"registered", registered}};
+    json kept = json::object();
+    if (auto k = rt.kept())
+      kept = {{"bytes", k->used()}, {"limit", k->limit()}};
+    return {{"inflight", inflight},
+            {"counters", rt.counters()},
+            {"registered", registered},
+            {"kept", kept}};
   }
 
   caf::result<std::string> answer(caf::actor_system& sys, const std::string& what) const {

@@ -888,7 +888,10 @@ caf::behavior deadline_ticker(caf::event_based_actor* self, op_runtime* rt) {
 }
 
 void op_runtime::start(node& n) {
-  store_max_bytes_ = n.config().ops.store_max_bytes;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    kept_ = std::make_shared<kept_bytes>(n.config().ops.store_max_bytes);
+  }
   auto ticker = n.system().spawn(deadline_ticker, this);
   auto dispatcher = n.system().spawn(dispatcher_behavior, this, n.address());
   auto directory = n.system().spawn(directory_behavior, this, n.locator());
@@ -897,6 +900,24 @@ void op_runtime::start(node& n) {
   ticker_ = std::move(ticker);
   dispatcher_ = std::move(dispatcher);
   directory_ = std::move(directory);
+}
+
+caf::error kept_bytes::reserve(uint64_t bytes) {
+  auto used = used_.load();
+  do {
+    if (bytes > limit_ || used > limit_ - bytes)
+      return make_error(errc::refused, "this node keeps " + std::to_string(used)
+                                         + " bytes for ops and may keep "
+                                         + std::to_string(limit_)
+                                         + " (ops.store_max_bytes); "
+                                         + std::to_string(bytes) + " more do not fit");
+  } while (!used_.compare_exchange_weak(used, used + bytes));
+  return caf::none;
+}
+
+std::shared_ptr<kept_bytes> op_runtime::kept() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return kept_;
 }
 
 caf::actor op_runtime::directory() const {

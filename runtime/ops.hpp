@@ -33,6 +33,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -288,6 +289,23 @@ void register_op_types(caf::actor_system_config& cfg);
 /// The key a node's op dispatcher is published under.
 constexpr const char* dispatcher_key = "troupe.ops";
 
+/// Bytes op types keep on a node beyond single ops (scatter's windows, DHT values),
+/// against the node's `ops.store_max_bytes`: reserved before the bytes come (so a
+/// refusal comes before anything moves), released when they go.
+class kept_bytes {
+public:
+  explicit kept_bytes(uint64_t limit) : limit_(limit) {}
+  /// An error (troupe.refused, naming the config key) if `bytes` more do not fit.
+  caf::error reserve(uint64_t bytes);
+  void release(uint64_t bytes) { used_ -= bytes; }
+  uint64_t used() const { return used_.load(); }
+  uint64_t limit() const { return limit_; }
+
+private:
+  std::atomic<uint64_t> used_{0};
+  uint64_t limit_;
+};
+
 /// The op framework of one node: its registry, its dispatcher, the ops in flight.
 class op_runtime {
 public:
@@ -300,8 +318,8 @@ public:
   /// Stops them (in-flight ops are failed by their actors' ends).
   void stop();
 
-  /// The node's `ops.store_max_bytes` (set at start).
-  uint64_t store_max_bytes() const { return store_max_bytes_; }
+  /// What op types keep on this node (null before start).
+  std::shared_ptr<kept_bytes> kept() const;
 
   /// Copies (null once stopped): op actors read them while the node may be stopping.
   caf::actor directory() const;
@@ -375,7 +393,7 @@ private:
   caf::actor dispatcher_;
   caf::actor directory_;
   caf::actor ticker_;
-  uint64_t store_max_bytes_ = 0; // written by start(), before any op runs
+  std::shared_ptr<kept_bytes> kept_; // guarded by mtx_
   mutable std::mutex mtx_;
   std::map<uint64_t, tracked> inflight_;   // guarded by mtx_
   std::map<std::string, uint64_t> counts_; // guarded by mtx_

@@ -18,23 +18,6 @@ std::string blob::copy() const {
   return bytes ? *bytes : std::string{};
 }
 
-caf::error store_budget::reserve(uint64_t bytes, uint64_t limit) {
-  auto used = used_.load();
-  do {
-    if (bytes > limit || used > limit - bytes)
-      return make_error(errc::refused, "this node keeps " + std::to_string(used)
-                                         + " bytes for ops and may keep "
-                                         + std::to_string(limit)
-                                         + " (ops.store_max_bytes); "
-                                         + std::to_string(bytes) + " more do not fit");
-  } while (!used_.compare_exchange_weak(used, used + bytes));
-  return caf::none;
-}
-
-void store_budget::release(uint64_t bytes) {
-  used_ -= bytes;
-}
-
 void blob_store::put(const std::string& key, blob value, reserved_bytes reservation) {
   std::lock_guard<std::mutex> guard{mtx_};
   if (!budget_)

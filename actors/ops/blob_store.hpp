@@ -16,6 +16,7 @@
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 
+#include "runtime/ops.hpp"
 #include "transport/rdma.hpp"
 
 namespace troupe::actors {
@@ -29,25 +30,11 @@ struct blob {
   std::string copy() const;
 };
 
-/// The bytes all of a node's stores keep, against `ops.store_max_bytes`: reserved
-/// before the bytes come (so a refusal happens before anything is fetched or
-/// committed), released when a kept value is replaced or a reservation dropped.
-class store_budget {
-public:
-  /// Reserves `bytes` if that stays within `limit`; else an error naming both.
-  caf::error reserve(uint64_t bytes, uint64_t limit);
-  void release(uint64_t bytes);
-  uint64_t used() const { return used_.load(); }
-
-private:
-  std::atomic<uint64_t> used_{0};
-};
-
 /// A reservation that is released unless it is handed to a store (`put`).
 class reserved_bytes {
 public:
   reserved_bytes() = default;
-  reserved_bytes(std::shared_ptr<store_budget> budget, uint64_t bytes)
+  reserved_bytes(std::shared_ptr<ops::kept_bytes> budget, uint64_t bytes)
     : budget_(std::move(budget)), bytes_(bytes) {}
   reserved_bytes(reserved_bytes&& other) noexcept { *this = std::move(other); }
   reserved_bytes& operator=(reserved_bytes&& other) noexcept {
@@ -65,10 +52,10 @@ public:
   }
   /// The store takes the reservation over.
   void consume() { bytes_ = 0; }
-  const std::shared_ptr<store_budget>& budget() const { return budget_; }
+  const std::shared_ptr<ops::kept_bytes>& budget() const { return budget_; }
 
 private:
-  std::shared_ptr<store_budget> budget_;
+  std::shared_ptr<ops::kept_bytes> budget_;
   uint64_t bytes_ = 0;
 };
 
@@ -87,7 +74,7 @@ public:
 private:
   mutable std::mutex mtx_;
   std::unordered_map<std::string, blob> blobs_; // guarded by mtx_
-  std::shared_ptr<store_budget> budget_;        // guarded by mtx_; set by put
+  std::shared_ptr<ops::kept_bytes> budget_;     // guarded by mtx_; set by put
 };
 
 } // namespace troupe::actors

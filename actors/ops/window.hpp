@@ -66,8 +66,10 @@ inline void expose_region(ops::side_context& ctx,
 
 /// Reserves `bytes` of the node's `ops.store_max_bytes` for a value to keep.
 inline caf::error reserve_kept(ops::op_runtime& rt, uint64_t bytes, reserved_bytes& out) {
-  auto budget = rt.local<store_budget>("troupe.kept_bytes");
-  if (auto err = budget->reserve(bytes, rt.store_max_bytes()))
+  auto budget = rt.kept();
+  if (!budget)
+    return make_error(errc::refused, "the node's op framework is not running");
+  if (auto err = budget->reserve(bytes))
     return err;
   out = reserved_bytes{std::move(budget), bytes};
   return caf::none;

@@ -585,6 +585,12 @@ BOOST_AUTO_TEST_CASE(a_node_keeps_no_more_than_its_store_limit) {
   // What is kept still fits: 41,000 of 100,000 bytes, so 59,000 more do.
   BOOST_TEST(!put("k4", 59000));
   BOOST_TEST(has_code(put("k5", 1), errc::refused));
+  auto kept = ops_of(a.address())["kept"];
+  BOOST_TEST(kept["bytes"].get<uint64_t>() == 100000u);
+  BOOST_TEST(kept["limit"].get<uint64_t>() == 100000u);
+  auto shown = run_to_end({bin_path("actorsh"), "-a", a.address(), "-c", "ops"}, 30s);
+  BOOST_TEST(shown.out.find("kept: 100000 of 100000 bytes") != std::string::npos,
+             shown.out);
   BOOST_CHECK(eventually(5s, [&] { return inflight_at(a.address()) == 0; }));
 }
 

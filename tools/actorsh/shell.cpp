@@ -69,6 +69,9 @@ void print_pretty(const std::string& what, const json& doc, std::ostream& out) {
     for (const auto& [name, value] : doc["counters"].items())
       counters += (counters.empty() ? "" : "  ") + name + " " + value.dump();
     out << "counters: " << (counters.empty() ? "none" : counters) << "\n";
+    if (auto kept = doc.find("kept"); kept != doc.end() && kept->contains("bytes"))
+      out << "kept: " << (*kept)["bytes"].get<uint64_t>() << " of "
+          << (*kept)["limit"].get<uint64_t>() << " bytes (ops.store_max_bytes)\n";
     return;
   }
   for (auto it = doc.begin(); it != doc.end(); ++it)
