@@ -818,29 +818,20 @@ caf::behavior dispatcher_behavior(caf::stateful_actor<dispatcher_state>* self,
 struct directory_state {
   static inline const char* name = "troupe.op.directory";
   op_runtime* rt = nullptr;
-  std::map<std::string, caf::actor> known;
+  // What it located is in rt's dispatcher cache, which origins read directly.
   std::map<std::string, std::vector<caf::response_promise>> pending;
 };
 
 caf::behavior directory_behavior(caf::stateful_actor<directory_state>* self,
                                  op_runtime* rt, caf::actor locator) {
   self->state.rt = rt;
-  self->set_down_handler([self](caf::down_msg& down) {
-    auto& known = self->state.known;
-    for (auto it = known.begin(); it != known.end();) {
-      if (it->second.address() == down.source) {
-        self->state.rt->forget_dispatcher(it->first);
-        it = known.erase(it);
-      } else {
-        it = std::next(it);
-      }
-    }
-  });
+  self->set_down_handler(
+    [self](caf::down_msg& down) { self->state.rt->forget_dispatcher(down.source); });
   return {
     [self, locator](locate_atom, const std::string& uri) -> caf::result<caf::actor> {
       auto& st = self->state;
-      if (auto it = st.known.find(uri); it != st.known.end())
-        return it->second;
+      if (auto known = st.rt->known_dispatcher(uri))
+        return known;
       auto rp = self->make_response_promise();
       auto& waiting = st.pending[uri];
       waiting.push_back(rp);
@@ -849,7 +840,6 @@ caf::behavior directory_behavior(caf::stateful_actor<directory_state>* self,
           .then(
             [self, uri](caf::actor& dispatcher) {
               auto& st = self->state;
-              st.known[uri] = dispatcher;
               st.rt->remember_dispatcher(uri, dispatcher);
               self->monitor(dispatcher);
               for (auto& p : st.pending[uri])
@@ -975,9 +965,10 @@ void op_runtime::remember_dispatcher(const std::string& uri, caf::actor dispatch
   dispatchers_[uri] = std::move(dispatcher);
 }
 
-void op_runtime::forget_dispatcher(const std::string& uri) {
+void op_runtime::forget_dispatcher(const caf::actor_addr& dispatcher) {
   std::lock_guard<std::mutex> guard{mtx_};
-  dispatchers_.erase(uri);
+  for (auto it = dispatchers_.begin(); it != dispatchers_.end();)
+    it = it->second.address() == dispatcher ? dispatchers_.erase(it) : std::next(it);
 }
 
 void register_op_types(caf::actor_system_config& cfg) {

@@ -367,7 +367,8 @@ public:
   /// origin takes one from here without a request to the directory.
   caf::actor known_dispatcher(const std::string& uri) const;
   void remember_dispatcher(const std::string& uri, caf::actor dispatcher);
-  void forget_dispatcher(const std::string& uri);
+  /// Its node is gone (the directory monitors every dispatcher it located).
+  void forget_dispatcher(const caf::actor_addr& dispatcher);
 
   /// Called by the op actors. `deadline`: when the side receives its deadline
   /// message (one timer per node for all sides: see deadline_ticker in ops.cpp).

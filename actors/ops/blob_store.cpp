@@ -57,9 +57,4 @@ blob_store::exposed(caf::actor_system& sys, const std::string& key) {
   return *region;
 }
 
-size_t blob_store::size() const {
-  std::lock_guard<std::mutex> guard{mtx_};
-  return blobs_.size();
-}
-
 } // namespace troupe::actors

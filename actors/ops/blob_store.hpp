@@ -69,7 +69,6 @@ public:
   /// kept so), for a peer to get by RDMA; not_found when there is none.
   caf::expected<std::shared_ptr<memory_region>> exposed(caf::actor_system& sys,
                                                         const std::string& key);
-  size_t size() const;
 
 private:
   mutable std::mutex mtx_;

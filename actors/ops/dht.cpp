@@ -43,6 +43,18 @@ std::shared_ptr<blob_store> table_store(ops::op_runtime& rt, const std::string& 
   return rt.local<blob_store>("troupe.dht." + table);
 }
 
+/// Keeps `value` (inline bytes) under `key`, within the node's store limit.
+caf::error keep_bytes(ops::op_runtime& rt, const std::string& table,
+                      const std::string& key, std::string value) {
+  reserved_bytes reservation;
+  if (auto err = reserve_kept(rt, value.size(), reservation))
+    return err;
+  table_store(rt, table)->put(
+    key, blob{std::make_shared<const std::string>(std::move(value)), nullptr},
+    std::move(reservation));
+  return caf::none;
+}
+
 /// A key as error messages show it: printable, and not too long.
 std::string shown(const std::string& key) {
   std::string out;
@@ -101,12 +113,8 @@ const std::string& dht::owner_of(std::string_view key) const {
 ops::op_handle dht::put(std::string key, std::string value) const {
   const auto& owner = owner_of(key);
   if (owner == node_->address()) {
-    reserved_bytes reservation;
-    if (auto err = reserve_kept(node_->ops(), value.size(), reservation))
+    if (auto err = keep_bytes(node_->ops(), options_.table, key, std::move(value)))
       return ops::op_handle::finished(std::move(err));
-    table_store(node_->ops(), options_.table)
-      ->put(key, blob{std::make_shared<const std::string>(std::move(value)), nullptr},
-            std::move(reservation));
     return ops::op_handle::finished(caf::message{});
   }
   return ops::launch_with<dht_put_op>(*node_, {options_.deadline}, {owner},
@@ -175,26 +183,20 @@ ops::step dht_put_target::on_start(ops::target_context& ctx, const typed_message
   auto put = reader.root();
   table_ = put.getTable();
   key_ = string_of(put.getKey());
-  if (put.isInline()) {
-    auto value = std::make_shared<const std::string>(string_of(put.getInline()));
-    if (auto err = reserve_kept(ctx.runtime(), value->size(), reservation_))
+  window w;
+  if (put.isRemote()) {
+    if (auto bad = read_window(put.getRemote(), w); !bad.empty())
+      return ops::step::fail(make_error(errc::refused, "dht-put: " + bad));
+  }
+  if (put.isInline() || w.length == 0) {
+    auto value = put.isInline() ? string_of(put.getInline()) : std::string{};
+    if (auto err = keep_bytes(ctx.runtime(), table_, key_, std::move(value)))
       return ops::step::fail(std::move(err));
-    table_store(ctx.runtime(), table_)
-      ->put(key_, blob{value, nullptr}, std::move(reservation_));
     return ops::step::done();
   }
-  window w;
-  if (auto bad = read_window(put.getRemote(), w); !bad.empty())
-    return ops::step::fail(make_error(errc::refused, "dht-put: " + bad));
   // Refused before anything is fetched if this node may not keep it.
   if (auto err = reserve_kept(ctx.runtime(), w.length, reservation_))
     return ops::step::fail(std::move(err));
-  if (w.length == 0) {
-    table_store(ctx.runtime(), table_)
-      ->put(key_, blob{std::make_shared<const std::string>(), nullptr},
-            std::move(reservation_));
-    return ops::step::done();
-  }
   if (auto err = fetch_window(ctx, w, local_, got_tag))
     return ops::step::fail(std::move(err));
   return ops::step::wait();

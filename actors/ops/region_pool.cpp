@@ -59,9 +59,4 @@ void region_pool::settle(const std::shared_ptr<memory_region>& region) {
   state_->unsettled.erase(region.get());
 }
 
-uint64_t region_pool::idle_bytes() const {
-  std::lock_guard<std::mutex> guard{state_->mtx};
-  return state_->idle_bytes;
-}
-
 } // namespace troupe::actors

@@ -44,8 +44,6 @@ public:
   /// No peer will touch `region` again: it may be reused.
   void settle(const std::shared_ptr<memory_region>& region);
 
-  uint64_t idle_bytes() const;
-
 private:
   struct shared_state {
     std::mutex mtx;

@@ -118,8 +118,10 @@ ops::step scatter_origin::on_message(ops::origin_context& ctx, size_t from,
       make_error(errc::provider_failed, "scatter: a target sent something unexpected"));
   fetched_from_[from] = true;
   auto n = ctx.targets().size();
-  if (++fetched_ < n) {
-    ctx.set_state(std::to_string(fetched_) + " of " + std::to_string(n)
+  auto fetched =
+    static_cast<size_t>(std::count(fetched_from_.begin(), fetched_from_.end(), true));
+  if (fetched < n) {
+    ctx.set_state(std::to_string(fetched) + " of " + std::to_string(n)
                   + " windows fetched");
     return ops::step::wait();
   }

@@ -74,7 +74,6 @@ public:
   ops::step on_target_done(ops::origin_context& ctx, size_t from) override;
 
 private:
-  size_t fetched_ = 0;
   std::vector<bool> fetched_from_;
   bool committed_ = false;
 };

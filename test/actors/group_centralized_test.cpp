@@ -6,6 +6,7 @@
 // transport, SIGSTOP through pings), metadata, subscriptions, the view file.
 
 #include <atomic>
+#include <filesystem>
 #include <chrono>
 #include <csignal>
 #include <fstream>
@@ -275,6 +276,8 @@ BOOST_AUTO_TEST_CASE(metadata_and_subscriptions_reach_every_member) {
 
 BOOST_AUTO_TEST_CASE(a_reader_never_sees_a_partial_view_file_while_members_churn) {
   leader = std::make_unique<host_process>(leader_config(file));
+  // The leader writes its first view file just after it is ready, not before.
+  BOOST_REQUIRE(eventually(10s, [&] { return std::filesystem::exists(file); }));
   std::atomic<bool> stop{false};
   std::atomic<int> reads{0};
   std::atomic<int> bad{0};

@@ -76,6 +76,22 @@ struct ops_fixture {
   size_t inflight_at(const std::string& address) {
     return ops_of(address)["inflight"].size();
   }
+
+  /// Kills `victim` in the middle of `h`: the caller hears within 1.5 s that it is
+  /// unreachable, by name.
+  void kill_and_expect_unreachable(host_process& victim, const ops::op_handle& h) {
+    auto killed = std::chrono::steady_clock::now();
+    victim.kill_hard();
+    auto r = h.get_for(10s);
+    auto took = std::chrono::steady_clock::now() - killed;
+    BOOST_REQUIRE(r);
+    BOOST_REQUIRE(!*r);
+    BOOST_TEST(has_code(r->error(), errc::unreachable), describe(r->error()));
+    BOOST_TEST(describe(r->error()).find(victim.address()) != std::string::npos,
+               describe(r->error()));
+    BOOST_TEST(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+               < 1500);
+  }
 };
 
 struct unregistered_op {
@@ -295,16 +311,7 @@ BOOST_AUTO_TEST_CASE(a_node_killed_in_the_middle_fails_the_op_within_a_second) {
   BOOST_TEST(shown.out.find("test.silent") != std::string::npos, shown.out);
   BOOST_TEST(shown.out.find("target") != std::string::npos, shown.out);
   BOOST_TEST(shown.out.find("holding") != std::string::npos, shown.out);
-  auto killed = clock_type::now();
-  b.kill_hard();
-  auto r = h.get_for(10s);
-  auto took = clock_type::now() - killed;
-  BOOST_REQUIRE(r);
-  BOOST_REQUIRE(!*r);
-  BOOST_TEST(has_code(r->error(), errc::unreachable), describe(r->error()));
-  BOOST_TEST(describe(r->error()).find(b.address()) != std::string::npos,
-             describe(r->error()));
-  BOOST_TEST(ms(took) < 1500);
+  kill_and_expect_unreachable(b, h);
   // The survivor's target side is gone too.
   BOOST_CHECK(eventually(5s, [&] {
     return inflight_at(a.address()) == 0 && client.ops().inflight().empty();
@@ -317,8 +324,7 @@ BOOST_AUTO_TEST_CASE(a_target_that_had_not_answered_when_the_op_ended_is_told_la
     ops::launch<actors::ping_op>(client, {a.address(), b.address()}, std::string{"warm"})
       .get_for(20s);
   BOOST_REQUIRE(warm && *warm);
-  b.process().signal(SIGSTOP); // its target side cannot start yet
-  BOOST_REQUIRE(eventually(5s, [&] { return process_stopped(b.process().pid()); }));
+  b.stop_answering(); // its target side cannot start yet
   auto h = ops::launch_with<silent_op>(client, {60000ms}, {a.address(), b.address()});
   BOOST_REQUIRE(eventually(10s, [&] {
     auto mine = client.ops().inflight();
@@ -421,8 +427,7 @@ BOOST_AUTO_TEST_CASE(a_node_killed_in_the_middle_of_a_scatter_commits_nowhere) {
   auto warm =
     ops::launch<actors::ping_op>(client, nodes, std::string{"warm"}).get_for(20s);
   BOOST_REQUIRE(warm && *warm);
-  c.process().signal(SIGSTOP);
-  BOOST_REQUIRE(eventually(5s, [&] { return process_stopped(c.process().pid()); }));
+  c.stop_answering();
   auto source = patterned(client, 3 << 20, 5);
   auto h = ops::launch_with<actors::scatter_op>(
     client, {60000ms}, nodes, "doomed", source, actors::equal_windows(3 << 20, 3));
@@ -435,16 +440,7 @@ BOOST_AUTO_TEST_CASE(a_node_killed_in_the_middle_of_a_scatter_commits_nowhere) {
     BOOST_REQUIRE_EQUAL(ops.size(), 1u);
     BOOST_TEST(ops[0]["state"] == "fetched, waiting for the commit");
   }
-  auto killed = clock_type::now();
-  c.kill_hard();
-  auto r = h.get_for(10s);
-  auto took = clock_type::now() - killed;
-  BOOST_REQUIRE(r);
-  BOOST_REQUIRE(!*r);
-  BOOST_TEST(has_code(r->error(), errc::unreachable), describe(r->error()));
-  BOOST_TEST(describe(r->error()).find(c.address()) != std::string::npos,
-             describe(r->error()));
-  BOOST_TEST(ms(took) < 1500);
+  kill_and_expect_unreachable(c, h);
   // The survivors' sides are gone, and they kept nothing.
   BOOST_CHECK(eventually(5s, [&] {
     return inflight_at(a.address()) == 0 && inflight_at(b.address()) == 0

@@ -288,6 +288,13 @@ void host_process::kill_hard() {
   child_->wait_exit(std::chrono::seconds(10));
 }
 
+void host_process::stop_answering() {
+  child_->signal(SIGSTOP);
+  if (!eventually(std::chrono::seconds(5),
+                  [&] { return process_stopped(child_->pid()); }))
+    throw std::runtime_error("actorhost " + address_ + " did not stop on SIGSTOP");
+}
+
 std::string test_library(const std::string& name) {
   return std::string{TROUPE_LIB_DIR} + "/" + name;
 }

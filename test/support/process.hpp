@@ -119,6 +119,9 @@ public:
   child_process& process() { return *child_; }
   /// SIGKILL, and wait for it to be gone.
   void kill_hard();
+  /// SIGSTOP, and wait until every thread is stopped (it answers nothing from then
+  /// on). Throws std::runtime_error if it does not stop in time.
+  void stop_answering();
 
 private:
   temp_dir dir_;

@@ -235,8 +235,7 @@ BOOST_AUTO_TEST_CASE(an_unreachable_address_fails_fast_with_a_clear_error) {
 BOOST_AUTO_TEST_CASE(a_lookup_waiting_on_a_node_that_dies_fails_at_once) {
   host_process host{host_config(echo_provider)};
   BOOST_REQUIRE(client.remote_node(host.address(), reply_timeout)); // connected
-  host.process().signal(SIGSTOP); // it can no longer answer
-  BOOST_REQUIRE(eventually(5s, [&] { return process_stopped(host.process().pid()); }));
+  host.stop_answering();
   auto lookup = std::async(std::launch::async, [&] {
     return client.remote_provider(host.address(), "echo", 1, 60s);
   });
