@@ -64,12 +64,14 @@ void read_threads(const json_reader& r, const json& value, node_config& out) {
 
 void read_policy(const json_reader& r, const json& value, node_config& out) {
   auto text = value.is_string() ? value.get<std::string>() : std::string{};
-  if (text == "sharing")
+  if (text == "progress")
+    out.policy = scheduler_policy::progress;
+  else if (text == "sharing")
     out.policy = scheduler_policy::sharing;
   else if (text == "stealing")
     out.policy = scheduler_policy::stealing;
   else
-    r.expected("scheduler", "\"sharing\" or \"stealing\"", value);
+    r.expected("scheduler", "\"progress\", \"sharing\" or \"stealing\"", value);
 }
 
 void read_pinning(const json_reader& r, const json& value, node_config& out) {
@@ -261,7 +263,9 @@ std::string to_json_text(const node_config& cfg, int indent) {
   doc["ops"] = {{"deadline_ms", cfg.ops.deadline_ms},
                 {"store_max_bytes", cfg.ops.store_max_bytes}};
   doc["threads"] = cfg.threads == 0 ? json("auto") : json(cfg.threads);
-  doc["scheduler"] = cfg.policy == scheduler_policy::sharing ? "sharing" : "stealing";
+  doc["scheduler"] = cfg.policy == scheduler_policy::progress  ? "progress"
+                     : cfg.policy == scheduler_policy::sharing ? "sharing"
+                                                               : "stealing";
   if (cfg.pinning == pinning_mode::list)
     doc["pinning"] = cfg.pin_cores;
   else

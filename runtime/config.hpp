@@ -56,7 +56,10 @@ enum class pinning_mode {
 };
 
 /// CAF 0.17 scheduler policies.
-enum class scheduler_policy { sharing, stealing };
+/// CAF's scheduler policy. `progress` (Troupe's own): idle workers progress the
+/// transport, so messages are sent and received without a thread hand-off. `sharing`
+/// and `stealing` are CAF's, with the transport on a progress thread of its own.
+enum class scheduler_policy { progress, sharing, stealing };
 
 /// One entry of `providers`.
 struct provider_config {
@@ -78,7 +81,7 @@ struct node_config {
   ops_config ops;
   /// Number of CAF scheduler threads; 0 means one per core of the topology.
   unsigned threads = 0;
-  scheduler_policy policy = scheduler_policy::sharing;
+  scheduler_policy policy = scheduler_policy::progress;
   pinning_mode pinning = pinning_mode::none;
   std::vector<unsigned> pin_cores; ///< core indexes, for pinning_mode::list
   std::vector<std::string> libraries;

@@ -25,6 +25,7 @@
 #include "transport/address.hpp"
 #include "transport/middleman.hpp"
 #include "transport/rdma.hpp"
+#include "transport/scheduler.hpp"
 #include "transport/typed_message.hpp"
 
 namespace troupe {
@@ -94,9 +95,12 @@ struct node::impl {
 caf::error node::impl::configure_scheduler() {
   threads = cfg.threads != 0 ? cfg.threads : topo->cores();
   system_cfg->set("scheduler.max-threads", static_cast<size_t>(threads));
-  system_cfg->set("scheduler.policy", cfg.policy == scheduler_policy::sharing
-                                        ? caf::atom("sharing")
-                                        : caf::atom("stealing"));
+  if (cfg.policy == scheduler_policy::progress)
+    transport::use_progress_scheduler(*system_cfg);
+  else
+    system_cfg->set("scheduler.policy", cfg.policy == scheduler_policy::sharing
+                                          ? caf::atom("sharing")
+                                          : caf::atom("stealing"));
   std::vector<unsigned> cores;
   switch (cfg.pinning) {
     case pinning_mode::none:

@@ -28,7 +28,13 @@ std::map<std::string, uint64_t> flatten(const transport::transport_stats& s) {
                                       {"bytes_in", s.bytes_in},
                                       {"bytes_out", s.bytes_out},
                                       {"peers", s.peers},
-                                      {"remote_keys", s.remote_keys}};
+                                      {"remote_keys", s.remote_keys},
+                                      {"sends_direct", s.sends_direct},
+                                      {"sends_queued", s.sends_queued},
+                                      {"worker_sleeps", s.worker_sleeps},
+                                      {"worker_armed_sleeps", s.worker_armed_sleeps},
+                                      {"worker_wakeups", s.worker_wakeups},
+                                      {"standby_polls", s.standby_polls}};
   for (const auto& [reason, count] : s.drops)
     out["drop:" + reason] = count;
   return out;

@@ -35,9 +35,10 @@
 #include "schema/envelope.capnp.h"
 #include "transport/address.hpp"
 #include "transport/detail/ucx_engine.hpp"
-#include "transport/rdma.hpp"
-#include "transport/typed_message.hpp"
 #include "transport/detail/node_codec.hpp"
+#include "transport/rdma.hpp"
+#include "transport/scheduler.hpp"
+#include "transport/typed_message.hpp"
 
 // CAF 0.17 declares caf::net::middleman a friend of actor_system for the module in the
 // network_manager slot, but never defines it: that module is ours, and this is the
@@ -111,7 +112,7 @@ struct middleman::impl : detail::engine_handler,
     caf::actor_id aid = 0;
     caf::error err;
   };
-  /// Called once, on the progress thread, with a lookup's outcome.
+  /// Called once, under the worker lock, with a lookup's outcome.
   using lookup_done = std::function<void(lookup_result)>;
   using ready_callback = std::function<void(conn_id, const std::string* error)>;
 
@@ -159,8 +160,8 @@ struct middleman::impl : detail::engine_handler,
   // forever).
   std::atomic<uint64_t> proxies_made{0};
   static constexpr uint64_t min_sweep_interval = 1024;
-  uint64_t next_sweep = min_sweep_interval;         // progress thread
-  std::chrono::steady_clock::time_point last_sweep; // progress thread
+  uint64_t next_sweep = min_sweep_interval;         // worker lock
+  std::chrono::steady_clock::time_point last_sweep; // worker lock
   caf::scoped_execution_unit exec_unit; // deserializes with `proxies` in reach
   detail::engine_options opts;
   std::unique_ptr<detail::engine> engine;
@@ -169,6 +170,7 @@ struct middleman::impl : detail::engine_handler,
   uint64_t incarnation = 0;
 
   std::atomic<uint64_t> msgs_out{0}, bytes_out{0}, msgs_in{0}, bytes_in{0};
+  std::atomic<uint64_t> sends_direct{0}, sends_queued{0};
   std::atomic<uint64_t> peer_count{0};
   mutable std::mutex drops_mtx;
   std::map<std::string, uint64_t> drops;            // guarded by drops_mtx
@@ -177,7 +179,7 @@ struct middleman::impl : detail::engine_handler,
   mutable std::mutex published_mtx;
   std::map<std::string, caf::weak_actor_ptr> published; // guarded by published_mtx
 
-  // Progress-thread state.
+  // State of the worker lock's holder (see detail/ucx_engine.hpp).
   std::unordered_map<conn_id, conn_state> conns;
   std::map<caf::node_id, peer> peers;
   std::map<std::string, conn_id> by_uri; // outgoing connections by target URI
@@ -188,7 +190,16 @@ struct middleman::impl : detail::engine_handler,
 
   // -- helpers ----------------------------------------------------------------------
 
-  /// Our URI, built where it is needed: the progress thread may need it before
+  /// Where an actor we hand a message to is scheduled: on this very thread when it
+  /// is a progress scheduler worker (it runs the actor next, no wakeup), otherwise
+  /// through the scheduler.
+  caf::execution_unit* enqueue_unit() {
+    if (auto worker = current_progress_worker())
+      return worker;
+    return &exec_unit;
+  }
+
+  /// Our URI, built where it is needed: the engine may need it before
   /// start() has stored `address_uri` (a peer can connect the moment we listen).
   std::string listen_uri() const {
     return node_address{"ucx", opts.host, engine->port()}.to_uri();
@@ -486,7 +497,7 @@ struct middleman::impl : detail::engine_handler,
     if (src != 0)
       sender = proxies.get_or_put(peer_node, src);
     dest->enqueue(caf::make_mailbox_element(std::move(sender), mid, {}, std::move(msg)),
-                  &exec_unit);
+                  enqueue_unit());
     // Every so many new proxies, and at least once a second while new ones come.
     auto made = proxies_made.load();
     if (made >= next_sweep
@@ -656,7 +667,7 @@ struct middleman::impl : detail::engine_handler,
               caf::error err) {
     requester->enqueue(caf::make_mailbox_element(nullptr, mid.response_id(), {},
                                                  caf::make_message(std::move(err))),
-                       &exec_unit);
+                       enqueue_unit());
   }
 
   void forward(const caf::node_id& node, caf::actor_id dest, caf::strong_actor_ptr sender,
@@ -722,9 +733,30 @@ struct middleman::impl : detail::engine_handler,
                             + std::to_string(opts.max_payload) + ")"));
       return;
     }
+    if (!engine->running()) {
+      // Stopping: nothing will be sent any more, but a request still gets its answer.
+      if (mid.is_request() && sender)
+        bounce(sender, mid, make_error(errc::unreachable, "the transport has stopped"));
+      return;
+    }
     m->node = node;
     m->sender = std::move(sender);
     m->mid = mid;
+    // Send from this thread when nobody else holds the worker, and nothing queued
+    // before (per-peer order). Otherwise queue it for the holder, who sends it before
+    // letting go.
+    if (engine->try_lock()) {
+      if (!engine->has_posts()) {
+        route(m);
+        engine->unlock();
+        sends_direct.fetch_add(1, std::memory_order_relaxed);
+        if (current_progress_worker() == nullptr)
+          nudge_progress_scheduler(sys);
+        return;
+      }
+      engine->unlock();
+    }
+    sends_queued.fetch_add(1, std::memory_order_relaxed);
     engine->post([self = shared_from_this(), m] { self->route(m); });
   }
 };
@@ -931,6 +963,9 @@ void middleman::start() {
     host[host.size() - 8 + i] = static_cast<uint8_t>(d.incarnation >> (8 * i));
   caf::net::middleman::set_node(
     d.sys, caf::make_node_id(static_cast<uint32_t>(::getpid()), host));
+  // With the progress scheduler, its workers poll the engine; the engine's own
+  // thread only stands by.
+  d.opts.driven_externally = runs_progress_scheduler(d.sys);
   d.engine = std::make_unique<detail::engine>(d, d.opts);
   auto err = d.engine->start();
   if (!err.empty()) {
@@ -938,6 +973,7 @@ void middleman::start() {
     d.engine.reset();
     return;
   }
+  detail::attach_engine(d.sys, d.engine.get());
   d.address_uri = node_address{"ucx", d.opts.host, d.engine->port()}.to_uri();
   TROUPE_LOG_INFO(log_component, "listening on " << d.address_uri);
 }
@@ -945,6 +981,7 @@ void middleman::start() {
 void middleman::stop() {
   auto& d = *impl_;
   if (d.engine) {
+    detail::detach_engine(d.sys);
     d.engine->stop();
     // Pending lookups get their one answer.
     auto lookups = std::move(d.lookups);
@@ -1097,8 +1134,16 @@ transport_stats middleman::stats() const {
   s.messages_in = d.msgs_in.load();
   s.bytes_in = d.bytes_in.load();
   s.peers = d.peer_count.load();
-  if (d.engine)
+  s.sends_direct = d.sends_direct.load();
+  s.sends_queued = d.sends_queued.load();
+  auto sched = progress_stats(d.sys);
+  s.worker_sleeps = sched.sleeps;
+  s.worker_armed_sleeps = sched.armed_sleeps;
+  s.worker_wakeups = sched.wakeups_sent;
+  if (d.engine) {
     s.remote_keys = d.engine->cached_remote_keys();
+    s.standby_polls = d.engine->standby_polls();
+  }
   std::lock_guard<std::mutex> guard{d.drops_mtx};
   s.drops = d.drops;
   return s;

@@ -3,7 +3,8 @@
 //
 // A CAF module in the free `network_manager` slot that is also the proxy backend:
 // remote actors are proxies whose enqueue serializes the message into an Envelope and
-// hands it to the progress thread. `send`, `request(...).then(...)` and `monitor` to
+// sends it from the sender's own thread (or queues it for whichever thread holds the
+// UCX worker; see scheduler.hpp and README.md for the threading model). `send`, `request(...).then(...)` and `monitor` to
 // a remote actor look the same as to a local one. CAF's own io middleman stays loaded
 // only because CAF 0.17 gives a node its node id through it.
 //
@@ -47,6 +48,12 @@ struct transport_stats {
   uint64_t bytes_in = 0;
   uint64_t peers = 0;                    ///< nodes with a live, handshaken connection
   uint64_t remote_keys = 0;              ///< unpacked keys of peers' memory regions
+  uint64_t sends_direct = 0; ///< messages sent from the sender's own thread
+  uint64_t sends_queued = 0; ///< ... queued for the worker lock's holder instead
+  uint64_t worker_sleeps = 0;       ///< progress scheduler: a worker went to sleep
+  uint64_t worker_armed_sleeps = 0; ///< ... on the UCX worker's event fd
+  uint64_t worker_wakeups = 0;      ///< ... and was woken for a job
+  uint64_t standby_polls = 0; ///< times the engine's own thread polled for busy workers
   std::map<std::string, uint64_t> drops; ///< dropped input by reason
 };
 

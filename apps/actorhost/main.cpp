@@ -43,7 +43,8 @@ Config keys (all optional):
                "max_message_bytes": 1073741824, "spin_us": 50}
               (port 0 = any free port)
   threads     "auto" (one per core) or a number of CAF scheduler threads
-  scheduler   "sharing" (default) or "stealing"
+  scheduler   "progress" (default: idle workers progress the transport),
+              "sharing" or "stealing" (CAF's, with a transport thread)
   pinning     "none" (default), "cores", or a list of core indexes
   libraries   ["path/to/module.so", ...]   modules exporting TROUPE_MODULE
   providers   [{"type": "echo", "name": "echo", "provider_id": 1,

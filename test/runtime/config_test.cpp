@@ -44,7 +44,7 @@ BOOST_AUTO_TEST_CASE(empty_object_gives_the_documented_defaults) {
   BOOST_TEST(cfg.transport.address == "127.0.0.1");
   BOOST_TEST(cfg.transport.port == 0);
   BOOST_TEST(cfg.threads == 0u);
-  BOOST_TEST((cfg.policy == scheduler_policy::sharing));
+  BOOST_TEST((cfg.policy == scheduler_policy::progress));
   BOOST_TEST((cfg.pinning == pinning_mode::none));
   BOOST_TEST(cfg.providers.empty());
   BOOST_TEST(cfg.ops.deadline_ms == 10000u);
@@ -156,7 +156,7 @@ BOOST_AUTO_TEST_CASE(threads_scheduler_and_pinning_are_checked) {
               "node.json: threads: expected \"auto\" or an integer from 1 to 1024, found "
               "string \"many\"");
   check_error(R"({"scheduler": "fifo"})",
-              "node.json: scheduler: expected \"sharing\" or \"stealing\"");
+              "node.json: scheduler: expected \"progress\", \"sharing\" or \"stealing\"");
   check_error(R"({"pinning": "numa"})",
               "node.json: pinning: expected \"none\", \"cores\"");
   check_error(R"({"pinning": []})", "node.json: pinning: expected a non-empty list");

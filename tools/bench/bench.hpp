@@ -43,13 +43,18 @@ latency time_round_trips(int iterations, const std::function<bool()>& send);
 
 /// What one peer measured over one UCX transport selection.
 struct result_set {
-  std::string system; ///< "troupe", "ucx", "caf-io"
+  std::string system; ///< "troupe", "troupe-v1", "ucx", "caf-io", "caf-local"
   std::string tls;    ///< the UCX_TLS it ran with ("n/a" for CAF's io middleman)
   std::map<size_t, latency> round_trip;    ///< by payload size in bytes
   double one_way_msgs_per_s = 0;           ///< 64 B messages, sender never waits
   std::map<int, double> requests_per_s;    ///< by requests in flight
   std::optional<double> rdma_get_gb_per_s; ///< 1 MiB gets
-  std::string error;                       ///< set if the peer could not be measured
+  /// 8 B round trips whose requests carry a finite timeout (the others carry none):
+  /// CAF's clock thread then takes part in every request.
+  std::optional<latency> round_trip_8B_with_timeout;
+  /// CPU used by the client's node while connected and idle, in % of one core.
+  std::optional<double> idle_cpu_percent;
+  std::string error; ///< set if the peer could not be measured
 };
 
 /// The workload, the same for every peer.
@@ -64,6 +69,10 @@ struct workload {
   int rdma_iterations = 512;
   int rdma_window = 4;
   bool busy_poll = false;
+  /// Troupe's scheduler (node config "scheduler"): "progress", or CAF's "sharing"
+  /// with the transport on a thread of its own (Troupe's first design).
+  std::string scheduler = "progress";
+  double idle_seconds = 5;
 };
 
 /// `v` with `digits` digits after the point, for tables.
@@ -76,7 +85,8 @@ std::string fixed(double v, int digits);
 /// the object goes (and by the kernel if we die: no orphans).
 class server_process {
 public:
-  server_process(const std::string& kind, const std::string& tls, bool busy_poll);
+  server_process(const std::string& kind, const std::string& tls,
+                 std::vector<std::string> options);
   ~server_process();
   server_process(const server_process&) = delete;
   server_process& operator=(const server_process&) = delete;
@@ -108,11 +118,13 @@ void measure_actor(caf::actor_system& sys, const caf::actor& target, const workl
 
 // Client halves: measure against a running server.
 result_set measure_troupe(const std::string& address, const workload& w);
+/// Against a bench actor in the measuring node itself: the floor of any actor design.
+result_set measure_local(const workload& w);
 result_set measure_ucx(const std::string& address, const workload& w);
 result_set measure_caf(const std::string& address, const workload& w);
 
 // Server halves: print "address <...>" on stdout, then serve until killed.
-int serve_troupe(bool busy_poll);
+int serve_troupe(bool busy_poll, const std::string& scheduler);
 int serve_ucx();
 int serve_caf();
 

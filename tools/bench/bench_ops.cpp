@@ -256,7 +256,7 @@ private:
   }
 
   void measure_rdma(json& out) {
-    server_process ucx_server{"ucx", "", false};
+    server_process ucx_server{"ucx", "", {}};
     for (auto [bytes, iterations] : w_.rdma) {
       json row;
       row["bytes"] = bytes;

@@ -7,6 +7,8 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <thread>
+#include <time.h>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -25,9 +27,20 @@ namespace {
 
 const auto request_timeout = std::chrono::seconds(30);
 
-std::string node_config_text(bool busy_poll) {
+/// A node config with the benchmark's transport and scheduler settings (and
+/// `extra`, more top-level keys, if given).
+std::string node_config_text(bool busy_poll, const std::string& scheduler,
+                             const std::string& extra = {}) {
   return std::string{R"({"transport": {"busy_poll": )"} + (busy_poll ? "true" : "false")
-         + R"(}, "providers": [{"type": "bench", "name": "bench", "provider_id": 1}]})";
+         + R"(}, "scheduler": ")" + scheduler + "\"" + (extra.empty() ? "" : ", " + extra)
+         + "}";
+}
+
+/// CPU time of this process so far, in seconds.
+double process_cpu_seconds() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
 } // namespace
@@ -77,13 +90,17 @@ run_driver(caf::actor_system& sys,
 
 } // namespace
 
-int serve_troupe(bool busy_poll) {
+int serve_troupe(bool busy_poll, const std::string& scheduler) {
   sigset_t stop;
   sigemptyset(&stop);
   sigaddset(&stop, SIGTERM);
   sigaddset(&stop, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
-  node server{parse_node_config(node_config_text(busy_poll), "bench-server")};
+  node server{parse_node_config(
+    node_config_text(
+      busy_poll, scheduler,
+      R"("providers": [{"type": "bench", "name": "bench", "provider_id": 1}])"),
+    "bench-server")};
   server.providers().add_type(
     "bench", [](const provider_context& ctx) -> caf::expected<caf::actor> {
       return ctx.system.spawn(bench_actor);
@@ -100,11 +117,12 @@ int serve_troupe(bool busy_poll) {
 
 void measure_actor(caf::actor_system& sys, const caf::actor& target, const workload& w,
                    result_set& r) {
-  // (a) round trips, one at a time.
-  for (auto size : w.rtt_sizes) {
-    auto samples = std::make_shared<std::vector<double>>();
-    auto err =
-      run_driver(sys, [&, size, samples](caf::event_based_actor* self, auto finish) {
+  // (a) round trips, one at a time. Without a request timeout: with one, CAF's clock
+  // thread is woken for every request (measured on its own below).
+  auto time_round_trips = [&](size_t size, caf::duration timeout,
+                              std::shared_ptr<std::vector<double>> samples) {
+    return run_driver(
+      sys, [&, size, timeout, samples](caf::event_based_actor* self, auto finish) {
         auto payload = std::string(size, 'x');
         auto next = std::make_shared<std::function<void(int)>>();
         *next = [=](int i) {
@@ -116,7 +134,7 @@ void measure_actor(caf::actor_system& sys, const caf::actor& target, const workl
             return;
           }
           auto start = clock_type::now();
-          self->request(target, request_timeout, payload).then([=](const std::string&) {
+          self->request(target, timeout, payload).then([=](const std::string&) {
             if (i >= w.warmup)
               samples->push_back(micros_since(start));
             (*next)(i + 1);
@@ -124,11 +142,22 @@ void measure_actor(caf::actor_system& sys, const caf::actor& target, const workl
         };
         (*next)(0);
       });
-    if (err) {
+  };
+  for (auto size : w.rtt_sizes) {
+    auto samples = std::make_shared<std::vector<double>>();
+    if (auto err = time_round_trips(size, caf::infinite, samples)) {
       r.error = "round trips: " + describe(err);
       return;
     }
     r.round_trip[size] = summarize(*samples);
+  }
+  {
+    auto samples = std::make_shared<std::vector<double>>();
+    if (auto err = time_round_trips(8, caf::duration{request_timeout}, samples)) {
+      r.error = "round trips with a timeout: " + describe(err);
+      return;
+    }
+    r.round_trip_8B_with_timeout = summarize(*samples);
   }
 
   // (b) one-way 64 B messages; a request after them returns once all have arrived.
@@ -159,7 +188,7 @@ void measure_actor(caf::actor_system& sys, const caf::actor& target, const workl
       auto issue = std::make_shared<std::function<void()>>();
       *issue = [=] {
         ++*sent;
-        self->request(target, request_timeout, payload).then([=](const std::string&) {
+        self->request(target, caf::infinite, payload).then([=](const std::string&) {
           if (++*done == w.in_flight_requests) {
             auto all_done = finish;
             *issue = nullptr;
@@ -182,9 +211,8 @@ void measure_actor(caf::actor_system& sys, const caf::actor& target, const workl
 
 result_set measure_troupe(const std::string& address, const workload& w) {
   result_set r;
-  node client{parse_node_config(R"({"transport": {"busy_poll": )"
-                                  + std::string{w.busy_poll ? "true" : "false"} + "}}",
-                                "bench-client")};
+  node client{
+    parse_node_config(node_config_text(w.busy_poll, w.scheduler), "bench-client")};
   if (auto err = client.start()) {
     r.error = describe(err);
     return r;
@@ -196,6 +224,15 @@ result_set measure_troupe(const std::string& address, const workload& w) {
   }
   auto target = *target_or;
   auto& sys = client.system();
+
+  // A connected node with no traffic: what its threads cost while they wait.
+  {
+    auto cpu = process_cpu_seconds();
+    auto start = clock_type::now();
+    std::this_thread::sleep_for(std::chrono::duration<double>(w.idle_seconds));
+    r.idle_cpu_percent =
+      100.0 * (process_cpu_seconds() - cpu) / (micros_since(start) / 1e6);
+  }
 
   measure_actor(sys, target, w, r);
 
@@ -231,6 +268,22 @@ result_set measure_troupe(const std::string& address, const workload& w) {
     }
   }
   client.stop();
+  return r;
+}
+
+result_set measure_local(const workload& w) {
+  result_set r;
+  node here{parse_node_config(node_config_text(w.busy_poll, w.scheduler), "bench-local")};
+  if (auto err = here.start()) {
+    r.error = describe(err);
+    return r;
+  }
+  auto target = here.system().spawn(bench_actor);
+  auto local = w;
+  local.rtt_sizes = {8, 64};
+  measure_actor(here.system(), target, local, r);
+  caf::anon_send_exit(target, caf::exit_reason::user_shutdown);
+  here.stop();
   return r;
 }
 

@@ -69,7 +69,7 @@ std::string fixed(double v, int digits) {
 }
 
 server_process::server_process(const std::string& kind, const std::string& tls,
-                               bool busy_poll) {
+                               std::vector<std::string> options) {
   int out[2];
   if (::pipe(out) != 0) {
     error_ = "pipe failed";
@@ -87,8 +87,7 @@ server_process::server_process(const std::string& kind, const std::string& tls,
     if (!tls.empty())
       ::setenv("UCX_TLS", tls.c_str(), 1);
     std::vector<std::string> args{"/proc/self/exe", "serve", kind};
-    if (busy_poll)
-      args.push_back("--busy-poll");
+    args.insert(args.end(), options.begin(), options.end());
     exec_program(std::move(args));
   }
   ::close(out[1]);
@@ -147,17 +146,22 @@ json to_json(const result_set& r) {
     j["requests_per_s_in_flight"][std::to_string(window)] = rate;
   if (r.rdma_get_gb_per_s)
     j["rdma_get_1MiB_GB_per_s"] = *r.rdma_get_gb_per_s;
+  if (r.round_trip_8B_with_timeout)
+    j["round_trip_8B_with_timeout_us"] = {{"p50", r.round_trip_8B_with_timeout->p50_us},
+                                          {"p99", r.round_trip_8B_with_timeout->p99_us}};
+  if (r.idle_cpu_percent)
+    j["idle_cpu_percent_of_a_core"] = *r.idle_cpu_percent;
   return j;
 }
 
 void print_table(const std::vector<result_set>& results, std::ostream& os) {
-  os << std::left << std::setw(8) << "system" << std::setw(14) << "UCX_TLS"
+  os << std::left << std::setw(10) << "system" << std::setw(14) << "UCX_TLS"
      << std::setw(16) << "rtt 8B p50/p99" << std::setw(16) << "rtt 64B" << std::setw(18)
      << "rtt 64KiB" << std::setw(12) << "1-way/s" << std::setw(30)
      << "req/s in flight 1 / 8 / 64"
      << "RDMA GB/s\n";
   for (const auto& r : results) {
-    os << std::left << std::setw(8) << r.system << std::setw(14) << r.tls.substr(0, 13);
+    os << std::left << std::setw(10) << r.system << std::setw(14) << r.tls.substr(0, 13);
     if (!r.error.empty()) {
       os << "error: " << r.error << "\n";
       continue;
@@ -177,7 +181,18 @@ void print_table(const std::vector<result_set>& results, std::ostream& os) {
     os << (r.rdma_get_gb_per_s ? fixed(*r.rdma_get_gb_per_s, 2) : std::string{"-"})
        << "\n";
   }
-  os << "(round trips in microseconds; servers in their own processes on loopback)\n";
+  os << "(round trips in microseconds; servers in their own processes on loopback; "
+        "troupe-v1: CAF's scheduler with the transport on a thread of its own)\n";
+  for (const auto& r : results)
+    if (r.round_trip_8B_with_timeout)
+      os << r.system << " " << r.tls << ": rtt 8B with a finite request timeout "
+         << fixed(r.round_trip_8B_with_timeout->p50_us, 1) << "/"
+         << fixed(r.round_trip_8B_with_timeout->p99_us, 1)
+         << " (CAF's clock thread takes part in each request)\n";
+  for (const auto& r : results)
+    if (r.idle_cpu_percent)
+      os << r.system << " " << r.tls << ": idle node CPU "
+         << fixed(*r.idle_cpu_percent, 2) << " % of a core (connected, no traffic)\n";
 }
 
 const result_set* find(const std::vector<result_set>& rs, const std::string& system,
@@ -194,9 +209,19 @@ json ratios(const std::vector<result_set>& rs) {
     auto t = find(rs, "troupe", tls);
     auto u = find(rs, "ucx", tls);
     auto c = find(rs, "caf-io", "");
+    auto v1 = find(rs, "troupe-v1", tls);
+    auto local = find(rs, "caf-local", "");
     if (t == nullptr)
       continue;
     auto& k = j[tls];
+    if (v1 != nullptr && v1->round_trip.count(8) && t->round_trip.count(8))
+      k["rtt_8B_p50_v1_over_troupe"] =
+        v1->round_trip.at(8).p50_us / t->round_trip.at(8).p50_us;
+    if (u != nullptr && local != nullptr && u->round_trip.count(8)
+        && local->round_trip.count(8) && t->round_trip.count(8))
+      k["rtt_8B_p50_troupe_over_ucx_plus_caf_local"] =
+        t->round_trip.at(8).p50_us
+        / (u->round_trip.at(8).p50_us + local->round_trip.at(8).p50_us);
     if (u != nullptr && u->round_trip.count(8) && t->round_trip.count(8)) {
       k["rtt_8B_p50_troupe_over_ucx"] =
         t->round_trip.at(8).p50_us / u->round_trip.at(8).p50_us;
@@ -214,6 +239,7 @@ int run_transport(bool as_json, bool quick, bool busy_poll, const std::string& o
   workload w;
   w.busy_poll = busy_poll;
   if (quick) {
+    w.idle_seconds = 0.5;
     w.rtt_iterations = 300;
     w.warmup = 50;
     w.one_way_messages = 20000;
@@ -224,11 +250,11 @@ int run_transport(bool as_json, bool quick, bool busy_poll, const std::string& o
   auto wanted = [&](const std::string& s) { return only.empty() || only == s; };
   // One server process per measurement; `tls` empty means "not over UCX".
   auto measure = [&](const std::string& kind, const std::string& system,
-                     const std::string& tls, bool server_busy_poll,
+                     const std::string& tls, std::vector<std::string> options,
                      result_set (*client)(const std::string&, const workload&)) {
     std::cerr << "troupe-bench: " << system << (tls.empty() ? "" : " over " + tls)
               << "...\n";
-    server_process server{kind, tls, server_busy_poll};
+    server_process server{kind, tls, std::move(options)};
     auto r = server.ok() ? client(server.address(), w) : result_set{};
     if (!server.ok())
       r.error = server.error();
@@ -239,14 +265,33 @@ int run_transport(bool as_json, bool quick, bool busy_poll, const std::string& o
   for (const auto& tls : {std::string{"sm,self,tcp"}, std::string{"tcp"}}) {
     // The client half reads UCX_TLS when it creates its context, like the server.
     ::setenv("UCX_TLS", tls.c_str(), 1);
-    if (wanted("troupe"))
-      measure("troupe", "troupe", tls, busy_poll, measure_troupe);
+    std::vector<std::string> troupe_options;
+    if (busy_poll)
+      troupe_options.push_back("--busy-poll");
+    if (wanted("troupe")) {
+      w.scheduler = "progress";
+      measure("troupe", "troupe", tls, troupe_options, measure_troupe);
+    }
+    if (wanted("troupe-v1")) {
+      w.scheduler = "sharing";
+      auto v1_options = troupe_options;
+      v1_options.insert(v1_options.end(), {"--scheduler", "sharing"});
+      measure("troupe", "troupe-v1", tls, v1_options, measure_troupe);
+      w.scheduler = "progress";
+    }
     if (wanted("ucx"))
-      measure("ucx", "ucx", tls, false, measure_ucx);
+      measure("ucx", "ucx", tls, {}, measure_ucx);
   }
   ::unsetenv("UCX_TLS");
   if (wanted("caf"))
-    measure("caf", "caf-io", "", false, measure_caf);
+    measure("caf", "caf-io", "", {}, measure_caf);
+  if (wanted("caf-local")) {
+    std::cerr << "troupe-bench: caf-local...\n";
+    auto r = measure_local(w);
+    r.system = "caf-local";
+    r.tls = "n/a";
+    results.push_back(r);
+  }
   json doc;
   doc["benchmark"] = "transport";
   doc["busy_poll"] = busy_poll;
@@ -307,8 +352,10 @@ static int run_main(int argc, char** argv) {
   app.require_subcommand(1);
   auto transport = app.add_subcommand(
     "transport", "remote round trips (8 B, 64 B, 64 KiB), one-way 64 B throughput, "
-                 "requests with 1/8/64 in flight and 1 MiB RDMA gets: Troupe, raw UCX "
-                 "active messages and CAF's io middleman, over shared memory and tcp");
+                 "requests with 1/8/64 in flight and 1 MiB RDMA gets: Troupe (and its "
+                 "first design, troupe-v1), raw UCX active messages and CAF's io "
+                 "middleman, over shared memory and tcp; a local CAF round trip; the "
+                 "CPU an idle node uses");
   bool as_json = false;
   bool quick = false;
   bool busy_poll = false;
@@ -319,7 +366,7 @@ static int run_main(int argc, char** argv) {
                       "Troupe's progress threads spin instead of sleeping (as raw UCX "
                       "here always does)");
   transport->add_option("--only", only, "measure one system only")
-    ->check(CLI::IsMember({"troupe", "ucx", "caf"}));
+    ->check(CLI::IsMember({"troupe", "troupe-v1", "ucx", "caf", "caf-local"}));
   auto groups = app.add_subcommand(
     "groups", "a centralized group of actorhost processes: 8, 16 and 32 concurrent "
               "joins, refresh round trips (no change, full view), kill -9 and SIGSTOP "
@@ -342,7 +389,10 @@ static int run_main(int argc, char** argv) {
   serve->add_option("kind", kind, "troupe, ucx or caf")
     ->required()
     ->check(CLI::IsMember({"troupe", "ucx", "caf"}));
-  serve->add_flag("--busy-poll", busy_poll, "spin the progress thread");
+  serve->add_flag("--busy-poll", busy_poll, "never let the transport sleep");
+  std::string scheduler = "progress";
+  serve->add_option("--scheduler", scheduler, "Troupe's scheduler (node config)")
+    ->check(CLI::IsMember({"progress", "sharing", "stealing"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -350,7 +400,7 @@ static int run_main(int argc, char** argv) {
   }
   if (*serve) {
     if (kind == "troupe")
-      return serve_troupe(busy_poll);
+      return serve_troupe(busy_poll, scheduler);
     if (kind == "ucx")
       return serve_ucx();
     return serve_caf();

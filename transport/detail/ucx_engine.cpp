@@ -1,11 +1,13 @@
 #include "transport/detail/ucx_engine.hpp"
 
+#include "transport/detail/cpu_relax.hpp"
 #include "transport/detail/mpsc_queue.hpp"
 
 #include <arpa/inet.h>
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <future>
@@ -27,7 +29,7 @@ namespace {
 
 constexpr const char* log_component = "transport";
 
-/// How long the progress thread sleeps in epoll when nothing happens: bounds how late
+/// How long the engine's own thread sleeps in epoll when nothing happens: bounds how late
 /// it notices a stop request that raced with arming the worker.
 constexpr int idle_wait_ms = 100;
 
@@ -179,7 +181,7 @@ struct engine::impl {
   engine_handler& handler;
   engine_options opts;
 
-  // UCX objects, progress thread only. Teardown order: endpoints, listener, worker,
+  // UCX objects, lock holder only. Teardown order: endpoints, listener, worker,
   // context (see shutdown()).
   ucp_context_h context = nullptr;
   std::shared_ptr<void> context_ref; // owns `context`; shared with mapped memory
@@ -194,20 +196,33 @@ struct engine::impl {
   std::promise<std::string> started;
   std::atomic<uint16_t> bound_port{0};
 
-  // Work from other threads. `pending` counts posted items not yet run; `sleeping`
-  // says the progress thread may be in epoll. A producer signals the worker only
-  // then, and the consumer sleeps only when nothing is pending (both seq_cst, so one
-  // of them always sees the other). `producers` keeps the worker alive across a
-  // producer's signal during shutdown.
+  // The worker lock: whoever holds it owns the UCX worker and everything below
+  // marked "lock holder". `running` is set once setup is done and cleared, under the
+  // lock, when shutdown begins: a thread that takes the lock re-checks it.
+  std::atomic<bool> locked{false};
+  std::atomic<bool> running{false};
+  std::atomic<uint64_t> round_count{0};
+  std::atomic<uint64_t> standby_count{0};
+
+  // Work from other threads. `pending` counts posted items not yet run; `armed`
+  // counts threads asleep on the worker's event fd. A producer signals the worker
+  // only when one may sleep, and a sleeper arms only when nothing is pending (both
+  // seq_cst, so one of them always sees the other). `producers` keeps the worker
+  // alive across a producer's signal during shutdown.
   mpsc_queue queue;
   std::atomic<uint64_t> pending{0};
-  std::atomic<bool> sleeping{false};
+  std::atomic<int> armed{0};
+  bool sends_in_progress = false; // lock holder: a send left for progress to finish
   std::atomic<bool> accepting_posts{true};
   std::atomic<int> producers{0};
 
-  uint64_t sleeps = 0, sleep_timeouts = 0;
+  // The engine's own thread, standing by when the scheduler drives the engine.
+  std::mutex standby_mtx;
+  std::condition_variable standby_cv;
+
+  uint64_t sleeps = 0, sleep_timeouts = 0; // the engine's own thread
   double slept_us = 0;
-  // Progress-thread state.
+  // Lock holder state.
   std::unordered_map<conn_id, std::unique_ptr<connection>> conns;
   std::unordered_map<ucp_ep_h, conn_id> by_ep;
   conn_id next_conn = 1;
@@ -223,11 +238,17 @@ struct engine::impl {
   void run();
   void shutdown();
 
-  // -- the loop ---------------------------------------------------------------------
+  // -- the lock and the loop ---------------------------------------------------------
 
+  bool try_lock();
+  void lock();
+  void unlock(bool drain = true);
+  bool round();
   bool drain_posts();
   void dispatch();
   void wait_for_events();
+  void run_own_progress();
+  void run_standby();
 
   // -- connections ------------------------------------------------------------------
 
@@ -336,7 +357,8 @@ std::string engine::impl::setup() {
 
   ucp_worker_params_t wparams{};
   wparams.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-  wparams.thread_mode = UCS_THREAD_MODE_SINGLE;
+  // One thread at a time, but not always the same one: whoever holds the lock.
+  wparams.thread_mode = UCS_THREAD_MODE_SERIALIZED;
   status = ucp_worker_create(context, &wparams, &worker);
   if (status != UCS_OK)
     return "ucp_worker_create: " + status_text(status);
@@ -432,6 +454,8 @@ void engine::impl::close_endpoint(ucp_ep_h ep, bool force) {
 }
 
 void engine::impl::shutdown() {
+  // From here on a thread that takes the lock finds the engine stopped.
+  running.store(false);
   // What was handed to us before stop() still goes out: run it, then let the
   // endpoints flush it (close_endpoint below waits for that, within close_grace).
   if (worker != nullptr) {
@@ -439,7 +463,7 @@ void engine::impl::shutdown() {
     dispatch();
     ucp_worker_progress(worker);
   }
-  TROUPE_LOG_DEBUG(log_component, "progress thread slept "
+  TROUPE_LOG_DEBUG(log_component, "the engine's thread slept "
                                     << sleeps << " times (" << sleep_timeouts
                                     << " timed out), " << slept_us / 1e3 << " ms in all");
   // No new work; wait for producers inside post() to leave before the worker goes.
@@ -488,7 +512,65 @@ void engine::impl::shutdown() {
   context = nullptr;
 }
 
-// -- the loop -------------------------------------------------------------------------
+// -- the lock and the loop -------------------------------------------------------------
+
+namespace {
+
+/// The engine whose worker lock this thread holds, if any: the lock is never taken
+/// recursively (CAF calls proxies from inside the callbacks the holder runs).
+thread_local const void* lock_held_by_this_thread = nullptr;
+
+} // namespace
+
+bool engine::impl::try_lock() {
+  if (lock_held_by_this_thread == this)
+    return false;
+  if (locked.load(std::memory_order_relaxed)
+      || locked.exchange(true, std::memory_order_acquire))
+    return false;
+  lock_held_by_this_thread = this;
+  return true;
+}
+
+void engine::impl::lock() {
+  // Holders keep it for one round or one send: a short spin, then yield.
+  for (int i = 0; !try_lock(); ++i) {
+    if (i < 64)
+      cpu_relax();
+    else
+      std::this_thread::yield();
+  }
+}
+
+void engine::impl::unlock(bool drain) {
+  // Work posted while we held the lock and not run yet: a poller runs it now rather
+  // than leave it to the next poll (it is in engine code, where that is safe; a
+  // sender may be inside CAF, so it leaves it).
+  while (drain && pending.load() != 0 && running.load(std::memory_order_relaxed)) {
+    drain_posts();
+    dispatch();
+  }
+  // A send that did not complete at once needs progress; a poller's next round
+  // gives it that, anybody else's release wakes a sleeping poller.
+  bool kick = sends_in_progress && !drain;
+  sends_in_progress = false;
+  lock_held_by_this_thread = nullptr;
+  locked.store(false); // seq_cst: pairs with post()'s check of the lock
+  // A post that came between the drain and the release found the lock taken: its
+  // producer counts on the holder. If nobody takes the lock again soon, a sleeping
+  // poller must wake for it.
+  if ((kick || pending.load() != 0) && armed.load() != 0 && accepting_posts.load())
+    ucp_worker_signal(worker);
+}
+
+bool engine::impl::round() {
+  round_count.fetch_add(1, std::memory_order_relaxed);
+  bool busy = ucp_worker_progress(worker) != 0;
+  dispatch();
+  busy = drain_posts() || busy;
+  dispatch();
+  return busy;
+}
 
 void engine::impl::run() {
   auto err = setup();
@@ -497,16 +579,27 @@ void engine::impl::run() {
     started.set_value(err);
     return;
   }
+  running.store(true);
   started.set_value({});
+  if (opts.driven_externally)
+    run_standby();
+  else
+    run_own_progress();
+  lock();
+  shutdown();
+  lock_held_by_this_thread = nullptr;
+  locked.store(false);
+}
+
+void engine::impl::run_own_progress() {
   // Sleeping in epoll costs a wakeup (tens of microseconds on a small VM) per message
   // in a request/response exchange, so after any activity the thread keeps polling
   // for `spin_window` before it arms the worker and sleeps.
   auto last_activity = std::chrono::steady_clock::now();
   while (!stop_requested.load(std::memory_order_acquire)) {
-    bool busy = ucp_worker_progress(worker) != 0;
-    dispatch();
-    busy = drain_posts() || busy;
-    dispatch();
+    lock();
+    bool busy = round();
+    unlock();
     if (opts.busy_poll)
       continue;
     auto now = std::chrono::steady_clock::now();
@@ -517,7 +610,44 @@ void engine::impl::run() {
     else
       std::this_thread::yield(); // let a runnable actor thread have this core
   }
-  shutdown();
+}
+
+void engine::impl::run_standby() {
+  // The scheduler's workers poll when idle and sleep on the worker's event fd. When
+  // all of them are busy (a long or blocking handler), nobody polls: this thread
+  // notices that no round ran for `standby_after` and polls until things are quiet.
+  // While a worker sleeps on the event fd it looks rarely.
+  auto seen = round_count.load();
+  while (!stop_requested.load(std::memory_order_acquire)) {
+    auto period =
+      armed.load() != 0 ? std::chrono::microseconds{20000} : opts.standby_after;
+    {
+      std::unique_lock<std::mutex> guard{standby_mtx};
+      standby_cv.wait_for(guard, period, [this] { return stop_requested.load(); });
+    }
+    if (stop_requested.load())
+      break;
+    auto now_rounds = round_count.load();
+    if (now_rounds != seen || armed.load() != 0) {
+      seen = now_rounds;
+      continue;
+    }
+    standby_count.fetch_add(1, std::memory_order_relaxed);
+    auto last_activity = std::chrono::steady_clock::now();
+    for (;;) {
+      if (!try_lock())
+        break; // somebody else polls again
+      bool busy = round();
+      unlock();
+      auto now = std::chrono::steady_clock::now();
+      if (busy)
+        last_activity = now;
+      else if (now - last_activity >= opts.spin_window || armed.load() != 0)
+        break;
+      std::this_thread::yield();
+    }
+    seen = round_count.load();
+  }
 }
 
 bool engine::impl::drain_posts() {
@@ -532,22 +662,28 @@ bool engine::impl::drain_posts() {
 }
 
 void engine::impl::wait_for_events() {
-  // ucp_worker_arm says BUSY when events are pending: then progress again.
-  sleeping.store(true);
-  if (pending.load() != 0 || ucp_worker_arm(worker) == UCS_ERR_BUSY) {
-    sleeping.store(false);
-    return;
+  auto fd = -1;
+  {
+    lock();
+    armed.fetch_add(1);
+    // ucp_worker_arm says BUSY when events are pending: then progress again.
+    if (pending.load() == 0 && ucp_worker_arm(worker) == UCS_OK)
+      fd = epoll_fd;
+    lock_held_by_this_thread = nullptr;
+    locked.store(false);
   }
-  epoll_event ev;
-  auto t0 = std::chrono::steady_clock::now();
-  int n = ::epoll_wait(epoll_fd, &ev, 1, idle_wait_ms);
-  ++sleeps;
-  if (n == 0)
-    ++sleep_timeouts;
-  slept_us +=
-    std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
-      .count();
-  sleeping.store(false);
+  if (fd >= 0) {
+    epoll_event ev;
+    auto t0 = std::chrono::steady_clock::now();
+    int n = ::epoll_wait(fd, &ev, 1, idle_wait_ms);
+    ++sleeps;
+    if (n == 0)
+      ++sleep_timeouts;
+    slept_us +=
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
+        .count();
+  }
+  armed.fetch_sub(1);
 }
 
 namespace {
@@ -648,6 +784,8 @@ void engine::impl::start_send(connection& c, am_kind kind, word_buffer header,
                     op->header.size(), op->payload.data(), op->payload.size(), &rp);
   if (req == nullptr) {
     delete op; // completed in place
+  } else if (UCS_PTR_IS_PTR(req)) {
+    sends_in_progress = true; // someone must progress the worker for it
   } else if (UCS_PTR_IS_ERR(req)) {
     fails.emplace_back(c.id, "send failed: " + status_text(UCS_PTR_STATUS(req)));
     delete op;
@@ -791,8 +929,14 @@ void engine::stop() {
   if (!impl_->thread.joinable())
     return;
   impl_->stop_requested.store(true);
-  post([] {}); // wakes the progress thread if it sleeps
+  { std::lock_guard<std::mutex> guard{impl_->standby_mtx}; }
+  impl_->standby_cv.notify_all();
+  post([] {}); // wakes the engine's thread if it sleeps on the worker
   impl_->thread.join();
+}
+
+bool engine::running() const {
+  return impl_->running.load() && impl_->accepting_posts.load();
 }
 
 uint16_t engine::port() const {
@@ -808,11 +952,82 @@ void engine::post(std::function<void()> fn) {
   }
   d.queue.push(std::move(fn));
   d.pending.fetch_add(1);
-  // ucp_worker_signal is the one worker call that is safe from any thread; it costs
-  // a system call, so only when the progress thread may be asleep.
-  if (d.sleeping.load())
+  // Whoever holds the lock runs it before letting go (unlock re-checks). Otherwise a
+  // poller asleep on the worker must wake: ucp_worker_signal is the one worker call
+  // that is safe from any thread, and it costs a system call, so only then.
+  if (d.armed.load() != 0 && !d.locked.load())
     ucp_worker_signal(d.worker);
   d.producers.fetch_sub(1);
+}
+
+poll_outcome engine::poll() {
+  auto& d = *impl_;
+  if (!d.try_lock())
+    return poll_outcome::taken;
+  if (!d.running.load(std::memory_order_relaxed)) {
+    d.unlock(false);
+    return poll_outcome::taken;
+  }
+  bool busy = d.round();
+  d.unlock();
+  return busy ? poll_outcome::busy : poll_outcome::idle;
+}
+
+bool engine::try_lock() {
+  auto& d = *impl_;
+  if (!d.try_lock())
+    return false;
+  if (!d.running.load(std::memory_order_relaxed)) {
+    d.unlock(false);
+    return false;
+  }
+  return true;
+}
+
+void engine::unlock() {
+  impl_->unlock(false);
+}
+
+bool engine::has_posts() const {
+  return impl_->pending.load() != 0;
+}
+
+int engine::begin_sleep() {
+  auto& d = *impl_;
+  // A sender holds the lock for a moment only: wait that long for it.
+  bool got = false;
+  for (int i = 0; i < 256 && !(got = d.try_lock()); ++i)
+    cpu_relax();
+  if (!got)
+    return -2;
+  if (!d.running.load(std::memory_order_relaxed)) {
+    d.unlock(false);
+    return -2;
+  }
+  d.armed.fetch_add(1);
+  int fd = -1;
+  if (d.pending.load() == 0 && ucp_worker_arm(d.worker) == UCS_OK)
+    fd = d.worker_fd;
+  else
+    d.armed.fetch_sub(1);
+  d.unlock(false);
+  return fd;
+}
+
+void engine::end_sleep() {
+  impl_->armed.fetch_sub(1);
+}
+
+uint64_t engine::standby_polls() const {
+  return impl_->standby_count.load(std::memory_order_relaxed);
+}
+
+uint64_t engine::rounds() const {
+  return impl_->round_count.load(std::memory_order_relaxed);
+}
+
+const engine_options& engine::options() const {
+  return impl_->opts;
 }
 
 conn_id engine::connect(const sockaddr_storage& addr, unsigned addr_len) {

@@ -1,10 +1,16 @@
 #pragma once
-// The UCX part of the middleman: one UCP context and worker, driven by one progress
-// thread that alone touches them (DESIGN.md, "Transport"). It knows connections and
-// byte frames, nothing of actors. UCX headers stay in the .cpp.
+// The UCX part of the middleman: one UCP context and worker (DESIGN.md, "Transport").
+// It knows connections and byte frames, nothing of actors. UCX headers stay in the
+// .cpp.
 //
-// Threads: `post` may be called from any thread; everything else, and every
-// `engine_handler` callback, runs on the progress thread.
+// Threads: the UCX worker and every connection belong to whichever thread holds the
+// engine's worker lock (`try_lock`/`unlock`, or a `poll` round). Any thread may take
+// it: the scheduler's idle workers poll through it, actor threads send through it,
+// and the engine's own thread polls when nobody else does (all the time when no
+// scheduler drives the engine, as a standby otherwise). The lock is never taken
+// recursively: a thread that holds it and asks again is refused, and work it wants
+// done goes through `post`, which the holder runs before it lets go. Every
+// `engine_handler` callback runs under the lock.
 
 #include <chrono>
 #include <cstdint>
@@ -29,7 +35,7 @@ struct frame {
   word_buffer payload; ///< the AM data, received into words
 };
 
-/// Receives the engine's events, on the progress thread.
+/// Receives the engine's events, under the worker lock.
 class engine_handler {
 public:
   virtual ~engine_handler() = default;
@@ -51,6 +57,17 @@ struct engine_options {
   std::chrono::microseconds spin_window{50};
   /// Largest payload accepted from a peer, in bytes; bigger frames are dropped.
   size_t max_payload = size_t{1} << 30;
+  /// Something else (the progress scheduler's workers) polls the engine; its own
+  /// thread only stands by, polling when nobody else has for `standby_after`.
+  bool driven_externally = false;
+  std::chrono::microseconds standby_after{1000};
+};
+
+/// What one `poll` did.
+enum class poll_outcome {
+  busy,  ///< it ran a round and something happened
+  idle,  ///< it ran a round and nothing happened
+  taken, ///< another thread holds the worker lock (or the engine is not running)
 };
 
 /// Memory registered with UCX for RDMA (allocated by UCX: registration is then
@@ -65,7 +82,7 @@ struct mapped_memory {
   ~mapped_memory();
 };
 
-/// Called on the progress thread when an RDMA operation ends: empty string on
+/// Called under the worker lock when an RDMA operation ends: empty string on
 /// success, otherwise what failed.
 using rma_callback = std::function<void(const std::string& error)>;
 
@@ -76,20 +93,58 @@ public:
   engine(const engine&) = delete;
   engine& operator=(const engine&) = delete;
 
-  /// Starts the progress thread and the listener; returns once listening. Returns an
+  /// Starts the engine's thread and the listener; returns once listening. Returns an
   /// empty string on success, otherwise what failed (with the address).
   std::string start();
 
-  /// Closes every connection and joins the progress thread. Idempotent.
+  /// Closes every connection and joins the engine's thread. Idempotent. Whoever
+  /// else polls must have stopped first.
   void stop();
+
+  /// Whether the engine runs (started and not stopping): work handed to it now will
+  /// be done.
+  bool running() const;
 
   /// The port the listener got (the configured one, or the one the OS chose for 0).
   uint16_t port() const;
 
-  /// Runs `fn` on the progress thread, soon. Safe from any thread; dropped after stop.
+  /// Runs `fn` under the worker lock, soon: the lock's holder runs it before it lets
+  /// go, or the next poll does. Safe from any thread; dropped after stop.
   void post(std::function<void()> fn);
 
-  // -- progress thread only ---------------------------------------------------------
+  // -- the worker lock (any thread) -------------------------------------------------
+
+  /// One progress round (progress UCX, hand on what arrived, run posted work) if the
+  /// worker lock is free. Frames are handed to the handler on this thread.
+  poll_outcome poll();
+
+  /// Takes the worker lock if it is free and the engine runs. False when another
+  /// thread holds it, or this one already does (never recursive).
+  bool try_lock();
+
+  /// Lets go of the worker lock. Posted work left behind is announced to a sleeping
+  /// poller (the next poll runs it).
+  void unlock();
+
+  /// Whether posted work waits to run (a direct send must then queue behind it).
+  bool has_posts() const;
+
+  /// Before sleeping: arms the UCX worker so its event fd (the return value) becomes
+  /// readable when anything arrives or is posted. -1: events are pending, poll
+  /// instead of sleeping; -2: another thread holds the lock, so it polls. A caller
+  /// that got an fd calls `end_sleep` when it wakes.
+  int begin_sleep();
+  void end_sleep();
+
+  /// Progress rounds run so far (to see whether anybody polls).
+  uint64_t rounds() const;
+
+  /// Times the engine's own thread stood in for an externally driven poller.
+  uint64_t standby_polls() const;
+
+  const engine_options& options() const;
+
+  // -- worker lock holder only ------------------------------------------------------
 
   /// Starts connecting to `addr`. Returns the connection id; failure arrives through
   /// `on_conn_failed`.

@@ -1,0 +1,59 @@
+#pragma once
+// The progress scheduler: a CAF scheduler whose idle workers progress the transport
+// (DESIGN.md, "Transport"; the threading model is in transport/README.md).
+//
+// Loaded instead of CAF's own scheduler (`use_progress_scheduler`), it runs actors on
+// N worker threads like CAF's, but a worker with nothing to run polls the node's UCX
+// worker, keeps polling for `spin_us` after the last activity, and then sleeps on
+// UCX's event fd and its own wakeup fd. A message that arrives while a worker polls
+// runs its actor on that same thread: no thread hand-off and no wakeup on the way
+// in. Without the middleman loaded it is a plain work-stealing scheduler.
+
+#include <cstdint>
+
+#include <caf/fwd.hpp>
+
+namespace troupe::transport {
+
+namespace detail {
+class engine;
+} // namespace detail
+
+/// Makes `cfg`'s actor system run the progress scheduler instead of CAF's default
+/// (`scheduler.max-threads` still sets the number of workers).
+void use_progress_scheduler(caf::actor_system_config& cfg);
+
+/// Whether `sys` runs the progress scheduler.
+bool runs_progress_scheduler(caf::actor_system& sys);
+
+/// The progress scheduler's worker running on this thread, or null on any other
+/// thread: messages handed on there may be enqueued with it as execution unit, so
+/// their actor runs here next.
+caf::execution_unit* current_progress_worker();
+
+/// A thread that is not one of the scheduler's workers sent a message and will wait
+/// for the answer (a blocking actor, typically): if no worker polls, wake one, so it
+/// polls while the answer is on its way instead of being woken by its arrival.
+void nudge_progress_scheduler(caf::actor_system& sys);
+
+/// Counters of the progress scheduler, for introspection and tests.
+struct progress_scheduler_stats {
+  uint64_t sleeps = 0;       ///< times a worker went to sleep
+  uint64_t armed_sleeps = 0; ///< ... of which on the UCX worker's event fd
+  uint64_t wakeups_sent = 0; ///< wakeup fd writes (a job for a sleeping worker)
+};
+
+/// Counters of `sys`'s progress scheduler (all zero if it runs another one).
+progress_scheduler_stats progress_stats(caf::actor_system& sys);
+
+namespace detail {
+
+/// The middleman's engine starts being polled by the scheduler's workers.
+void attach_engine(caf::actor_system& sys, engine* e);
+
+/// Workers stop touching the engine; returns once none does.
+void detach_engine(caf::actor_system& sys);
+
+} // namespace detail
+
+} // namespace troupe::transport
