@@ -6,8 +6,9 @@
 //               with an empty (void) response;
 //   "pointer"   answers a typed Point (test/schema) with a typed Summary of it.
 //   "region"    (region_alloc_atom, size, seed) allocates a registered region filled
-//               with pattern(seed) and answers its descriptor; (region_check_atom,
-//               seed) answers whether the region now holds pattern(seed).
+//               with the pattern of seed (test/support/pattern.hpp) and answers its
+//               descriptor; (region_read_atom, offset, length) answers those bytes of
+//               the region as a string, so the test checks what RDMA wrote itself.
 #include <cctype>
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "runtime/module.hpp"
 #include "runtime/ops.hpp"
 #include "test/modules/test_ops.hpp"
+#include "test/support/pattern.hpp"
 #include "test/schema/test_protocol.capnp.h"
 #include "transport/rdma.hpp"
 #include "transport/typed_message.hpp"
@@ -87,11 +89,7 @@ caf::behavior pointer_actor(caf::event_based_actor*) {
 }
 
 using region_alloc_atom = caf::atom_constant<caf::atom("rgnalloc")>;
-using region_check_atom = caf::atom_constant<caf::atom("rgncheck")>;
-
-uint8_t pattern_byte(uint64_t i, uint32_t seed) {
-  return static_cast<uint8_t>((i * 131 + seed) & 0xff);
-}
+using region_read_atom = caf::atom_constant<caf::atom("rgnread")>;
 
 struct region_state {
   std::shared_ptr<troupe::memory_region> region;
@@ -104,20 +102,16 @@ caf::behavior region_actor(caf::stateful_actor<region_state>* self) {
       auto region = troupe::memory_region::allocate(self->system(), size);
       if (!region)
         return region.error();
-      auto data = (*region)->data();
-      for (uint64_t i = 0; i < size; ++i)
-        data[i] = pattern_byte(i, seed);
+      troupe::test::fill_pattern((*region)->data(), size, seed);
       self->state.region = *region;
       return (*region)->descriptor();
     },
-    [self](region_check_atom, uint32_t seed) {
+    [self](region_read_atom, uint64_t offset,
+           uint64_t length) -> caf::result<std::string> {
       auto& r = self->state.region;
-      if (!r)
-        return false;
-      for (uint64_t i = 0; i < r->size(); ++i)
-        if (r->data()[i] != pattern_byte(i, seed))
-          return false;
-      return true;
+      if (!r || offset > r->size() || length > r->size() - offset)
+        return caf::sec::invalid_argument;
+      return std::string{reinterpret_cast<const char*>(r->data() + offset), length};
     },
   };
 }
