@@ -309,10 +309,13 @@ actorhost_instance::actorhost_instance(unsigned size) {
     throw std::runtime_error("the instance did not start: " + launcher->err());
   std::istringstream out{launcher->out()};
   std::string line;
+  // "  node 0: ucx://127.0.0.1:41234 pid 5678"
   while (std::getline(out, line))
-    if (auto at = line.find(" pid ");
-        line.rfind("  node ", 0) == 0 && at != std::string::npos)
+    if (auto at = line.find(" pid "), colon = line.find(": ");
+        line.rfind("  node ", 0) == 0 && at != std::string::npos && colon < at) {
       pids.push_back(std::stoi(line.substr(at + 5)));
+      addresses.push_back(line.substr(colon + 2, at - colon - 2));
+    }
 }
 
 bool actorhost_instance::all_gone() const {

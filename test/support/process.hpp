@@ -133,13 +133,15 @@ private:
 std::string test_library(const std::string& name);
 
 /// `actorhost --size N` with its instance directory: N nodes forming one centralized
-/// group; its view file, and its nodes' pids from its output. Throws
+/// group; its view file, and its nodes' pids and addresses (in the launcher's order,
+/// which need not be their group ranks) from its output. Throws
 /// std::runtime_error if it does not start in time.
 struct actorhost_instance {
   temp_dir dir;
   std::string view_file = dir.path() + "/inst/group.json";
   std::unique_ptr<child_process> launcher;
   std::vector<int> pids;
+  std::vector<std::string> addresses;
 
   explicit actorhost_instance(unsigned size);
   bool all_gone() const;
