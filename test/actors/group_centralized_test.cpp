@@ -373,14 +373,17 @@ BOOST_AUTO_TEST_CASE(a_joiner_waits_for_the_view_file_of_a_group_not_started_yet
 BOOST_AUTO_TEST_CASE(members_from_one_view_file_follow_the_configured_primary) {
   // The primary is the last member in the file: its rank must not matter.
   group::group_view v;
-  for (uint64_t i = 1; i <= 3; ++i)
-    v.members.push_back({"ucx://127.0.0.1:" + std::to_string(free_port()), 42, i, 0, {}});
+  std::vector<std::unique_ptr<reserved_port>> ports; // held while the nodes start
+  for (uint64_t i = 1; i <= 3; ++i) {
+    ports.push_back(std::make_unique<reserved_port>());
+    v.members.push_back({ports.back()->address(), 42, i, 0, {}});
+  }
   BOOST_REQUIRE(group::write_view_file(file, v).empty());
   auto primary = v.members[2].address;
-  for (const auto& m : v.members)
+  for (const auto& port : ports)
     members.push_back(std::make_unique<host_process>(
       host_process::no_wait_t{},
-      R"({"transport": {"port": )" + m.address.substr(m.address.rfind(':') + 1)
+      R"({"transport": {"port": )" + std::to_string(port->number())
         + R"(}, "threads": 1, "providers": [{"type": "group", "name": "g",
           "provider_id": 42, "config": {"bootstrap": "file", "file": ")"
         + file + R"(", "group": {"type": "centralized", "config": {"primary": ")"
@@ -403,10 +406,10 @@ BOOST_AUTO_TEST_CASE(members_from_one_view_file_follow_the_configured_primary) {
 }
 
 BOOST_AUTO_TEST_CASE(a_view_given_in_the_config_starts_a_group) {
-  auto port = free_port();
-  auto address = "ucx://127.0.0.1:" + std::to_string(port);
+  reserved_port port;
+  auto address = port.address();
   auto config = [&](const std::string& member_address) {
-    return R"({"transport": {"port": )" + std::to_string(port)
+    return R"({"transport": {"port": )" + std::to_string(port.number())
            + R"(}, "threads": 1, "providers": [{"type": "group", "name": "g",
              "provider_id": 42, "config": {"bootstrap": "view",
              "group": {"type": "centralized"}, "view": {"members": [{"address": ")"

@@ -608,9 +608,8 @@ BOOST_AUTO_TEST_CASE(launching_an_unregistered_op_or_with_no_targets_fails_at_on
   BOOST_REQUIRE(r);
   BOOST_TEST(has_code(r->error(), errc::refused), describe(r->error()));
   // An address nobody listens on: unreachable, not a hang.
-  auto port = free_port();
-  r = ops::launch<actors::ping_op>(client, {"ucx://127.0.0.1:" + std::to_string(port)},
-                                   std::string{"x"})
+  reserved_port nobody;
+  r = ops::launch<actors::ping_op>(client, {nobody.address()}, std::string{"x"})
         .get_for(20s);
   BOOST_REQUIRE(r);
   BOOST_REQUIRE(!*r);

@@ -42,10 +42,6 @@ const std::string echo_provider = R"({"type": "echo", "name": "echo", "provider_
 const std::string blackhole_provider =
   R"({"type": "blackhole", "name": "hole", "provider_id": 9})";
 
-uint16_t port_of(const std::string& uri) {
-  return static_cast<uint16_t>(std::stoi(uri.substr(uri.rfind(':') + 1)));
-}
-
 /// A node in the test process: the client side of every test.
 struct client_fixture {
   node client{parse_node_config(R"({"threads": 2})", "client.json")};
@@ -211,13 +207,9 @@ BOOST_AUTO_TEST_CASE(providers_are_found_by_name_and_missing_keys_are_errors) {
 }
 
 BOOST_AUTO_TEST_CASE(an_unreachable_address_fails_fast_with_a_clear_error) {
-  // A port with no listener: take one the OS gives a listener, then stop that node.
-  std::string dead_address;
-  {
-    host_process host{host_config(echo_provider)};
-    dead_address = host.address();
-    host.kill_hard();
-  }
+  // A port with no listener, held so that no other test's node takes it meanwhile.
+  reserved_port nobody;
+  auto dead_address = nobody.address();
   auto start = std::chrono::steady_clock::now();
   auto r = client.remote_provider(dead_address, "echo", 1, 10s);
   auto took = std::chrono::steady_clock::now() - start;
@@ -342,7 +334,8 @@ BOOST_AUTO_TEST_CASE(links_to_remote_actors_work_in_both_directions) {
   BOOST_TEST(remote_down);
 }
 
-BOOST_AUTO_TEST_CASE(a_killed_node_fails_requests_and_fires_monitors_within_the_bound) {
+BOOST_AUTO_TEST_CASE(
+  a_killed_node_fails_requests_and_fires_monitors_in_the_death_notice_bound) {
   host_process host{host_config(blackhole_provider)};
   auto hole = lookup(host.address(), "blackhole", 9);
   caf::scoped_actor self{client.system()};
@@ -417,7 +410,8 @@ BOOST_AUTO_TEST_CASE(a_killed_node_fails_requests_and_fires_monitors_within_the_
 }
 
 BOOST_AUTO_TEST_CASE(survivors_keep_working_and_a_restarted_node_is_a_new_node) {
-  auto a = std::make_unique<host_process>(host_config(echo_provider));
+  reserved_port port_a; // a's port stays a's while it is down
+  auto a = std::make_unique<host_process>(host_config(echo_provider, port_a.number()));
   host_process b{host_config(echo_provider)};
   auto echo_a = lookup(a->address(), "echo", 1);
   auto echo_b = lookup(b.address(), "echo", 1);
@@ -438,7 +432,7 @@ BOOST_AUTO_TEST_CASE(survivors_keep_working_and_a_restarted_node_is_a_new_node) 
   // A request to the dead node's proxy fails instead of hanging.
   BOOST_TEST(ask(echo_a, "to dead a").find("error: ") == 0u);
   // The same address again: a new process, so a new node.
-  a = std::make_unique<host_process>(host_config(echo_provider, port_of(address_a)));
+  a = std::make_unique<host_process>(host_config(echo_provider, port_a.number()));
   BOOST_REQUIRE_EQUAL(a->address(), address_a);
   auto echo_a2 = lookup(a->address(), "echo", 1);
   BOOST_TEST((echo_a2.node() != old_node));
