@@ -211,7 +211,8 @@ namespace {
 /// actorsh on a pseudo-terminal, as a user would run it, with HOME at `home`.
 class terminal_session {
 public:
-  terminal_session(const std::string& address, const std::string& home) {
+  /// `target` goes after -a, or after -f if it is not an address.
+  terminal_session(const std::string& target, const std::string& home) {
     pid_ = ::forkpty(&master_, nullptr, nullptr, nullptr);
     if (pid_ < 0)
       throw std::runtime_error("forkpty failed");
@@ -219,7 +220,8 @@ public:
       ::setenv("HOME", home.c_str(), 1);
       ::setenv("TERM", "dumb", 1);
       auto path = bin_path("actorsh");
-      ::execl(path.c_str(), path.c_str(), "-a", address.c_str(), nullptr);
+      auto flag = target.rfind("ucx://", 0) == 0 ? "-a" : "-f";
+      ::execl(path.c_str(), path.c_str(), flag, target.c_str(), nullptr);
       ::_exit(127);
     }
   }
@@ -319,6 +321,34 @@ BOOST_AUTO_TEST_CASE(the_history_file_keeps_commands_across_sessions) {
   again.type("\x10\x10\n");
   BOOST_TEST(again.read_until("provider_id"), again.screen());
   BOOST_TEST((again.quit() == 0), again.screen());
+}
+
+BOOST_AUTO_TEST_CASE(tab_completes_the_targets_of_the_group_a_shell_attached_to) {
+  actorhost_instance inst{2};
+  temp_dir home;
+  auto view = json::parse(actorsh({"-f", inst.view_file, "--json", "-c", "view"}).out);
+  std::vector<std::string> addresses;
+  for (const auto& m : view["members"])
+    addresses.push_back(m["address"]);
+  BOOST_REQUIRE_EQUAL(addresses.size(), 2u);
+  // The shortest prefix of rank 1's address that no other target starts with.
+  auto target = addresses[1];
+  auto prefix = target;
+  for (size_t n = 1; n <= target.size(); ++n)
+    if (addresses[0].rfind(target.substr(0, n), 0) != 0) {
+      prefix = target.substr(0, n);
+      break;
+    }
+  terminal_session shell{inst.view_file, home.path()};
+  BOOST_REQUIRE(shell.read_until("> "));
+  shell.type("ping al\t");
+  BOOST_TEST(shell.read_until("ping all"), shell.screen());
+  shell.type("\x15ping " + prefix + "\t"); // Ctrl-U clears the line first
+  BOOST_TEST(shell.read_until("ping " + target), shell.screen());
+  shell.type("\x15");
+  BOOST_TEST((shell.quit() == 0), shell.screen());
+  inst.launcher->signal(SIGTERM);
+  BOOST_REQUIRE(inst.launcher->wait_exit(30s).has_value());
 }
 
 BOOST_AUTO_TEST_CASE(view_shows_the_group_of_the_connected_node) {
