@@ -249,6 +249,23 @@ BOOST_AUTO_TEST_CASE(a_silent_member_leaves_every_view_within_the_ping_bound) {
   BOOST_TEST(!view_of(leader->address()).rank_of(victim, 42));
 }
 
+BOOST_AUTO_TEST_CASE(a_silent_member_that_resumes_learns_it_was_removed) {
+  start(2);
+  BOOST_REQUIRE(eventually(10s, [&] { return all_agree(3); }));
+  auto& silent = members[0]->process();
+  silent.signal(SIGSTOP);
+  handles[1] = nullptr;
+  BOOST_REQUIRE(eventually(5s, [&] { return all_agree(2); }));
+  silent.signal(SIGCONT);
+  // It says so in its log, and its view no longer has it.
+  BOOST_TEST(
+    silent.wait_for_text_on_stderr("was removed from the group by its leader", 10s),
+    silent.err());
+  auto own = view_of(members[0]->address());
+  BOOST_TEST(!own.rank_of(members[0]->address(), 42));
+  BOOST_TEST(own.members.size() == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(metadata_and_subscriptions_reach_every_member) {
   start(2);
   BOOST_REQUIRE(eventually(10s, [&] { return all_agree(3); }));
