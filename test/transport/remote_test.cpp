@@ -12,6 +12,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 
+#include "actors/echo/echo.hpp"
 #include "base/error.hpp"
 #include "runtime/config.hpp"
 #include "runtime/node.hpp"
@@ -246,6 +247,37 @@ BOOST_AUTO_TEST_CASE(a_lookup_waiting_on_a_node_that_dies_fails_at_once) {
   BOOST_TEST(describe(result.error()).find("troupe.unreachable") == 0u,
              describe(result.error()));
   BOOST_TEST((took < 10s));
+}
+
+BOOST_AUTO_TEST_CASE(a_request_passed_on_by_a_delegation_is_refused_not_misrouted) {
+  // This process asks node a's delegator to pass a request on to node b's echo. b
+  // does not know this process's node as the requester a would name, so a refuses.
+  host_process a{host_config(R"({"type": "delegator", "name": "d", "provider_id": 6})")};
+  host_process b{host_config(echo_provider)};
+  auto delegator = lookup(a.address(), "delegator", 6);
+  auto echo = lookup(b.address(), "echo", 1);
+  caf::scoped_actor self{client.system()};
+  auto answer_to = [&](auto... xs) {
+    std::string answer;
+    self->request(delegator, reply_timeout, xs...)
+      .receive([&](const std::string& s) { answer = s; },
+               [&](const caf::error& e) { answer = "error: " + describe(e); });
+    return answer;
+  };
+  // Relayed by a itself: a reaches b (and is connected to it from now on).
+  BOOST_TEST(answer_to(caf::get_atom::value, b.address(), std::string{"relayed"})
+             == "relayed");
+  auto refused = answer_to(echo, std::string{"delegated"});
+  BOOST_TEST(refused.find("error: troupe.unreachable") == 0u, refused);
+  BOOST_TEST(refused.find("routing through a third node is not supported")
+               != std::string::npos,
+             refused);
+  // b never got it: its echo echoed the relayed request only.
+  uint64_t echoed = 0;
+  self->request(echo, reply_timeout, actors::echo_count_atom::value)
+    .receive([&](uint64_t n) { echoed = n; },
+             [](const caf::error& e) { BOOST_FAIL(describe(e)); });
+  BOOST_TEST(echoed == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(a_large_message_is_not_overtaken_by_a_later_small_one) {
