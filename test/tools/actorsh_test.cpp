@@ -394,8 +394,9 @@ BOOST_AUTO_TEST_CASE(a_three_node_instance_driven_from_its_view_file) {
   }
   constexpr uint64_t pings_each = 3;
   constexpr uint64_t ping_bytes = 64 * 1024;
-  auto p = actorsh({"-f", inst.view_file, "--json", "-c",
-                    "ping all -n 3 -s " + std::to_string(ping_bytes)});
+  auto p = actorsh(
+    {"-f", inst.view_file, "--json", "-c",
+     "ping all -n " + std::to_string(pings_each) + " -s " + std::to_string(ping_bytes)});
   BOOST_REQUIRE_MESSAGE(p.exit_code == 0, p.err);
   auto pings = json_lines(p.out);
   BOOST_REQUIRE_EQUAL(pings.size(), addresses.size());
