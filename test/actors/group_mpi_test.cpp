@@ -6,6 +6,7 @@
 // root too (the two OMPI_ALLOW_RUN_AS_ROOT variables the README documents).
 
 #include <csignal>
+#include <fstream>
 #include <map>
 #include <regex>
 
@@ -81,6 +82,18 @@ bool view_file_has(const std::string& file, size_t members) {
   });
 }
 
+/// The MPI rank of process `pid`, as Open MPI told it (OMPI_COMM_WORLD_RANK in its
+/// environment); -1 if it has none.
+int mpi_rank_of(int pid) {
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/environ", std::ios::binary};
+  const std::string key = "OMPI_COMM_WORLD_RANK=";
+  std::string entry;
+  while (std::getline(in, entry, '\0'))
+    if (entry.rfind(key, 0) == 0)
+      return std::stoi(entry.substr(key.size()));
+  return -1;
+}
+
 } // namespace
 
 BOOST_FIXTURE_TEST_SUITE(mpi_bootstrap, group_client_fixture)
@@ -105,6 +118,10 @@ BOOST_AUTO_TEST_CASE(mpirun_np4_forms_one_centralized_group_led_by_rank_0) {
     for (size_t i = 0; i < view.members.size(); ++i) {
       BOOST_CHECK_EQUAL(view.members[i].member_id, i + 1);
       BOOST_CHECK_EQUAL(view.members[i].provider_id, 42);
+      // Group rank = MPI rank: the process at rank i of the view is MPI rank i.
+      BOOST_REQUIRE(job.pid_of.count(view.members[i].address) == 1);
+      BOOST_CHECK_EQUAL(mpi_rank_of(job.pid_of.at(view.members[i].address)),
+                        static_cast<int>(i));
       members.push_back(group_at(view.members[i].address));
     }
     BOOST_CHECK(eventually(20s, [&] {

@@ -86,23 +86,20 @@ BOOST_FIXTURE_TEST_SUITE(static_groups, group_client_fixture)
 
 BOOST_AUTO_TEST_CASE(four_processes_start_from_one_view_file_and_agree) {
   temp_dir dir;
-  std::vector<uint16_t> ports;
+  std::vector<std::unique_ptr<reserved_port>> ports; // held while the nodes start
   group::group_view v;
   for (int i = 0; i < 4; ++i) {
-    ports.push_back(free_port());
-    v.members.push_back({"ucx://127.0.0.1:" + std::to_string(ports.back()),
-                         42,
-                         static_cast<uint64_t>(i + 1),
-                         0,
-                         {}});
+    ports.push_back(std::make_unique<reserved_port>());
+    v.members.push_back(
+      {ports.back()->address(), 42, static_cast<uint64_t>(i + 1), 0, {}});
   }
   auto file = dir.path() + "/group.json";
   BOOST_REQUIRE(group::write_view_file(file, v).empty());
   std::vector<std::unique_ptr<host_process>> hosts;
-  for (auto port : ports)
+  for (const auto& port : ports)
     hosts.push_back(std::make_unique<host_process>(group_node_config(
-      port, R"({"bootstrap": "file", "group": {"type": "static"}, "file": ")" + file
-              + R"("})")));
+      port->number(), R"({"bootstrap": "file", "group": {"type": "static"}, "file": ")"
+                        + file + R"("})")));
   for (size_t i = 0; i < hosts.size(); ++i) {
     auto seen = view_of(hosts[i]->address());
     BOOST_TEST_CONTEXT("member " << i) {
@@ -123,6 +120,28 @@ BOOST_AUTO_TEST_CASE(four_processes_start_from_one_view_file_and_agree) {
              [&](const caf::error& e) { answer = describe(e); });
   BOOST_TEST(answer.find("troupe.refused") == 0u, answer);
   BOOST_TEST(answer.find("static: join is refused") != std::string::npos, answer);
+  // ... a leave, even of a member it has, and metadata changes, through any member.
+  auto leave =
+    ask<group::group_view>(*g, group::leave_atom::value, v.members[1].member_id);
+  BOOST_REQUIRE(!leave);
+  BOOST_TEST(has_code(leave.error(), errc::refused), error_of(leave));
+  BOOST_TEST(error_of(leave).find("static: leave is refused") != std::string::npos,
+             error_of(leave));
+  auto other = group_at(hosts[2]->address());
+  auto put = ask<group::view_version>(other, caf::put_atom::value, std::string{"stage"},
+                                      std::string{"two"});
+  auto rm =
+    ask<group::view_version>(other, caf::delete_atom::value, std::string{"stage"});
+  for (const auto* change : {&put, &rm}) {
+    BOOST_REQUIRE(!*change);
+    BOOST_TEST(has_code(change->error(), errc::refused), error_of(*change));
+    BOOST_TEST(error_of(*change).find("static: a metadata change is refused")
+                 != std::string::npos,
+               error_of(*change));
+  }
+  // Nothing changed anywhere.
+  for (const auto& host : hosts)
+    BOOST_TEST(view_of(host->address()).digest() == v.digest(), host->address());
 }
 
 BOOST_AUTO_TEST_CASE(self_bootstrap_writes_a_one_member_view_file) {

@@ -75,10 +75,13 @@ BOOST_AUTO_TEST_CASE(the_example_config_in_apps_starts) {
   BOOST_TEST(host.wait_exit(20s).value_or(-1) == 0);
 }
 
-BOOST_AUTO_TEST_CASE(a_module_from_libraries_provides_its_type) {
+/// An actorhost loading `library` (in build/lib) runs an "upper" provider: it comes up
+/// with that one provider (a type nobody registered would stop it with exit 2) and
+/// stops cleanly.
+void check_upper_provider_from(const std::string& library) {
   temp_dir dir;
   auto cfg = dir.write("node.json", std::string{R"({"libraries": [")"} + TROUPE_LIB_DIR
-                                      + R"(/troupe_test_module.so"],
+                                      + "/" + library + R"("],
       "providers": [{"type": "upper", "name": "u", "provider_id": 4}]})");
   child_process host{{bin_path("actorhost"), "-c", cfg}};
   auto line = host.wait_for_line("actorhost ready:", start_deadline);
@@ -86,6 +89,15 @@ BOOST_AUTO_TEST_CASE(a_module_from_libraries_provides_its_type) {
   BOOST_TEST(line->find("providers=1") != std::string::npos, *line);
   host.signal(SIGTERM);
   BOOST_TEST(host.wait_exit(20s).value_or(-1) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_module_from_libraries_provides_its_type) {
+  check_upper_provider_from("troupe_test_module.so");
+}
+
+BOOST_AUTO_TEST_CASE(the_module_snippet_of_the_readme_provides_its_type) {
+  // test/readme_snippets.cmake builds README.md's module snippet as this library.
+  check_upper_provider_from("troupe_readme_module.so");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

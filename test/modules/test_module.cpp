@@ -5,10 +5,16 @@
 //               answers an int with the number of requests it holds, and ok_atom
 //               with an empty (void) response;
 //   "pointer"   answers a typed Point (test/schema) with a typed Summary of it.
+//   "delegator" (target, text) passes the request on to target with a CAF delegation
+//               (the answer would go from target to the requester directly);
+//               (get_atom, address, text) finds echo provider 1 at address, asks it
+//               itself and relays its answer (this node is then connected to it).
 //   "region"    (region_alloc_atom, size, seed) allocates a registered region filled
-//               with pattern(seed) and answers its descriptor; (region_check_atom,
-//               seed) answers whether the region now holds pattern(seed).
+//               with the pattern of seed (test/support/pattern.hpp) and answers its
+//               descriptor; (region_read_atom, offset, length) answers those bytes of
+//               the region as a string, so the test checks what RDMA wrote itself.
 #include <cctype>
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -18,9 +24,11 @@
 #include <caf/stateful_actor.hpp>
 #include <nlohmann/json.hpp>
 
+#include "runtime/locator.hpp"
 #include "runtime/module.hpp"
 #include "runtime/ops.hpp"
 #include "test/modules/test_ops.hpp"
+#include "test/support/pattern.hpp"
 #include "test/schema/test_protocol.capnp.h"
 #include "transport/rdma.hpp"
 #include "transport/typed_message.hpp"
@@ -86,12 +94,31 @@ caf::behavior pointer_actor(caf::event_based_actor*) {
   };
 }
 
-using region_alloc_atom = caf::atom_constant<caf::atom("rgnalloc")>;
-using region_check_atom = caf::atom_constant<caf::atom("rgncheck")>;
-
-uint8_t pattern_byte(uint64_t i, uint32_t seed) {
-  return static_cast<uint8_t>((i * 131 + seed) & 0xff);
+caf::behavior delegator_actor(caf::event_based_actor* self, caf::actor locator) {
+  return {
+    [self](const caf::actor& target, const std::string& text) {
+      return self->delegate(target, text);
+    },
+    [self, locator](caf::get_atom, const std::string& address, const std::string& text) {
+      auto rp = self->make_response_promise();
+      auto timeout = std::chrono::seconds{10};
+      self
+        ->request(locator, timeout, troupe::locate_atom::value, address,
+                  std::string{"echo"}, uint16_t{1})
+        .then(
+          [self, rp, text, timeout](const caf::actor& echo) mutable {
+            self->request(echo, timeout, text)
+              .then([rp](const std::string& answer) mutable { rp.deliver(answer); },
+                    [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+          },
+          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
+  };
 }
+
+using region_alloc_atom = caf::atom_constant<caf::atom("rgnalloc")>;
+using region_read_atom = caf::atom_constant<caf::atom("rgnread")>;
 
 struct region_state {
   std::shared_ptr<troupe::memory_region> region;
@@ -104,20 +131,16 @@ caf::behavior region_actor(caf::stateful_actor<region_state>* self) {
       auto region = troupe::memory_region::allocate(self->system(), size);
       if (!region)
         return region.error();
-      auto data = (*region)->data();
-      for (uint64_t i = 0; i < size; ++i)
-        data[i] = pattern_byte(i, seed);
+      troupe::test::fill_pattern((*region)->data(), size, seed);
       self->state.region = *region;
       return (*region)->descriptor();
     },
-    [self](region_check_atom, uint32_t seed) {
+    [self](region_read_atom, uint64_t offset,
+           uint64_t length) -> caf::result<std::string> {
       auto& r = self->state.region;
-      if (!r)
-        return false;
-      for (uint64_t i = 0; i < r->size(); ++i)
-        if (r->data()[i] != pattern_byte(i, seed))
-          return false;
-      return true;
+      if (!r || offset > r->size() || length > r->size() - offset)
+        return caf::sec::invalid_argument;
+      return std::string{reinterpret_cast<const char*>(r->data() + offset), length};
     },
   };
 }
@@ -132,6 +155,10 @@ TROUPE_MODULE(ctx) {
   ctx.providers.add_type(
     "pointer", [](const troupe::provider_context& p) -> caf::expected<caf::actor> {
       return p.system.spawn(pointer_actor);
+    });
+  ctx.providers.add_type(
+    "delegator", [](const troupe::provider_context& p) -> caf::expected<caf::actor> {
+      return p.system.spawn(delegator_actor, p.locator);
     });
   ctx.providers.add_type(
     "blackhole", [](const troupe::provider_context& p) -> caf::expected<caf::actor> {

@@ -1,6 +1,11 @@
 #define BOOST_TEST_MODULE runtime_config
 #include <boost/test/unit_test.hpp>
 
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
 #include "runtime/config.hpp"
@@ -33,9 +38,68 @@ void check_error(const std::string& text, const std::string& expected_prefix,
   }
 }
 
+/// The first code block of README.md after the first line that starts with `heading`,
+/// without its fences.
+std::string readme_block_after(const std::string& heading) {
+  std::ifstream in{std::string{TROUPE_SOURCE_DIR} + "/README.md"};
+  std::string line;
+  while (std::getline(in, line) && line.rfind(heading, 0) != 0) {
+  }
+  while (std::getline(in, line) && line.rfind("```", 0) != 0) {
+  }
+  std::string block;
+  while (std::getline(in, line) && line.rfind("```", 0) != 0)
+    block += line + "\n";
+  if (block.empty())
+    throw std::runtime_error("README.md has no code block after \"" + heading + "\"");
+  return block;
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(good_configs)
+
+BOOST_AUTO_TEST_CASE(the_node_config_shown_in_the_readme_parses_to_what_it_says) {
+  auto text = readme_block_after("### The node config");
+  auto cfg = parse_node_config(text, "README.md");
+  BOOST_TEST(cfg.transport.protocol == "ucx");
+  BOOST_TEST(cfg.transport.address == "127.0.0.1");
+  BOOST_TEST(cfg.transport.port == 7100);
+  BOOST_TEST(!cfg.transport.busy_poll);
+  BOOST_TEST(cfg.transport.keepalive_ms == 500u);
+  BOOST_TEST(cfg.transport.max_message_bytes == 1073741824u);
+  BOOST_TEST(cfg.transport.spin_us == 50u);
+  BOOST_TEST(cfg.ops.deadline_ms == 10000u);
+  BOOST_TEST(cfg.ops.store_max_bytes == 1073741824u);
+  BOOST_TEST(cfg.threads == 0u); // "auto"
+  BOOST_TEST((cfg.policy == scheduler_policy::sharing));
+  BOOST_TEST((cfg.pinning == pinning_mode::none));
+  BOOST_TEST(cfg.libraries == std::vector<std::string>{"/path/libmymodule.so"},
+             boost::test_tools::per_element());
+  BOOST_REQUIRE_EQUAL(cfg.providers.size(), 2u);
+  BOOST_TEST(cfg.providers[0].name == "echo");
+  BOOST_TEST(cfg.providers[1].provider_id == 2);
+  BOOST_TEST(cfg.providers[1].dependencies.at("upstream") == "echo");
+  // The values it shows are the defaults it says they are (but for the port, the
+  // library and the providers).
+  auto defaults = parse_node_config("{}", "defaults");
+  BOOST_TEST(cfg.transport.keepalive_ms == defaults.transport.keepalive_ms);
+  BOOST_TEST(cfg.transport.max_message_bytes == defaults.transport.max_message_bytes);
+  BOOST_TEST(cfg.transport.spin_us == defaults.transport.spin_us);
+  BOOST_TEST(cfg.ops.deadline_ms == defaults.ops.deadline_ms);
+  BOOST_TEST(cfg.ops.store_max_bytes == defaults.ops.store_max_bytes);
+  BOOST_TEST(cfg.threads == defaults.threads);
+}
+
+BOOST_AUTO_TEST_CASE(the_group_provider_entry_shown_in_the_readme_is_a_provider) {
+  auto entry = readme_block_after("Built-in provider types: `echo`");
+  auto cfg = parse_node_config("{\"providers\": [" + entry + "]}", "README.md");
+  BOOST_REQUIRE_EQUAL(cfg.providers.size(), 1u);
+  BOOST_TEST(cfg.providers[0].type == "group");
+  BOOST_TEST(cfg.providers[0].provider_id == 42);
+  BOOST_TEST((*cfg.providers[0].config)["bootstrap"] == "file");
+  BOOST_TEST((*cfg.providers[0].config)["group"]["type"] == "static");
+}
 
 BOOST_AUTO_TEST_CASE(empty_object_gives_the_documented_defaults) {
   auto cfg = parse_node_config("{}", "node.json");

@@ -1,6 +1,12 @@
 #define BOOST_TEST_MODULE runtime_node
 #include <boost/test/unit_test.hpp>
 
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
 
@@ -64,6 +70,59 @@ BOOST_AUTO_TEST_CASE(pinning_binds_caf_threads_to_the_listed_cores) {
   BOOST_TEST(!bound.empty());
   for (auto core : bound)
     BOOST_TEST(core == 0u);
+}
+
+namespace {
+
+/// The Cpus_allowed_list of /proc/self/task/<tid>/status, or of /proc/self/status.
+std::string cpus_allowed(const std::string& status_path) {
+  std::ifstream in{status_path};
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("Cpus_allowed_list:", 0) == 0)
+      return line.substr(line.find_first_not_of(" \t", 18));
+  return {};
+}
+
+/// The CPUs the OS lets each thread of this process named "caf.*" run on.
+std::vector<std::string> caf_thread_cpus() {
+  std::vector<std::string> result;
+  for (const auto& task : std::filesystem::directory_iterator{"/proc/self/task"}) {
+    std::ifstream comm{task.path() / "comm"};
+    std::string name;
+    std::getline(comm, name);
+    if (name.rfind("caf.", 0) == 0)
+      result.push_back(cpus_allowed((task.path() / "status").string()));
+  }
+  return result;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(the_os_runs_pinned_caf_threads_only_on_their_core) {
+  if (topology::discover()->cores() < 2) {
+    BOOST_TEST_MESSAGE("one core: nothing to tell pinned threads apart by");
+    return;
+  }
+  auto unpinned = cpus_allowed("/proc/self/status");
+  std::map<unsigned, std::string> cpus_of;
+  for (unsigned core : {0u, 1u}) {
+    BOOST_TEST_CONTEXT("pinning [" << core << "]") {
+      node n{parse_node_config(
+        R"({"threads": 1, "pinning": [)" + std::to_string(core) + "]}", "node.json")};
+      BOOST_REQUIRE(!n.start());
+      // What sched_getaffinity says for each thread CAF started, not what the runtime
+      // reports: one CPU set, narrower than the process's.
+      auto cpus = caf_thread_cpus();
+      BOOST_REQUIRE(!cpus.empty());
+      for (const auto& c : cpus)
+        BOOST_TEST(c == cpus.front());
+      BOOST_TEST(cpus.front() != unpinned);
+      cpus_of[core] = cpus.front();
+      n.stop();
+    }
+  }
+  BOOST_TEST(cpus_of[0] != cpus_of[1]);
 }
 
 BOOST_AUTO_TEST_CASE(pinning_to_a_core_that_does_not_exist_fails_start) {

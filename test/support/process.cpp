@@ -195,16 +195,30 @@ bool process_stopped(int pid) {
   return true;
 }
 
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+reserved_port::reserved_port() {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int on = 1;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
   socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
+  if (fd_ < 0 || ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0
+      || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0
+      || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    auto why = std::string{std::strerror(errno)};
+    if (fd_ >= 0)
+      ::close(fd_);
+    throw std::runtime_error("cannot reserve a port: " + why);
+  }
+  number_ = ntohs(addr.sin_port);
+}
+
+reserved_port::~reserved_port() {
+  ::close(fd_);
+}
+
+std::string reserved_port::address() const {
+  return "ucx://127.0.0.1:" + std::to_string(number_);
 }
 
 bool eventually(std::chrono::milliseconds deadline,
@@ -309,10 +323,13 @@ actorhost_instance::actorhost_instance(unsigned size) {
     throw std::runtime_error("the instance did not start: " + launcher->err());
   std::istringstream out{launcher->out()};
   std::string line;
+  // "  node 0: ucx://127.0.0.1:41234 pid 5678"
   while (std::getline(out, line))
-    if (auto at = line.find(" pid ");
-        line.rfind("  node ", 0) == 0 && at != std::string::npos)
+    if (auto at = line.find(" pid "), colon = line.find(": ");
+        line.rfind("  node ", 0) == 0 && at != std::string::npos && colon < at) {
       pids.push_back(std::stoi(line.substr(at + 5)));
+      addresses.push_back(line.substr(colon + 2, at - colon - 2));
+    }
 }
 
 bool actorhost_instance::all_gone() const {

@@ -68,9 +68,29 @@ bool process_gone(int pid);
 /// asynchronously: a thread may still run for a moment after the signal is sent).
 bool process_stopped(int pid);
 
-/// A loopback TCP port nobody listens on right now (the OS picks it; it is released
-/// at once, so a test that needs fixed addresses up front can name them).
-uint16_t free_port();
+/// A loopback TCP port held for one test: a socket bound to it (SO_REUSEADDR) but not
+/// listening. While it is held the OS gives the port to nobody else (a bind to port 0
+/// and an outgoing connection skip a port with a bound socket), yet an actorhost can
+/// listen on it (UCX binds with SO_REUSEADDR too). So a test can name addresses before
+/// its nodes start (view files, bootstrap "view"), give a restarted node its old port,
+/// or name an address where nobody listens, and suites can run in parallel. Nodes that
+/// need no fixed address bind port 0 and report theirs (address files) instead.
+class reserved_port {
+public:
+  /// Throws std::runtime_error if no port can be bound.
+  reserved_port();
+  ~reserved_port();
+  reserved_port(const reserved_port&) = delete;
+  reserved_port& operator=(const reserved_port&) = delete;
+
+  uint16_t number() const { return number_; }
+  /// ucx://127.0.0.1:PORT
+  std::string address() const;
+
+private:
+  int fd_ = -1;
+  uint16_t number_ = 0;
+};
 
 /// Runs a program to completion (with a deadline) and collects its output.
 struct run_result {
@@ -133,13 +153,15 @@ private:
 std::string test_library(const std::string& name);
 
 /// `actorhost --size N` with its instance directory: N nodes forming one centralized
-/// group; its view file, and its nodes' pids from its output. Throws
+/// group; its view file, and its nodes' pids and addresses (in the launcher's order,
+/// which need not be their group ranks) from its output. Throws
 /// std::runtime_error if it does not start in time.
 struct actorhost_instance {
   temp_dir dir;
   std::string view_file = dir.path() + "/inst/group.json";
   std::unique_ptr<child_process> launcher;
   std::vector<int> pids;
+  std::vector<std::string> addresses;
 
   explicit actorhost_instance(unsigned size);
   bool all_gone() const;
