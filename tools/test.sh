@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/build.sh "$@"
-ctest --test-dir build --output-on-failure --label-exclude soak -j1
+ctest --test-dir build --output-on-failure --label-exclude soak -j2

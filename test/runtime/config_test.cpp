@@ -72,7 +72,7 @@ BOOST_AUTO_TEST_CASE(the_node_config_shown_in_the_readme_parses_to_what_it_says)
   BOOST_TEST(cfg.ops.deadline_ms == 10000u);
   BOOST_TEST(cfg.ops.store_max_bytes == 1073741824u);
   BOOST_TEST(cfg.threads == 0u); // "auto"
-  BOOST_TEST((cfg.policy == scheduler_policy::sharing));
+  BOOST_TEST((cfg.policy == scheduler_policy::progress));
   BOOST_TEST((cfg.pinning == pinning_mode::none));
   BOOST_TEST(cfg.libraries == std::vector<std::string>{"/path/libmymodule.so"},
              boost::test_tools::per_element());

@@ -436,21 +436,35 @@ std::string engine::impl::setup() {
 }
 
 void engine::impl::close_endpoint(ucp_ep_h ep, bool force) {
+  auto deadline = std::chrono::steady_clock::now() + close_grace;
+  auto wait = [&](ucs_status_ptr_t req) {
+    while (ucp_request_check_status(req) == UCS_INPROGRESS
+           && std::chrono::steady_clock::now() < deadline)
+      ucp_worker_progress(worker);
+    return ucp_request_check_status(req) != UCS_INPROGRESS;
+  };
+  ucp_request_param_t none{};
+  ucs_status_ptr_t flush = nullptr;
+  if (!force) {
+    // What was sent goes out first, within the grace period. A peer that never takes
+    // it (stopped, or a handshake that never finished) gets a forced close instead:
+    // that cancels what is pending, where a graceful close would wait for it, and a
+    // request still pending when the worker is destroyed aborts the process.
+    flush = ucp_ep_flush_nbx(ep, &none);
+    if (UCS_PTR_IS_ERR(flush) || (UCS_PTR_IS_PTR(flush) && !wait(flush)))
+      force = true;
+  }
   ucp_request_param_t rp{};
   rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
   rp.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
   auto req = ucp_ep_close_nbx(ep, &rp);
-  if (req == nullptr || UCS_PTR_IS_ERR(req))
-    return;
-  auto deadline = std::chrono::steady_clock::now() + close_grace;
-  while (ucp_request_check_status(req) == UCS_INPROGRESS) {
-    ucp_worker_progress(worker);
-    if (std::chrono::steady_clock::now() > deadline) {
+  if (UCS_PTR_IS_PTR(req)) {
+    if (!wait(req))
       ucp_request_cancel(worker, req);
-      break;
-    }
+    ucp_request_free(req);
   }
-  ucp_request_free(req);
+  if (UCS_PTR_IS_PTR(flush))
+    ucp_request_free(flush); // completed by the close if it had not
 }
 
 void engine::impl::shutdown() {
@@ -476,7 +490,7 @@ void engine::impl::shutdown() {
     c.closing = true;
     c.waiting.clear();
     if (c.ep != nullptr)
-      close_endpoint(c.ep, c.failed);
+      close_endpoint(c.ep, c.failed || !c.ready); // unready: only a hello to lose
     c.ep = nullptr;
     // Remote keys go only after the close has flushed the operations that use them.
     drop_rkeys(c);
