@@ -37,6 +37,8 @@ std::map<std::string, uint64_t> flatten(const transport::transport_stats& s) {
                                       {"standby_polls", s.standby_polls}};
   for (const auto& [reason, count] : s.drops)
     out["drop:" + reason] = count;
+  for (const auto& [name, count] : s.transports)
+    out["transport:" + name] = count;
   return out;
 }
 

@@ -260,6 +260,18 @@ struct middleman::impl : detail::engine_handler,
            && std::memcmp(payload.data(), empty.data(), empty.size()) == 0;
   }
 
+  /// Every frame leaves through here, so the counters see what on_frame sees on the
+  /// other side (handshakes and control traffic included).
+  void send_frame(conn_id conn, am_kind kind, word_buffer header, word_buffer payload,
+                  bool before_ready = false) {
+    msgs_out.fetch_add(1, std::memory_order_relaxed);
+    bytes_out.fetch_add(header.size() + payload.size(), std::memory_order_relaxed);
+    if (before_ready)
+      engine->send_now(conn, kind, std::move(header), std::move(payload));
+    else
+      engine->send(conn, kind, std::move(header), std::move(payload));
+  }
+
   void send_control(conn_id conn, capnp::MessageBuilder& control) {
     auto it = conns.find(conn);
     if (it == conns.end())
@@ -267,7 +279,7 @@ struct middleman::impl : detail::engine_handler,
     auto payload = to_words(control);
     auto header = make_envelope(sys.node(), 0, it->second.node, 0, caf::make_message_id(),
                                 schema::PayloadKind::CONTROL, payload.size());
-    engine->send(conn, am_kind::envelope, std::move(header), std::move(payload));
+    send_frame(conn, am_kind::envelope, std::move(header), std::move(payload));
   }
 
   void send_hello(conn_id conn, am_kind kind) {
@@ -277,7 +289,7 @@ struct middleman::impl : detail::engine_handler,
     detail::write_node_id(sys.node(), hello.initNode());
     hello.setIncarnation(incarnation);
     hello.setAddress(listen_uri());
-    engine->send_now(conn, kind, to_words(message), {});
+    send_frame(conn, kind, to_words(message), {}, /*before_ready=*/true);
   }
 
   // -- engine_handler ---------------------------------------------------------------
@@ -539,7 +551,7 @@ struct middleman::impl : detail::engine_handler,
       return;
     auto header = make_envelope(sys.node(), from, peer_node, requester, mid.response_id(),
                                 schema::PayloadKind::CAF_MESSAGE, payload->size());
-    engine->send(conn, am_kind::envelope, std::move(header), std::move(*payload));
+    send_frame(conn, am_kind::envelope, std::move(header), std::move(*payload));
   }
 
   // -- control ----------------------------------------------------------------------
@@ -657,9 +669,7 @@ struct middleman::impl : detail::engine_handler,
     if (m->mid.is_request() && m->sender)
       p->second.pending.emplace(std::make_pair(m->sender->id(), m->mid.integer_value()),
                                 m->sender);
-    msgs_out.fetch_add(1, std::memory_order_relaxed);
-    bytes_out.fetch_add(m->header.size() + m->payload.size(), std::memory_order_relaxed);
-    engine->send(p->second.send_conn, am_kind::envelope, std::move(m->header),
+    send_frame(p->second.send_conn, am_kind::envelope, std::move(m->header),
                  std::move(m->payload));
   }
 
@@ -1143,6 +1153,7 @@ transport_stats middleman::stats() const {
   if (d.engine) {
     s.remote_keys = d.engine->cached_remote_keys();
     s.standby_polls = d.engine->standby_polls();
+    s.transports = d.engine->transports_in_use();
   }
   std::lock_guard<std::mutex> guard{d.drops_mtx};
   s.drops = d.drops;

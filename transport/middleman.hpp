@@ -55,6 +55,9 @@ struct transport_stats {
   uint64_t worker_wakeups = 0;      ///< ... and was woken for a job
   uint64_t standby_polls = 0; ///< times the engine's own thread polled for busy workers
   std::map<std::string, uint64_t> drops; ///< dropped input by reason
+  /// UCX transports carrying messages ("posix", "sysv", "cma", "tcp", ...), each with
+  /// the number of connections that use it: what UCX chose, not what it was allowed.
+  std::map<std::string, uint64_t> transports;
 };
 
 /// The wire protocol version; a peer that speaks another is refused at handshake.

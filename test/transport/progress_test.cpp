@@ -7,6 +7,7 @@
 // Every case runs against a real actorhost process, over tcp and over shared memory.
 
 #include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -231,6 +232,36 @@ BOOST_AUTO_TEST_CASE(a_node_that_dies_while_sends_are_queued_fails_its_requests)
   BOOST_TEST(took_ms < 5000.0);
   // Leaving the scope stops the node: it must not hang on what was queued for the
   // dead peer (ctest's timeout would catch that).
+}
+
+BOOST_AUTO_TEST_CASE(shared_memory_runs_carry_messages_over_shared_memory) {
+  // ctest runs this suite with UCX_TLS=tcp and with UCX_TLS=sm,self,tcp: the
+  // transports UCX chose for the connection's active messages must match.
+  host_process host{host_config(echo_provider)};
+  client_node c{2};
+  auto echo = c.lookup(host.address(), "echo", 1);
+  caf::scoped_actor self{c.client.system()};
+  self->request(echo, reply_timeout, std::string{"which lane?"})
+    .receive([](const std::string&) {},
+             [&](caf::error& err) { BOOST_FAIL(describe(err)); });
+  auto in_use = c.client.transport().stats().transports;
+  std::string listed;
+  for (const auto& [name, count] : in_use)
+    listed += name + "=" + std::to_string(count) + " ";
+  const char* tls = std::getenv("UCX_TLS");
+  std::string allowed = tls != nullptr ? tls : "";
+  bool shared_memory = in_use.count("posix") + in_use.count("sysv") + in_use.count("cma")
+                         + in_use.count("xpmem") + in_use.count("knem")
+                       > 0;
+  BOOST_TEST_MESSAGE("UCX_TLS=" << allowed << ": " << listed);
+  BOOST_TEST(!in_use.empty());
+  if (allowed == "tcp") {
+    BOOST_TEST(in_use.size() == 1u, listed);
+    BOOST_TEST(in_use.count("tcp") == 1u, listed);
+  } else if (allowed.find("sm") != std::string::npos) {
+    BOOST_TEST(shared_memory, listed);
+    BOOST_TEST(in_use.count("tcp") == 0u, listed);
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

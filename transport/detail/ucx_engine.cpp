@@ -8,6 +8,8 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <future>
@@ -84,7 +86,14 @@ struct engine::impl {
     /// long-lived connection would otherwise keep one key per region ever reached.
     std::unordered_map<std::string, cached_rkey> rkeys;
     uint64_t rkey_clock = 0;
+    std::vector<std::string> transports; // of its active message lanes, once ready
   };
+
+  // Transports in use over ready connections; read by stats from any thread.
+  mutable std::mutex transports_mtx;
+  std::map<std::string, uint64_t> transports_in_use; // guarded by transports_mtx
+
+  void count_transports(connection& c, bool add);
 
   /// Whether anything may still be sent on the connection.
   static bool usable(const connection* c) {
@@ -467,6 +476,63 @@ void engine::impl::close_endpoint(ucp_ep_h ep, bool force) {
     ucp_request_free(flush); // completed by the close if it had not
 }
 
+namespace {
+
+/// The transports of an endpoint's active message lanes, from UCX's description of
+/// it (lines like "lane[1]:  3:posix/memory.0 md[1]  -> ... am am_bw#0"; UCX 1.13 has
+/// no query for them).
+std::vector<std::string> am_transports(ucp_ep_h ep) {
+  char* text = nullptr;
+  size_t size = 0;
+  FILE* stream = ::open_memstream(&text, &size);
+  if (stream == nullptr)
+    return {};
+  ucp_ep_print_info(ep, stream);
+  std::fclose(stream);
+  std::vector<std::string> found;
+  std::string all{text, size};
+  std::free(text);
+  size_t at = 0;
+  while ((at = all.find("lane[", at)) != std::string::npos) {
+    auto end = all.find('\n', at);
+    auto line = all.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    at = end == std::string::npos ? all.size() : end;
+    auto slash = line.find('/');
+    auto colon = line.rfind(':', slash);
+    bool am = line.find(" am") != std::string::npos;
+    if (!am || slash == std::string::npos || colon == std::string::npos)
+      continue;
+    auto name = line.substr(colon + 1, slash - colon - 1);
+    if (std::find(found.begin(), found.end(), name) == found.end())
+      found.push_back(name);
+  }
+  return found;
+}
+
+} // namespace
+
+void engine::impl::count_transports(connection& c, bool add) {
+  if (add) {
+    if (c.ep == nullptr)
+      return;
+    c.transports = am_transports(c.ep);
+    TROUPE_LOG_DEBUG(log_component, "connection " << c.id << " carries messages over "
+                                                  << c.transports.size()
+                                                  << " transport(s)");
+  }
+  std::lock_guard<std::mutex> guard{transports_mtx};
+  for (const auto& name : c.transports) {
+    auto& n = transports_in_use[name];
+    if (add) {
+      ++n;
+    } else if (--n == 0) {
+      transports_in_use.erase(name);
+    }
+  }
+  if (!add)
+    c.transports.clear();
+}
+
 void engine::impl::shutdown() {
   // From here on a thread that takes the lock finds the engine stopped.
   running.store(false);
@@ -511,6 +577,10 @@ void engine::impl::shutdown() {
       if (slot->rndv_desc != nullptr)
         ucp_am_data_release(worker, slot->rndv_desc);
   conns.clear();
+  {
+    std::lock_guard<std::mutex> guard{transports_mtx};
+    transports_in_use.clear();
+  }
   by_ep.clear();
   if (listener != nullptr)
     ucp_listener_destroy(listener);
@@ -760,6 +830,7 @@ void engine::impl::fail_connection(conn_id id, const std::string& reason) {
   if (c == nullptr || c->failed)
     return;
   c->failed = true;
+  count_transports(*c, false);
   c->ready = false;
   c->waiting.clear();
   if (c->ep != nullptr) {
@@ -816,6 +887,7 @@ void engine::impl::flushed(conn_id id, ucs_status_t status) {
     return;
   }
   c->ready = true;
+  count_transports(*c, true);
   while (!c->waiting.empty()) {
     auto p = std::move(c->waiting.front());
     c->waiting.pop_front();
@@ -1116,6 +1188,7 @@ void engine::close(conn_id conn, bool force) {
   if (c == nullptr || c->closing)
     return;
   c->closing = true;
+  d.count_transports(*c, false);
   c->ready = false;
   c->waiting.clear();
   if (c->ep != nullptr) {
@@ -1199,6 +1272,11 @@ void engine::rma(conn_id conn, bool is_put, void* local, size_t length,
       state->error = "RDMA failed: " + status_text(status);
     d.rma_completions.push_back(std::move(state));
   }
+}
+
+std::map<std::string, uint64_t> engine::transports_in_use() const {
+  std::lock_guard<std::mutex> guard{impl_->transports_mtx};
+  return impl_->transports_in_use;
 }
 
 uint64_t engine::cached_remote_keys() const {

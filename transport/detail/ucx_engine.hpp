@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -180,6 +181,11 @@ public:
 
   /// Unpacked remote keys held over all connections (bounded per connection).
   uint64_t cached_remote_keys() const;
+
+  /// UCX transports carrying active messages on ready connections ("posix", "sysv",
+  /// "cma", "tcp", "self", ...), each with how many connections use it: which
+  /// transports UCX really chose, not what UCX_TLS allowed.
+  std::map<std::string, uint64_t> transports_in_use() const;
 
 private:
   struct impl;
