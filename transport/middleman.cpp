@@ -260,6 +260,30 @@ struct middleman::impl : detail::engine_handler,
            && std::memcmp(payload.data(), empty.data(), empty.size()) == 0;
   }
 
+  /// Runs `fn` (which sends) on this thread when nobody else holds the worker lock
+  /// and nothing was queued before it (per-peer order); otherwise queues it for the
+  /// holder, who runs it before letting go. True if it ran here.
+  template <class F>
+  bool run_here_or_queue(F&& fn) {
+    if (engine->try_lock()) {
+      if (!engine->has_posts()) {
+        fn();
+        engine->unlock();
+        // A thread that is not a worker (a blocking actor, typically) waits for the
+        // answer elsewhere: get a worker polling while it travels.
+        if (current_progress_worker() == nullptr)
+          nudge_progress_scheduler(sys);
+        return true;
+      }
+      engine->unlock();
+    }
+    engine->post([self = shared_from_this(), fn = std::forward<F>(fn)]() mutable {
+      static_cast<void>(self); // keeps the state `fn` uses alive until it runs
+      fn();
+    });
+    return false;
+  }
+
   /// Every frame leaves through here, so the counters see what on_frame sees on the
   /// other side (handshakes and control traffic included).
   void send_frame(conn_id conn, am_kind kind, word_buffer header, word_buffer payload,
@@ -752,22 +776,10 @@ struct middleman::impl : detail::engine_handler,
     m->node = node;
     m->sender = std::move(sender);
     m->mid = mid;
-    // Send from this thread when nobody else holds the worker, and nothing queued
-    // before (per-peer order). Otherwise queue it for the holder, who sends it before
-    // letting go.
-    if (engine->try_lock()) {
-      if (!engine->has_posts()) {
-        route(m);
-        engine->unlock();
-        sends_direct.fetch_add(1, std::memory_order_relaxed);
-        if (current_progress_worker() == nullptr)
-          nudge_progress_scheduler(sys);
-        return;
-      }
-      engine->unlock();
-    }
-    sends_queued.fetch_add(1, std::memory_order_relaxed);
-    engine->post([self = shared_from_this(), m] { self->route(m); });
+    if (run_here_or_queue([this, m] { route(m); }))
+      sends_direct.fetch_add(1, std::memory_order_relaxed);
+    else
+      sends_queued.fetch_add(1, std::memory_order_relaxed);
   }
 };
 
@@ -1184,24 +1196,21 @@ void middleman::rdma(bool is_put, const region_descriptor& remote, uint64_t remo
     report(make_error(errc::unreachable, "the transport is not running"));
     return;
   }
-  auto remote_copy = std::make_shared<region_descriptor>(remote);
-  std::weak_ptr<impl> weak = impl_;
-  d.engine->post(
-    [weak, is_put, remote_copy, remote_offset, local, local_offset, length, report] {
-      auto self = weak.lock();
-      if (!self)
-        return;
-      auto p = self->peers.find(remote_copy->node);
+  auto self = impl_.get();
+  d.run_here_or_queue(
+    [self, is_put, remote_copy = remote, remote_offset, local, local_offset, length,
+     report] {
+      auto p = self->peers.find(remote_copy.node);
       if (p == self->peers.end()) {
         report(make_error(errc::unreachable, "no connection to node "
-                                               + caf::to_string(remote_copy->node)
+                                               + caf::to_string(remote_copy.node)
                                                + ", which holds the region"));
         return;
       }
-      std::string rkey{remote_copy->rkey.begin(), remote_copy->rkey.end()};
+      std::string rkey{remote_copy.rkey.begin(), remote_copy.rkey.end()};
       self->engine->rma(
         p->second.send_conn, is_put, local->data() + local_offset, length,
-        remote_copy->address + remote_offset, rkey,
+        remote_copy.address + remote_offset, rkey,
         [report](const std::string& error) {
           report(error.empty() ? caf::error{} : make_error(errc::unreachable, error));
         },

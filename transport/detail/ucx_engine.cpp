@@ -1267,6 +1267,8 @@ void engine::rma(conn_id conn, bool is_put, void* local, size_t length,
       },
       &impl::on_rma_done);
   }
+  if (status == UCS_INPROGRESS)
+    d.sends_in_progress = true; // someone must progress the worker for it
   if (status != UCS_INPROGRESS) {
     if (status != UCS_OK && state->error.empty())
       state->error = "RDMA failed: " + status_text(status);
