@@ -33,8 +33,11 @@ struct Envelope {
   # payload goes by rendezvous straight into an 8-byte-aligned buffer on the receiver
   # and is read in place, instead of being copied into and out of this struct.
 
-  source @0 :ActorAddress;
-  destination @1 :ActorAddress;
+  sourceActor @0 :UInt64;
+  # The sending actor, an actor of the sending node (the connection names that node:
+  # node ids travel once, in the handshake); 0 for an anonymous message.
+  destinationActor @1 :UInt64;
+  # The receiving actor, an actor of the receiving node.
 
   messageId @2 :UInt64;
   # CAF's raw message id: request/response pairing and priority travel unchanged, so a

@@ -66,10 +66,21 @@ constexpr const char* log_component = "transport";
 /// Largest envelope header we accept; real ones are ~150 bytes.
 constexpr size_t max_header_bytes = 4096;
 
+/// The message as a flat array (segment table, then segments) in one allocation.
 word_buffer to_words(capnp::MessageBuilder& message) {
-  auto flat = capnp::messageToFlatArray(message);
-  auto bytes = flat.asBytes();
-  return word_buffer::copy_of(bytes.begin(), bytes.size());
+  auto segments = message.getSegmentsForOutput();
+  if (segments.size() != 1) {
+    auto flat = capnp::messageToFlatArray(message);
+    auto bytes = flat.asBytes();
+    return word_buffer::copy_of(bytes.begin(), bytes.size());
+  }
+  auto words = segments[0].size();
+  word_buffer out{(1 + words) * sizeof(capnp::word)};
+  uint32_t table[2] = {0, static_cast<uint32_t>(words)}; // one segment, its size
+  std::memcpy(out.data(), table, sizeof table);
+  std::memcpy(out.data() + sizeof table, segments[0].begin(),
+              words * sizeof(capnp::word));
+  return out;
 }
 
 /// A reader over an aligned buffer, limited to what the buffer can hold. Throws
@@ -216,16 +227,15 @@ struct middleman::impl : detail::engine_handler,
                            << "; further drops of this kind are only counted");
   }
 
-  word_buffer make_envelope(const caf::node_id& src_node, caf::actor_id src,
-                            const caf::node_id& dst_node, caf::actor_id dst,
-                            caf::message_id mid, schema::PayloadKind kind,
-                            size_t payload_size, uint64_t schema_id = 0) {
-    capnp::MallocMessageBuilder message{64};
+  static word_buffer make_envelope(caf::actor_id src, caf::actor_id dst,
+                                   caf::message_id mid, schema::PayloadKind kind,
+                                   size_t payload_size, uint64_t schema_id = 0) {
+    // An envelope is a few words: built in a zeroed first segment on the stack.
+    capnp::word scratch[16] = {};
+    capnp::MallocMessageBuilder message{kj::arrayPtr(scratch, 16)};
     auto env = message.initRoot<schema::Envelope>();
-    detail::write_node_id(src_node, env.initSource().initNode());
-    env.getSource().setActorId(src);
-    detail::write_node_id(dst_node, env.initDestination().initNode());
-    env.getDestination().setActorId(dst);
+    env.setSourceActor(src);
+    env.setDestinationActor(dst);
     env.setMessageId(mid.integer_value());
     env.setFlags(mid.is_request() ? schema::Flags::REQUEST : 0);
     env.setPayloadKind(kind);
@@ -301,7 +311,7 @@ struct middleman::impl : detail::engine_handler,
     if (it == conns.end())
       return;
     auto payload = to_words(control);
-    auto header = make_envelope(sys.node(), 0, it->second.node, 0, caf::make_message_id(),
+    auto header = make_envelope(0, 0, caf::make_message_id(),
                                 schema::PayloadKind::CONTROL, payload.size());
     send_frame(conn, am_kind::envelope, std::move(header), std::move(payload));
   }
@@ -465,12 +475,6 @@ struct middleman::impl : detail::engine_handler,
       count_drop(conn, "payload size mismatch");
       return;
     }
-    caf::node_id src_node;
-    if (!detail::read_node_id(env.getSource().getNode(), src_node)
-        || src_node != peer_node) {
-      count_drop(conn, "source is not the connected node");
-      return;
-    }
     switch (env.getPayloadKind()) {
       case schema::PayloadKind::CONTROL:
         handle_control(conn, f.payload);
@@ -513,8 +517,8 @@ struct middleman::impl : detail::engine_handler,
   void deliver(conn_id conn, const caf::node_id& peer_node, schema::Envelope::Reader env,
                caf::message msg) {
     auto mid = caf::make_message_id(env.getMessageId());
-    auto src = env.getSource().getActorId();
-    auto dst = env.getDestination().getActorId();
+    auto src = env.getSourceActor();
+    auto dst = env.getDestinationActor();
     if (mid.is_response()) {
       auto p = peers.find(peer_node);
       if (p != peers.end())
@@ -524,7 +528,7 @@ struct middleman::impl : detail::engine_handler,
     if (!dest) {
       count_drop(conn, "unknown destination actor");
       if (mid.is_request() && src != 0)
-        reply_error(conn, peer_node, src, dst, mid,
+        reply_error(conn, src, dst, mid,
                     make_error(errc::not_found, "actor " + std::to_string(dst) + " on "
                                                   + listen_uri() + " does not exist"));
       return;
@@ -567,13 +571,13 @@ struct middleman::impl : detail::engine_handler,
   /// monitors and nothing holds but the registry.
   void sweep_unused_proxies();
 
-  void reply_error(conn_id conn, const caf::node_id& peer_node, caf::actor_id requester,
-                   caf::actor_id from, caf::message_id mid, caf::error err) {
+  void reply_error(conn_id conn, caf::actor_id requester, caf::actor_id from,
+                   caf::message_id mid, caf::error err) {
     std::string why;
     auto payload = serialize(caf::make_message(std::move(err)), why);
     if (!payload)
       return;
-    auto header = make_envelope(sys.node(), from, peer_node, requester, mid.response_id(),
+    auto header = make_envelope(from, requester, mid.response_id(),
                                 schema::PayloadKind::CAF_MESSAGE, payload->size());
     send_frame(conn, am_kind::envelope, std::move(header), std::move(*payload));
   }
@@ -694,7 +698,7 @@ struct middleman::impl : detail::engine_handler,
       p->second.pending.emplace(std::make_pair(m->sender->id(), m->mid.integer_value()),
                                 m->sender);
     send_frame(p->second.send_conn, am_kind::envelope, std::move(m->header),
-                 std::move(m->payload));
+               std::move(m->payload));
   }
 
   void bounce(const caf::strong_actor_ptr& requester, caf::message_id mid,
@@ -733,7 +737,7 @@ struct middleman::impl : detail::engine_handler,
       auto schema_id = typed.schema_id();
       auto bytes = typed.size_bytes();
       m->payload = word_buffer{typed.take_words(), bytes};
-      m->header = make_envelope(sys.node(), sender ? sender->id() : 0, node, dest, mid,
+      m->header = make_envelope(sender ? sender->id() : 0, dest, mid,
                                 schema::PayloadKind::TYPED, bytes, schema_id);
     } else {
       std::string why;
@@ -754,7 +758,7 @@ struct middleman::impl : detail::engine_handler,
           return;
       }
       m->payload = std::move(*payload);
-      m->header = make_envelope(sys.node(), sender ? sender->id() : 0, node, dest, mid,
+      m->header = make_envelope(sender ? sender->id() : 0, dest, mid,
                                 schema::PayloadKind::CAF_MESSAGE, m->payload.size());
     }
     if (m->payload.size() > opts.max_payload) {
@@ -1197,25 +1201,24 @@ void middleman::rdma(bool is_put, const region_descriptor& remote, uint64_t remo
     return;
   }
   auto self = impl_.get();
-  d.run_here_or_queue(
-    [self, is_put, remote_copy = remote, remote_offset, local, local_offset, length,
-     report] {
-      auto p = self->peers.find(remote_copy.node);
-      if (p == self->peers.end()) {
-        report(make_error(errc::unreachable, "no connection to node "
-                                               + caf::to_string(remote_copy.node)
-                                               + ", which holds the region"));
-        return;
-      }
-      std::string rkey{remote_copy.rkey.begin(), remote_copy.rkey.end()};
-      self->engine->rma(
-        p->second.send_conn, is_put, local->data() + local_offset, length,
-        remote_copy.address + remote_offset, rkey,
-        [report](const std::string& error) {
-          report(error.empty() ? caf::error{} : make_error(errc::unreachable, error));
-        },
-        local);
-    });
+  d.run_here_or_queue([self, is_put, remote_copy = remote, remote_offset, local,
+                       local_offset, length, report] {
+    auto p = self->peers.find(remote_copy.node);
+    if (p == self->peers.end()) {
+      report(make_error(errc::unreachable, "no connection to node "
+                                             + caf::to_string(remote_copy.node)
+                                             + ", which holds the region"));
+      return;
+    }
+    std::string rkey{remote_copy.rkey.begin(), remote_copy.rkey.end()};
+    self->engine->rma(
+      p->second.send_conn, is_put, local->data() + local_offset, length,
+      remote_copy.address + remote_offset, rkey,
+      [report](const std::string& error) {
+        report(error.empty() ? caf::error{} : make_error(errc::unreachable, error));
+      },
+      local);
+  });
 }
 
 std::string provider_key(const std::string& type, uint16_t provider_id) {

@@ -61,7 +61,8 @@ struct transport_stats {
 };
 
 /// The wire protocol version; a peer that speaks another is refused at handshake.
-constexpr uint32_t protocol_version = 1;
+/// (2: envelopes name actors by id alone; the connection names the nodes.)
+constexpr uint32_t protocol_version = 2;
 
 class middleman : public caf::actor_system::module, public caf::proxy_registry::backend {
 public:

@@ -155,7 +155,9 @@ public:
         spinning = shared.spinners.compare_exchange_strong(none, 1);
       }
       if (keep_spinning && spinning) {
-        cpu_relax();
+        // Yield, not just pause: on a box with more runnable threads than cores, the
+        // thread this one waits for (the peer's, on the same core) must get to run.
+        std::this_thread::yield();
         continue;
       }
       if (spinning) {

@@ -63,13 +63,13 @@ std::string hello_bytes(const fake_identity& me, uint32_t version) {
   return bytes_of(message);
 }
 
-std::string envelope_bytes(const fake_identity& source, uint64_t dest_actor,
-                           schema::PayloadKind kind, uint64_t payload_size) {
+/// An envelope from actor 1 of the connected node (the connection names the node).
+std::string envelope_bytes(uint64_t dest_actor, schema::PayloadKind kind,
+                           uint64_t payload_size) {
   capnp::MallocMessageBuilder message;
   auto env = message.initRoot<schema::Envelope>();
-  source.write(env.initSource().initNode());
-  env.getSource().setActorId(1);
-  env.getDestination().setActorId(dest_actor);
+  env.setSourceActor(1);
+  env.setDestinationActor(dest_actor);
   env.setPayloadKind(kind);
   env.setPayloadSize(payload_size);
   return bytes_of(message);
@@ -253,9 +253,8 @@ BOOST_FIXTURE_TEST_SUITE(hostile_input, fixture)
 
 BOOST_AUTO_TEST_CASE(frames_before_the_handshake_are_dropped) {
   raw_client raw{host.address()};
-  fake_identity me;
   auto before = drops("message before handshake");
-  raw.send(am_envelope, envelope_bytes(me, 1, schema::PayloadKind::CAF_MESSAGE, 0), "");
+  raw.send(am_envelope, envelope_bytes(1, schema::PayloadKind::CAF_MESSAGE, 0), "");
   BOOST_TEST(wait_for_drop("message before handshake", before, &raw));
   BOOST_TEST(ask_echo("still up") == "still up");
 }
@@ -263,7 +262,7 @@ BOOST_AUTO_TEST_CASE(frames_before_the_handshake_are_dropped) {
 BOOST_AUTO_TEST_CASE(active_messages_of_unknown_kinds_are_dropped) {
   raw_client raw{host.address()};
   fake_identity me;
-  BOOST_REQUIRE(raw.handshake(hello_bytes(me, 1)));
+  BOOST_REQUIRE(raw.handshake(hello_bytes(me, transport::protocol_version)));
   auto before = drops("unknown active message id");
   for (unsigned id : {0u, 7u, 63u, 1000u, 65535u})
     raw.send(id, "junk", "more junk");
@@ -286,7 +285,7 @@ BOOST_AUTO_TEST_CASE(a_peer_with_another_protocol_version_is_refused) {
 BOOST_AUTO_TEST_CASE(malformed_and_oversized_frames_are_counted_and_dropped) {
   raw_client raw{host.address()};
   fake_identity me;
-  BOOST_REQUIRE(raw.handshake(hello_bytes(me, 1)));
+  BOOST_REQUIRE(raw.handshake(hello_bytes(me, transport::protocol_version)));
   std::mt19937 rng{7};
   std::string garbage(64, '\0');
   for (auto& c : garbage)
@@ -297,21 +296,17 @@ BOOST_AUTO_TEST_CASE(malformed_and_oversized_frames_are_counted_and_dropped) {
     std::string payload;
     const char* reason;
   };
-  auto good_header = envelope_bytes(me, 1, schema::PayloadKind::CAF_MESSAGE, 10);
-  fake_identity other;
-  other.pid = 1;
+  auto good_header = envelope_bytes(1, schema::PayloadKind::CAF_MESSAGE, 10);
   std::vector<bad_frame> frames{
     {garbage, "", "malformed Cap'n Proto message"},
     {good_header.substr(0, good_header.size() - 16), std::string(10, 'x'),
      "malformed Cap'n Proto message"},
     {std::string(5000, '\0'), "", "oversized header"},
-    {envelope_bytes(me, 1, schema::PayloadKind::CAF_MESSAGE, 100), std::string(10, 'x'),
+    {envelope_bytes(1, schema::PayloadKind::CAF_MESSAGE, 100), std::string(10, 'x'),
      "payload size mismatch"},
-    {envelope_bytes(other, 1, schema::PayloadKind::CAF_MESSAGE, 10), std::string(10, 'x'),
-     "source is not the connected node"},
-    {envelope_bytes(me, 1, schema::PayloadKind::TYPED, 12), std::string(12, 'x'),
+    {envelope_bytes(1, schema::PayloadKind::TYPED, 12), std::string(12, 'x'),
      "typed payload is not whole words"},
-    {envelope_bytes(me, 1, schema::PayloadKind::CAF_MESSAGE, 2 * max_message_bytes),
+    {envelope_bytes(1, schema::PayloadKind::CAF_MESSAGE, 2 * max_message_bytes),
      std::string(2 * max_message_bytes, 'x'), "oversized payload"},
   };
   for (const auto& f : frames) {
@@ -330,13 +325,12 @@ BOOST_AUTO_TEST_CASE(malformed_and_oversized_frames_are_counted_and_dropped) {
   std::string valid{buf.data(), buf.size()};
   auto before = drops("unknown destination actor");
   raw.send(am_envelope,
-           envelope_bytes(me, 999999, schema::PayloadKind::CAF_MESSAGE, valid.size()),
-           valid);
+           envelope_bytes(999999, schema::PayloadKind::CAF_MESSAGE, valid.size()), valid);
   BOOST_TEST(wait_for_drop("unknown destination actor", before, &raw));
   auto truncated = valid.substr(0, valid.size() - 4);
   before = drops("malformed CAF message");
   raw.send(am_envelope,
-           envelope_bytes(me, 1, schema::PayloadKind::CAF_MESSAGE, truncated.size()),
+           envelope_bytes(1, schema::PayloadKind::CAF_MESSAGE, truncated.size()),
            truncated);
   BOOST_TEST(wait_for_drop("malformed CAF message", before, &raw));
   auto unknown_type = valid;
@@ -346,7 +340,7 @@ BOOST_AUTO_TEST_CASE(malformed_and_oversized_frames_are_counted_and_dropped) {
   // The unknown type name is not a crash, only one more drop.
   before = drops("malformed CAF message");
   raw.send(am_envelope,
-           envelope_bytes(me, 1, schema::PayloadKind::CAF_MESSAGE, unknown_type.size()),
+           envelope_bytes(1, schema::PayloadKind::CAF_MESSAGE, unknown_type.size()),
            unknown_type);
   wait_for_drop("malformed CAF message", before, &raw);
   BOOST_TEST(drops("malformed CAF message") == before + 1);
