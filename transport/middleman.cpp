@@ -182,6 +182,7 @@ struct middleman::impl : detail::engine_handler,
 
   std::atomic<uint64_t> msgs_out{0}, bytes_out{0}, msgs_in{0}, bytes_in{0};
   std::atomic<uint64_t> sends_direct{0}, sends_queued{0};
+  std::atomic<uint64_t> typed_out{0}, typed_in{0}, caf_out{0}, caf_in{0};
   std::atomic<uint64_t> peer_count{0};
   mutable std::mutex drops_mtx;
   std::map<std::string, uint64_t> drops;            // guarded by drops_mtx
@@ -495,6 +496,7 @@ struct middleman::impl : detail::engine_handler,
           count_drop(conn, "malformed CAF message");
           return;
         }
+        caf_in.fetch_add(1, std::memory_order_relaxed);
         deliver(conn, peer_node, env, std::move(msg));
         return;
       }
@@ -505,6 +507,7 @@ struct middleman::impl : detail::engine_handler,
         }
         // Zero copy: the receive buffer becomes the message's storage.
         typed_message typed{env.getSchemaId(), f.payload.release()};
+        typed_in.fetch_add(1, std::memory_order_relaxed);
         deliver(conn, peer_node, env, caf::make_message(std::move(typed)));
         return;
       }
@@ -739,6 +742,7 @@ struct middleman::impl : detail::engine_handler,
       m->payload = word_buffer{typed.take_words(), bytes};
       m->header = make_envelope(sender ? sender->id() : 0, dest, mid,
                                 schema::PayloadKind::TYPED, bytes, schema_id);
+      typed_out.fetch_add(1, std::memory_order_relaxed);
     } else {
       std::string why;
       auto payload = serialize(std::move(content), why);
@@ -760,6 +764,7 @@ struct middleman::impl : detail::engine_handler,
       m->payload = std::move(*payload);
       m->header = make_envelope(sender ? sender->id() : 0, dest, mid,
                                 schema::PayloadKind::CAF_MESSAGE, m->payload.size());
+      caf_out.fetch_add(1, std::memory_order_relaxed);
     }
     if (m->payload.size() > opts.max_payload) {
       count_drop(0, "outgoing message over max_message_bytes");
@@ -1160,6 +1165,10 @@ transport_stats middleman::stats() const {
   s.messages_in = d.msgs_in.load();
   s.bytes_in = d.bytes_in.load();
   s.peers = d.peer_count.load();
+  s.typed_out = d.typed_out.load();
+  s.typed_in = d.typed_in.load();
+  s.caf_out = d.caf_out.load();
+  s.caf_in = d.caf_in.load();
   s.sends_direct = d.sends_direct.load();
   s.sends_queued = d.sends_queued.load();
   auto sched = progress_stats(d.sys);

@@ -48,6 +48,10 @@ struct transport_stats {
   uint64_t bytes_in = 0;
   uint64_t peers = 0;                    ///< nodes with a live, handshaken connection
   uint64_t remote_keys = 0;              ///< unpacked keys of peers' memory regions
+  uint64_t typed_out = 0; ///< actor messages sent as typed Cap'n Proto payloads
+  uint64_t typed_in = 0;
+  uint64_t caf_out = 0; ///< actor messages sent CAF-serialized
+  uint64_t caf_in = 0;
   uint64_t sends_direct = 0; ///< messages sent from the sender's own thread
   uint64_t sends_queued = 0; ///< ... queued for the worker lock's holder instead
   uint64_t worker_sleeps = 0;       ///< progress scheduler: a worker went to sleep

@@ -110,7 +110,8 @@ BOOST_AUTO_TEST_CASE(typed_capnp_payloads_cross_nodes_and_are_read_in_place) {
       samples.set(i, i * 0.5);
       expected_sum += i * 0.5;
     }
-    auto before = client.transport().stats().bytes_out;
+    auto before_stats = client.transport().stats();
+    auto before = before_stats.bytes_out;
     BOOST_TEST_CONTEXT(count << " samples") {
       self->request(pointer, reply_timeout, typed_message::of<Point>(builder))
         .receive(
@@ -125,9 +126,15 @@ BOOST_AUTO_TEST_CASE(typed_capnp_payloads_cross_nodes_and_are_read_in_place) {
             BOOST_TEST(summary.getSampleSum() == expected_sum);
           },
           [&](const caf::error& err) { BOOST_FAIL(describe(err)); });
-      // Sent as a typed payload: its words plus a small header, no CAF framing.
-      auto sent = client.transport().stats().bytes_out - before;
+      // Sent as a typed payload: its words plus a small header, no CAF framing; the
+      // per-kind counters say neither direction fell back to CAF serialization.
+      auto after = client.transport().stats();
+      auto sent = after.bytes_out - before;
       BOOST_TEST(sent < count * 8 + 1024);
+      BOOST_TEST(after.typed_out - before_stats.typed_out == 1u);
+      BOOST_TEST(after.typed_in - before_stats.typed_in == 1u);
+      BOOST_TEST(after.caf_out == before_stats.caf_out);
+      BOOST_TEST(after.caf_in == before_stats.caf_in);
     }
   }
 }
