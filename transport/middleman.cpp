@@ -248,7 +248,9 @@ struct middleman::impl : detail::engine_handler,
   /// Serializes a message for the wire; on failure returns nothing and says why (a
   /// type that is not registered with add_message_type, usually).
   std::optional<word_buffer> serialize(caf::message msg, std::string& why) {
-    std::vector<char> buf;
+    // The encoding buffer is reused (its capacity stays); the words are the copy.
+    thread_local std::vector<char> buf;
+    buf.clear();
     caf::binary_serializer sink{sys, buf};
     if (auto err = sink(msg)) {
       why = "cannot serialize a message for another node: " + describe(err)
@@ -687,21 +689,21 @@ struct middleman::impl : detail::engine_handler,
 
   // -- sending ----------------------------------------------------------------------
 
-  void route(std::shared_ptr<outgoing_message> m) {
-    auto p = peers.find(m->node);
+  void route(outgoing_message& m) {
+    auto p = peers.find(m.node);
     if (p == peers.end()) {
-      count_drop(0, "no connection to the destination node " + caf::to_string(m->node));
-      if (m->mid.is_request() && m->sender)
-        bounce(m->sender, m->mid,
+      count_drop(0, "no connection to the destination node " + caf::to_string(m.node));
+      if (m.mid.is_request() && m.sender)
+        bounce(m.sender, m.mid,
                make_error(errc::unreachable,
-                          "no connection to node " + caf::to_string(m->node)));
+                          "no connection to node " + caf::to_string(m.node)));
       return;
     }
-    if (m->mid.is_request() && m->sender)
-      p->second.pending.emplace(std::make_pair(m->sender->id(), m->mid.integer_value()),
-                                m->sender);
-    send_frame(p->second.send_conn, am_kind::envelope, std::move(m->header),
-               std::move(m->payload));
+    if (m.mid.is_request() && m.sender)
+      p->second.pending.emplace(std::make_pair(m.sender->id(), m.mid.integer_value()),
+                                m.sender);
+    send_frame(p->second.send_conn, am_kind::envelope, std::move(m.header),
+               std::move(m.payload));
   }
 
   void bounce(const caf::strong_actor_ptr& requester, caf::message_id mid,
@@ -733,14 +735,14 @@ struct middleman::impl : detail::engine_handler,
       }
       sender = nullptr; // a plain send or a response still arrives, anonymously
     }
-    auto m = std::make_shared<outgoing_message>();
+    outgoing_message m;
     if (content.size() == 1 && content.match_element<typed_message>(0)) {
       // Copy-on-write: moves the words out when this message is the only owner.
       auto& typed = content.get_mutable_as<typed_message>(0);
       auto schema_id = typed.schema_id();
       auto bytes = typed.size_bytes();
-      m->payload = word_buffer{typed.take_words(), bytes};
-      m->header = make_envelope(sender ? sender->id() : 0, dest, mid,
+      m.payload = word_buffer{typed.take_words(), bytes};
+      m.header = make_envelope(sender ? sender->id() : 0, dest, mid,
                                 schema::PayloadKind::TYPED, bytes, schema_id);
       typed_out.fetch_add(1, std::memory_order_relaxed);
     } else {
@@ -761,17 +763,17 @@ struct middleman::impl : detail::engine_handler,
         if (!payload)
           return;
       }
-      m->payload = std::move(*payload);
-      m->header = make_envelope(sender ? sender->id() : 0, dest, mid,
-                                schema::PayloadKind::CAF_MESSAGE, m->payload.size());
+      m.payload = std::move(*payload);
+      m.header = make_envelope(sender ? sender->id() : 0, dest, mid,
+                                schema::PayloadKind::CAF_MESSAGE, m.payload.size());
       caf_out.fetch_add(1, std::memory_order_relaxed);
     }
-    if (m->payload.size() > opts.max_payload) {
+    if (m.payload.size() > opts.max_payload) {
       count_drop(0, "outgoing message over max_message_bytes");
       if (mid.is_request() && sender)
         bounce(sender, mid,
                make_error(errc::invalid_config,
-                          "message of " + std::to_string(m->payload.size())
+                          "message of " + std::to_string(m.payload.size())
                             + " bytes exceeds transport.max_message_bytes ("
                             + std::to_string(opts.max_payload) + ")"));
       return;
@@ -782,10 +784,10 @@ struct middleman::impl : detail::engine_handler,
         bounce(sender, mid, make_error(errc::unreachable, "the transport has stopped"));
       return;
     }
-    m->node = node;
-    m->sender = std::move(sender);
-    m->mid = mid;
-    if (run_here_or_queue([this, m] { route(m); }))
+    m.node = node;
+    m.sender = std::move(sender);
+    m.mid = mid;
+    if (run_here_or_queue([this, m = std::move(m)]() mutable { route(m); }))
       sends_direct.fetch_add(1, std::memory_order_relaxed);
     else
       sends_queued.fetch_add(1, std::memory_order_relaxed);
