@@ -2,10 +2,19 @@
 # The main job: installs what is missing, builds, starts a local 4-node instance
 # (`actorhost --size 4`: four processes forming one centralized group), drives it with
 # actorsh through the group's view file (view, ping all, stats, a metadata change, a
-# graceful shutdown of one node), then stops the instance.
+# graceful shutdown of one node), then stops the instance. Exits with the launcher's
+# status (0 after a clean stop).
+#
+# Environment:
+#   TROUPE_DEMO_NO_BUILD=1    skip tools/build.sh (no apt, no configure, no build) and
+#                             run the binaries already built
+#   TROUPE_DEMO_BIN_DIR=DIR   where actorhost and actorsh are (default build/bin); the
+#                             ctest test `demo_runs` passes its own build tree's
+#   TMPDIR                    where the instance's working directory is made
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/build.sh
+[ "${TROUPE_DEMO_NO_BUILD:-0}" = 1 ] || bash tools/build.sh
+bin=${TROUPE_DEMO_BIN_DIR:-build/bin}
 workdir=$(mktemp -d)
 launcher_pid=""
 cleanup() {
@@ -15,8 +24,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== starting: build/bin/actorhost --size 4 -c apps/examples/instance.json"
-build/bin/actorhost --size 4 -c apps/examples/instance.json \
+echo "== starting: $bin/actorhost --size 4 -c apps/examples/instance.json"
+"$bin"/actorhost --size 4 -c apps/examples/instance.json \
   --instance-dir "$workdir/instance" >"$workdir/out" 2>"$workdir/err" &
 launcher_pid=$!
 for _ in $(seq 1 600); do
@@ -29,12 +38,12 @@ grep -q "attach with:" "$workdir/out" || { cat "$workdir/err"; exit 1; }
 view="$workdir/instance/group.json"
 sh() {
   echo "== actorsh -f $view -c \"$1\""
-  build/bin/actorsh -f "$view" -c "$1"
+  "$bin"/actorsh -f "$view" -c "$1"
 }
 sh "view; ping all -n 20; stats"
 sh "metadata set stage demo; shutdown 3"
 for _ in $(seq 1 50); do # the node leaves the group on its way out
-  [ "$(build/bin/actorsh -f "$view" --json -c view | grep -o '"address"' | wc -l)" = 3 ] && break
+  [ "$("$bin"/actorsh -f "$view" --json -c view | grep -o '"address"' | wc -l)" = 3 ] && break
   sleep 0.1
 done
 sh "view"

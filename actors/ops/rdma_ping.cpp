@@ -1,8 +1,8 @@
 #include "actors/ops/rdma_ping.hpp"
 
 #include <algorithm>
-#include <array>
 #include <cstring>
+#include <string>
 
 #include <capnp/message.h>
 #include <caf/actor_cast.hpp>
@@ -19,38 +19,101 @@ namespace {
 constexpr uint64_t got_tag = 1;
 constexpr uint64_t put_tag = 2;
 
-// rdma_ping_pattern(i) depends on i mod 2048 only (131 is odd, and the byte kept is
-// bits 3..10 of i * 131): filling and checking go by blocks of one period, at memcpy
-// and memcmp speed rather than a byte at a time.
-constexpr uint64_t pattern_period = 2048;
+constexpr uint64_t byte_ones = 0x0101010101010101ULL;
+constexpr uint64_t byte_highs = 0x8080808080808080ULL;
 
-std::array<uint8_t, pattern_period> pattern_block(uint8_t plus) {
-  std::array<uint8_t, pattern_period> block;
-  for (uint64_t i = 0; i < pattern_period; ++i)
-    block[i] = static_cast<uint8_t>(rdma_ping_pattern(i) + plus);
-  return block;
+/// Adds 1 to every byte of `w`, each wrapping on its own (no carry into the next).
+constexpr uint64_t add_one_per_byte(uint64_t w) {
+  return ((w & ~byte_highs) + byte_ones) ^ (w & byte_highs);
 }
 
-void fill_pattern(uint8_t* data, uint64_t bytes) {
-  auto block = pattern_block(0);
-  for (uint64_t at = 0; at < bytes; at += pattern_period)
-    std::memcpy(data + at, block.data(), std::min(pattern_period, bytes - at));
+/// Subtracts 1 from every byte of `w`, each wrapping on its own.
+constexpr uint64_t sub_one_per_byte(uint64_t w) {
+  return ((w | byte_highs) - byte_ones) ^ (~w & byte_highs);
 }
 
-/// The first byte that is not pattern + 1, or `bytes`.
-uint64_t first_unexpected(const uint8_t* data, uint64_t bytes) {
-  auto block = pattern_block(1);
-  for (uint64_t at = 0; at < bytes; at += pattern_period) {
-    auto n = std::min(pattern_period, bytes - at);
-    if (std::memcmp(data + at, block.data(), n) != 0)
-      for (uint64_t i = 0; i < n; ++i)
-        if (data[at + i] != block[i])
-          return at + i;
+static_assert(add_one_per_byte(0xff7f80000102fe01ULL) == 0x008081010203ff02ULL);
+static_assert(sub_one_per_byte(0x008081010203ff02ULL) == 0xff7f80000102fe01ULL);
+
+uint64_t load_word(const uint8_t* at, uint64_t bytes = 8) {
+  uint64_t w = 0;
+  std::memcpy(&w, at, bytes);
+  return w;
+}
+
+/// Why byte `at` of the origin's buffer is wrong, naming where its word belongs when
+/// the word is one of this op's (a block put back at a wrong offset).
+std::string why_unexpected(const uint8_t* data, uint64_t bytes, uint64_t seed,
+                           uint64_t at) {
+  auto why = "rdma-ping: byte " + std::to_string(at) + " of " + std::to_string(bytes)
+             + " is not what the target should have put there";
+  auto word_at = at - at % 8;
+  if (word_at + 8 <= bytes) {
+    auto index = sub_one_per_byte(load_word(data + word_at)) ^ rdma_ping_mask(seed);
+    if (index < bytes / 8)
+      why += "; its word belongs at offset " + std::to_string(index * 8);
   }
-  return bytes;
+  return why;
 }
 
 } // namespace
+
+uint64_t rdma_ping_mask(uint64_t seed) {
+  uint64_t z = seed + 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+void rdma_ping_fill(uint8_t* data, uint64_t bytes, uint64_t seed) {
+  auto mask = rdma_ping_mask(seed);
+  auto words = bytes / 8;
+  for (uint64_t i = 0; i < words; ++i) {
+    auto w = i ^ mask;
+    std::memcpy(data + 8 * i, &w, 8);
+  }
+  auto w = words ^ mask; // the tail: the first bytes % 8 bytes of word `words`
+  std::memcpy(data + 8 * words, &w, bytes % 8);
+}
+
+void rdma_ping_add_one(uint8_t* data, uint64_t bytes) {
+  auto words = bytes / 8;
+  for (uint64_t i = 0; i < words; ++i) {
+    auto w = add_one_per_byte(load_word(data + 8 * i));
+    std::memcpy(data + 8 * i, &w, 8);
+  }
+  auto w = add_one_per_byte(load_word(data + 8 * words, bytes % 8));
+  std::memcpy(data + 8 * words, &w, bytes % 8);
+}
+
+uint64_t rdma_ping_first_unexpected(const uint8_t* data, uint64_t bytes, uint64_t seed) {
+  auto mask = rdma_ping_mask(seed);
+  auto words = bytes / 8;
+  // The offset of the first wrong one of the first `n` bytes of word `i`, or `bytes`.
+  auto first_in = [&](uint64_t i, uint64_t n) {
+    auto expected = add_one_per_byte(i ^ mask);
+    uint8_t e[8];
+    std::memcpy(e, &expected, 8);
+    for (uint64_t k = 0; k < n; ++k)
+      if (data[8 * i + k] != e[k])
+        return 8 * i + k;
+    return bytes;
+  };
+  // By chunks without an early exit, so the compiler vectorizes the loop; a chunk
+  // with a difference is searched again.
+  constexpr uint64_t chunk_words = 512;
+  for (uint64_t c = 0; c < words; c += chunk_words) {
+    auto end = std::min(words, c + chunk_words);
+    uint64_t diff = 0;
+    for (uint64_t i = c; i < end; ++i)
+      diff |= load_word(data + 8 * i) ^ add_one_per_byte(i ^ mask);
+    if (diff != 0)
+      for (uint64_t i = c; i < end; ++i)
+        if (load_word(data + 8 * i) != add_one_per_byte(i ^ mask))
+          return first_in(i, 8);
+  }
+  return first_in(words, bytes % 8);
+}
 
 rdma_ping_origin::rdma_ping_origin(uint64_t bytes) : bytes_(bytes) {
 }
@@ -64,7 +127,8 @@ ops::step rdma_ping_origin::on_start(ops::origin_context& ctx) {
   if (!region)
     return ops::step::fail(region.error());
   region_ = *region;
-  fill_pattern(region_->data(), bytes_);
+  seed_ = ctx.mailbox(); // ops running at once move different data
+  rdma_ping_fill(region_->data(), bytes_, seed_);
   capnp::MallocMessageBuilder builder;
   auto ping = builder.initRoot<schema::ops::RdmaPing>();
   write_region_descriptor(region_->descriptor(), ping.initRegion());
@@ -79,11 +143,9 @@ ops::step rdma_ping_origin::on_message(ops::origin_context& ctx, size_t,
   if (!m.holds<schema::ops::RdmaPingAck>())
     return ops::step::fail(
       make_error(errc::provider_failed, "rdma-ping: expected an RdmaPingAck"));
-  if (auto i = first_unexpected(region_->data(), bytes_); i < bytes_)
-    return ops::step::fail(
-      make_error(errc::provider_failed, "rdma-ping: byte " + std::to_string(i)
-                                          + " of the buffer is not what the target "
-                                            "should have put there"));
+  if (auto i = rdma_ping_first_unexpected(region_->data(), bytes_, seed_); i < bytes_)
+    return ops::step::fail(make_error(errc::provider_failed,
+                                      why_unexpected(region_->data(), bytes_, seed_, i)));
   // Released only now, after the ack; and reusable, since the target is done with it.
   // (An op that fails leaves the region unsettled: it is freed, not reused.)
   settle_region(ctx, region_);
@@ -111,15 +173,13 @@ ops::step rdma_ping_target::on_start(ops::target_context& ctx, const typed_messa
 }
 
 ops::step rdma_ping_target::on_other(ops::target_context& ctx, caf::message& m) {
-  if (!m.match_elements<rdma_done>())
+  auto error = rdma_completion(m);
+  if (!error)
     return target_side::on_other(ctx, m);
-  const auto& done = m.get_as<rdma_done>(0);
-  if (done.error)
-    return ops::step::fail(done.error);
-  if (done.tag == got_tag) {
-    auto* data = local_->data(); // hoisted: the loop vectorizes
-    for (size_t i = 0, n = local_->size(); i < n; ++i)
-      ++data[i];
+  if (*error)
+    return ops::step::fail(std::move(*error));
+  if (m.get_as<rdma_done>(0).tag == got_tag) {
+    rdma_ping_add_one(local_->data(), local_->size());
     rdma_put(ctx.self()->system(), remote_, 0, local_, 0, local_->size(),
              caf::actor_cast<caf::actor>(ctx.self()), put_tag);
     ctx.set_state("putting back");

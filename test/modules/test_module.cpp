@@ -1,4 +1,5 @@
-// A loadable module for tests. Op types: test.silent and test.fail (test_ops.hpp).
+// A loadable module for tests. Op types: test.silent, test.fail and test.misplace
+// (test_ops.hpp).
 // Provider types:
 //   "upper"     replies to a string with the string in upper case;
 //   "blackhole" takes a string request and never answers it (keeps it in flight), and
@@ -172,7 +173,8 @@ TROUPE_MODULE(ctx) {
     return 1;
   }
   for (auto err :
-       {ctx.ops.add<troupe::test::silent_op>(), ctx.ops.add<troupe::test::fail_op>()})
+       {ctx.ops.add<troupe::test::silent_op>(), ctx.ops.add<troupe::test::fail_op>(),
+        ctx.ops.add<troupe::test::misplace_op>()})
     if (err) {
       ctx.error = "cannot register the test ops";
       return 1;

@@ -7,14 +7,25 @@
 //                 op ends it.
 //   test.fail     the target fails at once with troupe.refused "told to fail".
 //   test.nowhere  registered by the test only: unknown at every target.
+//   test.misplace an rdma-ping target that puts the data back with a block at a wrong
+//                 offset: its first 4 KiB also land over the next 4 KiB (the test
+//                 launches it with rdma-ping's origin, which must notice).
 
+#include <cstdint>
+#include <cstring>
+#include <memory>
 #include <string>
 
 #include <capnp/message.h>
+#include <caf/actor_cast.hpp>
+#include <caf/event_based_actor.hpp>
 
 #include "base/error.hpp"
 #include "runtime/ops.hpp"
 #include "schema/ops.capnp.h"
+#include "transport/rdma.hpp"
+#include "transport/region_codec.hpp"
+#include "transport/typed_message.hpp"
 
 namespace troupe::test {
 
@@ -56,6 +67,55 @@ public:
   }
 };
 
+class misplacing_target : public ops::target_side {
+public:
+  ops::step on_start(ops::target_context& ctx, const typed_message& m) override {
+    if (!m.holds<schema::ops::RdmaPing>())
+      return ops::step::fail(make_error(errc::refused, "expected an RdmaPing"));
+    typed_reader<schema::ops::RdmaPing> ping{m};
+    length_ = ping.root().getLength();
+    if (!read_region_descriptor(ping.root().getRegion(), remote_) || length_ < 2 * block
+        || length_ > remote_.length)
+      return ops::step::fail(make_error(errc::refused, "8 KiB or more, please"));
+    auto region = memory_region::allocate(ctx.self()->system(), length_);
+    if (!region)
+      return ops::step::fail(region.error());
+    local_ = *region;
+    rdma_get(ctx.self()->system(), remote_, 0, local_, 0, length_,
+             caf::actor_cast<caf::actor>(ctx.self()), 0);
+    return ops::step::wait();
+  }
+
+  ops::step on_other(ops::target_context& ctx, caf::message& m) override {
+    if (!m.match_elements<rdma_done>())
+      return target_side::on_other(ctx, m);
+    if (auto& error = m.get_as<rdma_done>(0).error)
+      return ops::step::fail(error);
+    if (!putting_) { // the get is done
+      putting_ = true;
+      auto* data = local_->data();
+      for (uint64_t i = 0; i < length_; ++i)
+        ++data[i];
+      std::memcpy(data + block, data, block);
+      rdma_put(ctx.self()->system(), remote_, 0, local_, 0, length_,
+               caf::actor_cast<caf::actor>(ctx.self()), 0);
+      return ops::step::wait();
+    }
+    capnp::MallocMessageBuilder builder;
+    builder.initRoot<schema::ops::RdmaPingAck>().setLength(length_);
+    ctx.reply(typed_message::of<schema::ops::RdmaPingAck>(builder));
+    return ops::step::done();
+  }
+
+  static constexpr uint64_t block = 4096;
+
+private:
+  region_descriptor remote_;
+  uint64_t length_ = 0;
+  bool putting_ = false;
+  std::shared_ptr<memory_region> local_;
+};
+
 struct silent_op {
   static constexpr const char* name = "test.silent";
   using origin = holding_origin;
@@ -72,6 +132,14 @@ struct nowhere_op {
   static constexpr const char* name = "test.nowhere";
   using origin = holding_origin;
   using target = holding_target;
+};
+
+/// Registered by the test module for its target; the test registers its own op of
+/// this name with rdma-ping's origin.
+struct misplace_op {
+  static constexpr const char* name = "test.misplace";
+  using origin = holding_origin;
+  using target = misplacing_target;
 };
 
 } // namespace troupe::test

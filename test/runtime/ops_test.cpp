@@ -2,16 +2,19 @@
 #include <boost/test/unit_test.hpp>
 
 // The op framework across real actorhost processes: the built-in ops (ping on one and
-// three targets, rdma-ping, scatter and gather, the DHT over a four-node group), 10,000
-// concurrent pings each completed once, an unknown op id at the target, a failing
-// target, the deadline, a node killed in the middle of an op and of a scatter, and
-// op-id collisions at registration. Targets run in actorhost processes that load the
-// test module (test.silent, test.fail); origins run in this process's node.
+// three targets, rdma-ping and its data, scatter and gather, the DHT over a four-node
+// group), 10,000 concurrent pings each completed once, an unknown op id at the target,
+// a failing target, a target that puts data back at a wrong offset, the deadline, a
+// node killed in the middle of an op and of a scatter, and op-id collisions at
+// registration. Targets run in actorhost processes that load the test module
+// (test.silent, test.fail, test.misplace); origins run in this process's node.
 
 #include <atomic>
 #include <csignal>
+#include <cstring>
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
@@ -47,6 +50,13 @@ std::string target_config() {
          + R"("]})";
 }
 
+/// rdma-ping's origin against the test module's misplacing target.
+struct misplaced_rdma_ping_op {
+  static constexpr const char* name = misplace_op::name;
+  using origin = actors::rdma_ping_origin;
+  using target = misplacing_target;
+};
+
 struct ops_fixture {
   node client{parse_node_config(R"({"threads": 2})", "client.json")};
 
@@ -56,6 +66,7 @@ struct ops_fixture {
     BOOST_REQUIRE(!reg.add<silent_op>());
     BOOST_REQUIRE(!reg.add<fail_op>());
     BOOST_REQUIRE(!reg.add<nowhere_op>());
+    BOOST_REQUIRE(!reg.add<misplaced_rdma_ping_op>());
     if (auto err = client.start())
       throw std::runtime_error(describe(err));
   }
@@ -145,6 +156,47 @@ BOOST_AUTO_TEST_CASE(op_ids_are_name_hashes_and_collisions_are_refused) {
   BOOST_TEST(reg.all().size() == 1u);
 }
 
+BOOST_AUTO_TEST_CASE(rdma_ping_data_encodes_its_offset_so_a_misplaced_block_is_caught) {
+  // 64 KiB and a tail that is not a whole word.
+  constexpr uint64_t n = (uint64_t{64} << 10) + 5;
+  constexpr uint64_t seed = 7;
+  std::vector<uint8_t> sent(n);
+  actors::rdma_ping_fill(sent.data(), n, seed);
+  // The origin's data is the tests' pattern of its seed (support/pattern.hpp, written
+  // apart from the op): every 8-byte word holds its own index.
+  auto mismatch = pattern_mismatch(sent.data(), n, seed);
+  BOOST_TEST(!mismatch, mismatch.value_or(""));
+  // Data the target left as it was is wrong from its first byte on.
+  BOOST_TEST(actors::rdma_ping_first_unexpected(sent.data(), n, seed) == 0u);
+  auto back = sent;
+  actors::rdma_ping_add_one(back.data(), n);
+  for (uint64_t i = 0; i < n; ++i)
+    if (back[i] != static_cast<uint8_t>(sent[i] + 1))
+      BOOST_FAIL("rdma_ping_add_one left byte " << i << " without its 1");
+  BOOST_TEST(actors::rdma_ping_first_unexpected(back.data(), n, seed) == n);
+  uint64_t at = 0;
+  // A 4 KiB block put back at another 4 KiB-aligned offset (the old data repeated
+  // every 2 KiB and passed) is caught in its first word (whose first bytes may agree:
+  // word indices 1024 and 3072 differ in their second byte only).
+  auto moved = back;
+  std::memcpy(moved.data() + 24576, back.data() + 8192, 4096);
+  at = actors::rdma_ping_first_unexpected(moved.data(), n, seed);
+  BOOST_TEST(at / 8 == 24576u / 8, at);
+  // So is a block one byte off, and a tail that lost its last byte.
+  auto shifted = back;
+  std::memmove(shifted.data() + 1001, back.data() + 1000, 64);
+  at = actors::rdma_ping_first_unexpected(shifted.data(), n, seed);
+  BOOST_TEST((at >= 1001u && at < 1001u + 64u), at);
+  auto tail = back;
+  tail[n - 1] = back[n - 2];
+  BOOST_TEST(actors::rdma_ping_first_unexpected(tail.data(), n, seed) == n - 1);
+  // Another op's data (another seed) never passes for this op's.
+  std::vector<uint8_t> other(n);
+  actors::rdma_ping_fill(other.data(), n, seed + 1);
+  actors::rdma_ping_add_one(other.data(), n);
+  BOOST_TEST(actors::rdma_ping_first_unexpected(other.data(), n, seed) < 8u);
+}
+
 BOOST_FIXTURE_TEST_SUITE(ops_across_processes, ops_fixture)
 
 BOOST_AUTO_TEST_CASE(ping_returns_the_payload_from_one_and_from_three_nodes) {
@@ -195,6 +247,26 @@ BOOST_AUTO_TEST_CASE(rdma_ping_moves_1_MiB_and_64_MiB_both_ways_byte_for_byte) {
   auto keys = topic_of(a.address(), "stats")["remote_keys"].get<uint64_t>();
   BOOST_TEST(keys > 0u);
   BOOST_TEST(keys <= 64u);
+}
+
+BOOST_AUTO_TEST_CASE(rdma_ping_fails_when_a_block_comes_back_at_a_wrong_offset) {
+  // The target (test.misplace) gets the bytes by RDMA, adds 1 to each and puts them
+  // back with its first 4 KiB also over the next 4 KiB: rdma-ping's origin must name
+  // the first misplaced byte and where its word belongs.
+  host_process a{target_config()};
+  auto r = ops::launch<misplaced_rdma_ping_op>(client, {a.address()}, uint64_t{1} << 20)
+             .get_for(60s);
+  BOOST_REQUIRE(r);
+  BOOST_REQUIRE(!*r);
+  auto why = describe(r->error());
+  BOOST_TEST(has_code(r->error(), errc::provider_failed), why);
+  // The first wrong byte is in the first misplaced word (the word it holds, word 0,
+  // may agree with word 512 in its first bytes).
+  auto at = why.find("byte ");
+  BOOST_REQUIRE_MESSAGE(at != std::string::npos, why);
+  auto first = std::stoull(why.substr(at + 5));
+  BOOST_TEST(first / 8 == misplacing_target::block / 8, why);
+  BOOST_TEST(why.find("its word belongs at offset 0") != std::string::npos, why);
 }
 
 BOOST_AUTO_TEST_CASE(ten_thousand_concurrent_pings_complete_each_exactly_once) {
