@@ -42,11 +42,19 @@ sh() {
 }
 sh "view; ping all -n 20; stats"
 sh "metadata set stage demo; shutdown 3"
+left=no
 for _ in $(seq 1 50); do # the node leaves the group on its way out
-  [ "$("$bin"/actorsh -f "$view" --json -c view | grep -o '"address"' | wc -l)" = 3 ] && break
+  if [ "$("$bin"/actorsh -f "$view" --json -c view | grep -o '"address"' | wc -l)" = 3 ]; then
+    left=yes
+    break
+  fi
   sleep 0.1
 done
 sh "view"
+if [ "$left" != yes ]; then
+  echo "demo: rank 3 was still in the view 5 s after its shutdown" >&2
+  exit 1
+fi
 echo "== stopping the instance (SIGTERM to the launcher)"
 kill -TERM "$launcher_pid"
 status=0
