@@ -29,6 +29,9 @@ using detail::cpu_relax;
 /// from a busy worker that nobody woke it for.
 constexpr int max_sleep_ms = 100;
 
+/// How long a spinning worker only pauses between polls before it starts yielding.
+constexpr std::chrono::microseconds pause_window{5};
+
 /// How long a worker sleeps when it could not arm the UCX worker (a sender held the
 /// lock at that moment) and nobody spins: it then looks again soon.
 constexpr int unarmed_sleep_ms = 1;
@@ -155,9 +158,13 @@ public:
         spinning = shared.spinners.compare_exchange_strong(none, 1);
       }
       if (keep_spinning && spinning) {
-        // Yield, not just pause: on a box with more runnable threads than cores, the
-        // thread this one waits for (the peer's, on the same core) must get to run.
-        std::this_thread::yield();
+        // Pause first (an answer on its way comes within microseconds), then yield
+        // at every poll: on a box with more runnable threads than cores, the thread
+        // this one waits for (a peer's, on the same core) must get to run.
+        if (now - idle_since < pause_window)
+          cpu_relax();
+        else
+          std::this_thread::yield();
         continue;
       }
       if (spinning) {

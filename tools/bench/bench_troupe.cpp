@@ -225,15 +225,6 @@ result_set measure_troupe(const std::string& address, const workload& w) {
   auto target = *target_or;
   auto& sys = client.system();
 
-  // A connected node with no traffic: what its threads cost while they wait.
-  {
-    auto cpu = process_cpu_seconds();
-    auto start = clock_type::now();
-    std::this_thread::sleep_for(std::chrono::duration<double>(w.idle_seconds));
-    r.idle_cpu_percent =
-      100.0 * (process_cpu_seconds() - cpu) / (micros_since(start) / 1e6);
-  }
-
   measure_actor(sys, target, w, r);
 
   // (d) RDMA get of 1 MiB, a few in flight.
@@ -267,6 +258,16 @@ result_set measure_troupe(const std::string& address, const workload& w) {
           (double(w.rdma_bytes) * w.rdma_iterations) / (micros_since(start) * 1e3);
     }
   }
+  // Last (a long idle period before the round trips would cool the machine down
+  // for them): a connected node with no traffic: what its threads cost while they wait.
+  {
+    auto cpu = process_cpu_seconds();
+    auto start = clock_type::now();
+    std::this_thread::sleep_for(std::chrono::duration<double>(w.idle_seconds));
+    r.idle_cpu_percent =
+      100.0 * (process_cpu_seconds() - cpu) / (micros_since(start) / 1e6);
+  }
+
   client.stop();
   return r;
 }
