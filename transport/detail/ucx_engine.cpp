@@ -155,6 +155,7 @@ struct engine::impl {
     auto token = std::unique_ptr<rma_token>(static_cast<rma_token*>(user_data));
     if (status != UCS_OK && token->state->error.empty())
       token->state->error = "RDMA failed: " + status_text(status);
+    --token->self->rma_in_flight;
     token->self->rma_completions.push_back(std::move(token->state));
     ucp_request_free(request);
   }
@@ -222,6 +223,12 @@ struct engine::impl {
   std::atomic<uint64_t> pending{0};
   std::atomic<int> armed{0};
   bool sends_in_progress = false; // lock holder: a send left for progress to finish
+  // Set when a thread that does not poll left an operation in progress; until the
+  // next round, no poller may go to sleep (arming does not see such work).
+  bool needs_progress = false; // lock holder
+  // RDMA operations issued and not completed. UCX may finish them only while it is
+  // progressed, without an event on the worker's fd: pollers do not sleep meanwhile.
+  uint64_t rma_in_flight = 0; // lock holder
   std::atomic<bool> accepting_posts{true};
   std::atomic<int> producers{0};
 
@@ -636,8 +643,12 @@ void engine::impl::unlock(bool drain) {
   }
   // A send that did not complete at once needs progress; a poller's next round
   // gives it that, anybody else's release wakes a sleeping poller.
-  bool kick = sends_in_progress && !drain;
+  // So does an RDMA that completed at once: its completion is reported by the next
+  // round's dispatch.
+  bool kick = (sends_in_progress || !rma_completions.empty()) && !drain;
   sends_in_progress = false;
+  if (kick)
+    needs_progress = true;
   lock_held_by_this_thread = nullptr;
   locked.store(false); // seq_cst: pairs with post()'s check of the lock
   // A post that came between the drain and the release found the lock taken: its
@@ -649,6 +660,7 @@ void engine::impl::unlock(bool drain) {
 
 bool engine::impl::round() {
   round_count.fetch_add(1, std::memory_order_relaxed);
+  needs_progress = false;
   bool busy = ucp_worker_progress(worker) != 0;
   dispatch();
   busy = drain_posts() || busy;
@@ -751,7 +763,8 @@ void engine::impl::wait_for_events() {
     lock();
     armed.fetch_add(1);
     // ucp_worker_arm says BUSY when events are pending: then progress again.
-    if (pending.load() == 0 && ucp_worker_arm(worker) == UCS_OK)
+    if (pending.load() == 0 && !needs_progress && rma_in_flight == 0
+        && ucp_worker_arm(worker) == UCS_OK)
       fd = epoll_fd;
     lock_held_by_this_thread = nullptr;
     locked.store(false);
@@ -1092,7 +1105,8 @@ int engine::begin_sleep() {
   }
   d.armed.fetch_add(1);
   int fd = -1;
-  if (d.pending.load() == 0 && ucp_worker_arm(d.worker) == UCS_OK)
+  if (d.pending.load() == 0 && !d.needs_progress && d.rma_in_flight == 0
+      && ucp_worker_arm(d.worker) == UCS_OK)
     fd = d.worker_fd;
   else
     d.armed.fetch_sub(1);
@@ -1267,8 +1281,10 @@ void engine::rma(conn_id conn, bool is_put, void* local, size_t length,
       },
       &impl::on_rma_done);
   }
-  if (status == UCS_INPROGRESS)
+  if (status == UCS_INPROGRESS) {
     d.sends_in_progress = true; // someone must progress the worker for it
+    ++d.rma_in_flight;
+  }
   if (status != UCS_INPROGRESS) {
     if (status != UCS_OK && state->error.empty())
       state->error = "RDMA failed: " + status_text(status);
