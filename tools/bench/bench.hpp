@@ -61,7 +61,7 @@ struct result_set {
 struct workload {
   std::vector<size_t> rtt_sizes{8, 64, 64 * 1024};
   int rtt_iterations = 2000;
-  int warmup = 200;
+  int warmup = 3000;
   int one_way_messages = 200000;
   std::vector<int> in_flight{1, 8, 64};
   int in_flight_requests = 20000;
