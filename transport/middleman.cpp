@@ -34,6 +34,7 @@
 #include "base/log.hpp"
 #include "schema/envelope.capnp.h"
 #include "transport/address.hpp"
+#include "transport/blocking_wait.hpp"
 #include "transport/detail/ucx_engine.hpp"
 #include "transport/detail/node_codec.hpp"
 #include "transport/rdma.hpp"
@@ -284,7 +285,8 @@ struct middleman::impl : detail::engine_handler,
         engine->unlock();
         // A thread that is not a worker (a blocking actor, typically) waits for the
         // answer elsewhere: get a worker polling while it travels.
-        if (current_progress_worker() == nullptr)
+        if (current_progress_worker() == nullptr
+            && !blocking_waiter::active_on_this_thread())
           nudge_progress_scheduler(sys);
         return true;
       }
@@ -743,7 +745,7 @@ struct middleman::impl : detail::engine_handler,
       auto bytes = typed.size_bytes();
       m.payload = word_buffer{typed.take_words(), bytes};
       m.header = make_envelope(sender ? sender->id() : 0, dest, mid,
-                                schema::PayloadKind::TYPED, bytes, schema_id);
+                               schema::PayloadKind::TYPED, bytes, schema_id);
       typed_out.fetch_add(1, std::memory_order_relaxed);
     } else {
       std::string why;
@@ -765,7 +767,7 @@ struct middleman::impl : detail::engine_handler,
       }
       m.payload = std::move(*payload);
       m.header = make_envelope(sender ? sender->id() : 0, dest, mid,
-                                schema::PayloadKind::CAF_MESSAGE, m.payload.size());
+                               schema::PayloadKind::CAF_MESSAGE, m.payload.size());
       caf_out.fetch_add(1, std::memory_order_relaxed);
     }
     if (m.payload.size() > opts.max_payload) {
@@ -1185,6 +1187,14 @@ transport_stats middleman::stats() const {
   std::lock_guard<std::mutex> guard{d.drops_mtx};
   s.drops = d.drops;
   return s;
+}
+
+bool middleman::poll_once() {
+  return impl_->engine && impl_->engine->poll() == detail::poll_outcome::busy;
+}
+
+std::chrono::microseconds middleman::spin_window() const {
+  return impl_->opts.spin_window;
 }
 
 caf::proxy_registry& middleman::proxies() {

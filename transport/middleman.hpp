@@ -130,6 +130,13 @@ public:
 
   transport_stats stats() const;
 
+  /// How long a thread keeps polling after activity before it sleeps (spin_us).
+  std::chrono::microseconds spin_window() const;
+
+  /// One progress round on this thread if nobody else polls right now: for a blocking
+  /// caller waiting for an answer (blocking_wait.hpp). True if anything happened.
+  bool poll_once();
+
   /// The proxy registry holding this node's proxies of remote actors.
   caf::proxy_registry& proxies();
 

@@ -10,6 +10,8 @@
 #include "base/error.hpp"
 #include "runtime/locator.hpp"
 #include "runtime/node.hpp"
+#include "transport/blocking_wait.hpp"
+#include "transport/middleman.hpp"
 
 namespace troupe::group {
 
@@ -69,9 +71,11 @@ caf::expected<T> call(group_client::shared& st, retry policy, const Ts&... xs) {
   auto& self = *st.caller;
   auto ask = [&](const caf::actor& member) {
     caf::expected<T> result{caf::error{}};
-    self->request(member, st.timeout, xs...)
-      .receive([&](T& value) { result = std::move(value); },
-               [&](caf::error& err) { result = std::move(err); });
+    transport::blocking_waiter waiter{st.owner->transport()};
+    auto answer = self->request(member, st.timeout, xs...);
+    waiter.wait_for_mail(*self.ptr());
+    answer.receive([&](T& value) { result = std::move(value); },
+                   [&](caf::error& err) { result = std::move(err); });
     return result;
   };
   caf::actor member;

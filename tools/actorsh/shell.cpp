@@ -17,6 +17,8 @@
 #include "base/text.hpp"
 #include "runtime/node.hpp"
 #include "runtime/node_service.hpp"
+#include "transport/blocking_wait.hpp"
+#include "transport/middleman.hpp"
 
 namespace troupe::shell {
 
@@ -558,11 +560,13 @@ bool session::ping(const std::vector<std::string>& args, std::ostream& out,
   for (int i = 0; i < count; ++i) {
     auto start = clock_type::now();
     bool ok = false;
-    self->request(*service, opts_.timeout, ping_atom::value, payload)
-      .receive([&](const std::string&) { ok = true; },
-               [&](const caf::error& e) {
-                 err << "ping " << name << ": " << describe(e) << "\n";
-               });
+    transport::blocking_waiter waiter{client_.transport()};
+    auto answer = self->request(*service, opts_.timeout, ping_atom::value, payload);
+    waiter.wait_for_mail(*self.ptr());
+    answer.receive([&](const std::string&) { ok = true; },
+                   [&](const caf::error& e) {
+                     err << "ping " << name << ": " << describe(e) << "\n";
+                   });
     if (!ok)
       return false;
     samples.push_back(
