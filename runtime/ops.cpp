@@ -5,6 +5,7 @@
 #include <deque>
 #include <map>
 #include <sstream>
+#include <thread>
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -140,6 +141,10 @@ struct op_handle::shared {
   std::optional<op_result> result;                            // guarded by mtx
   std::vector<std::function<void(const op_result&)>> waiting; // guarded by mtx
   caf::actor origin;                                          // guarded by mtx
+  std::atomic<bool> done{false}; // result is set: a waiter may spin on it unlocked
+  /// How long a waiting thread spins before it sleeps: the node's spin window (being
+  /// woken costs more than most ops here).
+  std::chrono::microseconds spin{0};
 
   /// Sets the result; false if there already was one (it arrives exactly once).
   bool complete(op_result r) {
@@ -150,6 +155,7 @@ struct op_handle::shared {
         return false;
       result = std::move(r);
       callbacks.swap(waiting);
+      done.store(true);
     }
     done_cv.notify_all();
     for (auto& f : callbacks)
@@ -167,13 +173,28 @@ op_handle op_handle::finished(op_result result) {
   return op_handle{state};
 }
 
+namespace {
+
+/// Spins up to `window` (yielding the core) until the op is done: a result that
+/// comes meanwhile needs no wakeup of the waiting thread.
+void spin_for_result(const std::atomic<bool>& done, std::chrono::microseconds window) {
+  auto until = std::chrono::steady_clock::now() + window;
+  while (!done.load() && std::chrono::steady_clock::now() < until)
+    std::this_thread::yield();
+}
+
+} // namespace
+
 op_result op_handle::get() const {
+  spin_for_result(state_->done, state_->spin);
   std::unique_lock<std::mutex> guard{state_->mtx};
   state_->done_cv.wait(guard, [&] { return state_->result.has_value(); });
   return *state_->result;
 }
 
 std::optional<op_result> op_handle::get_for(std::chrono::milliseconds timeout) const {
+  spin_for_result(state_->done,
+                  std::min<std::chrono::microseconds>(state_->spin, timeout));
   std::unique_lock<std::mutex> guard{state_->mtx};
   if (!state_->done_cv.wait_for(guard, timeout,
                                 [&] { return state_->result.has_value(); }))
@@ -997,6 +1018,7 @@ op_handle launch(node& n, std::string_view name, std::unique_ptr<origin_side> or
                     ? options.deadline
                     : std::chrono::milliseconds{n.config().ops.deadline_ms};
   rt.count("launched");
+  state->spin = n.transport().spin_window();
   auto actor = n.system().spawn(origin_behavior, &rt, entry,
                                 std::shared_ptr<origin_side>{std::move(origin)},
                                 std::move(targets), state, deadline);
