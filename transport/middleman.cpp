@@ -694,7 +694,11 @@ struct middleman::impl : detail::engine_handler,
   void route(outgoing_message& m) {
     auto p = peers.find(m.node);
     if (p == peers.end()) {
-      count_drop(0, "no connection to the destination node " + caf::to_string(m.node));
+      // One counter for all such nodes (a node per key would grow the table with
+      // every node that ever died); the node is in the log line and in the error.
+      TROUPE_LOG_DEBUG(log_component,
+                       "no connection to node " << caf::to_string(m.node) << ": dropped");
+      count_drop(0, "no connection to the destination node");
       if (m.mid.is_request() && m.sender)
         bounce(m.sender, m.mid,
                make_error(errc::unreachable,

@@ -282,6 +282,11 @@ private:
   void sleep(Worker* self) {
     auto& me = self->data();
     auto& shared = self->parent()->data();
+    // busy_poll: the transport is never left without a poller; without a spinner
+    // (the last one just took a job), this worker goes back to poll instead.
+    if (shared.busy_poll && shared.spinners.load() == 0
+        && shared.engine.load() != nullptr)
+      return;
     me.state.store(asleep);
     // Anything to run (ours, or stealable) that came before the state was visible?
     auto p = self->parent();

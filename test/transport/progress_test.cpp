@@ -50,10 +50,12 @@ const std::string blackhole_provider =
 struct client_node {
   node client;
 
-  explicit client_node(unsigned threads, const std::string& scheduler = "progress")
-    : client{parse_node_config(R"({"threads": )" + std::to_string(threads)
-                                 + R"(, "scheduler": ")" + scheduler + "\"}",
-                               "client.json")} {
+  explicit client_node(unsigned threads, const std::string& scheduler = "progress",
+                       bool busy_poll = false)
+    : client{parse_node_config(
+      R"({"threads": )" + std::to_string(threads) + R"(, "scheduler": ")" + scheduler
+        + R"(", "transport": {"busy_poll": )" + (busy_poll ? "true" : "false") + "}}",
+      "client.json")} {
     if (auto err = client.start())
       throw std::runtime_error(describe(err));
   }
@@ -140,6 +142,27 @@ BOOST_AUTO_TEST_CASE(per_pair_order_holds_with_concurrent_senders_on_several_wor
   // behind a holder of the worker lock (4 senders on 4 workers collide).
   BOOST_TEST(stats.sends_direct > 0u);
   BOOST_TEST(stats.sends_queued > 0u);
+}
+
+BOOST_AUTO_TEST_CASE(busy_polling_serves_requests_and_never_sleeps_on_the_transport) {
+  // busy_poll: one worker polls without end (the others sleep on their own eventfd,
+  // never armed on UCX's); requests from several actors are all answered.
+  host_process host{host_config(echo_provider)};
+  client_node c{2, "progress", true};
+  auto echo = c.lookup(host.address(), "echo", 1);
+  auto armed_before = c.client.transport().stats().worker_armed_sleeps;
+  caf::scoped_actor self{c.client.system()};
+  for (uint64_t s = 0; s < 2; ++s)
+    c.client.system().spawn(ordered_sender, echo, caf::actor{self}, s, uint64_t{5000},
+                            uint64_t{16});
+  for (int s = 0; s < 2; ++s)
+    self->receive(
+      [&](uint64_t sender, uint64_t out_of_order) {
+        BOOST_TEST(out_of_order == 0u, "sender " << sender);
+      },
+      [&](caf::error& err) { BOOST_FAIL("a request failed: " << describe(err)); },
+      caf::after(60s) >> [&] { BOOST_FAIL("senders did not finish within 60 s"); });
+  BOOST_TEST(c.client.transport().stats().worker_armed_sleeps == armed_before);
 }
 
 BOOST_AUTO_TEST_CASE(a_handler_that_blocks_the_only_worker_still_gets_its_answer) {
