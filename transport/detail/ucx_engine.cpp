@@ -1049,8 +1049,13 @@ void engine::post(std::function<void()> fn) {
     d.producers.fetch_sub(1);
     return;
   }
-  d.queue.push(std::move(fn));
+  // Counted before it is pushed: `pending` may count an item not in the queue yet,
+  // never miss one that is. (Counted after, a holder could pop it first and bring
+  // the count to 0 with another thread's item still queued; a direct send checking
+  // has_posts() then overtook that item: per-pair order broke, seen by the order test
+  // under ASan.)
   d.pending.fetch_add(1);
+  d.queue.push(std::move(fn));
   // Whoever holds the lock runs it before letting go (unlock re-checks). Otherwise a
   // poller asleep on the worker must wake: ucp_worker_signal is the one worker call
   // that is safe from any thread, and it costs a system call, so only then.
