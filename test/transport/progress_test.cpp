@@ -218,7 +218,9 @@ BOOST_AUTO_TEST_CASE(an_idle_node_sleeps_on_the_transport_and_wakes_for_a_messag
     auto took_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
         .count();
-    BOOST_TEST(took_ms < 15.0, "round trip after idling took " << took_ms << " ms");
+    // A worker that only woke by its sleep timeout would take 100 ms; the margin is
+    // for a loaded box.
+    BOOST_TEST(took_ms < 50.0, "round trip after idling took " << took_ms << " ms");
     std::this_thread::sleep_for(200ms);
   }
 }
@@ -328,9 +330,11 @@ BOOST_AUTO_TEST_CASE(a_blocking_waiter_receives_its_answers_without_waking_a_wor
   auto with = wakeups() - before;
   BOOST_TEST_MESSAGE("workers woken: " << without << " without a waiter, " << with
                                        << " with one");
-  // Without a waiter, most sends wake a worker; with one, (almost) none does (a job
-  // from elsewhere, e.g. CAF's clock, may still wake one now and then).
-  BOOST_TEST(without > uint64_t{rounds / 2});
+  // Without a waiter, a send wakes a worker whenever all of them sleep (most rounds on
+  // an idle box; fewer on a loaded one, where workers are awake more often); with
+  // one, (almost) none is woken (a job from elsewhere, e.g. CAF's clock, may still
+  // wake one now and then).
+  BOOST_TEST(without > with);
   BOOST_TEST(with < uint64_t{rounds / 10});
 }
 
