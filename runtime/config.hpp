@@ -25,14 +25,15 @@ struct transport_config {
   std::string protocol = "ucx";
   std::string address = "127.0.0.1";
   uint16_t port = 0; ///< 0 = any free port
-  /// Spin the progress thread instead of sleeping in epoll: lower latency, one core.
+  /// Never let the transport sleep: one thread always polls it (lower latency, one
+  /// core).
   bool busy_poll = false;
   /// UCX keepalive interval: how soon a silent dead peer is noticed.
   unsigned keepalive_ms = 500;
   /// Largest message (payload bytes) this node sends or accepts; bigger ones are
   /// refused with an error (sending) or dropped and counted (receiving).
   uint64_t max_message_bytes = uint64_t{1} << 30;
-  /// Without busy_poll: how long the progress thread keeps polling after activity
+  /// Without busy_poll: how long a polling thread keeps polling after activity
   /// before it sleeps. A sleeping thread costs a wakeup per message (tens of
   /// microseconds on a small VM); polling costs a core while it lasts.
   unsigned spin_us = 50;

@@ -363,8 +363,8 @@ static int run_main(int argc, char** argv) {
   transport->add_flag("--json", as_json, "print JSON instead of a table");
   transport->add_flag("--quick", quick, "fewer iterations (a smoke run)");
   transport->add_flag("--busy-poll", busy_poll,
-                      "Troupe's progress threads spin instead of sleeping (as raw UCX "
-                      "here always does)");
+                      "Troupe never lets the transport sleep: one thread always polls "
+                      "(as raw UCX here always does)");
   transport->add_option("--only", only, "measure one system only")
     ->check(CLI::IsMember({"troupe", "troupe-v1", "ucx", "caf", "caf-local"}));
   auto groups = app.add_subcommand(

@@ -1,7 +1,7 @@
 #pragma once
 // A lock-free multi-producer, single-consumer queue of closures (Vyukov's intrusive
-// MPSC queue): producers never block each other or the consumer. The progress thread
-// is the one consumer.
+// MPSC queue): producers never block each other or the consumer. The holder of the
+// engine's worker lock is the one consumer (one at a time; the lock orders them).
 
 #include <atomic>
 #include <functional>
