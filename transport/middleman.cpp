@@ -204,10 +204,11 @@ struct middleman::impl : detail::engine_handler,
   // -- helpers ----------------------------------------------------------------------
 
   /// Where an actor we hand a message to is scheduled: on this very thread when it
-  /// is a progress scheduler worker (it runs the actor next, no wakeup), otherwise
-  /// through the scheduler.
+  /// is a progress scheduler worker polling from its scheduling loop (it runs the
+  /// actor next, no wakeup), otherwise through the scheduler (e.g. a worker polling
+  /// from inside a handler, through a blocking waiter: it may block there).
   caf::execution_unit* enqueue_unit() {
-    if (auto worker = current_progress_worker())
+    if (auto worker = polling_progress_worker())
       return worker;
     return &exec_unit;
   }
@@ -276,9 +277,10 @@ struct middleman::impl : detail::engine_handler,
 
   /// Runs `fn` (which sends) on this thread when nobody else holds the worker lock
   /// and nothing was queued before it (per-peer order); otherwise queues it for the
-  /// holder, who runs it before letting go. True if it ran here.
-  template <class F>
-  bool run_here_or_queue(F&& fn) {
+  /// holder, who runs it before letting go. True if it ran here. If the engine
+  /// stopped meanwhile, `refused` runs instead (it owes a waiter its answer).
+  template <class F, class G>
+  bool run_here_or_queue(F&& fn, G&& refused) {
     if (engine->try_lock()) {
       if (!engine->has_posts()) {
         fn();
@@ -292,10 +294,11 @@ struct middleman::impl : detail::engine_handler,
       }
       engine->unlock();
     }
-    engine->post([self = shared_from_this(), fn = std::forward<F>(fn)]() mutable {
-      static_cast<void>(self); // keeps the state `fn` uses alive until it runs
-      fn();
-    });
+    if (!engine->post([self = shared_from_this(), fn = std::forward<F>(fn)]() mutable {
+          static_cast<void>(self); // keeps the state `fn` uses alive until it runs
+          fn();
+        }))
+      refused();
     return false;
   }
 
@@ -793,7 +796,12 @@ struct middleman::impl : detail::engine_handler,
     m.node = node;
     m.sender = std::move(sender);
     m.mid = mid;
-    if (run_here_or_queue([this, m = std::move(m)]() mutable { route(m); }))
+    auto stopped = [this, requester = m.sender, request = m.mid] {
+      if (request.is_request() && requester)
+        bounce(requester, request,
+               make_error(errc::unreachable, "the transport has stopped"));
+    };
+    if (run_here_or_queue([this, m = std::move(m)]() mutable { route(m); }, stopped))
       sends_direct.fetch_add(1, std::memory_order_relaxed);
     else
       sends_queued.fetch_add(1, std::memory_order_relaxed);
@@ -1103,6 +1111,8 @@ uint64_t middleman::find_remote_actor(const std::string& uri, const std::string&
       return done(caf::actor_cast<caf::actor>(self->sys.registry().get(result.aid)));
     done(caf::actor_cast<caf::actor>(self->proxies.get_or_put(result.node, result.aid)));
   };
+  if (!d.engine->running())
+    return fail("the transport is not running");
   d.engine->post(
     [weak, canonical, sa, sa_len, key, request_id, finish = std::move(finish)]() mutable {
       auto self = weak.lock();
@@ -1226,24 +1236,26 @@ void middleman::rdma(bool is_put, const region_descriptor& remote, uint64_t remo
     return;
   }
   auto self = impl_.get();
-  d.run_here_or_queue([self, is_put, remote_copy = remote, remote_offset, local,
-                       local_offset, length, report] {
-    auto p = self->peers.find(remote_copy.node);
-    if (p == self->peers.end()) {
-      report(make_error(errc::unreachable, "no connection to node "
-                                             + caf::to_string(remote_copy.node)
-                                             + ", which holds the region"));
-      return;
-    }
-    std::string rkey{remote_copy.rkey.begin(), remote_copy.rkey.end()};
-    self->engine->rma(
-      p->second.send_conn, is_put, local->data() + local_offset, length,
-      remote_copy.address + remote_offset, rkey,
-      [report](const std::string& error) {
-        report(error.empty() ? caf::error{} : make_error(errc::unreachable, error));
-      },
-      local);
-  });
+  d.run_here_or_queue(
+    [self, is_put, remote_copy = remote, remote_offset, local, local_offset, length,
+     report] {
+      auto p = self->peers.find(remote_copy.node);
+      if (p == self->peers.end()) {
+        report(make_error(errc::unreachable, "no connection to node "
+                                               + caf::to_string(remote_copy.node)
+                                               + ", which holds the region"));
+        return;
+      }
+      std::string rkey{remote_copy.rkey.begin(), remote_copy.rkey.end()};
+      self->engine->rma(
+        p->second.send_conn, is_put, local->data() + local_offset, length,
+        remote_copy.address + remote_offset, rkey,
+        [report](const std::string& error) {
+          report(error.empty() ? caf::error{} : make_error(errc::unreachable, error));
+        },
+        local);
+    },
+    [report] { report(make_error(errc::unreachable, "the transport has stopped")); });
 }
 
 std::string provider_key(const std::string& type, uint16_t provider_id) {

@@ -37,6 +37,7 @@ constexpr std::chrono::microseconds pause_window{5};
 constexpr int unarmed_sleep_ms = 1;
 
 thread_local caf::execution_unit* this_thread_worker = nullptr;
+thread_local caf::execution_unit* this_thread_polling = nullptr;
 
 enum worker_state : int { running_job, awake, asleep };
 
@@ -139,7 +140,9 @@ public:
         return found(job);
       auto outcome = detail::poll_outcome::taken;
       if (auto e = use_engine(shared)) {
+        this_thread_polling = self;
         outcome = e->poll();
+        this_thread_polling = nullptr;
         release_engine(shared);
       }
       if (auto job = take_own(me)) {
@@ -360,6 +363,10 @@ bool runs_progress_scheduler(caf::actor_system& sys) {
 
 caf::execution_unit* current_progress_worker() {
   return this_thread_worker;
+}
+
+caf::execution_unit* polling_progress_worker() {
+  return this_thread_polling;
 }
 
 void nudge_progress_scheduler(caf::actor_system& sys) {

@@ -27,9 +27,13 @@ void use_progress_scheduler(caf::actor_system_config& cfg);
 bool runs_progress_scheduler(caf::actor_system& sys);
 
 /// The progress scheduler's worker running on this thread, or null on any other
-/// thread: messages handed on there may be enqueued with it as execution unit, so
-/// their actor runs here next.
+/// thread (it polls the transport itself when idle: its sends need no helper).
 caf::execution_unit* current_progress_worker();
+
+/// That worker while it polls the transport from its scheduling loop, else null:
+/// messages handed on then are enqueued with it as execution unit, so their actor
+/// runs here next. (Not inside an actor's handler: the worker may block there.)
+caf::execution_unit* polling_progress_worker();
 
 /// A thread that is not one of the scheduler's workers sent a message and will wait
 /// for the answer (a blocking actor, typically): if no worker polls, wake one, so it

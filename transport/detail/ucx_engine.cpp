@@ -637,8 +637,12 @@ void engine::impl::unlock(bool drain) {
   // Work posted while we held the lock and not run yet: a poller runs it now rather
   // than leave it to the next poll (it is in engine code, where that is safe; a
   // sender may be inside CAF, so it leaves it).
+  // (Stop when nothing could be popped: a producer that counted its item but has not
+  // linked it yet must not keep this thread spinning with the lock held; the check
+  // after the release below signals a sleeper for it.)
   while (drain && pending.load() != 0 && running.load(std::memory_order_relaxed)) {
-    drain_posts();
+    if (!drain_posts())
+      break;
     dispatch();
   }
   // A send that did not complete at once needs progress; a poller's next round
@@ -650,12 +654,16 @@ void engine::impl::unlock(bool drain) {
   if (kick)
     needs_progress = true;
   lock_held_by_this_thread = nullptr;
+  // Counted as a producer before letting go: shutdown (which needs the lock) waits
+  // for producers before it destroys the worker this may still signal.
+  producers.fetch_add(1);
   locked.store(false); // seq_cst: pairs with post()'s check of the lock
   // A post that came between the drain and the release found the lock taken: its
   // producer counts on the holder. If nobody takes the lock again soon, a sleeping
   // poller must wake for it.
   if ((kick || pending.load() != 0) && armed.load() != 0 && accepting_posts.load())
     ucp_worker_signal(worker);
+  producers.fetch_sub(1);
 }
 
 bool engine::impl::round() {
@@ -766,8 +774,9 @@ void engine::impl::wait_for_events() {
     if (pending.load() == 0 && !needs_progress && rma_in_flight == 0
         && ucp_worker_arm(worker) == UCS_OK)
       fd = epoll_fd;
-    lock_held_by_this_thread = nullptr;
-    locked.store(false);
+    // Through unlock: a post that found the lock taken while we armed is signalled
+    // there (we count as armed), so the epoll below returns at once for it.
+    unlock(false);
   }
   if (fd >= 0) {
     epoll_event ev;
@@ -1042,12 +1051,12 @@ uint16_t engine::port() const {
   return impl_->bound_port;
 }
 
-void engine::post(std::function<void()> fn) {
+bool engine::post(std::function<void()> fn) {
   auto& d = *impl_;
   d.producers.fetch_add(1);
   if (!d.accepting_posts.load() || d.worker == nullptr) {
     d.producers.fetch_sub(1);
-    return;
+    return false;
   }
   // Counted before it is pushed: `pending` may count an item not in the queue yet,
   // never miss one that is. (Counted after, a holder could pop it first and bring
@@ -1062,6 +1071,7 @@ void engine::post(std::function<void()> fn) {
   if (d.armed.load() != 0 && !d.locked.load())
     ucp_worker_signal(d.worker);
   d.producers.fetch_sub(1);
+  return true;
 }
 
 poll_outcome engine::poll() {

@@ -110,8 +110,9 @@ public:
   uint16_t port() const;
 
   /// Runs `fn` under the worker lock, soon: the lock's holder runs it before it lets
-  /// go, or the next poll does. Safe from any thread; dropped after stop.
-  void post(std::function<void()> fn);
+  /// go, or the next poll does. Safe from any thread. False (and `fn` dropped) once
+  /// the engine stops: the caller owes whoever waits for `fn` an answer.
+  bool post(std::function<void()> fn);
 
   // -- the worker lock (any thread) -------------------------------------------------
 
