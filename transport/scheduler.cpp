@@ -197,7 +197,6 @@ public:
     shared.wakeups_sent.fetch_add(1, std::memory_order_relaxed);
   }
 
-private:
   template <class Worker>
   static void push(Worker* self, caf::resumable* job, bool from_itself) {
     auto& d = self->data();
@@ -231,9 +230,7 @@ private:
     return job;
   }
 
-  static caf::resumable* take_own(worker_data& d) {
-    return take_from(d, true);
-  }
+  static caf::resumable* take_own(worker_data& d) { return take_from(d, true); }
 
   template <class Worker>
   static caf::resumable* take(Worker* self) {
@@ -247,26 +244,39 @@ private:
     return nullptr;
   }
 
-  /// A poll handed this worker more than the job it is about to run: a sleeping
-  /// worker may take the rest (when none is awake to look).
-  template <class Worker>
-  static void share_if_crowded(Worker* self) {
-    if (self->data().size.load() == 0)
-      return;
-    auto p = self->parent();
+  /// Wakes one sleeping worker other than `except`, unless one is awake (it looks
+  /// at the queues and polls anyway).
+  template <class Coordinator>
+  static void wake_a_sleeper(Coordinator* c, const worker_data* except) {
     worker_data* sleeper = nullptr;
-    for (size_t i = 0; i < p->num_workers(); ++i) {
-      auto& other = p->worker_by_id(i)->data();
-      auto state = other.state.load();
-      if (&other == &self->data())
+    for (size_t i = 0; i < c->num_workers(); ++i) {
+      auto& other = c->worker_by_id(i)->data();
+      if (&other == except)
         continue;
+      auto state = other.state.load();
       if (state == awake)
         return;
       if (state == asleep && sleeper == nullptr)
         sleeper = &other;
     }
     if (sleeper != nullptr)
-      wake(p->data(), *sleeper);
+      wake(c->data(), *sleeper);
+  }
+
+  /// Wakes every worker (the engine they poll came or went).
+  template <class Coordinator>
+  static void wake_all(Coordinator* c) {
+    for (size_t i = 0; i < c->num_workers(); ++i)
+      wake(c->data(), c->worker_by_id(i)->data());
+  }
+
+private:
+  /// A poll handed this worker more than the job it is about to run: a sleeping
+  /// worker may take the rest.
+  template <class Worker>
+  static void share_if_crowded(Worker* self) {
+    if (self->data().size.load() != 0)
+      wake_a_sleeper(self->parent(), &self->data());
   }
 
   static detail::engine* use_engine(coordinator_data& shared) {
@@ -329,24 +339,6 @@ private:
 
 using progress_coordinator = caf::scheduler::coordinator<progress_policy>;
 
-/// Wakes one sleeping worker if none is awake (an awake one polls anyway).
-void wake_a_poller(progress_coordinator& c) {
-  auto& shared = c.data();
-  if (shared.spinners.load() != 0)
-    return;
-  progress_policy::worker_data* sleeper = nullptr;
-  for (size_t i = 0; i < c.num_workers(); ++i) {
-    auto& d = c.worker_by_id(i)->data();
-    auto state = d.state.load();
-    if (state == awake)
-      return;
-    if (state == asleep && sleeper == nullptr)
-      sleeper = &d;
-  }
-  if (sleeper != nullptr)
-    progress_policy::wake(shared, *sleeper);
-}
-
 progress_coordinator* coordinator_of(caf::actor_system& sys) {
   return dynamic_cast<progress_coordinator*>(&sys.scheduler());
 }
@@ -370,8 +362,8 @@ caf::execution_unit* polling_progress_worker() {
 }
 
 void nudge_progress_scheduler(caf::actor_system& sys) {
-  if (auto c = coordinator_of(sys))
-    wake_a_poller(*c);
+  if (auto c = coordinator_of(sys); c != nullptr && c->data().spinners.load() == 0)
+    progress_policy::wake_a_sleeper(c, nullptr);
 }
 
 progress_scheduler_stats progress_stats(caf::actor_system& sys) {
@@ -394,12 +386,7 @@ void attach_engine(caf::actor_system& sys, engine* e) {
   shared.spin = e->options().spin_window;
   shared.busy_poll = e->options().busy_poll;
   shared.engine.store(e);
-  // Sleeping workers have not armed the new engine's fd: wake them to.
-  for (size_t i = 0; i < c->num_workers(); ++i) {
-    uint64_t one = 1;
-    auto written = ::write(c->worker_by_id(i)->data().wakeup_fd, &one, sizeof one);
-    static_cast<void>(written);
-  }
+  progress_policy::wake_all(c); // sleepers have not armed the new engine's fd
 }
 
 void detach_engine(caf::actor_system& sys) {
@@ -408,12 +395,7 @@ void detach_engine(caf::actor_system& sys) {
     return;
   auto& shared = c->data();
   shared.engine.store(nullptr);
-  // Workers asleep on the engine's fd still count as its users: wake them.
-  for (size_t i = 0; i < c->num_workers(); ++i) {
-    uint64_t one = 1;
-    auto written = ::write(c->worker_by_id(i)->data().wakeup_fd, &one, sizeof one);
-    static_cast<void>(written);
-  }
+  progress_policy::wake_all(c); // workers asleep on its fd still count as users
   while (shared.engine_users.load() != 0)
     std::this_thread::yield();
 }

@@ -21,6 +21,7 @@
 #include "base/error.hpp"
 #include "runtime/config.hpp"
 #include "runtime/node.hpp"
+#include "test/support/module_host.hpp"
 #include "test/support/process.hpp"
 #include "transport/blocking_wait.hpp"
 #include "transport/middleman.hpp"
@@ -35,15 +36,8 @@ namespace {
 const auto reply_timeout = 20s;
 
 std::string host_config(const std::string& providers) {
-  return R"({"transport": {"address": "127.0.0.1", "port": 0}, "threads": 2,
-             "libraries": [")"
-         + test_library("troupe_test_module.so") + R"("], "providers": [)" + providers
-         + "]}";
+  return module_host_config(providers);
 }
-
-const std::string echo_provider = R"({"type": "echo", "name": "echo", "provider_id": 1})";
-const std::string blackhole_provider =
-  R"({"type": "blackhole", "name": "hole", "provider_id": 9})";
 
 /// A node in the test process with `threads` scheduler workers: the progress
 /// scheduler's, or CAF's `scheduler` with the transport on a thread of its own.
@@ -114,7 +108,7 @@ BOOST_AUTO_TEST_SUITE(progress)
 BOOST_AUTO_TEST_CASE(per_pair_order_holds_with_concurrent_senders_on_several_workers) {
   // 4 senders on a 4-worker node, each with 64 requests in flight: sends race each
   // other and the worker polling for answers, and each sender's requests and their
-  // answers must arrive in order. 250,000 requests each way: 1 M messages in all.
+  // answers must arrive in order. 500,000 requests and their answers: 1 M messages.
   host_process host{host_config(echo_provider)};
   client_node c{4};
   auto echo = c.lookup(host.address(), "echo", 1);

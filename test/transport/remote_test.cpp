@@ -17,6 +17,7 @@
 #include "runtime/config.hpp"
 #include "runtime/node.hpp"
 #include "test/support/pattern.hpp"
+#include "test/support/module_host.hpp"
 #include "test/support/process.hpp"
 #include "test/support/timing.hpp"
 #include "test/schema/test_protocol.capnp.h"
@@ -33,15 +34,8 @@ namespace {
 const auto reply_timeout = 20s;
 
 std::string host_config(const std::string& providers, uint16_t port = 0) {
-  return R"({"transport": {"address": "127.0.0.1", "port": )" + std::to_string(port)
-         + ", " + keepalive_setting() + R"(}, "threads": 2, "libraries": [")"
-         + test_library("troupe_test_module.so") + R"("], "providers": [)" + providers
-         + "]}";
+  return module_host_config(providers, port);
 }
-
-const std::string echo_provider = R"({"type": "echo", "name": "echo", "provider_id": 1})";
-const std::string blackhole_provider =
-  R"({"type": "blackhole", "name": "hole", "provider_id": 9})";
 
 /// A node in the test process: the client side of every test.
 struct client_fixture {

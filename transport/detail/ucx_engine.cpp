@@ -1076,12 +1076,8 @@ bool engine::post(std::function<void()> fn) {
 
 poll_outcome engine::poll() {
   auto& d = *impl_;
-  if (!d.try_lock())
+  if (!try_lock())
     return poll_outcome::taken;
-  if (!d.running.load(std::memory_order_relaxed)) {
-    d.unlock(false);
-    return poll_outcome::taken;
-  }
   bool busy = d.round();
   d.unlock();
   return busy ? poll_outcome::busy : poll_outcome::idle;
@@ -1135,10 +1131,6 @@ void engine::end_sleep() {
 
 uint64_t engine::standby_polls() const {
   return impl_->standby_count.load(std::memory_order_relaxed);
-}
-
-uint64_t engine::rounds() const {
-  return impl_->round_count.load(std::memory_order_relaxed);
 }
 
 const engine_options& engine::options() const {

@@ -138,9 +138,6 @@ public:
   int begin_sleep();
   void end_sleep();
 
-  /// Progress rounds run so far (to see whether anybody polls).
-  uint64_t rounds() const;
-
   /// Times the engine's own thread stood in for an externally driven poller.
   uint64_t standby_polls() const;
 
