@@ -287,7 +287,7 @@ struct middleman::impl : detail::engine_handler,
         engine->unlock();
         // A thread that is not a worker (a blocking actor, typically) waits for the
         // answer elsewhere: get a worker polling while it travels.
-        if (current_progress_worker() == nullptr
+        if (opts.driven_externally && current_progress_worker() == nullptr
             && !blocking_waiter::active_on_this_thread())
           nudge_progress_scheduler(sys);
         return true;
