@@ -25,6 +25,8 @@ const char* to_string(errc code) {
       return "timeout";
     case errc::refused:
       return "refused";
+    case errc::gave_up:
+      return "gave_up";
   }
   return "unknown";
 }

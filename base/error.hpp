@@ -31,6 +31,9 @@ enum class errc : uint8_t {
   /// The receiver understood the request and will not do it (e.g. a static group
   /// refusing a join); the text says why.
   refused,
+  /// A supervisor reached its restart intensity and stopped (actors/supervisor/); the
+  /// text names the supervisor, the child and the child's last exit reason.
+  gave_up,
 };
 
 const char* to_string(errc code);

@@ -1,0 +1,496 @@
+#include "actors/supervisor/supervisor.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <set>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "base/error.hpp"
+#include "base/log.hpp"
+
+namespace troupe::supervision {
+
+const char* to_string(strategy how) {
+  switch (how) {
+    case strategy::one_for_one:
+      return "one_for_one";
+    case strategy::one_for_all:
+      return "one_for_all";
+    case strategy::rest_for_one:
+      return "rest_for_one";
+  }
+  return "unknown";
+}
+
+const char* to_string(restart_policy policy) {
+  switch (policy) {
+    case restart_policy::permanent:
+      return "permanent";
+    case restart_policy::transient:
+      return "transient";
+    case restart_policy::temporary:
+      return "temporary";
+  }
+  return "unknown";
+}
+
+const char* to_string(event_kind kind) {
+  switch (kind) {
+    case event_kind::started:
+      return "started";
+    case event_kind::start_failed:
+      return "start_failed";
+    case event_kind::exited:
+      return "exited";
+    case event_kind::restarting:
+      return "restarting";
+    case event_kind::gave_up:
+      return "gave_up";
+  }
+  return "unknown";
+}
+
+std::chrono::milliseconds restart_backoff::delay_for(unsigned n) const {
+  if (n == 0 || initial.count() <= 0)
+    return std::chrono::milliseconds{0};
+  double ms = static_cast<double>(initial.count()) * std::pow(factor, n - 1);
+  if (ms >= static_cast<double>(max.count()))
+    return max;
+  return std::chrono::milliseconds{static_cast<int64_t>(ms)};
+}
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+// Messages the supervisor sends itself (and its start threads send it).
+using started_atom = caf::atom_constant<caf::atom("svstarted")>;
+using start_failed_atom = caf::atom_constant<caf::atom("svstartno")>;
+using start_expired_atom = caf::atom_constant<caf::atom("svstartto")>;
+using kill_atom = caf::atom_constant<caf::atom("svkill")>;
+using resume_atom = caf::atom_constant<caf::atom("svresume")>;
+
+enum class phase { idle, starting, running, stopping, waiting };
+
+const char* to_string(phase p) {
+  switch (p) {
+    case phase::idle:
+      return "idle";
+    case phase::starting:
+      return "starting";
+    case phase::running:
+      return "running";
+    case phase::stopping:
+      return "stopping";
+    case phase::waiting:
+      return "waiting";
+  }
+  return "unknown";
+}
+
+struct child_slot {
+  child_spec spec;
+  phase state = phase::idle;
+  caf::actor handle;
+  uint64_t generation = 0; // one per start attempt: late answers of old ones are told apart
+  uint32_t restarts = 0;
+  bool removed = false; // a temporary child that exited, a transient one that finished
+};
+
+// The children running right now, for the functor that stops them when the supervisor
+// dies without an orderly shutdown (killed, or an exception in a handler).
+using running_set = std::shared_ptr<std::vector<caf::actor>>;
+
+struct supervisor_state {
+  supervisor_options options;
+  std::vector<child_slot> children;
+  std::deque<clock::time_point> restart_times; // within the intensity period
+  // The plan in progress: stop these (one at a time, in this order), then start these
+  // (in start order, after `hold_until`).
+  std::deque<size_t> to_stop;
+  std::set<size_t> to_start;
+  clock::time_point hold_until{};
+  bool resume_scheduled = false;
+  bool shutting_down = false;
+  caf::error exit_reason;
+  running_set running = std::make_shared<std::vector<caf::actor>>();
+
+  static inline const char* name = "troupe.supervisor";
+};
+
+using supervisor_actor = caf::stateful_actor<supervisor_state>;
+
+void run_plan(supervisor_actor* self);
+
+std::string reason_text(const caf::error& reason) {
+  return reason ? describe(reason) : std::string{"normal exit"};
+}
+
+void notify(supervisor_actor* self, event_kind kind, const std::string& child,
+            std::string reason, int64_t delay_ms = 0) {
+  auto& st = self->state;
+  if (!st.options.observer)
+    return;
+  supervision_event ev;
+  ev.supervisor = st.options.name;
+  ev.child = child;
+  ev.kind = static_cast<uint8_t>(kind);
+  ev.reason = std::move(reason);
+  ev.restarts = static_cast<uint32_t>(st.restart_times.size());
+  ev.delay_ms = delay_ms;
+  self->send(st.options.observer, std::move(ev));
+}
+
+void refresh_running(supervisor_actor* self) {
+  auto& st = self->state;
+  st.running->clear();
+  for (auto& child : st.children)
+    if (child.handle)
+      st.running->push_back(child.handle);
+}
+
+void set_running(supervisor_actor* self, size_t index, caf::actor handle) {
+  auto& child = self->state.children[index];
+  child.handle = std::move(handle);
+  child.state = phase::running;
+  self->monitor(child.handle);
+  refresh_running(self);
+  notify(self, event_kind::started, child.spec.name, {});
+  TROUPE_LOG_DEBUG("supervisor", self->state.options.name << ": started " << child.spec.name);
+}
+
+void give_up(supervisor_actor* self, const std::string& child, const std::string& why) {
+  auto& st = self->state;
+  auto text = "supervisor '" + st.options.name + "' gave up: " + why;
+  TROUPE_LOG_WARNING("supervisor", text);
+  notify(self, event_kind::gave_up, child, text);
+  st.shutting_down = true;
+  st.exit_reason = make_error(errc::gave_up, text);
+  st.to_start.clear();
+  st.to_stop.clear();
+  for (size_t i = st.children.size(); i-- > 0;)
+    st.to_stop.push_back(i);
+}
+
+void schedule_stop(supervisor_actor* self, size_t index) {
+  auto& st = self->state;
+  if (std::find(st.to_stop.begin(), st.to_stop.end(), index) != st.to_stop.end())
+    return;
+  // Keep reverse start order: a later child stops before an earlier one.
+  auto pos = std::find_if(st.to_stop.begin(), st.to_stop.end(),
+                          [index](size_t other) { return other < index; });
+  st.to_stop.insert(pos, index);
+}
+
+// Child `index` exited (or failed to start) with `reason`: restart by policy and
+// strategy, or give up.
+void child_failed(supervisor_actor* self, size_t index, const caf::error& reason) {
+  auto& st = self->state;
+  auto& child = st.children[index];
+  child.handle = nullptr;
+  child.state = phase::idle;
+  refresh_running(self);
+  if (st.shutting_down)
+    return;
+  bool restart = child.spec.restart == restart_policy::permanent
+                 || (child.spec.restart == restart_policy::transient && reason);
+  if (!restart) {
+    child.removed = true;
+    st.to_start.erase(index);
+    return;
+  }
+  auto now = clock::now();
+  st.restart_times.push_back(now);
+  while (!st.restart_times.empty() && now - st.restart_times.front() > st.options.intensity.period)
+    st.restart_times.pop_front();
+  if (st.restart_times.size() > st.options.intensity.max_restarts) {
+    give_up(self, child.spec.name,
+            "child '" + child.spec.name + "' needed "
+              + std::to_string(st.restart_times.size()) + " restarts within "
+              + std::to_string(st.options.intensity.period.count()) + " ms (at most "
+              + std::to_string(st.options.intensity.max_restarts)
+              + " allowed); its last exit: " + reason_text(reason));
+    return;
+  }
+  auto delay = st.options.backoff.delay_for(static_cast<unsigned>(st.restart_times.size()));
+  notify(self, event_kind::restarting, child.spec.name, reason_text(reason), delay.count());
+  ++child.restarts;
+  st.hold_until = std::max(st.hold_until, now + delay);
+  if (delay.count() > 0)
+    child.state = phase::waiting;
+  auto restart_from = [&](size_t first) {
+    for (size_t j = first; j < st.children.size(); ++j) {
+      if (j == index || st.children[j].removed)
+        continue;
+      if (st.children[j].state == phase::running || st.children[j].state == phase::starting)
+        schedule_stop(self, j);
+      st.to_start.insert(j);
+    }
+  };
+  switch (st.options.how) {
+    case strategy::one_for_one:
+      break;
+    case strategy::one_for_all:
+      restart_from(0);
+      break;
+    case strategy::rest_for_one:
+      restart_from(index + 1);
+      break;
+  }
+  st.to_start.insert(index);
+}
+
+void start_child(supervisor_actor* self, size_t index) {
+  auto& child = self->state.children[index];
+  auto generation = ++child.generation;
+  if (!child.spec.blocking_start) {
+    caf::expected<caf::actor> result = child.spec.start(self->system());
+    if (result && *result) {
+      set_running(self, index, std::move(*result));
+      return;
+    }
+    auto err = result ? make_error(errc::provider_failed, "the start returned no actor")
+                      : result.error();
+    notify(self, event_kind::start_failed, child.spec.name, reason_text(err));
+    child_failed(self, index, err);
+    return;
+  }
+  child.state = phase::starting;
+  auto supervisor = caf::actor_cast<caf::actor>(self);
+  auto start = child.spec.start;
+  // A thread of its own: the start may block for as long as it takes (it is given up on
+  // after start_timeout, and a late result is stopped then).
+  self->system().spawn<caf::detached>(
+    [start, supervisor, index, generation](caf::event_based_actor* starter) {
+      auto result = start(starter->system());
+      if (result && *result)
+        starter->send(supervisor, started_atom::value, index, generation, *result);
+      else
+        starter->send(supervisor, start_failed_atom::value, index, generation,
+                      result ? make_error(errc::provider_failed, "the start returned no actor")
+                             : result.error());
+    });
+  self->delayed_send(self, child.spec.start_timeout, start_expired_atom::value, index,
+                     generation);
+}
+
+// Works through the plan: stops first (one at a time, each waiting for its DOWN), then
+// starts (one at a time, blocking ones waiting for their result).
+void run_plan(supervisor_actor* self) {
+  auto& st = self->state;
+  while (!st.to_stop.empty()) {
+    auto index = st.to_stop.front();
+    auto& child = st.children[index];
+    if (child.state == phase::stopping)
+      return; // waiting for its DOWN
+    if (child.state == phase::running) {
+      child.state = phase::stopping;
+      auto reason = st.shutting_down && st.exit_reason ? st.exit_reason
+                                                       : caf::error{caf::exit_reason::user_shutdown};
+      self->send_exit(child.handle, reason);
+      self->delayed_send(self, child.spec.shutdown, kill_atom::value, index, child.generation);
+      return;
+    }
+    if (child.state == phase::starting)
+      ++child.generation; // its result, when it comes, is stopped at once
+    child.state = phase::idle;
+    st.to_stop.pop_front();
+  }
+  if (st.shutting_down) {
+    self->quit(st.exit_reason);
+    return;
+  }
+  while (!st.to_start.empty()) {
+    auto index = *st.to_start.begin();
+    auto& child = st.children[index];
+    if (child.state == phase::starting)
+      return; // waiting for its result
+    if (child.state == phase::running || child.removed) {
+      st.to_start.erase(st.to_start.begin());
+      continue;
+    }
+    auto now = clock::now();
+    if (now < st.hold_until) {
+      for (auto i : st.to_start)
+        if (st.children[i].state == phase::idle)
+          st.children[i].state = phase::waiting;
+      if (!st.resume_scheduled) {
+        st.resume_scheduled = true;
+        self->delayed_send(self,
+                           std::chrono::duration_cast<std::chrono::milliseconds>(
+                             st.hold_until - now)
+                             + std::chrono::milliseconds{1},
+                           resume_atom::value);
+      }
+      return;
+    }
+    start_child(self, index);
+    if (st.shutting_down || !st.to_stop.empty()) {
+      run_plan(self); // a failed start gave up or widened the plan
+      return;
+    }
+    if (child.state == phase::starting)
+      return;
+    if (child.state == phase::running)
+      st.to_start.erase(index);
+    // else it failed to start and stays planned: the next round waits out its backoff
+  }
+}
+
+std::optional<size_t> find_child(supervisor_actor* self, const caf::actor_addr& source) {
+  auto& children = self->state.children;
+  for (size_t i = 0; i < children.size(); ++i)
+    if (children[i].handle && children[i].handle.address() == source)
+      return i;
+  return std::nullopt;
+}
+
+void on_down(supervisor_actor* self, const caf::down_msg& down) {
+  auto& st = self->state;
+  auto index = find_child(self, down.source);
+  if (!index)
+    return; // an earlier incarnation, already handled
+  auto& child = st.children[*index];
+  if (child.state == phase::stopping) {
+    child.handle = nullptr;
+    child.state = phase::idle;
+    refresh_running(self);
+    if (!st.to_stop.empty() && st.to_stop.front() == *index)
+      st.to_stop.pop_front();
+    run_plan(self);
+    return;
+  }
+  notify(self, event_kind::exited, child.spec.name, reason_text(down.reason));
+  TROUPE_LOG_INFO("supervisor", st.options.name << ": child " << child.spec.name
+                                                 << " exited: " << reason_text(down.reason));
+  child_failed(self, *index, down.reason);
+  run_plan(self);
+}
+
+void on_started(supervisor_actor* self, size_t index, uint64_t generation, caf::actor handle) {
+  auto& st = self->state;
+  if (index >= st.children.size() || st.children[index].generation != generation
+      || st.children[index].state != phase::starting) {
+    self->send_exit(handle, caf::exit_reason::kill); // too late: nobody supervises it
+    return;
+  }
+  set_running(self, index, std::move(handle));
+  st.to_start.erase(index);
+  run_plan(self);
+}
+
+void on_start_failed(supervisor_actor* self, size_t index, uint64_t generation,
+                     const caf::error& err) {
+  auto& st = self->state;
+  if (index >= st.children.size() || st.children[index].generation != generation
+      || st.children[index].state != phase::starting)
+    return;
+  auto& child = st.children[index];
+  notify(self, event_kind::start_failed, child.spec.name, reason_text(err));
+  st.to_start.erase(index);
+  child_failed(self, index, err);
+  run_plan(self);
+}
+
+void on_exit_request(supervisor_actor* self, const caf::exit_msg& msg) {
+  auto& st = self->state;
+  if (st.shutting_down)
+    return;
+  st.shutting_down = true;
+  st.exit_reason = msg.reason;
+  st.to_start.clear();
+  st.to_stop.clear();
+  for (size_t i = st.children.size(); i-- > 0;)
+    st.to_stop.push_back(i);
+  run_plan(self);
+}
+
+caf::behavior supervisor_behavior(supervisor_actor* self, supervisor_options options,
+                                  std::vector<child_spec> children) {
+  auto& st = self->state;
+  st.options = std::move(options);
+  for (auto& spec : children) {
+    child_slot slot;
+    slot.spec = std::move(spec);
+    st.children.push_back(std::move(slot));
+  }
+  for (size_t i = 0; i < st.children.size(); ++i)
+    st.to_start.insert(i);
+  // Whatever ends the supervisor, its children do not outlive it.
+  self->attach_functor([running = st.running](const caf::error& reason) {
+    caf::error why = reason ? reason : caf::error{caf::exit_reason::user_shutdown};
+    for (auto& child : *running)
+      child->enqueue(nullptr, caf::make_message_id(),
+                     caf::make_message(caf::exit_msg{child.address(), why}), nullptr);
+  });
+  self->set_down_handler([self](caf::down_msg& down) { on_down(self, down); });
+  self->set_exit_handler([self](caf::exit_msg& msg) { on_exit_request(self, msg); });
+  run_plan(self);
+  return {
+    [self](started_atom, size_t index, uint64_t generation, caf::actor handle) {
+      on_started(self, index, generation, std::move(handle));
+    },
+    [self](start_failed_atom, size_t index, uint64_t generation, const caf::error& err) {
+      on_start_failed(self, index, generation, err);
+    },
+    [self](start_expired_atom, size_t index, uint64_t generation) {
+      auto& child = self->state.children[index];
+      if (child.generation == generation && child.state == phase::starting)
+        on_start_failed(self, index, generation,
+                        make_error(errc::timeout,
+                                   "child '" + child.spec.name + "' did not start within "
+                                     + std::to_string(child.spec.start_timeout.count())
+                                     + " ms"));
+    },
+    [self](kill_atom, size_t index, uint64_t generation) {
+      auto& child = self->state.children[index];
+      if (child.generation == generation && child.state == phase::stopping && child.handle)
+        self->send_exit(child.handle, caf::exit_reason::kill);
+    },
+    [self](resume_atom) {
+      self->state.resume_scheduled = false;
+      run_plan(self);
+    },
+    [self](which_children_atom) {
+      std::vector<child_info> result;
+      for (auto& child : self->state.children) {
+        if (child.removed)
+          continue;
+        result.push_back({child.spec.name, to_string(child.state), child.restarts,
+                          child.state == phase::running ? child.handle : caf::actor{}});
+      }
+      return result;
+    },
+    [self](child_atom, const std::string& name) -> caf::result<caf::actor> {
+      for (auto& child : self->state.children)
+        if (child.spec.name == name && child.state == phase::running)
+          return child.handle;
+      return make_error(errc::not_found, "supervisor '" + self->state.options.name
+                                           + "' has no running child '" + name + "'");
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_supervisor(caf::actor_system& system, supervisor_options options,
+                            std::vector<child_spec> children) {
+  return system.spawn(supervisor_behavior, std::move(options), std::move(children));
+}
+
+void register_supervision_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<supervision_event>("troupe::supervision::supervision_event");
+  cfg.add_message_type<child_info>("troupe::supervision::child_info");
+  cfg.add_message_type<std::vector<child_info>>("std::vector<troupe::supervision::child_info>");
+}
+
+} // namespace troupe::supervision
