@@ -14,7 +14,7 @@ class op_registry;
 
 namespace troupe::actors {
 
-/// Registers every provider type that ships with Troupe ("echo", "group"). Called
+/// Registers every provider type that ships with Troupe ("echo", "group", "offload"). Called
 /// explicitly by `actorhost`'s main() and by applications that embed a node.
 void register_builtin_providers(provider_registry& registry);
 

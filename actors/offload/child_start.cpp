@@ -1,0 +1,268 @@
+// Starting child instances: in this process, or as actorhost processes that run the
+// "offload" provider; the provider type itself; the message types.
+#include "actors/offload/detail/instance_support.hpp"
+
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+#include <unistd.h>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/offload/process_keeper.hpp"
+#include "base/error.hpp"
+#include "base/files.hpp"
+#include "runtime/json_reader.hpp"
+#include "runtime/locator.hpp"
+#include "runtime/provider_registry.hpp"
+
+namespace troupe::offload {
+
+class environment {
+public:
+  caf::actor locator;
+  std::string node_address;
+  std::string actorhost_path;
+  std::string run_dir;
+  process_keeper processes; // last: its destructor stops the children still running
+};
+
+std::shared_ptr<environment> make_environment(caf::actor locator, std::string node_address,
+                                              std::string actorhost_path,
+                                              std::string run_dir) {
+  auto env = std::make_shared<environment>();
+  env->locator = std::move(locator);
+  env->node_address = std::move(node_address);
+  if (actorhost_path.empty()) {
+    char self_path[4096];
+    auto n = ::readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
+    std::string dir = n > 0 ? std::string(self_path, static_cast<size_t>(n)) : std::string{};
+    dir = dir.substr(0, dir.rfind('/') + 1);
+    actorhost_path = dir + "actorhost";
+  }
+  env->actorhost_path = std::move(actorhost_path);
+  env->run_dir = run_dir.empty() ? std::string{"/tmp"} : std::move(run_dir);
+  return env;
+}
+
+namespace detail {
+
+caf::actor locator_of(const environment& env) {
+  return env.locator;
+}
+
+namespace {
+
+nlohmann::json levels_json(const std::vector<level>& levels) {
+  auto out = nlohmann::json::array();
+  for (auto& l : levels)
+    out.push_back({{"num_children", l.num_children},
+                   {"cores_per_child", l.cores_per_child},
+                   {"placement", to_string(l.where)}});
+  return out;
+}
+
+std::string file_stem(const std::string& path) {
+  std::string stem = "instance-";
+  for (char c : path)
+    stem += c == '/' ? '-' : c;
+  return stem;
+}
+
+// Launches an actorhost for `child`, waits for its address, finds its instance.
+caf::expected<caf::actor> start_process(caf::actor_system& sys,
+                                        const std::shared_ptr<environment>& env,
+                                        const instance_spec& child, int& last_pid) {
+  if (env->node_address.empty())
+    return make_error(errc::refused, "instance " + child.path
+                                       + " needs a process, but its parent's node has "
+                                         "no transport address");
+  // A previous incarnation whose actor died but whose process lingers goes first.
+  if (last_pid > 0 && env->processes.running(last_pid))
+    env->processes.signal(last_pid, SIGKILL);
+  auto stem = env->run_dir + "/" + file_stem(child.path);
+  nlohmann::json cfg = {
+    {"transport", {{"address", "127.0.0.1"}, {"port", 0}}},
+    {"threads", 1},
+    {"providers",
+     {{{"type", "offload"},
+       {"name", "offload"},
+       {"provider_id", offload_provider_id},
+       {"config",
+        {{"parent", env->node_address},
+         {"path", child.path},
+         {"cores", child.cores},
+         {"first_cpu", child.first_cpu},
+         {"max_restarts", child.max_restarts},
+         {"levels", levels_json(child.below)},
+         {"run_dir", env->run_dir},
+         {"actorhost", env->actorhost_path}}}}}}};
+  auto cfg_path = stem + ".json";
+  auto addr_path = stem + ".address";
+  {
+    std::ofstream out{cfg_path};
+    out << cfg.dump(2) << "\n";
+    if (!out)
+      return make_error(errc::unreachable, cfg_path + ": cannot write the child's config");
+  }
+  ::unlink(addr_path.c_str());
+  std::string error;
+  auto pid = env->processes.launch({env->actorhost_path, "-c", cfg_path, "--address-file",
+                                    addr_path},
+                                   {{"TROUPE_PARENT_URI", env->node_address}}, stem + ".log",
+                                   error);
+  if (pid < 0)
+    return make_error(errc::unreachable,
+                      "instance " + child.path + ": cannot start " + env->actorhost_path
+                        + ": " + error);
+  last_pid = pid;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{20};
+  std::string uri;
+  while (uri.empty()) {
+    std::ifstream in{addr_path};
+    if (in && std::getline(in, uri) && !uri.empty())
+      break;
+    uri.clear();
+    if (!env->processes.running(pid))
+      return make_error(errc::unreachable, "instance " + child.path
+                                             + ": its actorhost exited before it was "
+                                               "ready; see "
+                                             + stem + ".log");
+    if (std::chrono::steady_clock::now() > deadline) {
+      env->processes.signal(pid, SIGKILL);
+      return make_error(errc::timeout, "instance " + child.path
+                                         + ": its actorhost was not ready within 20 s; see "
+                                         + stem + ".log");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds{5});
+  }
+  caf::scoped_actor self{sys};
+  caf::expected<caf::actor> found = make_error(errc::timeout, "no answer from the locator");
+  self
+    ->request(env->locator, std::chrono::seconds{15}, locate_atom::value, uri,
+              std::string{"offload"}, offload_provider_id)
+    .receive([&](caf::actor& handle) { found = std::move(handle); },
+             [&](caf::error& err) { found = std::move(err); });
+  if (!found)
+    env->processes.signal(pid, SIGKILL);
+  return found;
+}
+
+} // namespace
+
+supervision::child_spec child_instance_spec(const caf::actor& parent, instance_spec child,
+                                            placement where,
+                                            const std::shared_ptr<environment>& env) {
+  supervision::child_spec spec;
+  spec.name = child.path;
+  spec.restart = supervision::restart_policy::permanent;
+  if (where == placement::in_process) {
+    spec.start = [parent, child, env](caf::actor_system& sys) -> caf::expected<caf::actor> {
+      return spawn_instance(sys, child, parent, {}, env, false);
+    };
+    return spec;
+  }
+  if (where == placement::mpi) {
+    spec.start = [path = child.path](caf::actor_system&) -> caf::expected<caf::actor> {
+      return make_error(errc::refused,
+                        "instance " + path + ": placement \"mpi\" is not supported yet");
+    };
+    return spec;
+  }
+  spec.blocking_start = true;
+  spec.start_timeout = std::chrono::seconds{40};
+  spec.shutdown = std::chrono::seconds{5};
+  auto last_pid = std::make_shared<int>(0);
+  spec.start = [child, env, last_pid](caf::actor_system& sys) {
+    return start_process(sys, env, child, *last_pid);
+  };
+  return spec;
+}
+
+} // namespace detail
+
+namespace {
+
+caf::expected<caf::actor> make_offload_provider(const provider_context& ctx) {
+  try {
+    const auto& cfg = *ctx.spec.config;
+    json_reader r{ctx.spec.origin + ".config", "."};
+    r.require_object("", cfg);
+    r.reject_unknown_keys("", cfg,
+                          {"parent", "path", "cores", "first_cpu", "max_restarts", "levels",
+                           "run_dir", "actorhost"});
+    instance_spec spec;
+    if (auto it = cfg.find("parent"); it != cfg.end())
+      spec.parent_uri = r.read_string("parent", *it);
+    else if (auto* env_uri = std::getenv("TROUPE_PARENT_URI"))
+      spec.parent_uri = env_uri;
+    if (spec.parent_uri.empty())
+      r.fail("parent", "missing: the parent instance's address (or $TROUPE_PARENT_URI)");
+    if (auto it = cfg.find("path"); it != cfg.end())
+      spec.path = r.read_string("path", *it);
+    if (auto it = cfg.find("cores"); it != cfg.end())
+      spec.cores = static_cast<unsigned>(r.read_integer("cores", *it, 1, 1 << 20));
+    if (auto it = cfg.find("first_cpu"); it != cfg.end())
+      spec.first_cpu = static_cast<unsigned>(r.read_integer("first_cpu", *it, 0, 1 << 20));
+    if (auto it = cfg.find("max_restarts"); it != cfg.end())
+      spec.max_restarts = static_cast<unsigned>(r.read_integer("max_restarts", *it, 0, 1000));
+    if (auto it = cfg.find("levels"); it != cfg.end()) {
+      if (!it->is_array())
+        r.expected("levels", "an array of levels", *it);
+      for (size_t i = 0; i < it->size(); ++i) {
+        auto path = json_reader::index("levels", i);
+        const auto& l = (*it)[i];
+        r.require_object(path, l);
+        r.reject_unknown_keys(path, l, {"num_children", "cores_per_child", "placement"});
+        level lvl;
+        lvl.num_children = static_cast<unsigned>(
+          r.read_integer(path + ".num_children", l.value("num_children", nlohmann::json{}), 1, 1 << 20));
+        lvl.cores_per_child = static_cast<unsigned>(r.read_integer(
+          path + ".cores_per_child", l.value("cores_per_child", nlohmann::json{}), 1, 1 << 20));
+        auto where = l.value("placement", std::string{"in_process"});
+        if (where == "process")
+          lvl.where = placement::process;
+        else if (where == "in_process")
+          lvl.where = placement::in_process;
+        else if (where == "mpi")
+          lvl.where = placement::mpi;
+        else
+          r.expected(path + ".placement", "\"process\", \"in_process\" or \"mpi\"",
+                     l["placement"]);
+        spec.below.push_back(lvl);
+      }
+    }
+    std::string run_dir = "/tmp", actorhost;
+    if (auto it = cfg.find("run_dir"); it != cfg.end())
+      run_dir = r.read_string("run_dir", *it);
+    if (auto it = cfg.find("actorhost"); it != cfg.end())
+      actorhost = r.read_string("actorhost", *it);
+    auto env = make_environment(ctx.locator, ctx.node_address, actorhost, run_dir);
+    return spawn_instance(ctx.system, std::move(spec), {}, {}, std::move(env), true);
+  } catch (const config_error& e) {
+    return make_error(errc::invalid_config, e.what());
+  }
+}
+
+} // namespace
+
+void register_offload_provider(provider_registry& registry) {
+  registry.add_type("offload", make_offload_provider);
+}
+
+void register_offload_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<job>("troupe::offload::job");
+  cfg.add_message_type<std::vector<job>>("std::vector<troupe::offload::job>");
+  cfg.add_message_type<job_result>("troupe::offload::job_result");
+  cfg.add_message_type<std::vector<job_result>>("std::vector<troupe::offload::job_result>");
+  cfg.add_message_type<job_batch>("troupe::offload::job_batch");
+  cfg.add_message_type<instance_status>("troupe::offload::instance_status");
+  cfg.add_message_type<std::vector<uint64_t>>("std::vector<uint64_t>");
+}
+
+} // namespace troupe::offload

@@ -1,0 +1,150 @@
+#include "actors/offload/process_keeper.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace troupe::offload {
+
+process_keeper::process_keeper() : thread_([this] { loop(); }) {
+}
+
+process_keeper::~process_keeper() {
+  {
+    std::lock_guard<std::mutex> guard{mutex_};
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  thread_.join();
+}
+
+int process_keeper::launch(const std::vector<std::string>& argv,
+                           const std::vector<std::pair<std::string, std::string>>& env,
+                           const std::string& log_path, std::string& error) {
+  request req;
+  req.argv = argv;
+  req.env = env;
+  req.log_path = log_path;
+  std::unique_lock<std::mutex> guard{mutex_};
+  if (stopping_) {
+    error = "the node is stopping";
+    return -1;
+  }
+  requests_.push_back(&req);
+  changed_.notify_all();
+  changed_.wait(guard, [&] { return req.done; });
+  error = req.error;
+  return req.pid;
+}
+
+void process_keeper::signal(int pid, int signo) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  if (children_.count(pid) != 0)
+    ::kill(pid, signo);
+}
+
+bool process_keeper::running(int pid) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  return children_.count(pid) != 0;
+}
+
+void process_keeper::fork_one(request& req) {
+  // Everything the child needs is prepared before fork: after it, only
+  // async-signal-safe calls.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e)
+    env_strings.emplace_back(*e);
+  for (auto& [key, value] : req.env)
+    env_strings.push_back(key + "=" + value);
+  std::vector<char*> envp;
+  for (auto& s : env_strings)
+    envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::vector<char*> args;
+  for (auto& a : req.argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  int log_fd = ::open(req.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) {
+    req.error = req.log_path + ": " + std::strerror(errno);
+    req.pid = -1;
+    return;
+  }
+  auto parent = ::getpid();
+  int pid = ::fork();
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent)
+      ::_exit(1); // the parent died before the line above took effect
+    int null_fd = ::open("/dev/null", O_RDONLY);
+    if (null_fd >= 0)
+      ::dup2(null_fd, 0);
+    ::dup2(log_fd, 1);
+    ::dup2(log_fd, 2);
+    ::execve(args[0], args.data(), envp.data());
+    ::_exit(127);
+  }
+  ::close(log_fd);
+  if (pid < 0) {
+    req.error = std::string{"fork: "} + std::strerror(errno);
+    req.pid = -1;
+    return;
+  }
+  req.pid = pid;
+  children_.insert(pid);
+}
+
+void process_keeper::reap() {
+  for (auto it = children_.begin(); it != children_.end();) {
+    int status = 0;
+    auto r = ::waitpid(*it, &status, WNOHANG);
+    if (r == *it || (r < 0 && errno == ECHILD))
+      it = children_.erase(it);
+    else
+      ++it;
+  }
+}
+
+void process_keeper::loop() {
+  std::unique_lock<std::mutex> guard{mutex_};
+  while (!stopping_) {
+    while (!requests_.empty()) {
+      auto* req = requests_.front();
+      requests_.pop_front();
+      fork_one(*req);
+      req->done = true;
+      changed_.notify_all();
+    }
+    reap();
+    changed_.wait_for(guard, std::chrono::milliseconds{20},
+                      [this] { return stopping_ || !requests_.empty(); });
+  }
+  for (auto* req : requests_) {
+    req->error = "the node is stopping";
+    req->pid = -1;
+    req->done = true;
+  }
+  requests_.clear();
+  changed_.notify_all();
+  for (int pid : children_)
+    ::kill(pid, SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  while (!children_.empty() && std::chrono::steady_clock::now() < deadline) {
+    reap();
+    guard.unlock();
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    guard.lock();
+  }
+  for (int pid : children_)
+    ::kill(pid, SIGKILL);
+  for (int pid : children_)
+    ::waitpid(pid, nullptr, 0);
+  children_.clear();
+}
+
+} // namespace troupe::offload

@@ -1,0 +1,63 @@
+#pragma once
+// Child processes of a node (child instances placed as actorhost processes): started,
+// signalled and reaped by one long-lived thread, because PR_SET_PDEATHSIG fires when
+// the *thread* that forked exits, and a child must die with its parent process, not
+// with whichever short-lived thread asked for it.
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace troupe::offload {
+
+class process_keeper {
+public:
+  process_keeper();
+  /// Stops every child still running: SIGTERM, up to `grace`, then SIGKILL; reaps all.
+  ~process_keeper();
+  process_keeper(const process_keeper&) = delete;
+  process_keeper& operator=(const process_keeper&) = delete;
+
+  /// Starts `argv` with `env` added to this process's environment, its stdout and
+  /// stderr going to `log_path` (appended). Returns the pid, or -1 with `error` set.
+  int launch(const std::vector<std::string>& argv,
+             const std::vector<std::pair<std::string, std::string>>& env,
+             const std::string& log_path, std::string& error);
+
+  /// Sends `signo` to child `pid` if it is still one of ours (and not yet reaped).
+  void signal(int pid, int signo);
+
+  /// Whether child `pid` still runs (not yet reaped).
+  bool running(int pid);
+
+  static constexpr std::chrono::milliseconds grace{3000};
+
+private:
+  struct request {
+    std::vector<std::string> argv;
+    std::vector<std::pair<std::string, std::string>> env;
+    std::string log_path;
+    int pid = 0;
+    std::string error;
+    bool done = false;
+  };
+
+  void loop();
+  void fork_one(request& req);
+  void reap();
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<request*> requests_;
+  std::set<int> children_;
+  bool stopping_ = false;
+  std::thread thread_; // last: started after everything it uses
+};
+
+} // namespace troupe::offload

@@ -1,0 +1,322 @@
+// troupe-offload across real processes: the root in troupe-offload, child instances as
+// actorhost processes (and in-process subtrees). Every claim is checked from what the
+// demo writes: its per-job CSV, its report, the logs of its child processes, and a
+// file the shell jobs append their ids to (how often each really ran).
+#define BOOST_TEST_MODULE offload
+#include <boost/test/unit_test.hpp>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "test/support/process.hpp"
+
+using namespace troupe::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct csv_row {
+  uint64_t id = 0;
+  std::string path;
+  int exit_status = 0;
+  std::string outcome;
+  unsigned runs = 0;
+  std::string kind;
+};
+
+std::vector<csv_row> read_csv(const std::string& path) {
+  std::ifstream in{path};
+  std::string line;
+  std::getline(in, line);
+  BOOST_REQUIRE_MESSAGE(line == "job_id,kind,path,submit_s,start_s,end_s,exit_status,outcome,runs",
+                        path << ": header " << line);
+  std::vector<csv_row> rows;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f;
+    std::stringstream s{line};
+    std::string field;
+    while (std::getline(s, field, ','))
+      f.push_back(field);
+    BOOST_REQUIRE_MESSAGE(f.size() == 9, "bad CSV line: " << line);
+    rows.push_back({std::stoull(f[0]), f[2], std::stoi(f[6]), f[7],
+                    static_cast<unsigned>(std::stoul(f[8])), f[1]});
+  }
+  return rows;
+}
+
+// Every job 1..n has exactly one row.
+void check_each_job_once(const std::vector<csv_row>& rows, uint64_t n) {
+  std::map<uint64_t, int> count;
+  for (auto& r : rows)
+    ++count[r.id];
+  BOOST_TEST(rows.size() == n);
+  for (uint64_t id = 1; id <= n; ++id)
+    BOOST_TEST(count[id] == 1, "job " << id << " has " << count[id] << " rows");
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream in{path};
+  return std::string{std::istreambuf_iterator<char>{in}, {}};
+}
+
+// The pids of every actorhost started for `instance` (its log holds each ready line).
+std::vector<int> pids_in_log(const std::string& log_path) {
+  std::vector<int> pids;
+  std::regex ready{"actorhost ready: .* pid=([0-9]+)"};
+  auto text = read_all(log_path);
+  for (std::sregex_iterator it{text.begin(), text.end(), ready}, end; it != end; ++it)
+    pids.push_back(std::stoi((*it)[1]));
+  return pids;
+}
+
+// The progress lines troupe-offload printed so far, as (done) counts.
+std::vector<uint64_t> progress_of(child_process& demo) {
+  demo.wait_for_line("\x01", 20ms); // reads what is there
+  std::vector<uint64_t> done;
+  std::regex line{"progress: ([0-9]+)/"};
+  auto& out = demo.out();
+  for (std::sregex_iterator it{out.begin(), out.end(), line}, end; it != end; ++it)
+    done.push_back(std::stoull((*it)[1]));
+  return done;
+}
+
+struct demo_run {
+  temp_dir dir;
+  std::string run_dir = dir.path() + "/run";
+  std::string csv = run_dir + "/jobs.csv";
+  std::string ran = dir.path() + "/ran"; // shell jobs append their ids here
+
+  demo_run() { std::filesystem::create_directory(run_dir); }
+
+  std::vector<std::string> argv(const std::string& config,
+                                std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{bin_path("troupe-offload"), "-c", dir.write("h.json", config),
+                                  "--run-dir", run_dir, "--progress-ms", "100", "--timeout",
+                                  "120"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+
+  std::string log_of(const std::string& instance) {
+    std::string stem = "instance-";
+    for (char c : instance)
+      stem += c == '/' ? '-' : c;
+    return run_dir + "/" + stem + ".log";
+  }
+
+  // How often each id appears in the shell jobs' file.
+  std::map<uint64_t, int> shell_runs() {
+    std::map<uint64_t, int> runs;
+    std::ifstream in{ran};
+    uint64_t id;
+    while (in >> id)
+      ++runs[id];
+    return runs;
+  }
+};
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(every_job_completes_once)
+
+BOOST_AUTO_TEST_CASE(two_levels_of_processes_with_mixed_jobs) {
+  demo_run run;
+  auto r = run_to_end(run.argv(R"({"num_levels": 2,
+      "levels": [{"num_children": 2, "cores_per_child": 1}],
+      "jobs": {"count": 600, "mix": [{"kind": "noop", "weight": 4},
+                                     {"kind": "sleep", "duration_ms": 0.5},
+                                     {"kind": "shell", "command": "echo $TROUPE_JOB_ID >> )"
+                               + run.ran + R"("}]}})"),
+                      120s);
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  auto rows = read_csv(run.csv);
+  check_each_job_once(rows, 600);
+  std::set<std::string> leaves;
+  for (auto& row : rows) {
+    BOOST_TEST(row.outcome == "succeeded");
+    BOOST_TEST(row.runs == 1u);
+    leaves.insert(row.path);
+  }
+  BOOST_TEST((leaves == std::set<std::string>{"0/0", "0/1"}));
+  // 600 jobs, weights 4:1:1: every sixth is a shell job, and each ran once.
+  auto shell = run.shell_runs();
+  BOOST_TEST(shell.size() == 100u);
+  for (auto& [id, n] : shell)
+    BOOST_TEST(n == 1, "shell job " << id << " ran " << n << " times");
+  BOOST_TEST(r.out.find("report: 600 jobs completed") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("completions seen twice: 0") != std::string::npos, r.out);
+}
+
+BOOST_AUTO_TEST_CASE(three_levels_processes_then_in_process_leaves) {
+  demo_run run;
+  auto r = run_to_end(run.argv(R"({"num_levels": 3, "levels": [
+      {"num_children": 2, "cores_per_child": 2},
+      {"num_children": 2, "cores_per_child": 1}], "jobs": {"count": 5000}})"),
+                      120s);
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  auto rows = read_csv(run.csv);
+  check_each_job_once(rows, 5000);
+  std::set<std::string> leaves;
+  for (auto& row : rows)
+    leaves.insert(row.path);
+  // Every job ran at a leaf of the third level.
+  for (auto& leaf : leaves)
+    BOOST_TEST((leaf == "0/0/0" || leaf == "0/0/1" || leaf == "0/1/0" || leaf == "0/1/1"),
+               leaf);
+}
+
+BOOST_AUTO_TEST_CASE(two_and_three_levels_inside_one_process) {
+  for (auto config : {R"({"num_levels": 2, "levels": [
+          {"num_children": 8, "cores_per_child": 1, "placement": "in_process"}],
+          "jobs": {"count": 3000}})",
+                      R"({"num_levels": 3, "levels": [
+          {"num_children": 3, "cores_per_child": 2, "placement": "in_process"},
+          {"num_children": 2, "cores_per_child": 1, "placement": "in_process"}],
+          "jobs": {"count": 3000, "mix": [{"kind": "noop"}, {"kind": "sleep", "duration_ms": 0.2}]}})"}) {
+    demo_run run;
+    auto r = run_to_end(run.argv(config), 120s);
+    BOOST_TEST(r.exit_code == 0, r.out << r.err);
+    check_each_job_once(read_csv(run.csv), 3000);
+    // No process was started for them.
+    BOOST_TEST(!std::filesystem::exists(run.log_of("0/0")));
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(failures)
+
+BOOST_AUTO_TEST_CASE(a_mid_level_instance_killed_mid_run_is_restarted_and_no_job_is_lost) {
+  demo_run run;
+  child_process demo{run.argv(R"({"num_levels": 3, "levels": [
+      {"num_children": 2, "cores_per_child": 2},
+      {"num_children": 2, "cores_per_child": 1}],
+      "jobs": {"count": 400, "mix": [{"kind": "sleep", "duration_ms": 10, "weight": 3},
+               {"kind": "shell", "command": "echo $TROUPE_JOB_ID >> )"
+                             + run.ran + R"(; sleep 0.01"}]}})")};
+  // Once jobs complete, kill instance 0/0 (an actorhost with two in-process leaves).
+  BOOST_REQUIRE_MESSAGE(eventually(60s,
+                                   [&] {
+                                     auto p = progress_of(demo);
+                                     return !p.empty() && p.back() >= 40;
+                                   }),
+                        demo.out() << demo.err());
+  auto pids = pids_in_log(run.log_of("0/0"));
+  BOOST_REQUIRE_EQUAL(pids.size(), 1u);
+  ::kill(pids[0], SIGKILL);
+  auto code = demo.wait_exit(120s);
+  BOOST_REQUIRE_MESSAGE(code, "troupe-offload did not finish");
+  BOOST_TEST(*code == 0, demo.out() << demo.err());
+  auto rows = read_csv(run.csv);
+  check_each_job_once(rows, 400);
+  // Its supervisor started a new 0/0.
+  BOOST_TEST(pids_in_log(run.log_of("0/0")).size() == 2u);
+  BOOST_TEST(demo.out().find("child instances restarted: 1") != std::string::npos, demo.out());
+  // No shell job (not idempotent) ran twice; every one that succeeded ran once; one
+  // reported lost ran at most once.
+  auto shell = run.shell_runs();
+  for (auto& [id, n] : shell)
+    BOOST_TEST(n == 1, "shell job " << id << " ran " << n << " times");
+  for (auto& row : rows) {
+    if (row.kind == "sleep")
+      BOOST_TEST((row.outcome == "succeeded"), "sleep job " << row.id << ": " << row.outcome);
+    else if (row.outcome == "succeeded")
+      BOOST_TEST(shell[row.id] == 1, "shell job " << row.id);
+    else
+      BOOST_TEST((row.outcome == "lost"), "shell job " << row.id << ": " << row.outcome);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_leaf_killed_while_it_sleeps_has_its_job_rerun_elsewhere) {
+  demo_run run;
+  child_process demo{run.argv(R"({"num_levels": 2,
+      "levels": [{"num_children": 2, "cores_per_child": 1}],
+      "jobs": {"count": 4, "mix": [{"kind": "sleep", "duration_ms": 3000}]}})")};
+  // Both leaves run a 3 s job; kill one while it sleeps: a second after both were
+  // ready (ten progress lines), when its pull (a round trip) has long been answered.
+  BOOST_REQUIRE(eventually(30s, [&] {
+    return pids_in_log(run.log_of("0/0")).size() == 1
+           && pids_in_log(run.log_of("0/1")).size() == 1;
+  }));
+  auto lines_when_ready = progress_of(demo).size();
+  BOOST_REQUIRE(eventually(30s, [&] { return progress_of(demo).size() >= lines_when_ready + 10; }));
+  ::kill(pids_in_log(run.log_of("0/1"))[0], SIGKILL);
+  auto code = demo.wait_exit(60s);
+  BOOST_REQUIRE(code);
+  BOOST_TEST(*code == 0, demo.out() << demo.err());
+  auto rows = read_csv(run.csv);
+  check_each_job_once(rows, 4);
+  unsigned reran = 0;
+  for (auto& row : rows) {
+    BOOST_TEST(row.outcome == "succeeded");
+    reran += row.runs == 2 ? 1 : 0;
+  }
+  BOOST_TEST(reran >= 1u, "no job was re-run after its leaf died");
+}
+
+BOOST_AUTO_TEST_CASE(children_stop_when_the_root_dies_and_leave_no_orphans) {
+  demo_run run;
+  child_process demo{run.argv(R"({"num_levels": 3, "levels": [
+      {"num_children": 2, "cores_per_child": 1},
+      {"num_children": 1, "cores_per_child": 1}],
+      "jobs": {"count": 50, "mix": [{"kind": "sleep", "duration_ms": 100}]}})")};
+  BOOST_REQUIRE(eventually(30s, [&] {
+    return pids_in_log(run.log_of("0/0")).size() == 1
+           && pids_in_log(run.log_of("0/1")).size() == 1;
+  }));
+  auto a = pids_in_log(run.log_of("0/0"))[0], b = pids_in_log(run.log_of("0/1"))[0];
+  demo.signal(SIGKILL);
+  demo.wait_exit(10s);
+  BOOST_TEST(eventually(10s, [&] { return process_gone(a) && process_gone(b); }),
+             "a child instance outlived its parent");
+  // They stopped in order (SIGTERM from the parent's death, or the transport's notice).
+  BOOST_TEST(eventually(5s, [&] {
+    return read_all(run.log_of("0/0")).find("actorhost: stopped") != std::string::npos;
+  }));
+}
+
+BOOST_AUTO_TEST_CASE(a_child_that_dies_at_every_start_makes_its_parent_give_up) {
+  demo_run run;
+  auto r = run_to_end(run.argv(R"({"num_levels": 2,
+      "levels": [{"num_children": 1, "cores_per_child": 1}], "jobs": {"count": 10}})",
+                               {"--actorhost", "/bin/false"}),
+                      60s);
+  BOOST_TEST(r.exit_code == 1, r.out << r.err);
+  BOOST_TEST(r.err.find("supervisor 'instance 0' gave up: child '0/0' needed 6 restarts "
+                        "within 10000 ms (at most 5 allowed)")
+               != std::string::npos,
+             r.err);
+  BOOST_TEST(r.err.find("its actorhost exited before it was ready") != std::string::npos, r.err);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(bad_configs_name_the_file_and_key_and_start_nothing) {
+  struct bad {
+    const char* config;
+    const char* message;
+  };
+  for (auto [config, message] : std::vector<bad>{
+         {R"({"num_levels": 2, "levels": [{"num_children": -2, "cores_per_child": 1}]})",
+          "h.json: levels[0].num_children: expected an integer from 1"},
+         {R"({"num_levels": 2, "levels": [{"num_children": 2}]})",
+          "h.json: levels[0]: missing required key \"cores_per_child\""},
+         {R"({"levels": []})", "h.json: missing required key \"num_levels\""},
+         {R"({"num_levels": 3, "levels": [{"num_children": 100, "cores_per_child": 1},
+                                          {"num_children": 100, "cores_per_child": 1}]})",
+          "max_leaves"},
+         {R"({"num_levels": 2, "levels": [{"num_children": 1, "cores_per_child": 1}],
+              "jobs": {"count": 1, "mix": [{"kind": "shell", "command": "no-such-program-x"}]}})",
+          "h.json: jobs.mix[0].command"}}) {
+    demo_run run;
+    auto r = run_to_end(run.argv(config), 30s);
+    BOOST_TEST(r.exit_code == 2, config << ": " << r.out << r.err);
+    BOOST_TEST(r.err.find(message) != std::string::npos, config << ": " << r.err);
+    BOOST_TEST(std::filesystem::is_empty(run.run_dir), "something was started for " << config);
+  }
+}
