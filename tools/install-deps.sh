@@ -14,6 +14,7 @@ packages=(
   nlohmann-json3-dev         # JSON configs and view files
   libcli11-dev               # command-line parsing
   libreadline-dev            # line editing, history and completion in actorsh
+  gnuplot-nox                # the offload demo's plot of completions (PNG, SVG)
 )
 
 missing=()

@@ -174,7 +174,9 @@ std::string plot_completions(const std::string& csv_path, const std::string& ste
     ++index;
   }
   std::ostringstream gp;
-  gp << "set xlabel 'seconds since submission'\nset ylabel 'jobs completed'\n"
+  gp << "set title 'troupe-offload: jobs completed over time, in all and per child of the "
+        "root'\n"
+     << "set xlabel 'seconds since submission'\nset ylabel 'jobs completed'\n"
      << "set key left top\nset grid\n"
      << "set terminal pngcairo size 900,500 noenhanced\nset output '" << stem << ".png'\n"
      << "plot " << plots.str() << "\n"

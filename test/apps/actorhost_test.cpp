@@ -197,6 +197,23 @@ BOOST_AUTO_TEST_CASE(the_readme_op_example_counts_words_on_two_targets) {
   BOOST_TEST(r.out == "words: 10\n");
 }
 
+BOOST_AUTO_TEST_CASE(the_readme_supervision_example_restarts_twice_then_gives_up) {
+  auto r = run_to_end({bin_path("example-supervised-worker")}, 30s);
+  BOOST_TEST(r.exit_code == 0, "stderr: " << r.err);
+  BOOST_TEST(r.out
+             == "started doubler\n"
+                "exited doubler: troupe.refused: told to crash\n"
+                "restarting doubler: troupe.refused: told to crash\n"
+                "started doubler\n"
+                "exited doubler: troupe.refused: told to crash\n"
+                "restarting doubler: troupe.refused: told to crash\n"
+                "started doubler\n"
+                "exited doubler: troupe.refused: told to crash\n"
+                "gave_up doubler: supervisor 'doublers' gave up: child 'doubler' needed 3 "
+                "restarts within 5000 ms (at most 2 allowed); its last exit: troupe.refused: "
+                "told to crash\n");
+}
+
 BOOST_AUTO_TEST_CASE(a_busy_polling_node_serves_remote_requests) {
   host_process host{R"({"transport": {"busy_poll": true, "spin_us": 0},
       "providers": [{"type": "echo", "name": "echo", "provider_id": 1}]})"};

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# ctest `demo_runs`: runs tools/demo.sh on this build tree's binaries (no build), and
+# ctest `group_demo_runs`: runs tools/group-demo.sh on this build tree's binaries (no build), and
 # checks its exit status, the lines that show the demo did its job (a view of 4
 # members, 20 pings answered by each, rank 3's shutdown, a view of 3 members without
 # rank 3, a clean stop), and that no process it started outlives it.
-#   Usage: demo_test.sh SOURCE_DIR BIN_DIR
+#   Usage: group_demo_test.sh SOURCE_DIR BIN_DIR
 # The demo runs in a session of its own, so every process it starts (the launcher, the
 # nodes, actorsh) is found by its session id; and its instance directory lies under a
 # TMPDIR of this test's own, which every node's command line names, so `pgrep -f`
@@ -16,34 +16,14 @@ exit_deadline_s=10  # for the nodes to exit once the demo has ended
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/troupe-demo-test.XXXXXX")
 out=$tmp/out
-session="" # the demo's session id: its pid
-# The processes of the demo's session and those whose command line names $tmp.
-left_behind() {
-  { [ -n "$session" ] && pgrep -s "$session"; pgrep -f "$tmp/"; } | sort -u
-}
-kill_left_behind() {
-  local pid
-  for pid in $(left_behind); do
-    kill -KILL "$pid" 2>/dev/null
-  done
-}
-cleanup() {
-  kill_left_behind
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-failures=0
-fail() {
-  echo "FAILED: $*"
-  failures=$((failures + 1))
-}
+# shellcheck source=test/tools/demo_test_lib.sh
+source "$(dirname "$0")/demo_test_lib.sh"
 
 # setsid runs the demo as the leader of a new session (its pid is the session's id): a
 # background job of a script is never a group leader, so setsid execs in place rather
 # than forking.
 TMPDIR=$tmp TROUPE_DEMO_NO_BUILD=1 TROUPE_DEMO_BIN_DIR=$bin_dir \
-  setsid bash "$source_dir/tools/demo.sh" >"$out" 2>&1 </dev/null &
+  setsid bash "$source_dir/tools/group-demo.sh" >"$out" 2>&1 </dev/null &
 demo_pid=$!
 session=$demo_pid
 # While it runs, the nodes must be in the demo's session and their command lines must
@@ -65,7 +45,7 @@ if kill -0 "$demo_pid" 2>/dev/null; then
 fi
 wait "$demo_pid"
 status=$?
-echo "---- tools/demo.sh (exit status $status)"
+echo "---- tools/group-demo.sh (exit status $status)"
 cat "$out"
 echo "----"
 [ "$status" = 0 ] || fail "the demo exited with status $status"
@@ -108,16 +88,7 @@ grep -qx '== actorhost --size 4 exited with status 0' "$out" \
   || fail "the launcher did not exit with status 0"
 
 # Nothing the demo started may outlive it: the nodes exit with their launcher.
-deadline=$((SECONDS + exit_deadline_s))
-while [ -n "$(left_behind)" ] && [ "$SECONDS" -lt "$deadline" ]; do
-  sleep 0.1
-done
-left=$(left_behind)
-if [ -n "$left" ]; then
-  fail "processes left behind ${exit_deadline_s} s after the demo ended:"
-  # shellcheck disable=SC2086 # one pid a word
-  ps -o pid,sid,args -p $left
-fi
+check_nothing_left_behind "$exit_deadline_s"
 
-[ "$failures" = 0 ] && echo "demo_runs: every check passed"
+[ "$failures" = 0 ] && echo "group_demo_runs: every check passed"
 exit $((failures > 0))
