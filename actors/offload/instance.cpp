@@ -59,6 +59,9 @@ struct instance_state {
   caf::actor parent;    // empty at the root
   caf::actor report_to; // the root's completions go here
   caf::actor children_supervisor;
+  // The same handle, for the functor that runs when the actor is gone (after its
+  // state was destroyed).
+  std::shared_ptr<caf::actor> supervisor_slot = std::make_shared<caf::actor>();
   bool exit_process = false;
   bool stopping = false; // told to exit; waiting for the children's supervisor
   caf::error stop_reason;
@@ -476,6 +479,7 @@ void start_children(instance_actor* self) {
     kids.push_back(detail::child_instance_spec(self, std::move(child), lvl.where, st.env));
   }
   st.children_supervisor = supervision::spawn_supervisor(self->system(), opts, std::move(kids));
+  *st.supervisor_slot = st.children_supervisor;
   self->monitor(st.children_supervisor);
 }
 
@@ -509,9 +513,9 @@ caf::behavior instance_behavior(instance_actor* self, instance_spec spec, caf::a
   st.env = std::move(env);
   st.exit_process = exit_process;
   st.status.path = st.spec.path;
-  self->attach_functor([self, exit_process](const caf::error& reason) {
+  self->attach_functor([slot = st.supervisor_slot, exit_process](const caf::error& reason) {
     // Killed without an orderly stop: the children's supervisor still goes with it.
-    auto& sup = self->state.children_supervisor;
+    auto& sup = *slot;
     if (sup)
       sup->enqueue(nullptr, caf::make_message_id(),
                    caf::make_message(caf::exit_msg{sup.address(), reason}), nullptr);
@@ -531,6 +535,7 @@ caf::behavior instance_behavior(instance_actor* self, instance_spec spec, caf::a
     }
     if (st.children_supervisor && down.source == st.children_supervisor.address()) {
       st.children_supervisor = nullptr;
+      *st.supervisor_slot = nullptr;
       // Stopped as asked, or it gave up: then escalate to this instance's own parent.
       self->quit(st.stopping ? st.stop_reason : down.reason);
       return;

@@ -6,13 +6,9 @@
 // command line or config (nothing is started), 1 when the run failed (a node could not
 // start, the tree gave up, the deadline passed).
 
-#include <algorithm>
 #include <chrono>
-#include <cstdio>
-#include <fstream>
 #include <iomanip>
 #include <iostream>
-#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -22,20 +18,17 @@
 
 #include <CLI/CLI.hpp>
 #include <caf/actor_system.hpp>
-#include <caf/exit_reason.hpp>
-#include <caf/scoped_actor.hpp>
-#include <caf/send.hpp>
 
 #include "actors/builtin.hpp"
 #include "actors/offload/hierarchy.hpp"
 #include "actors/offload/offload.hpp"
 #include "actors/offload/report.hpp"
+#include "actors/offload/run.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "runtime/config.hpp"
 #include "runtime/node.hpp"
 #include "runtime/provider_registry.hpp"
-#include "transport/middleman.hpp"
 
 using namespace std::chrono_literals;
 namespace off = troupe::offload;
@@ -63,12 +56,6 @@ Optional keys of the hierarchy file (Troupe's, beside Flux's):
                          "duration_ms": D, "command": "...", "idempotent": B,
                          "weight": W}, ...]}
 )";
-
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
 
 std::string make_run_dir() {
   const char* tmp = std::getenv("TMPDIR");
@@ -187,13 +174,6 @@ int main(int argc, char** argv) {
     return exit_failed;
   }
 
-  off::instance_spec root_spec;
-  root_spec.path = "0";
-  root_spec.below = hierarchy.levels;
-  root_spec.cores = hierarchy.levels.empty()
-                      ? 1u
-                      : hierarchy.levels[0].num_children * hierarchy.levels[0].cores_per_child;
-  auto env = off::make_environment(node.locator(), node.address(), actorhost_path, run_dir);
   auto jobs = off::make_jobs(hierarchy.jobs);
   uint64_t total = jobs.size();
   std::cout << "troupe-offload: " << hierarchy.num_levels << " levels, "
@@ -201,74 +181,30 @@ int main(int argc, char** argv) {
             << off::describe_mix(hierarchy.jobs) << "); run dir " << run_dir << std::endl;
 
   int rc = 0;
-  std::vector<off::job_result> results;
-  results.reserve(total);
-  auto started = std::chrono::steady_clock::now();
-  int64_t run_start_ns = now_ns();
+  off::run_options options;
+  options.levels = hierarchy.levels;
+  options.run_dir = run_dir;
+  options.actorhost_path = actorhost_path;
+  options.timeout = std::chrono::seconds{timeout_s};
+  progress_line progress{};
+  progress.every = std::chrono::milliseconds{progress_ms};
+  options.progress_every = std::chrono::milliseconds{progress_ms};
+  if (!quiet)
+    options.progress = [&](uint64_t done, uint64_t all, double elapsed) {
+      progress.show(done, all, elapsed, done == all);
+    };
   {
-    caf::scoped_actor self{node.system()};
-    auto root = off::spawn_instance(node.system(), root_spec, {}, self, env);
-    troupe::transport::middleman::of(node.system())
-      .publish(troupe::transport::provider_key("offload", off::offload_provider_id), root);
-    self->monitor(root);
-    // Submitted in slices: one message of a million jobs would be a large allocation.
-    constexpr size_t slice = 10000;
-    for (size_t i = 0; i < jobs.size(); i += slice) {
-      std::vector<off::job> part(jobs.begin() + static_cast<long>(i),
-                                 jobs.begin() + static_cast<long>(std::min(jobs.size(), i + slice)));
-      self->send(root, off::submit_atom::value, std::move(part));
-    }
-    self->send(root, off::close_atom::value);
-    progress_line progress{};
-    progress.every = std::chrono::milliseconds{progress_ms};
-    auto deadline = started + std::chrono::seconds{timeout_s};
-    std::string failure;
-    std::vector<bool> seen(total + 1, false);
-    uint64_t duplicates = 0;
-    while (results.size() < total && failure.empty()) {
-      self->receive(
-        [&](off::done_atom, std::vector<off::job_result>& batch) {
-          for (auto& r : batch) {
-            if (r.id == 0 || r.id > total)
-              continue;
-            if (seen[r.id]) {
-              ++duplicates;
-              continue;
-            }
-            seen[r.id] = true;
-            results.push_back(std::move(r));
-          }
-        },
-        [&](caf::down_msg& down) {
-          failure = "the root instance stopped: " + troupe::describe(down.reason);
-        },
-        caf::after(std::chrono::milliseconds{100}) >> [] {});
-      double elapsed =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      if (!quiet)
-        progress.show(results.size(), total, elapsed, results.size() == total);
-      if (std::chrono::steady_clock::now() > deadline)
-        failure = "timed out after " + std::to_string(timeout_s) + " s with "
-                  + std::to_string(total - results.size()) + " jobs not completed";
-    }
-    double elapsed =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    off::instance_status root_status;
-    self->request(root, 5s, off::status_atom::value)
-      .receive([&](off::instance_status& s) { root_status = s; }, [](caf::error&) {});
-    // Stops the tree: the root's supervisor stops the children in reverse order.
-    if (failure.empty() || failure.rfind("timed out", 0) == 0) {
-      self->send_exit(root, caf::exit_reason::user_shutdown);
-      self->receive([](caf::down_msg&) {}, caf::after(15s) >> [] {});
-    }
-    if (!failure.empty()) {
-      std::cerr << "troupe-offload: " << failure << "\n";
+    auto outcome = off::run_tree(node, std::move(jobs), options);
+    auto& results = outcome.results;
+    if (!outcome.failure.empty()) {
+      std::cerr << "troupe-offload: " << outcome.failure << "\n";
       rc = exit_failed;
     }
-    off::run_summary summary = off::summarize(results, run_start_ns, elapsed);
-    summary.duplicates = duplicates;
-    summary.child_restarts = root_status.child_restarts;
+    off::run_summary summary = off::summarize(results, outcome.start_ns, outcome.elapsed_s);
+    summary.duplicates = outcome.duplicates;
+    summary.child_restarts = outcome.root.child_restarts;
     std::cout << off::format_report(summary, hierarchy);
+    auto run_start_ns = outcome.start_ns;
     if (auto err = off::write_csv(csv_path, results, run_start_ns); !err.empty()) {
       std::cerr << "troupe-offload: " << err << "\n";
       rc = exit_failed;

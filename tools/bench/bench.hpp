@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <caf/fwd.hpp>
+#include <nlohmann/json_fwd.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
@@ -78,6 +79,11 @@ struct workload {
 /// `v` with `digits` digits after the point, for tables.
 std::string fixed(double v, int digits);
 
+/// Runs `measure` and prints its document as JSON or through `print_table`; any
+/// exception is reported as "troupe-bench NAME: what" with exit code 1. Exit code.
+int report(const std::string& name, bool as_json, const std::function<nlohmann::json()>& measure,
+           const std::function<void(const nlohmann::json&, std::ostream&)>& print_table);
+
 /// In a forked child: runs `args[0]` with `args`; exits 127 if it cannot.
 [[noreturn]] void exec_program(std::vector<std::string> args);
 
@@ -135,5 +141,10 @@ int run_ops(bool as_json, bool quick, const std::string& actorhost);
 /// `troupe-bench groups`: formation, refresh and failure detection of a centralized
 /// group of `actorhost` processes; prints JSON or a table. Exit code.
 int run_groups(bool as_json, bool quick, const std::string& actorhost);
+
+/// `troupe-bench offload`: no-op and sleep jobs through offload trees of 1 to 3
+/// levels (in-process and actorhost instances), and a run with a mid-level instance
+/// killed; prints JSON or a table. Exit code.
+int run_offload(bool as_json, bool quick, const std::string& actorhost);
 
 } // namespace troupe::bench

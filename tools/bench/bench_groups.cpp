@@ -472,18 +472,10 @@ int run_groups(bool as_json, bool quick, const std::string& actorhost) {
     w.refresh_iterations = 300;
     w.kills = 1;
   }
-  try {
+  return report("groups", as_json, [&] {
     groups_run run{actorhost, w};
-    auto doc = run.run();
-    if (as_json)
-      std::cout << doc.dump(2) << "\n";
-    else
-      print_groups_table(doc, std::cout);
-    return 0;
-  } catch (const std::exception& e) {
-    std::cerr << "troupe-bench groups: " << e.what() << "\n";
-    return 1;
-  }
+    return run.run();
+  }, print_groups_table);
 }
 
 } // namespace troupe::bench

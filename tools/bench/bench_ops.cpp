@@ -379,18 +379,10 @@ int run_ops(bool as_json, bool quick, const std::string& actorhost) {
     w.dht_small_keys = 1000;
     w.dht_large_keys = 40;
   }
-  try {
+  return report("ops", as_json, [&] {
     ops_run run{actorhost, w};
-    auto doc = run.run();
-    if (as_json)
-      std::cout << doc.dump(2) << "\n";
-    else
-      print_ops_table(doc, std::cout);
-    return 0;
-  } catch (const std::exception& e) {
-    std::cerr << "troupe-bench ops: " << e.what() << "\n";
-    return 1;
-  }
+    return run.run();
+  }, print_ops_table);
 }
 
 } // namespace troupe::bench

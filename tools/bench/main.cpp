@@ -68,6 +68,21 @@ std::string fixed(double v, int digits) {
   return os.str();
 }
 
+int report(const std::string& name, bool as_json, const std::function<nlohmann::json()>& measure,
+           const std::function<void(const nlohmann::json&, std::ostream&)>& print_table) {
+  try {
+    auto doc = measure();
+    if (as_json)
+      std::cout << doc.dump(2) << "\n";
+    else
+      print_table(doc, std::cout);
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "troupe-bench " << name << ": " << e.what() << "\n";
+    return 1;
+  }
+}
+
 server_process::server_process(const std::string& kind, const std::string& tls,
                                std::vector<std::string> options) {
   int out[2];
@@ -384,6 +399,14 @@ static int run_main(int argc, char** argv) {
   ops_cmd->add_flag("--quick", quick, "fewer iterations (a smoke run)");
   ops_cmd->add_option("--actorhost", actorhost, "the actorhost program to start")
     ->capture_default_str();
+  auto offload_cmd = app.add_subcommand(
+    "offload", "the offload tree: no-op jobs/s through 1, 2 and 3 levels (in-process and "
+               "actorhost instances), 10 ms sleep jobs against the ideal makespan, a run "
+               "with a mid-level instance killed");
+  offload_cmd->add_flag("--json", as_json, "print JSON instead of a table");
+  offload_cmd->add_flag("--quick", quick, "fewer jobs (a smoke run)");
+  offload_cmd->add_option("--actorhost", actorhost, "the actorhost program to start")
+    ->capture_default_str();
   auto serve = app.add_subcommand("serve", "run a server half (used by the benchmarks)");
   std::string kind;
   serve->add_option("kind", kind, "troupe, ucx or caf")
@@ -409,5 +432,7 @@ static int run_main(int argc, char** argv) {
     return run_groups(as_json, quick, actorhost);
   if (*ops_cmd)
     return run_ops(as_json, quick, actorhost);
+  if (*offload_cmd)
+    return run_offload(as_json, quick, actorhost);
   return run_transport(as_json, quick, busy_poll, only);
 }
