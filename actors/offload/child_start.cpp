@@ -3,6 +3,7 @@
 #include "actors/offload/detail/instance_support.hpp"
 
 #include <csignal>
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <thread>
@@ -56,6 +57,10 @@ caf::actor locator_of(const environment& env) {
   return env.locator;
 }
 
+const std::string& address_of(const environment& env) {
+  return env.node_address;
+}
+
 namespace {
 
 nlohmann::json levels_json(const std::vector<level>& levels) {
@@ -77,7 +82,8 @@ std::string file_stem(const std::string& path) {
 // Launches an actorhost for `child`, waits for its address, finds its instance.
 caf::expected<caf::actor> start_process(caf::actor_system& sys,
                                         const std::shared_ptr<environment>& env,
-                                        const instance_spec& child, int& last_pid) {
+                                        const instance_spec& child,
+                                        std::atomic<int>& last_pid) {
   if (env->node_address.empty())
     return make_error(errc::refused, "instance " + child.path
                                        + " needs a process, but its parent's node has "
@@ -177,9 +183,15 @@ supervision::child_spec child_instance_spec(const caf::actor& parent, instance_s
   spec.blocking_start = true;
   spec.start_timeout = std::chrono::seconds{40};
   spec.shutdown = std::chrono::seconds{5};
-  auto last_pid = std::make_shared<int>(0);
+  auto last_pid = std::make_shared<std::atomic<int>>(0);
   spec.start = [child, env, last_pid](caf::actor_system& sys) {
     return start_process(sys, env, child, *last_pid);
+  };
+  // Killing the actor of an instance whose process answers nothing (stopped, hung)
+  // does nothing: its process goes too.
+  spec.on_kill = [env, last_pid] {
+    if (int pid = last_pid->load(); pid > 0)
+      env->processes.signal(pid, SIGKILL);
   };
   return spec;
 }
@@ -263,6 +275,9 @@ void register_offload_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<job_batch>("troupe::offload::job_batch");
   cfg.add_message_type<instance_status>("troupe::offload::instance_status");
   cfg.add_message_type<std::vector<uint64_t>>("std::vector<uint64_t>");
+  cfg.add_message_type<child_entry>("troupe::offload::child_entry");
+  cfg.add_message_type<std::vector<child_entry>>("std::vector<troupe::offload::child_entry>");
+  cfg.add_message_type<instance_tree>("troupe::offload::instance_tree");
 }
 
 } // namespace troupe::offload

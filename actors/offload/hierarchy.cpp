@@ -252,6 +252,16 @@ hierarchy_config parse_hierarchy(const std::string& text, const std::string& sou
       cfg.levels.push_back(
         read_level(r, json_reader::index("levels", i), (*it)[i], i, cfg.max_leaves));
   }
+  // A child process finds its parent instance by the address of its parent's node,
+  // where one instance is published: an in-process parent shares its node with its
+  // own parent, so it cannot be found that way.
+  for (size_t i = 1; i < cfg.levels.size(); ++i)
+    if (cfg.levels[i].where == placement::process
+        && cfg.levels[i - 1].where == placement::in_process)
+      r.fail(json_reader::index("levels", i) + ".placement",
+             "\"process\" cannot be below an \"in_process\" level (levels["
+               + std::to_string(i - 1)
+               + "]): instances in processes of their own must come first");
   check_leaves(r, cfg);
   if (auto j = doc.find("jobs"); j != doc.end())
     cfg.jobs = parse_job_spec(*j, r, "jobs");

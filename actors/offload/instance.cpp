@@ -7,6 +7,8 @@
 #include <chrono>
 #include <csignal>
 #include <deque>
+#include <mutex>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -33,8 +35,9 @@ using flush_atom = caf::atom_constant<caf::atom("oflush")>;
 // How long completions wait to be sent up with others, and how many make a batch.
 constexpr auto flush_delay = std::chrono::milliseconds{2};
 constexpr size_t flush_batch = 512;
-// A pull that the parent holds until it has jobs: far longer than any run.
-constexpr auto pull_timeout = std::chrono::seconds{24 * 3600};
+// A pull (or a start grant) the parent holds until it has jobs: no timeout; the
+// parent's death answers it (the transport fails requests to a dead node at once).
+const caf::duration pull_timeout{caf::infinite};
 
 struct lease {
   job leased;
@@ -51,6 +54,26 @@ struct held_pull {
   caf::response_promise promise;
   caf::actor_addr child;
   uint32_t credits = 0;
+};
+
+// The process groups of the shell jobs a leaf runs, so that they stop with it.
+struct shell_groups {
+  std::mutex mutex;
+  std::set<int> running;
+
+  void add(int pgid) {
+    std::lock_guard<std::mutex> guard{mutex};
+    running.insert(pgid);
+  }
+  void remove(int pgid) {
+    std::lock_guard<std::mutex> guard{mutex};
+    running.erase(pgid);
+  }
+  void kill_all() {
+    std::lock_guard<std::mutex> guard{mutex};
+    for (int pgid : running)
+      ::kill(-pgid, SIGKILL);
+  }
 };
 
 struct instance_state {
@@ -78,6 +101,8 @@ struct instance_state {
   std::vector<job_result> out_results;
   std::vector<uint64_t> out_started;
   bool flush_scheduled = false;
+  bool in_run_more = false;
+  std::shared_ptr<shell_groups> shells = std::make_shared<shell_groups>();
   instance_status status;
 
   bool is_leaf() const { return spec.below.empty(); }
@@ -162,8 +187,12 @@ void finish_job(instance_actor* self, uint64_t id, job_outcome how, int exit_sta
   ++st.status.done;
   st.out_results.push_back(std::move(r));
   schedule_flush(self);
-  run_more(self);
-  maybe_pull(self);
+  // A job that ends inside run_more's loop (a no-op) leaves the next one to that loop:
+  // calling it again from here would recurse once per queued job.
+  if (!st.in_run_more) {
+    run_more(self);
+    maybe_pull(self);
+  }
 }
 
 std::vector<unsigned> leaf_cpus(const instance_spec& spec) {
@@ -196,9 +225,16 @@ void launch_job(instance_actor* self, running_job& rj) {
       opts.env.emplace_back("TROUPE_JOB_ID", std::to_string(id));
       opts.env.emplace_back("TROUPE_INSTANCE", self->state.spec.path);
       auto leaf = caf::actor_cast<caf::actor>(self);
+      auto shells = self->state.shells;
+      auto pgid = std::make_shared<int>(0);
+      opts.on_start = [shells, pgid](int pid) {
+        *pgid = pid;
+        shells->add(pid);
+      };
       self->system().spawn<caf::detached>(
-        [leaf, id, command = what.command, opts](caf::event_based_actor* runner) {
+        [leaf, id, command = what.command, opts, shells, pgid](caf::event_based_actor* runner) {
           auto outcome = run_shell(command, opts);
+          shells->remove(*pgid);
           auto text = outcome.error.empty() ? outcome.output : outcome.error;
           runner->send(leaf, finish_atom::value, id, int32_t{outcome.exit_status}, text);
         });
@@ -214,8 +250,9 @@ void launch_job(instance_actor* self, running_job& rj) {
 
 void run_more(instance_actor* self) {
   auto& st = self->state;
-  if (!st.is_leaf())
+  if (!st.is_leaf() || st.in_run_more)
     return;
+  st.in_run_more = true;
   while (!st.queue.empty() && st.running.size() < st.spec.cores) {
     auto [next, queued_at] = std::move(st.queue.front());
     st.queue.pop_front();
@@ -224,9 +261,13 @@ void run_more(instance_actor* self) {
     auto id = next.id;
     auto& rj = st.running[id];
     rj.what = std::move(next);
-    if (rj.what.idempotent) {
-      st.out_started.push_back(id);
-      schedule_flush(self);
+    if (rj.what.idempotent || st.is_root()) {
+      // Idempotent: starts reported lazily. At a root that is its own leaf there is
+      // nobody above to record the start.
+      if (!st.is_root()) {
+        st.out_started.push_back(id);
+        schedule_flush(self);
+      }
       launch_job(self, rj);
       continue;
     }
@@ -245,10 +286,13 @@ void run_more(instance_actor* self) {
         },
         [self, id](caf::error&) {
           // The parent is gone: this instance is about to quit; the job stays leased
-          // above and is re-queued there.
+          // above and is re-queued there. Its slot is free again meanwhile.
           self->state.running.erase(id);
+          run_more(self);
         });
   }
+  st.in_run_more = false;
+  maybe_pull(self);
 }
 
 void accept_jobs(instance_actor* self, std::vector<job> jobs) {
@@ -299,13 +343,22 @@ void maybe_pull(instance_actor* self) {
       });
 }
 
+bool leases_outstanding(const instance_state& st) {
+  for (auto& [child, leases] : st.leases)
+    if (!leases.empty())
+      return true;
+  return false;
+}
+
 // Answers held pulls from the queue; tells them `drained` once nothing will come.
 void serve_held(instance_actor* self) {
   auto& st = self->state;
   while (!st.held.empty()) {
     auto& h = st.held.front();
     if (st.queue.empty()) {
-      bool nothing_more = st.is_root() ? st.closed : st.drained;
+      // Drained only once no job can come back either: a lease still out may return
+      // (its child dies) and must then find a child still asking.
+      bool nothing_more = (st.is_root() ? st.closed : st.drained) && !leases_outstanding(st);
       if (!nothing_more)
         break;
       h.promise.deliver(job_batch{{}, true});
@@ -386,6 +439,8 @@ void on_child_done(instance_actor* self, std::vector<job_result>& results) {
     st.out_results.push_back(std::move(r));
   }
   schedule_flush(self);
+  if (st.queue.empty() && !st.held.empty())
+    serve_held(self); // the last lease back may drain the held pulls
 }
 
 void on_child_started(instance_actor* self, const std::vector<uint64_t>& ids) {
@@ -483,10 +538,76 @@ void start_children(instance_actor* self) {
   self->monitor(st.children_supervisor);
 }
 
+instance_status current_status(instance_actor* self) {
+  auto& st = self->state;
+  auto s = st.status;
+  s.address = detail::address_of(*st.env);
+  s.queued = st.queue.size();
+  s.running = st.running.size();
+  s.children = static_cast<uint32_t>(st.leases.size());
+  return s;
+}
+
+// This instance, its parent, and its children as its supervisor sees them, each with
+// the counters it reports (asked at once; 2 s for all).
+caf::result<instance_tree> on_tree(instance_actor* self) {
+  using namespace std::chrono_literals;
+  auto& st = self->state;
+  instance_tree tree;
+  tree.self = current_status(self);
+  if (!st.is_root()) {
+    tree.parent = st.spec.path.substr(0, st.spec.path.rfind('/'));
+    tree.parent_address =
+      st.spec.parent_uri.empty() ? detail::address_of(*st.env) : st.spec.parent_uri;
+  }
+  if (!st.children_supervisor)
+    return tree;
+  auto promise = self->make_response_promise<instance_tree>();
+  self->request(st.children_supervisor, 2s, supervision::which_children_atom::value)
+    .then(
+      [self, promise, tree](std::vector<supervision::child_info>& kids) mutable {
+        struct gathering {
+          caf::response_promise promise;
+          instance_tree tree;
+          size_t pending = 0;
+          void one_done() {
+            if (--pending == 0)
+              promise.deliver(std::move(tree));
+          }
+        };
+        auto g = std::make_shared<gathering>();
+        g->promise = promise;
+        g->tree = std::move(tree);
+        g->pending = 1; // this loop itself
+        for (size_t i = 0; i < kids.size(); ++i) {
+          child_entry entry;
+          entry.path = kids[i].name;
+          entry.state = kids[i].state;
+          entry.restarts = kids[i].restarts;
+          g->tree.children.push_back(std::move(entry));
+          if (!kids[i].handle)
+            continue;
+          ++g->pending;
+          self->request(kids[i].handle, 2s, status_atom::value)
+            .then(
+              [g, i](instance_status& s) {
+                g->tree.children[i].answered = true;
+                g->tree.children[i].status = std::move(s);
+                g->one_done();
+              },
+              [g](caf::error&) { g->one_done(); });
+        }
+        g->one_done();
+      },
+      [promise, tree](caf::error&) mutable { promise.deliver(std::move(tree)); });
+  return promise;
+}
+
 // Stops the children first (their supervisor stops them in reverse order), then this
 // instance, so whoever waits for it waits for the whole subtree.
 void stop_instance(instance_actor* self, const caf::error& reason) {
   auto& st = self->state;
+  flush(self); // completions already here still go up
   if (!st.children_supervisor) {
     self->quit(reason);
     return;
@@ -513,7 +634,9 @@ caf::behavior instance_behavior(instance_actor* self, instance_spec spec, caf::a
   st.env = std::move(env);
   st.exit_process = exit_process;
   st.status.path = st.spec.path;
-  self->attach_functor([slot = st.supervisor_slot, exit_process](const caf::error& reason) {
+  self->attach_functor([slot = st.supervisor_slot, shells = st.shells,
+                        exit_process](const caf::error& reason) {
+    shells->kill_all(); // a shell job does not outlive its leaf
     // Killed without an orderly stop: the children's supervisor still goes with it.
     auto& sup = *slot;
     if (sup)
@@ -536,6 +659,7 @@ caf::behavior instance_behavior(instance_actor* self, instance_spec spec, caf::a
     if (st.children_supervisor && down.source == st.children_supervisor.address()) {
       st.children_supervisor = nullptr;
       *st.supervisor_slot = nullptr;
+      flush(self);
       // Stopped as asked, or it gave up: then escalate to this instance's own parent.
       self->quit(st.stopping ? st.stop_reason : down.reason);
       return;
@@ -593,16 +717,8 @@ caf::behavior instance_behavior(instance_actor* self, instance_spec spec, caf::a
       if (ev.what() == supervision::event_kind::gave_up)
         TROUPE_LOG_WARNING("offload", self->state.spec.path << ": " << ev.reason);
     },
-    [self](status_atom) {
-      auto& st = self->state;
-      auto s = st.status;
-      s.queued = st.queue.size();
-      s.running = st.running.size();
-      s.children = 0;
-      for (auto& entry : st.leases)
-        (void) entry, ++s.children;
-      return s;
-    },
+    [self](status_atom) { return current_status(self); },
+    [self](tree_atom) { return on_tree(self); },
   };
 }
 

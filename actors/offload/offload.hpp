@@ -20,6 +20,8 @@
 //   (submit_atom, std::vector<job>)      -> uint64_t queued    to the root
 //   (close_atom)                                               to the root: no more jobs
 //   (status_atom)                        -> instance_status
+//   (tree_atom)                          -> instance_tree      this instance, its parent
+//        and its children with their supervision state and counters (actorsh `tree`)
 // States: one. An instance quits when its parent dies (and, in a process of its own,
 // stops that process) or when the supervisor of its children gave up (escalating).
 // Owner: its parent's supervisor; the root's owner is the application.
@@ -51,6 +53,7 @@ using done_atom = caf::atom_constant<caf::atom("jobsdone")>;
 using submit_atom = caf::atom_constant<caf::atom("submit")>;
 using close_atom = caf::atom_constant<caf::atom("close")>;
 using status_atom = caf::atom_constant<caf::atom("ostatus")>;
+using tree_atom = caf::atom_constant<caf::atom("otree")>;
 
 /// The answer to need_job: leased jobs, or `drained` (no job will come any more).
 struct job_batch {
@@ -66,6 +69,7 @@ struct job_batch {
 /// What an instance reports about itself (actorsh `offload`, the demo's report).
 struct instance_status {
   std::string path;      ///< root first, e.g. "0/1/3"
+  std::string address;   ///< the node it runs on ("" without a transport)
   uint32_t children = 0; ///< child instances running now
   uint64_t queued = 0;   ///< here, not yet leased
   uint64_t leased = 0;   ///< leased to children, not completed
@@ -80,9 +84,39 @@ struct instance_status {
 
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, instance_status& x) {
-    return f(caf::meta::type_name("troupe::offload::instance_status"), x.path, x.children,
+    return f(caf::meta::type_name("troupe::offload::instance_status"), x.path, x.address,
+             x.children,
              x.queued, x.leased, x.running, x.done, x.requeued, x.reruns, x.lost,
              x.child_restarts, x.queue_wait_ns, x.dequeued);
+  }
+};
+
+/// A child instance as its parent's supervisor sees it.
+struct child_entry {
+  std::string path;
+  std::string state;     ///< the supervisor's: running, starting, waiting, stopping
+  uint32_t restarts = 0; ///< how often its supervisor restarted it
+  bool answered = false; ///< `status` holds its counters (it answered in time)
+  instance_status status;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, child_entry& x) {
+    return f(caf::meta::type_name("troupe::offload::child_entry"), x.path, x.state,
+             x.restarts, x.answered, x.status);
+  }
+};
+
+/// An instance's place in the tree (actorsh `tree`).
+struct instance_tree {
+  instance_status self;
+  std::string parent;   ///< the parent's path ("" at the root)
+  std::string parent_address;
+  std::vector<child_entry> children;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, instance_tree& x) {
+    return f(caf::meta::type_name("troupe::offload::instance_tree"), x.self, x.parent,
+             x.parent_address, x.children);
   }
 };
 

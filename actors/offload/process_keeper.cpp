@@ -6,6 +6,8 @@
 
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -81,11 +83,19 @@ void process_keeper::fork_one(request& req) {
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != parent)
       ::_exit(1); // the parent died before the line above took effect
+    // What the forking thread had blocked (actorhost blocks its shutdown signals to
+    // sigwait for them) must not stay blocked in the child.
+    sigset_t none;
+    ::sigemptyset(&none);
+    ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
     int null_fd = ::open("/dev/null", O_RDONLY);
     if (null_fd >= 0)
       ::dup2(null_fd, 0);
     ::dup2(log_fd, 1);
     ::dup2(log_fd, 2);
+    // Nothing else of ours crosses exec (UCX's sockets and shared memory, other
+    // children's pipes); close_range is a no-op before Linux 5.9.
+    ::syscall(SYS_close_range, 3u, ~0u, 0u);
     ::execve(args[0], args.data(), envp.data());
     ::_exit(127);
   }

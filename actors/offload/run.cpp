@@ -11,7 +11,7 @@
 
 namespace troupe::offload {
 
-run_outcome run_tree(node& root_node, std::vector<job> jobs, const run_options& options) {
+run_outcome run_tree(node& root_node, std::vector<job> jobs, const tree_options& options) {
   using namespace std::chrono_literals;
   run_outcome out;
   instance_spec root_spec;

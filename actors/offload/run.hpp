@@ -22,7 +22,7 @@ class node;
 
 namespace troupe::offload {
 
-struct run_options {
+struct tree_options {
   std::vector<level> levels;       ///< below the root
   std::string run_dir;             ///< child configs, address files, logs
   std::string actorhost_path;      ///< "" = the actorhost beside this program
@@ -49,6 +49,6 @@ struct run_outcome {
 /// Runs `jobs` through a tree rooted on `node` (started, with a transport). The root
 /// is published as provider ("offload", offload_provider_id) so child processes find
 /// it; the tree is stopped before this returns.
-run_outcome run_tree(node& root_node, std::vector<job> jobs, const run_options& options);
+run_outcome run_tree(node& root_node, std::vector<job> jobs, const tree_options& options);
 
 } // namespace troupe::offload

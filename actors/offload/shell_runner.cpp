@@ -226,6 +226,8 @@ shell_outcome run_shell(const std::string& command, const run_options& options) 
     exec_child(plan);
   // Also done here, so that a timeout's kill(-pid) cannot come before the child's own.
   ::setpgid(pid, pid);
+  if (options.on_start)
+    options.on_start(pid);
   out_w.reset();
   err_w.reset();
   auto reap = [pid](int& status) {

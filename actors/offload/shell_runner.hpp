@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,6 +38,9 @@ struct run_options {
   std::vector<std::pair<std::string, std::string>> env;
   /// 0 = none. Else the command's process group is killed (SIGKILL) when it passes.
   std::chrono::milliseconds timeout{0};
+  /// Called with the shell's pid (also its process group's id) once it runs, so the
+  /// caller can kill the group if it must stop first (a leaf that stops).
+  std::function<void(int)> on_start;
 };
 
 /// Runs `command` and waits for it. When the shell ends, whatever is left in its

@@ -78,6 +78,7 @@ using start_failed_atom = caf::atom_constant<caf::atom("svstartno")>;
 using start_expired_atom = caf::atom_constant<caf::atom("svstartto")>;
 using kill_atom = caf::atom_constant<caf::atom("svkill")>;
 using resume_atom = caf::atom_constant<caf::atom("svresume")>;
+using abandon_atom = caf::atom_constant<caf::atom("svabandon")>;
 
 enum class phase { idle, starting, running, stopping, waiting };
 
@@ -104,6 +105,14 @@ struct child_slot {
   uint64_t generation = 0; // one per start attempt: late answers of old ones are told apart
   uint32_t restarts = 0;
   bool removed = false; // a temporary child that exited, a transient one that finished
+  // Its own restarts within the intensity period: its backoff grows with them, not
+  // with its siblings'.
+  std::deque<clock::time_point> restart_times;
+  clock::time_point hold_until{}; // its backoff: no start before
+  // A blocking start still running (perhaps of an earlier generation): a new one waits
+  // for it, so two never overlap (they would share files and processes).
+  bool starter_running = false;
+  bool start_deferred = false;
 };
 
 // The children running right now, for the functor that stops them when the supervisor
@@ -115,10 +124,9 @@ struct supervisor_state {
   std::vector<child_slot> children;
   std::deque<clock::time_point> restart_times; // within the intensity period
   // The plan in progress: stop these (one at a time, in this order), then start these
-  // (in start order, after `hold_until`).
+  // (in start order, each after its backoff).
   std::deque<size_t> to_stop;
   std::set<size_t> to_start;
-  clock::time_point hold_until{};
   bool resume_scheduled = false;
   bool shutting_down = false;
   caf::error exit_reason;
@@ -221,10 +229,15 @@ void child_failed(supervisor_actor* self, size_t index, const caf::error& reason
               + " allowed); its last exit: " + reason_text(reason));
     return;
   }
-  auto delay = st.options.backoff.delay_for(static_cast<unsigned>(st.restart_times.size()));
+  child.restart_times.push_back(now);
+  while (!child.restart_times.empty()
+         && now - child.restart_times.front() > st.options.intensity.period)
+    child.restart_times.pop_front();
+  auto delay =
+    st.options.backoff.delay_for(static_cast<unsigned>(child.restart_times.size()));
   notify(self, event_kind::restarting, child.spec.name, reason_text(reason), delay.count());
   ++child.restarts;
-  st.hold_until = std::max(st.hold_until, now + delay);
+  child.hold_until = now + delay;
   if (delay.count() > 0)
     child.state = phase::waiting;
   auto restart_from = [&](size_t first) {
@@ -265,22 +278,58 @@ void start_child(supervisor_actor* self, size_t index) {
     return;
   }
   child.state = phase::starting;
+  if (child.starter_running) {
+    // The previous start of this child has not returned yet: this one follows it.
+    child.start_deferred = true;
+    return;
+  }
+  child.starter_running = true;
   auto supervisor = caf::actor_cast<caf::actor>(self);
   auto start = child.spec.start;
+  auto on_kill = child.spec.on_kill;
   // A thread of its own: the start may block for as long as it takes (it is given up on
-  // after start_timeout, and a late result is stopped then).
+  // after start_timeout, and a late result is stopped then). The result goes as a
+  // request: if the supervisor is gone by then, nobody supervises it and it is stopped.
   self->system().spawn<caf::detached>(
-    [start, supervisor, index, generation](caf::event_based_actor* starter) {
+    [start, on_kill, supervisor, index, generation](caf::event_based_actor* starter)
+      -> caf::behavior {
       auto result = start(starter->system());
-      if (result && *result)
-        starter->send(supervisor, started_atom::value, index, generation, *result);
-      else
+      if (result && *result) {
+        auto handle = *result;
+        starter
+          ->request(supervisor, caf::duration{caf::infinite}, started_atom::value, index,
+                    generation, handle)
+          .then([starter] { starter->quit(); },
+                [starter, handle, on_kill](caf::error&) {
+                  starter->send_exit(handle, caf::exit_reason::kill);
+                  if (on_kill)
+                    on_kill();
+                  starter->quit();
+                });
+      } else {
         starter->send(supervisor, start_failed_atom::value, index, generation,
                       result ? make_error(errc::provider_failed, "the start returned no actor")
                              : result.error());
+        starter->quit();
+      }
+      return {[](caf::unit_t) {}};
     });
   self->delayed_send(self, child.spec.start_timeout, start_expired_atom::value, index,
                      generation);
+}
+
+// The previous blocking start of child `index` returned: a start that waited for it
+// may go now.
+void starter_returned(supervisor_actor* self, size_t index) {
+  auto& child = self->state.children[index];
+  child.starter_running = false;
+  if (child.start_deferred) {
+    child.start_deferred = false;
+    if (child.state == phase::starting) {
+      child.state = phase::idle;
+      start_child(self, index);
+    }
+  }
 }
 
 // Works through the plan: stops first (one at a time, each waiting for its DOWN), then
@@ -309,40 +358,57 @@ void run_plan(supervisor_actor* self) {
     self->quit(st.exit_reason);
     return;
   }
-  while (!st.to_start.empty()) {
-    auto index = *st.to_start.begin();
+  // Starts in start order. A child still in its backoff holds back the ones after it,
+  // except under one_for_one, where siblings do not wait for each other.
+  auto now = clock::now();
+  std::optional<clock::time_point> earliest_hold;
+  for (auto it = st.to_start.begin(); it != st.to_start.end();) {
+    auto index = *it;
     auto& child = st.children[index];
-    if (child.state == phase::starting)
-      return; // waiting for its result
     if (child.state == phase::running || child.removed) {
-      st.to_start.erase(st.to_start.begin());
+      it = st.to_start.erase(it);
       continue;
     }
-    auto now = clock::now();
-    if (now < st.hold_until) {
-      for (auto i : st.to_start)
-        if (st.children[i].state == phase::idle)
-          st.children[i].state = phase::waiting;
-      if (!st.resume_scheduled) {
-        st.resume_scheduled = true;
-        self->delayed_send(self,
-                           std::chrono::duration_cast<std::chrono::milliseconds>(
-                             st.hold_until - now)
-                             + std::chrono::milliseconds{1},
-                           resume_atom::value);
-      }
-      return;
+    if (child.state == phase::starting) {
+      if (st.options.how != strategy::one_for_one)
+        return; // the ones after it wait for its result
+      ++it;
+      continue;
+    }
+    if (now < child.hold_until) {
+      child.state = phase::waiting;
+      if (!earliest_hold || child.hold_until < *earliest_hold)
+        earliest_hold = child.hold_until;
+      if (st.options.how != strategy::one_for_one)
+        break;
+      ++it;
+      continue;
     }
     start_child(self, index);
     if (st.shutting_down || !st.to_stop.empty()) {
       run_plan(self); // a failed start gave up or widened the plan
       return;
     }
-    if (child.state == phase::starting)
-      return;
-    if (child.state == phase::running)
-      st.to_start.erase(index);
-    // else it failed to start and stays planned: the next round waits out its backoff
+    if (child.state == phase::running) {
+      it = st.to_start.erase(it);
+      continue;
+    }
+    if (child.state == phase::starting) {
+      if (st.options.how != strategy::one_for_one)
+        return;
+      ++it;
+      continue;
+    }
+    // It failed to start at once and stays planned: wait out its backoff (a new pass).
+    now = clock::now();
+  }
+  if (earliest_hold && !st.resume_scheduled) {
+    st.resume_scheduled = true;
+    self->delayed_send(self,
+                       std::chrono::duration_cast<std::chrono::milliseconds>(*earliest_hold
+                                                                             - now)
+                         + std::chrono::milliseconds{1},
+                       resume_atom::value);
   }
 }
 
@@ -360,12 +426,15 @@ void on_down(supervisor_actor* self, const caf::down_msg& down) {
   if (!index)
     return; // an earlier incarnation, already handled
   auto& child = st.children[*index];
-  if (child.state == phase::stopping) {
+  bool planned = std::find(st.to_stop.begin(), st.to_stop.end(), *index) != st.to_stop.end();
+  if (child.state == phase::stopping || planned) {
+    // Stopped as planned (or it went before its turn came): no restart is counted.
     child.handle = nullptr;
     child.state = phase::idle;
     refresh_running(self);
-    if (!st.to_stop.empty() && st.to_stop.front() == *index)
-      st.to_stop.pop_front();
+    auto pos = std::find(st.to_stop.begin(), st.to_stop.end(), *index);
+    if (pos != st.to_stop.end())
+      st.to_stop.erase(pos);
     run_plan(self);
     return;
   }
@@ -378,23 +447,41 @@ void on_down(supervisor_actor* self, const caf::down_msg& down) {
 
 void on_started(supervisor_actor* self, size_t index, uint64_t generation, caf::actor handle) {
   auto& st = self->state;
-  if (index >= st.children.size() || st.children[index].generation != generation
-      || st.children[index].state != phase::starting) {
+  if (index >= st.children.size())
+    return;
+  auto& child = st.children[index];
+  if (child.generation != generation || child.state != phase::starting
+      || child.start_deferred) {
     self->send_exit(handle, caf::exit_reason::kill); // too late: nobody supervises it
+    if (child.spec.on_kill)
+      child.spec.on_kill();
+    starter_returned(self, index);
+    run_plan(self);
     return;
   }
+  child.starter_running = false;
   set_running(self, index, std::move(handle));
   st.to_start.erase(index);
   run_plan(self);
 }
 
+// `starter_done`: the start's own answer (else its timeout, the start still running).
 void on_start_failed(supervisor_actor* self, size_t index, uint64_t generation,
-                     const caf::error& err) {
+                     const caf::error& err, bool starter_done) {
   auto& st = self->state;
-  if (index >= st.children.size() || st.children[index].generation != generation
-      || st.children[index].state != phase::starting)
+  if (index >= st.children.size())
     return;
   auto& child = st.children[index];
+  if (child.generation != generation || child.state != phase::starting
+      || child.start_deferred) {
+    if (starter_done) {
+      starter_returned(self, index);
+      run_plan(self);
+    }
+    return;
+  }
+  if (starter_done)
+    child.starter_running = false;
   notify(self, event_kind::start_failed, child.spec.name, reason_text(err));
   st.to_start.erase(index);
   child_failed(self, index, err);
@@ -440,7 +527,7 @@ caf::behavior supervisor_behavior(supervisor_actor* self, supervisor_options opt
       on_started(self, index, generation, std::move(handle));
     },
     [self](start_failed_atom, size_t index, uint64_t generation, const caf::error& err) {
-      on_start_failed(self, index, generation, err);
+      on_start_failed(self, index, generation, err, true);
     },
     [self](start_expired_atom, size_t index, uint64_t generation) {
       auto& child = self->state.children[index];
@@ -449,12 +536,35 @@ caf::behavior supervisor_behavior(supervisor_actor* self, supervisor_options opt
                         make_error(errc::timeout,
                                    "child '" + child.spec.name + "' did not start within "
                                      + std::to_string(child.spec.start_timeout.count())
-                                     + " ms"));
+                                     + " ms"),
+                        false);
     },
     [self](kill_atom, size_t index, uint64_t generation) {
       auto& child = self->state.children[index];
-      if (child.generation == generation && child.state == phase::stopping && child.handle)
-        self->send_exit(child.handle, caf::exit_reason::kill);
+      if (child.generation != generation || child.state != phase::stopping || !child.handle)
+        return;
+      self->send_exit(child.handle, caf::exit_reason::kill);
+      if (child.spec.on_kill)
+        child.spec.on_kill();
+      // A child on a node that answers nothing any more (stopped, hung) never sends its
+      // DOWN: after as long again it counts as gone.
+      self->delayed_send(self, child.spec.shutdown, abandon_atom::value, index, generation);
+    },
+    [self](abandon_atom, size_t index, uint64_t generation) {
+      auto& st = self->state;
+      auto& child = st.children[index];
+      if (child.generation != generation || child.state != phase::stopping)
+        return;
+      TROUPE_LOG_WARNING("supervisor", st.options.name << ": child " << child.spec.name
+                                                      << " did not stop after its kill; "
+                                                         "counted as gone");
+      child.handle = nullptr;
+      child.state = phase::idle;
+      refresh_running(self);
+      auto pos = std::find(st.to_stop.begin(), st.to_stop.end(), index);
+      if (pos != st.to_stop.end())
+        st.to_stop.erase(pos);
+      run_plan(self);
     },
     [self](resume_atom) {
       self->state.resume_scheduled = false;

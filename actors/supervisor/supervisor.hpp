@@ -65,8 +65,13 @@ struct child_spec {
   bool blocking_start = false;
   /// A blocking start that takes longer has failed (its late result is stopped).
   std::chrono::milliseconds start_timeout{30000};
-  /// How long the child may take to exit after its exit message before it is killed.
+  /// How long the child may take to exit after its exit message before it is killed;
+  /// a child that does not go after its kill either (its node answers nothing) counts
+  /// as gone after as long again.
   std::chrono::milliseconds shutdown{5000};
+  /// Called when the supervisor kills the child (after `shutdown`, or a start that came
+  /// too late): to stop what the actor stands for, e.g. SIGKILL its process.
+  std::function<void()> on_kill;
 };
 
 /// More than `max_restarts` restarts within `period`: give up.

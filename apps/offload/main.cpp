@@ -179,9 +179,11 @@ int main(int argc, char** argv) {
   std::cout << "troupe-offload: " << hierarchy.num_levels << " levels, "
             << off::describe_tree(hierarchy) << "; " << total << " jobs ("
             << off::describe_mix(hierarchy.jobs) << "); run dir " << run_dir << std::endl;
+  std::cout << "troupe-offload: root instance at " << node.address()
+            << " (actorsh -a ADDRESS -c tree)" << std::endl;
 
   int rc = 0;
-  off::run_options options;
+  off::tree_options options;
   options.levels = hierarchy.levels;
   options.run_dir = run_dir;
   options.actorhost_path = actorhost_path;

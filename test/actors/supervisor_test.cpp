@@ -410,6 +410,61 @@ BOOST_AUTO_TEST_CASE(a_blocking_start_runs_off_the_supervisor_and_a_late_one_fai
   exit_reason_of(sup2);
 }
 
+BOOST_AUTO_TEST_CASE(one_child_s_backoff_does_not_hold_back_its_siblings) {
+  // "slow" dies at every start after its first: its waits grow (300, 600, 1200 ms).
+  // "quick" crashes once meanwhile: its own first restart waits 300 ms, neither as
+  // long as slow's next wait nor what three restarts of the whole supervisor give.
+  child_spec slow;
+  slow.name = "slow";
+  std::atomic<int> slow_starts{0};
+  slow.start = [&](caf::actor_system& s) -> caf::expected<caf::actor> {
+    if (slow_starts++ > 0)
+      return make_error(errc::refused, "still broken");
+    return s.spawn(worker, std::string{"slow"}, &log);
+  };
+  auto opts = options(strategy::one_for_one, 10);
+  opts.backoff.initial = 300ms;
+  opts.backoff.factor = 2;
+  opts.backoff.max = 5000ms;
+  auto sup = spawn_supervisor(sys, opts, {slow, worker_spec("quick", &log)});
+  auto s1 = child(sup, "slow");
+  auto q1 = child(sup, "quick");
+  caf::anon_send(s1, crash_atom::value);
+  BOOST_REQUIRE(test::eventually(5s, [&] { return slow_starts.load() >= 2; }));
+  auto begun = std::chrono::steady_clock::now();
+  caf::anon_send(q1, crash_atom::value);
+  auto q2 = restarted(sup, "quick", q1);
+  BOOST_REQUIRE(q2);
+  auto took = std::chrono::steady_clock::now() - begun;
+  BOOST_TEST((took >= 300ms));
+  BOOST_TEST((took < 1100ms), "quick came back after "
+                                << std::chrono::duration_cast<std::chrono::milliseconds>(took)
+                                     .count()
+                                << " ms");
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  exit_reason_of(sup);
+}
+
+BOOST_AUTO_TEST_CASE(children_that_crash_together_in_a_group_restart_count_once) {
+  // one_for_all with at most one restart: b and c crash at the same moment. The one
+  // whose exit comes second is already planned to stop: no second restart is counted.
+  auto opts = options(strategy::one_for_all, 1);
+  auto sup = spawn_supervisor(sys, opts,
+                              {worker_spec("a", &log), worker_spec("b", &log),
+                               worker_spec("c", &log)});
+  auto b = child(sup, "b"), c = child(sup, "c");
+  caf::anon_send(b, crash_atom::value);
+  caf::anon_send(c, crash_atom::value);
+  BOOST_REQUIRE(restarted(sup, "b", b));
+  BOOST_REQUIRE(restarted(sup, "c", c));
+  auto kids = children_of(sup);
+  BOOST_REQUIRE_EQUAL(kids.size(), 3u);
+  for (auto& kid : kids)
+    BOOST_TEST(kid.state == "running");
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  BOOST_TEST((exit_reason_of(sup) == caf::exit_reason::user_shutdown));
+}
+
 BOOST_AUTO_TEST_CASE(backoff_delays_are_capped) {
   restart_backoff b;
   b.initial = 10ms;

@@ -187,6 +187,24 @@ BOOST_AUTO_TEST_CASE(two_and_three_levels_inside_one_process) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(a_lone_root_runs_its_jobs_itself) {
+  demo_run run;
+  // 20,000 no-ops in one slice (a no-op that ends at once must not recurse per job) and
+  // shell jobs (not idempotent: the root grants their starts itself).
+  auto r = run_to_end(run.argv(R"({"num_levels": 1, "jobs": {"count": 20000, "mix": [
+      {"kind": "noop", "weight": 999}, {"kind": "shell", "command": "true"}]}})"),
+                      60s);
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  auto rows = read_csv(run.csv);
+  check_each_job_once(rows, 20000);
+  unsigned shells = 0;
+  for (auto& row : rows) {
+    BOOST_TEST(row.path == "0");
+    shells += row.kind == "shell" ? 1 : 0;
+  }
+  BOOST_TEST(shells == 20u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(failures)
@@ -280,6 +298,31 @@ BOOST_AUTO_TEST_CASE(children_stop_when_the_root_dies_and_leave_no_orphans) {
   }));
 }
 
+BOOST_AUTO_TEST_CASE(a_stopped_child_instance_does_not_keep_the_demo_from_exiting) {
+  // A SIGSTOPped actorhost answers nothing: the run cannot finish, and at its timeout
+  // the tree is stopped anyway; the stopped child is killed (its supervisor's kill,
+  // then its process), and nothing is left.
+  demo_run run;
+  auto args = run.argv(R"({"num_levels": 2,
+      "levels": [{"num_children": 2, "cores_per_child": 1}],
+      "jobs": {"count": 400, "mix": [{"kind": "sleep", "duration_ms": 20}]}})");
+  args[args.size() - 1] = "4"; // --timeout 4
+  child_process demo{args};
+  BOOST_REQUIRE(eventually(30s, [&] {
+    return pids_in_log(run.log_of("0/0")).size() == 1
+           && pids_in_log(run.log_of("0/1")).size() == 1;
+  }));
+  auto stopped = pids_in_log(run.log_of("0/0"))[0];
+  auto other = pids_in_log(run.log_of("0/1"))[0];
+  ::kill(stopped, SIGSTOP);
+  auto code = demo.wait_exit(60s);
+  BOOST_REQUIRE_MESSAGE(code, "troupe-offload did not exit");
+  BOOST_TEST(*code == 1, demo.out() << demo.err());
+  BOOST_TEST(demo.err().find("timed out after 4 s") != std::string::npos, demo.err());
+  BOOST_TEST(eventually(10s, [&] { return process_gone(stopped) && process_gone(other); }),
+             "a child instance outlived the demo");
+}
+
 BOOST_AUTO_TEST_CASE(a_child_that_dies_at_every_start_makes_its_parent_give_up) {
   demo_run run;
   auto r = run_to_end(run.argv(R"({"num_levels": 2,
@@ -295,6 +338,51 @@ BOOST_AUTO_TEST_CASE(a_child_that_dies_at_every_start_makes_its_parent_give_up) 
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(actorsh_shows_any_instance_s_place_in_the_tree_and_its_queue) {
+  demo_run run;
+  child_process demo{run.argv(R"({"num_levels": 3, "levels": [
+      {"num_children": 2, "cores_per_child": 2},
+      {"num_children": 2, "cores_per_child": 1}],
+      "jobs": {"count": 200, "mix": [{"kind": "sleep", "duration_ms": 50}]}})")};
+  auto line = demo.wait_for_line("root instance at ", 30s);
+  BOOST_REQUIRE_MESSAGE(line, demo.out() << demo.err());
+  std::smatch m;
+  BOOST_REQUIRE(std::regex_search(*line, m, std::regex{"at (ucx://[0-9.:]+)"}));
+  std::string root = m[1];
+  auto child_address_file = run.run_dir + "/instance-0-1.address";
+  BOOST_REQUIRE(eventually(30s, [&] { return !read_all(child_address_file).empty(); }));
+  auto child = read_all(child_address_file);
+  child.erase(child.find_last_not_of("\n") + 1);
+  // Once both children run: the root sees them, each with its counters.
+  run_result at_root;
+  BOOST_TEST(eventually(20s, [&] {
+    at_root = run_to_end({bin_path("actorsh"), "-a", root, "-c", "tree"}, 20s);
+    return at_root.exit_code == 0 && at_root.out.find("0/1         running") != std::string::npos
+           && at_root.out.find("0/0         running") != std::string::npos;
+  }), at_root.out << at_root.err);
+  BOOST_TEST(at_root.out.find("instance 0 at " + root) != std::string::npos, at_root.out);
+  BOOST_TEST(at_root.out.find("parent: none (the root)") != std::string::npos, at_root.out);
+  BOOST_TEST(at_root.out.find("children: 2") != std::string::npos, at_root.out);
+  BOOST_TEST(at_root.out.find(child + "  queued ") != std::string::npos, at_root.out);
+  // A child instance knows its parent and its own in-process children.
+  auto at_child = run_to_end({bin_path("actorsh"), "-a", child, "-c", "tree; offload"}, 20s);
+  BOOST_TEST(at_child.exit_code == 0, at_child.out << at_child.err);
+  BOOST_TEST(at_child.out.find("instance 0/1 at " + child) != std::string::npos, at_child.out);
+  BOOST_TEST(at_child.out.find("parent: 0 at " + root) != std::string::npos, at_child.out);
+  BOOST_TEST(at_child.out.find("0/1/0       running") != std::string::npos, at_child.out);
+  BOOST_TEST(at_child.out.find("0/1/1       running") != std::string::npos, at_child.out);
+  BOOST_TEST(at_child.out.find("leased    ") != std::string::npos, at_child.out);
+  auto as_json = run_to_end({bin_path("actorsh"), "-a", child, "--json", "-c", "offload"}, 20s);
+  BOOST_TEST(as_json.out.find("\"path\":\"0/1\"") != std::string::npos, as_json.out);
+  // A node without an offload instance says so.
+  host_process plain{"{}"};
+  auto none = run_to_end({bin_path("actorsh"), "-a", plain.address(), "-c", "tree"}, 20s);
+  BOOST_TEST(none.exit_code != 0);
+  BOOST_TEST(none.err.find("runs no offload instance") != std::string::npos, none.err);
+  auto code = demo.wait_exit(60s);
+  BOOST_TEST((code && *code == 0), demo.out() << demo.err());
+}
 
 BOOST_AUTO_TEST_CASE(bad_configs_name_the_file_and_key_and_start_nothing) {
   struct bad {
@@ -312,7 +400,11 @@ BOOST_AUTO_TEST_CASE(bad_configs_name_the_file_and_key_and_start_nothing) {
           "max_leaves"},
          {R"({"num_levels": 2, "levels": [{"num_children": 1, "cores_per_child": 1}],
               "jobs": {"count": 1, "mix": [{"kind": "shell", "command": "no-such-program-x"}]}})",
-          "h.json: jobs.mix[0].command"}}) {
+          "h.json: jobs.mix[0].command"},
+         {R"({"num_levels": 3, "levels": [
+              {"num_children": 1, "cores_per_child": 2, "placement": "in_process"},
+              {"num_children": 2, "cores_per_child": 1, "placement": "process"}]})",
+          "h.json: levels[1].placement: \"process\" cannot be below an \"in_process\" level"}}) {
     demo_run run;
     auto r = run_to_end(run.argv(config), 30s);
     BOOST_TEST(r.exit_code == 2, config << ": " << r.out << r.err);

@@ -151,6 +151,17 @@ session::session(node& client, options opts) : client_(client), opts_(opts) {
        return shutdown(args, out, err);
      },
      false},
+    {"tree", "tree",
+     "the offload instance on the node (troupe-offload's tree): its path, parent, and "
+     "children with their supervision state, restarts and queue counters",
+     [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+       return offload_tree(args, out, err);
+     }},
+    {"offload", "offload",
+     "the offload instance's queue: queued, leased, running, done, re-queued, lost",
+     [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+       return offload_queue(args, out, err);
+     }},
     {"help", "help [COMMAND]", "list the commands, or explain one",
      [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
        return help(args, out, err);

@@ -80,6 +80,12 @@ private:
                                               std::optional<uint16_t> wanted);
   bool shutdown(const std::vector<std::string>& args, std::ostream& out,
                 std::ostream& err);
+  // offload_commands.cpp: the connected node's offload instance.
+  caf::expected<caf::actor> offload_instance(std::ostream& err);
+  bool offload_tree(const std::vector<std::string>& args, std::ostream& out,
+                    std::ostream& err);
+  bool offload_queue(const std::vector<std::string>& args, std::ostream& out,
+                     std::ostream& err);
   bool help(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   const command* find(const std::string& name) const;
   caf::expected<caf::actor> resolve(const std::string& target, std::ostream& err);

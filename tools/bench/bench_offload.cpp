@@ -86,7 +86,7 @@ public:
                        std::function<void(uint64_t)> during = nullptr) {
     std::filesystem::remove_all(run_dir_);
     std::filesystem::create_directories(run_dir_);
-    off::run_options opts;
+    off::tree_options opts;
     opts.levels = levels;
     opts.run_dir = run_dir_;
     opts.actorhost_path = actorhost_;

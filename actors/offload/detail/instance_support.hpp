@@ -2,6 +2,7 @@
 // Between the instance actor and how its children are started (child_start.cpp).
 
 #include <memory>
+#include <string>
 
 #include <caf/actor.hpp>
 
@@ -19,5 +20,8 @@ supervision::child_spec child_instance_spec(const caf::actor& parent, instance_s
 
 /// The node's locator (for an instance that finds its parent by address).
 caf::actor locator_of(const environment& env);
+
+/// Where this process's node is reached ("" without a transport).
+const std::string& address_of(const environment& env);
 
 } // namespace troupe::offload::detail
