@@ -34,6 +34,26 @@ std::string counters(const offload::instance_status& s) {
   return os.str();
 }
 
+// Asks the connected node's offload instance `Atom` and hands its answer to `print`;
+// false (with the reason in `err`) if there is none or it does not answer.
+template <class Answer, class Atom, class Print>
+bool ask_instance(node& client, const caf::expected<caf::actor>& inst,
+                  std::chrono::milliseconds timeout, const char* command, std::ostream& err,
+                  Print print) {
+  if (!inst)
+    return false;
+  caf::scoped_actor self{client.system()};
+  bool ok = false;
+  self->request(*inst, timeout, Atom::value)
+    .receive(
+      [&](Answer& answer) {
+        ok = true;
+        print(answer);
+      },
+      [&](caf::error& e) { err << command << ": " << describe(e) << "\n"; });
+  return ok;
+}
+
 } // namespace
 
 caf::expected<caf::actor> session::offload_instance(std::ostream& err) {
@@ -52,15 +72,9 @@ bool session::offload_tree(const std::vector<std::string>& args, std::ostream& o
     err << "usage: tree\n";
     return false;
   }
-  auto inst = offload_instance(err);
-  if (!inst)
-    return false;
-  caf::scoped_actor self{client_.system()};
-  bool ok = false;
-  self->request(*inst, opts_.timeout, offload::tree_atom::value)
-    .receive(
+  return ask_instance<offload::instance_tree, offload::tree_atom>(
+    client_, offload_instance(err), opts_.timeout, "tree", err,
       [&](offload::instance_tree& t) {
-        ok = true;
         if (opts_.json) {
           auto kids = json::array();
           for (auto& c : t.children) {
@@ -94,9 +108,7 @@ bool session::offload_tree(const std::vector<std::string>& args, std::ostream& o
             out << "  (no answer)";
           out << "\n";
         }
-      },
-      [&](caf::error& e) { err << "tree: " << describe(e) << "\n"; });
-  return ok;
+      });
 }
 
 bool session::offload_queue(const std::vector<std::string>& args, std::ostream& out,
@@ -105,15 +117,9 @@ bool session::offload_queue(const std::vector<std::string>& args, std::ostream& 
     err << "usage: offload\n";
     return false;
   }
-  auto inst = offload_instance(err);
-  if (!inst)
-    return false;
-  caf::scoped_actor self{client_.system()};
-  bool ok = false;
-  self->request(*inst, opts_.timeout, offload::status_atom::value)
-    .receive(
+  return ask_instance<offload::instance_status, offload::status_atom>(
+    client_, offload_instance(err), opts_.timeout, "offload", err,
       [&](offload::instance_status& s) {
-        ok = true;
         if (opts_.json) {
           out << status_json(s).dump() << "\n";
           return;
@@ -126,9 +132,7 @@ bool session::offload_queue(const std::vector<std::string>& args, std::ostream& 
             << "requeued  " << s.requeued << "  (of which re-run " << s.reruns << ", lost "
             << s.lost << ")\n"
             << "restarts  " << s.child_restarts << "  (of child instances)\n";
-      },
-      [&](caf::error& e) { err << "offload: " << describe(e) << "\n"; });
-  return ok;
+      });
 }
 
 } // namespace troupe::shell
