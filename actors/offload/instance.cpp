@@ -31,6 +31,7 @@ namespace {
 
 using finish_atom = caf::atom_constant<caf::atom("ofinish")>;
 using flush_atom = caf::atom_constant<caf::atom("oflush")>;
+using sleep_done_atom = caf::atom_constant<caf::atom("oslept")>;
 
 // How long completions wait to be sent up with others, and how many make a batch.
 constexpr auto flush_delay = std::chrono::milliseconds{2};
@@ -102,6 +103,7 @@ struct instance_state {
   std::vector<uint64_t> out_started;
   bool flush_scheduled = false;
   bool in_run_more = false;
+  double timer_lateness_us = 0; // how late CAF's timer fires, on average (sleep jobs)
   std::shared_ptr<shell_groups> shells = std::make_shared<shell_groups>();
   instance_status status;
 
@@ -214,10 +216,15 @@ void launch_job(instance_actor* self, running_job& rj) {
     case job_kind::noop:
       finish_job(self, id, job_outcome::succeeded, 0, {});
       return;
-    case job_kind::sleep:
-      self->delayed_send(self, std::chrono::microseconds{what.duration_us}, finish_atom::value,
-                         id, int32_t{0}, std::string{});
+    case job_kind::sleep: {
+      // CAF's timer fires late (~0.3 ms here): ask for the duration less the lateness
+      // seen so far; wake_sleeper never lets a sleep end early.
+      auto lateness = static_cast<uint64_t>(self->state.timer_lateness_us);
+      auto ask = what.duration_us > lateness ? what.duration_us - lateness : 0;
+      self->delayed_send(self, std::chrono::microseconds{ask}, sleep_done_atom::value, id,
+                         now_ns() + static_cast<int64_t>(ask) * 1000);
       return;
+    }
     case job_kind::shell: {
       // fork/exec and the wait block: on a thread of their own.
       run_options opts;
@@ -709,6 +716,22 @@ caf::behavior instance_behavior(instance_actor* self, instance_spec spec, caf::a
     [self](finish_atom, uint64_t id, int32_t exit_status, std::string& output) {
       finish_job(self, id, exit_status == 0 ? job_outcome::succeeded : job_outcome::failed,
                  exit_status, std::move(output));
+    },
+    [self](sleep_done_atom, uint64_t id, int64_t due_ns) {
+      auto& st = self->state;
+      auto now = now_ns();
+      st.timer_lateness_us = 0.9 * st.timer_lateness_us + 0.1 * static_cast<double>(now - due_ns) / 1000.0;
+      auto it = st.running.find(id);
+      if (it == st.running.end())
+        return;
+      auto end = it->second.start_ns + static_cast<int64_t>(it->second.what.duration_us) * 1000;
+      if (now < end) { // woke early: sleep the rest (never shorter than asked)
+        auto rest = (end - now + 999) / 1000;
+        self->delayed_send(self, std::chrono::microseconds{rest}, sleep_done_atom::value, id,
+                           now + rest * 1000);
+        return;
+      }
+      finish_job(self, id, job_outcome::succeeded, 0, {});
     },
     [self](flush_atom) { flush(self); },
     [self](supervision::supervision_event& ev) {
