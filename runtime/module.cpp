@@ -10,7 +10,8 @@ module_set::~module_set() {
 }
 
 std::string module_set::load(const std::string& path, caf::actor_system_config& cfg,
-                             provider_registry& providers, ops::op_registry& ops) {
+                             provider_registry& providers, ops::op_registry& ops,
+                            job_type_registry& job_types) {
   void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
     const char* why = ::dlerror();
@@ -29,7 +30,7 @@ std::string module_set::load(const std::string& path, caf::actor_system_config& 
   if (abi() != module_abi_version)
     return fail("built for module ABI " + std::to_string(abi()) + ", this node speaks "
                 + std::to_string(module_abi_version));
-  module_context ctx{cfg, providers, ops, path, {}};
+  module_context ctx{cfg, providers, ops, job_types, path, {}};
   auto rc = init(ctx);
   libraries_.push_back({path, handle});
   if (rc != 0)

@@ -13,20 +13,23 @@ class op_registry;
 namespace troupe {
 
 class provider_registry;
+class job_type_registry;
 
 /// What a loadable module sees when the node loads it: the actor system config (to
 /// register message types before the system starts), the provider registry (to
-/// register provider types) and the op registry (to register op types).
+/// register provider types), the op registry (to register op types) and the job
+/// types (runtime/job_types.hpp: C++ jobs for the offload service).
 struct module_context {
   caf::actor_system_config& system_config;
   provider_registry& providers;
   ops::op_registry& ops;
+  job_type_registry& job_types;
   std::string library; ///< the path it was loaded from
   std::string error;   ///< set by the module to explain a non-zero return
 };
 
 /// Bumped whenever module_context or the registry interface changes incompatibly.
-constexpr unsigned module_abi_version = 2;
+constexpr unsigned module_abi_version = 3;
 
 } // namespace troupe
 
@@ -60,7 +63,8 @@ public:
   /// the module's own error). A library whose init ran and failed stays loaded until
   /// the set is destroyed, because it may have registered types pointing into it.
   std::string load(const std::string& path, caf::actor_system_config& cfg,
-                   provider_registry& providers, ops::op_registry& ops);
+                   provider_registry& providers, ops::op_registry& ops,
+                   job_type_registry& job_types);
 
   std::vector<std::string> loaded() const;
 

@@ -16,6 +16,7 @@
 
 #include "base/error.hpp"
 #include "base/log.hpp"
+#include "runtime/job_types.hpp"
 #include "runtime/module.hpp"
 #include "runtime/locator.hpp"
 #include "runtime/node_service.hpp"
@@ -83,6 +84,7 @@ struct node::impl {
   caf::actor service;              // the node service, stopped after the providers
   caf::actor locator;              // finds remote actors for actors, without blocking
   ops::op_runtime ops;             // op registry, dispatcher and ops in flight
+  job_type_registry job_types;     // C++ job types registered by modules
   unsigned threads = 0;
   mutable std::mutex shutdown_mtx;
   std::function<void()> shutdown_handler; // guarded by shutdown_mtx
@@ -136,7 +138,8 @@ caf::error node::impl::spawn_providers() {
   }
   for (auto spec : order) {
     auto handle = providers->spawn(*system, *spec,
-                                   transport::middleman::of(*system).address(), locator);
+                                   transport::middleman::of(*system).address(), locator,
+                                   &job_types);
     if (!handle)
       return handle.error();
     started.push_back(*handle);
@@ -229,7 +232,8 @@ caf::error node::start() {
     return make_error(errc::invalid_config, "node already started");
   for (size_t i = 0; i < impl_->cfg.libraries.size(); ++i) {
     auto err = impl_->modules.load(impl_->cfg.libraries[i], *impl_->system_cfg,
-                                   *impl_->providers, impl_->ops.registry());
+                                   *impl_->providers, impl_->ops.registry(),
+                                   impl_->job_types);
     if (!err.empty())
       return make_error(errc::module_load_failed, impl_->cfg.source + ": libraries["
                                                     + std::to_string(i) + "]: " + err);
@@ -282,6 +286,10 @@ std::string node::address() const {
     return transport::middleman::of(*impl_->system).address();
   const auto& t = impl_->cfg.transport;
   return transport::node_address{t.protocol, t.address, t.port}.to_uri();
+}
+
+job_type_registry& node::job_types() {
+  return impl_->job_types;
 }
 
 ops::op_runtime& node::ops() {

@@ -24,6 +24,7 @@ class op_runtime;
 namespace troupe {
 
 class provider_registry;
+class job_type_registry;
 class topology;
 class thread_placement;
 
@@ -76,6 +77,9 @@ public:
   /// The op framework (runtime/ops.hpp): register op types on it before or after
   /// `start()`; its dispatcher runs between `start()` and `stop()`.
   ops::op_runtime& ops();
+
+  /// Job types (runtime/job_types.hpp) that modules registered, and the application's.
+  job_type_registry& job_types();
 
   /// The UCX middleman. Valid between `start()` and `stop()`.
   transport::middleman& transport();

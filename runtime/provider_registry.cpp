@@ -55,7 +55,8 @@ caf::error provider_registry::check_free(const provider_entry& entry) const {
 caf::expected<caf::actor> provider_registry::spawn(caf::actor_system& system,
                                                    const provider_config& spec,
                                                    const std::string& node_address,
-                                                   const caf::actor& locator) {
+                                                   const caf::actor& locator,
+                                                   job_type_registry* job_types) {
   provider_factory factory;
   std::map<std::string, caf::actor> deps;
   {
@@ -83,7 +84,7 @@ caf::expected<caf::actor> provider_registry::spawn(caf::actor_system& system,
     }
   }
   // The factory runs unlocked: it may spawn actors that look up other providers.
-  provider_context ctx{system, spec, std::move(deps), node_address, locator};
+  provider_context ctx{system, spec, std::move(deps), node_address, locator, job_types};
   auto handle = factory(ctx);
   if (!handle)
     return handle.error();

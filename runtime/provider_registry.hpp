@@ -17,6 +17,8 @@
 
 namespace troupe {
 
+class job_type_registry;
+
 /// What a provider factory gets to build its actor from.
 struct provider_context {
   caf::actor_system& system;
@@ -28,6 +30,8 @@ struct provider_context {
   /// The node's locator (runtime/locator.hpp): finds providers on other nodes without
   /// blocking. Null when the node has no transport.
   caf::actor locator;
+  /// The node's job types (runtime/job_types.hpp); null outside a node.
+  job_type_registry* job_types = nullptr;
 };
 
 /// Spawns a provider's actor. Returns an error (category troupe, `invalid_config` for
@@ -60,7 +64,8 @@ public:
   /// not running) or whatever the factory reports; on failure nothing is registered.
   caf::expected<caf::actor> spawn(caf::actor_system& system, const provider_config& spec,
                                   const std::string& node_address = {},
-                                  const caf::actor& locator = {});
+                                  const caf::actor& locator = {},
+                                  job_type_registry* job_types = nullptr);
 
   /// Registers an already running actor as a provider (for applications that spawn
   /// their own). Fails with `duplicate_provider` on a taken (type, id) or name.

@@ -29,7 +29,7 @@ while(TRUE)
 endwhile()
 
 foreach(example first_actor.cpp remote_echo.cpp typed_protocol.cpp rdma_copy.cpp
-                word_count_op.cpp supervised_worker.cpp)
+                word_count_op.cpp supervised_worker.cpp checksum_jobs.cpp)
   file(READ ${SOURCE_DIR}/apps/examples/${example} text)
   troupe_text_from(from_marker "${text}" "// 1. " "apps/examples/${example}")
   string(FIND "${from_marker}" "\n" marker_end)

@@ -26,39 +26,35 @@ namespace troupe::offload {
 
 class environment {
 public:
-  caf::actor locator;
-  std::string node_address;
-  std::string actorhost_path;
-  std::string run_dir;
+  explicit environment(environment_options opts) : options(std::move(opts)) {}
+  environment_options options;
   process_keeper processes; // last: its destructor stops the children still running
 };
 
-std::shared_ptr<environment> make_environment(caf::actor locator, std::string node_address,
-                                              std::string actorhost_path,
-                                              std::string run_dir) {
-  auto env = std::make_shared<environment>();
-  env->locator = std::move(locator);
-  env->node_address = std::move(node_address);
-  if (actorhost_path.empty()) {
+std::shared_ptr<environment> make_environment(environment_options options) {
+  if (options.actorhost_path.empty()) {
     char self_path[4096];
     auto n = ::readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
     std::string dir = n > 0 ? std::string(self_path, static_cast<size_t>(n)) : std::string{};
-    dir = dir.substr(0, dir.rfind('/') + 1);
-    actorhost_path = dir + "actorhost";
+    options.actorhost_path = dir.substr(0, dir.rfind('/') + 1) + "actorhost";
   }
-  env->actorhost_path = std::move(actorhost_path);
-  env->run_dir = run_dir.empty() ? std::string{"/tmp"} : std::move(run_dir);
-  return env;
+  if (options.run_dir.empty())
+    options.run_dir = "/tmp";
+  return std::make_shared<environment>(std::move(options));
 }
 
 namespace detail {
 
 caf::actor locator_of(const environment& env) {
-  return env.locator;
+  return env.options.locator;
 }
 
 const std::string& address_of(const environment& env) {
-  return env.node_address;
+  return env.options.node_address;
+}
+
+job_type_registry* job_types_of(const environment& env) {
+  return env.options.job_types;
 }
 
 namespace {
@@ -84,30 +80,32 @@ caf::expected<caf::actor> start_process(caf::actor_system& sys,
                                         const std::shared_ptr<environment>& env,
                                         const instance_spec& child,
                                         std::atomic<int>& last_pid) {
-  if (env->node_address.empty())
+  if (env->options.node_address.empty())
     return make_error(errc::refused, "instance " + child.path
                                        + " needs a process, but its parent's node has "
                                          "no transport address");
   // A previous incarnation whose actor died but whose process lingers goes first.
   if (last_pid > 0 && env->processes.running(last_pid))
     env->processes.signal(last_pid, SIGKILL);
-  auto stem = env->run_dir + "/" + file_stem(child.path);
+  auto stem = env->options.run_dir + "/" + file_stem(child.path);
   nlohmann::json cfg = {
     {"transport", {{"address", "127.0.0.1"}, {"port", 0}}},
     {"threads", 1},
+    {"libraries", env->options.libraries},
     {"providers",
      {{{"type", "offload"},
        {"name", "offload"},
        {"provider_id", offload_provider_id},
        {"config",
-        {{"parent", env->node_address},
+        {{"parent", env->options.node_address},
          {"path", child.path},
          {"cores", child.cores},
          {"first_cpu", child.first_cpu},
          {"max_restarts", child.max_restarts},
          {"levels", levels_json(child.below)},
-         {"run_dir", env->run_dir},
-         {"actorhost", env->actorhost_path}}}}}}};
+         {"run_dir", env->options.run_dir},
+         {"actorhost", env->options.actorhost_path},
+         {"libraries", env->options.libraries}}}}}}};
   auto cfg_path = stem + ".json";
   auto addr_path = stem + ".address";
   {
@@ -118,13 +116,13 @@ caf::expected<caf::actor> start_process(caf::actor_system& sys,
   }
   ::unlink(addr_path.c_str());
   std::string error;
-  auto pid = env->processes.launch({env->actorhost_path, "-c", cfg_path, "--address-file",
+  auto pid = env->processes.launch({env->options.actorhost_path, "-c", cfg_path, "--address-file",
                                     addr_path},
-                                   {{"TROUPE_PARENT_URI", env->node_address}}, stem + ".log",
+                                   {{"TROUPE_PARENT_URI", env->options.node_address}}, stem + ".log",
                                    error);
   if (pid < 0)
     return make_error(errc::unreachable,
-                      "instance " + child.path + ": cannot start " + env->actorhost_path
+                      "instance " + child.path + ": cannot start " + env->options.actorhost_path
                         + ": " + error);
   last_pid = pid;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{20};
@@ -150,7 +148,7 @@ caf::expected<caf::actor> start_process(caf::actor_system& sys,
   caf::scoped_actor self{sys};
   caf::expected<caf::actor> found = make_error(errc::timeout, "no answer from the locator");
   self
-    ->request(env->locator, std::chrono::seconds{15}, locate_atom::value, uri,
+    ->request(env->options.locator, std::chrono::seconds{15}, locate_atom::value, uri,
               std::string{"offload"}, offload_provider_id)
     .receive([&](caf::actor& handle) { found = std::move(handle); },
              [&](caf::error& err) { found = std::move(err); });
@@ -207,7 +205,7 @@ caf::expected<caf::actor> make_offload_provider(const provider_context& ctx) {
     r.require_object("", cfg);
     r.reject_unknown_keys("", cfg,
                           {"parent", "path", "cores", "first_cpu", "max_restarts", "levels",
-                           "run_dir", "actorhost"});
+                           "run_dir", "actorhost", "libraries"});
     instance_spec spec;
     if (auto it = cfg.find("parent"); it != cfg.end())
       spec.parent_uri = r.read_string("parent", *it);
@@ -254,7 +252,23 @@ caf::expected<caf::actor> make_offload_provider(const provider_context& ctx) {
       run_dir = r.read_string("run_dir", *it);
     if (auto it = cfg.find("actorhost"); it != cfg.end())
       actorhost = r.read_string("actorhost", *it);
-    auto env = make_environment(ctx.locator, ctx.node_address, actorhost, run_dir);
+    // What this instance's child processes load (this node loaded them already, from
+    // its own "libraries").
+    std::vector<std::string> libraries;
+    if (auto it = cfg.find("libraries"); it != cfg.end()) {
+      if (!it->is_array())
+        r.expected("libraries", "an array of library paths", *it);
+      for (size_t i = 0; i < it->size(); ++i)
+        libraries.push_back(r.read_string(json_reader::index("libraries", i), (*it)[i]));
+    }
+    environment_options eo;
+    eo.locator = ctx.locator;
+    eo.node_address = ctx.node_address;
+    eo.actorhost_path = actorhost;
+    eo.run_dir = run_dir;
+    eo.libraries = std::move(libraries);
+    eo.job_types = ctx.job_types;
+    auto env = make_environment(std::move(eo));
     return spawn_instance(ctx.system, std::move(spec), {}, {}, std::move(env), true);
   } catch (const config_error& e) {
     return make_error(errc::invalid_config, e.what());

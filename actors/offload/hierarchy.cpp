@@ -1,5 +1,7 @@
 #include "actors/offload/hierarchy.hpp"
 
+#include <filesystem>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -224,7 +226,7 @@ hierarchy_config parse_hierarchy(const std::string& text, const std::string& sou
   json_reader r{source};
   auto doc = parse_json(text, r);
   r.require_object("", doc);
-  r.reject_unknown_keys("", doc, {"num_levels", "levels", "max_leaves", "jobs"});
+  r.reject_unknown_keys("", doc, {"num_levels", "levels", "max_leaves", "jobs", "libraries"});
   require_keys(r, "", doc, {"num_levels"});
   hierarchy_config cfg;
   cfg.source = source;
@@ -263,6 +265,19 @@ hierarchy_config parse_hierarchy(const std::string& text, const std::string& sou
                + std::to_string(i - 1)
                + "]): instances in processes of their own must come first");
   check_leaves(r, cfg);
+  if (auto libs = doc.find("libraries"); libs != doc.end()) {
+    if (!libs->is_array())
+      r.expected("libraries", "an array of library paths", *libs);
+    for (size_t i = 0; i < libs->size(); ++i) {
+      auto key = json_reader::index("libraries", i);
+      auto path = r.read_string(key, (*libs)[i]);
+      std::error_code ec;
+      auto absolute = std::filesystem::absolute(path, ec);
+      if (ec || !std::filesystem::is_regular_file(absolute, ec))
+        r.fail(key, "\"" + path + "\": no such file");
+      cfg.libraries.push_back(absolute.string());
+    }
+  }
   if (auto j = doc.find("jobs"); j != doc.end())
     cfg.jobs = parse_job_spec(*j, r, "jobs");
   else

@@ -66,6 +66,9 @@ struct hierarchy_config {
   job_spec jobs;
   /// Parsing refuses a tree with more leaves than this.
   unsigned max_leaves = 4096;
+  /// Modules (shared libraries) every instance's node loads: job types for "custom"
+  /// jobs. Made absolute; each must exist.
+  std::vector<std::string> libraries;
   /// Number of leaf instances: the product of every level's num_children (1 for a
   /// lone root).
   uint64_t leaves() const;

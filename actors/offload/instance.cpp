@@ -23,6 +23,7 @@
 #include "actors/supervisor/supervisor.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
+#include "runtime/job_types.hpp"
 #include "runtime/locator.hpp"
 
 namespace troupe::offload {
@@ -247,8 +248,27 @@ void launch_job(instance_actor* self, running_job& rj) {
         });
       return;
     }
-    case job_kind::custom:
-      break;
+    case job_kind::custom: {
+      auto* types = detail::job_types_of(*self->state.env);
+      auto fn = types ? types->find(what.command) : std::nullopt;
+      if (!fn)
+        break;
+      // A job type may block: on a thread of its own.
+      auto leaf = caf::actor_cast<caf::actor>(self);
+      job_call call{id, what.argument, self->state.spec.path};
+      self->system().spawn<caf::detached>(
+        [leaf, id, call, fn = std::move(*fn)](caf::event_based_actor* runner) {
+          job_outcome_of_type outcome;
+          try {
+            outcome = fn(call);
+          } catch (const std::exception& e) {
+            outcome = {1, std::string{"the job type threw: "} + e.what()};
+          }
+          runner->send(leaf, finish_atom::value, id, int32_t{outcome.exit_status},
+                       outcome.output);
+        });
+      return;
+    }
   }
   finish_job(self, id, job_outcome::failed, 1,
              "job type '" + what.command + "' is not registered on instance "

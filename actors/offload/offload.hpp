@@ -42,6 +42,7 @@
 
 namespace troupe {
 class provider_registry;
+class job_type_registry;
 } // namespace troupe
 
 namespace troupe::offload {
@@ -138,12 +139,20 @@ struct instance_spec {
 /// What instances in one process share: how to start child instances in processes of
 /// their own. Made once per process (`make_environment`).
 class environment;
-/// `node_address` is where children reach this process; `locator` the node's
-/// locator; `actorhost_path` the program child processes run ("" = the actorhost next
-/// to this executable); `run_dir` where their configs, address files and logs go.
-std::shared_ptr<environment> make_environment(caf::actor locator, std::string node_address,
-                                              std::string actorhost_path,
-                                              std::string run_dir);
+/// What instances in one process use: `node_address`, where children reach this
+/// process; `locator`, the node's locator; `actorhost_path`, the program child
+/// processes run ("" = the actorhost next to this executable); `run_dir`, where their
+/// configs, address files and logs go; `libraries`, the modules every child process
+/// loads (job types); `job_types`, this node's (null: no custom jobs here).
+struct environment_options {
+  caf::actor locator;
+  std::string node_address;
+  std::string actorhost_path;
+  std::string run_dir;
+  std::vector<std::string> libraries;
+  job_type_registry* job_types = nullptr;
+};
+std::shared_ptr<environment> make_environment(environment_options options);
 
 /// Spawns an instance. `parent` is empty for the root, whose completions go to
 /// `report_to`. An instance in a process of its own (`exit_process`) raises SIGTERM in
@@ -155,7 +164,8 @@ caf::actor spawn_instance(caf::actor_system& system, instance_spec spec, caf::ac
 /// Registers provider type "offload": a child instance in an actorhost process, config
 /// {"parent": URI (default: $TROUPE_PARENT_URI), "parent_provider_id": 1, "path": "0/1",
 ///  "cores": N, "cpus": "0", "levels": [...] (as in the hierarchy file),
-///  "run_dir": DIR, "actorhost": PATH, "max_restarts": 5}.
+///  "run_dir": DIR, "actorhost": PATH, "max_restarts": 5}; job types come from the
+///  node's "libraries", which child processes load too.
 void register_offload_provider(provider_registry& registry);
 
 /// Registers the offload message types on every node that takes part.

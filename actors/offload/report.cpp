@@ -108,12 +108,30 @@ std::string format_report(const run_summary& s, const hierarchy_config& config) 
   return out.str();
 }
 
+namespace {
+
+// RFC 4180 quoting; line ends become "\n" so that every job stays one line.
+std::string csv_field(const std::string& text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"')
+      out += "\"\"";
+    else if (c == '\n')
+      out += "\\n";
+    else if (c != '\r')
+      out += c;
+  }
+  return out + "\"";
+}
+
+} // namespace
+
 std::string write_csv(const std::string& path, const std::vector<job_result>& results,
                       int64_t run_start_ns) {
   std::ofstream out{path};
   if (!out)
     return path + ": cannot write the CSV";
-  out << "job_id,kind,path,submit_s,start_s,end_s,exit_status,outcome,runs\n";
+  out << "job_id,kind,path,submit_s,start_s,end_s,exit_status,outcome,runs,output\n";
   auto sorted = results;
   std::sort(sorted.begin(), sorted.end(),
             [](const job_result& a, const job_result& b) { return a.id < b.id; });
@@ -126,7 +144,8 @@ std::string write_csv(const std::string& path, const std::vector<job_result>& re
                       : r.how() == job_outcome::failed  ? "failed"
                                                         : "lost";
     out << r.id << "," << to_string(static_cast<job_kind>(r.kind)) << "," << r.path << "," << rel(r.submit_ns) << "," << rel(r.start_ns) << ","
-        << rel(r.end_ns) << "," << r.exit_status << "," << how << "," << r.runs << "\n";
+        << rel(r.end_ns) << "," << r.exit_status << "," << how << "," << r.runs << ","
+        << csv_field(r.output) << "\n";
   }
   out.flush();
   return out ? std::string{} : path + ": write failed";

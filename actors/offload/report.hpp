@@ -38,7 +38,8 @@ run_summary summarize(const std::vector<job_result>& results, int64_t run_start_
 
 std::string format_report(const run_summary& summary, const hierarchy_config& config);
 
-/// Writes the CSV (times in seconds since `run_start_ns`); returns "" or an error text.
+/// Writes the CSV (times in seconds since `run_start_ns`; the output quoted, its line
+/// ends written as \n); returns "" or an error text.
 std::string write_csv(const std::string& path, const std::vector<job_result>& results,
                       int64_t run_start_ns);
 

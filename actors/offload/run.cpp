@@ -20,8 +20,14 @@ run_outcome run_tree(node& root_node, std::vector<job> jobs, const tree_options&
   root_spec.cores =
     options.levels.empty() ? 1u
                            : options.levels[0].num_children * options.levels[0].cores_per_child;
-  auto env = make_environment(root_node.locator(), root_node.address(), options.actorhost_path,
-                              options.run_dir);
+  environment_options eo;
+  eo.locator = root_node.locator();
+  eo.node_address = root_node.address();
+  eo.actorhost_path = options.actorhost_path;
+  eo.run_dir = options.run_dir;
+  eo.libraries = root_node.config().libraries;
+  eo.job_types = &root_node.job_types();
+  auto env = make_environment(std::move(eo));
   uint64_t total = jobs.size();
   out.results.reserve(total);
   auto started = std::chrono::steady_clock::now();

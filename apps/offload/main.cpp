@@ -24,6 +24,7 @@
 #include "actors/offload/offload.hpp"
 #include "actors/offload/report.hpp"
 #include "actors/offload/run.hpp"
+#include "runtime/job_types.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "runtime/config.hpp"
@@ -52,6 +53,9 @@ writes a per-job CSV and (with gnuplot) a plot of completions over time.
 Optional keys of the hierarchy file (Troupe's, beside Flux's):
   levels[i].placement   "process", "in_process" (or "mpi": not yet)
   max_leaves            refuse trees with more leaves (default 4096)
+  libraries             modules every instance's node loads (job types for
+                        "custom" jobs: {"kind": "custom", "command": TYPE,
+                        "argument": "..."})
   jobs                  {"count": N, "mix": [{"kind": "noop"|"sleep"|"shell",
                          "duration_ms": D, "command": "...", "idempotent": B,
                          "weight": W}, ...]}
@@ -145,10 +149,6 @@ int main(int argc, char** argv) {
         throw troupe::config_error(config_path + ": levels[" + std::to_string(i)
                                    + "].placement: \"mpi\" is not supported yet (use "
                                      "\"process\" or \"in_process\")");
-    for (size_t i = 0; i < hierarchy.jobs.mix.size(); ++i)
-      if (hierarchy.jobs.mix[i].kind == off::job_kind::custom)
-        throw troupe::config_error(config_path + ": jobs.mix[" + std::to_string(i)
-                                   + "].kind: \"custom\" job types are not supported yet");
   } catch (const troupe::config_error& e) {
     std::cerr << "troupe-offload: bad config: " << e.what() << "\n";
     return exit_bad_config;
@@ -166,6 +166,8 @@ int main(int argc, char** argv) {
 
   auto node_cfg = troupe::parse_node_config(
     R"({"transport": {"address": "127.0.0.1", "port": 0}})", "troupe-offload");
+  node_cfg.libraries = hierarchy.libraries;
+  node_cfg.source = config_path;
   troupe::node node{std::move(node_cfg)};
   troupe::actors::register_builtin_types(node.system_config());
   troupe::actors::register_builtin_providers(node.providers());
@@ -174,6 +176,22 @@ int main(int argc, char** argv) {
     return exit_failed;
   }
 
+  // A custom job's type must be registered by one of the libraries (every instance's
+  // node loads the same ones).
+  for (size_t i = 0; i < hierarchy.jobs.mix.size(); ++i) {
+    auto& entry = hierarchy.jobs.mix[i];
+    if (entry.kind != off::job_kind::custom || node.job_types().find(entry.command))
+      continue;
+    std::string known;
+    for (auto& name : node.job_types().names())
+      known += (known.empty() ? "" : ", ") + name;
+    std::cerr << "troupe-offload: bad config: " << config_path << ": jobs.mix[" << i
+              << "].command: no job type \"" << entry.command
+              << "\" in the \"libraries\" (registered: " << (known.empty() ? "none" : known)
+              << ")\n";
+    node.stop();
+    return exit_bad_config;
+  }
   auto jobs = off::make_jobs(hierarchy.jobs);
   uint64_t total = jobs.size();
   std::cout << "troupe-offload: " << hierarchy.num_levels << " levels, "

@@ -200,7 +200,7 @@ BOOST_AUTO_TEST_CASE(each_mistake_gets_a_message_with_path_expected_and_found) {
      "(100 x 50); raise \"max_leaves\" to allow more"},
     {R"({"num_level": 1})",
      "hierarchy.json: num_level: unknown key (known keys: num_levels levels max_leaves "
-     "jobs); did you mean \"num_levels\"?"},
+     "jobs libraries); did you mean \"num_levels\"?"},
     {R"({"num_levels": 2, "levels": [{"num_childen": 8, "cores_per_child": 1}]})",
      "hierarchy.json: levels[0].num_childen: unknown key (known keys: num_children "
      "cores_per_child placement); did you mean \"num_children\"?"},
@@ -416,3 +416,17 @@ BOOST_AUTO_TEST_CASE(no_child_is_left_behind) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(libraries_are_made_absolute_and_must_exist) {
+  auto cfg = troupe::offload::parse_hierarchy(
+    R"({"num_levels": 1, "libraries": ["/bin/sh"]})", "hierarchy.json");
+  BOOST_TEST(cfg.libraries == std::vector<std::string>{"/bin/sh"});
+  try {
+    troupe::offload::parse_hierarchy(R"({"num_levels": 1, "libraries": ["/no/lib.so"]})",
+                                     "hierarchy.json");
+    BOOST_FAIL("a missing library was accepted");
+  } catch (const troupe::config_error& e) {
+    BOOST_TEST(std::string{e.what()}
+               == "hierarchy.json: libraries[0]: \"/no/lib.so\": no such file");
+  }
+}

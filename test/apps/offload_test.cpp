@@ -27,24 +27,37 @@ struct csv_row {
   std::string outcome;
   unsigned runs = 0;
   std::string kind;
+  std::string output; // unquoted
 };
 
 std::vector<csv_row> read_csv(const std::string& path) {
   std::ifstream in{path};
   std::string line;
   std::getline(in, line);
-  BOOST_REQUIRE_MESSAGE(line == "job_id,kind,path,submit_s,start_s,end_s,exit_status,outcome,runs",
+  BOOST_REQUIRE_MESSAGE(line == "job_id,kind,path,submit_s,start_s,end_s,exit_status,outcome,runs,output",
                         path << ": header " << line);
   std::vector<csv_row> rows;
   while (std::getline(in, line)) {
+    // Nine plain fields, then the output, quoted ("" for a quote inside).
     std::vector<std::string> f;
-    std::stringstream s{line};
-    std::string field;
-    while (std::getline(s, field, ','))
-      f.push_back(field);
-    BOOST_REQUIRE_MESSAGE(f.size() == 9, "bad CSV line: " << line);
+    size_t at = 0;
+    for (int i = 0; i < 9; ++i) {
+      auto comma = line.find(',', at);
+      BOOST_REQUIRE_MESSAGE(comma != std::string::npos, "bad CSV line: " << line);
+      f.push_back(line.substr(at, comma - at));
+      at = comma + 1;
+    }
+    auto quoted = line.substr(at);
+    BOOST_REQUIRE_MESSAGE(quoted.size() >= 2 && quoted.front() == '"' && quoted.back() == '"',
+                          "bad CSV output field: " << line);
+    std::string output;
+    for (size_t i = 1; i + 1 < quoted.size(); ++i) {
+      output += quoted[i];
+      if (quoted[i] == '"')
+        ++i; // "" stands for one quote
+    }
     rows.push_back({std::stoull(f[0]), f[2], std::stoi(f[6]), f[7],
-                    static_cast<unsigned>(std::stoul(f[8])), f[1]});
+                    static_cast<unsigned>(std::stoul(f[8])), f[1], output});
   }
   return rows;
 }
@@ -185,6 +198,48 @@ BOOST_AUTO_TEST_CASE(two_and_three_levels_inside_one_process) {
     // No process was started for them.
     BOOST_TEST(!std::filesystem::exists(run.log_of("0/0")));
   }
+}
+
+BOOST_AUTO_TEST_CASE(custom_jobs_run_a_job_type_from_a_module_at_leaves_in_processes) {
+  demo_run run;
+  auto data = run.dir.write("data", "checksum me");
+  auto library = std::string{TROUPE_LIB_DIR} + "/example_checksum_jobs.so";
+  auto r = run_to_end(run.argv(R"({"num_levels": 3, "levels": [
+      {"num_children": 2, "cores_per_child": 2},
+      {"num_children": 2, "cores_per_child": 1}],
+      "libraries": [")" + library + R"("],
+      "jobs": {"count": 300, "mix": [
+        {"kind": "custom", "command": "checksum", "argument": ")" + data + R"("},
+        {"kind": "custom", "command": "checksum", "argument": "/no/such/file"}]}})"),
+                      120s);
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  auto rows = read_csv(run.csv);
+  check_each_job_once(rows, 300);
+  for (auto& row : rows) {
+    BOOST_TEST(row.kind == "custom");
+    BOOST_TEST(row.path.size() == 5u, row.path); // a leaf: 0/i/j, in an actorhost
+    if (row.id % 2 == 1) { // the mix alternates: odd ids read the data file
+      BOOST_TEST(row.outcome == "succeeded");
+      BOOST_TEST(row.output == "ed3ff3bb8f9f22cc", row.output); // FNV-1a of "checksum me"
+    } else {
+      BOOST_TEST(row.outcome == "failed");
+      BOOST_TEST(row.exit_status == 2);
+      BOOST_TEST(row.output == "/no/such/file: cannot open");
+    }
+  }
+  // A job type no library registers, and a library that does not exist: exit 2.
+  demo_run bad;
+  auto unknown = run_to_end(bad.argv(R"({"num_levels": 1, "libraries": [")" + library + R"("],
+      "jobs": {"count": 1, "mix": [{"kind": "custom", "command": "nosuch"}]}})"), 30s);
+  BOOST_TEST(unknown.exit_code == 2, unknown.out << unknown.err);
+  BOOST_TEST(unknown.err.find("jobs.mix[0].command: no job type \"nosuch\" in the "
+                              "\"libraries\" (registered: checksum)")
+               != std::string::npos,
+             unknown.err);
+  auto missing = run_to_end(bad.argv(R"({"num_levels": 1, "libraries": ["/no/lib.so"]})"), 30s);
+  BOOST_TEST(missing.exit_code == 2, missing.out << missing.err);
+  BOOST_TEST(missing.err.find("libraries[0]: \"/no/lib.so\": no such file") != std::string::npos,
+             missing.err);
 }
 
 BOOST_AUTO_TEST_CASE(a_lone_root_runs_its_jobs_itself) {

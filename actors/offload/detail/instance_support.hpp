@@ -24,4 +24,7 @@ caf::actor locator_of(const environment& env);
 /// Where this process's node is reached ("" without a transport).
 const std::string& address_of(const environment& env);
 
+/// This node's job types (null: none).
+job_type_registry* job_types_of(const environment& env);
+
 } // namespace troupe::offload::detail
