@@ -102,6 +102,7 @@ caf::expected<caf::actor> start_process(caf::actor_system& sys,
          {"cores", child.cores},
          {"first_cpu", child.first_cpu},
          {"max_restarts", child.max_restarts},
+         {"silence_ms", child.silence_ms},
          {"levels", levels_json(child.below)},
          {"run_dir", env->options.run_dir},
          {"actorhost", env->options.actorhost_path},
@@ -205,7 +206,7 @@ caf::expected<caf::actor> make_offload_provider(const provider_context& ctx) {
     r.require_object("", cfg);
     r.reject_unknown_keys("", cfg,
                           {"parent", "path", "cores", "first_cpu", "max_restarts", "levels",
-                           "run_dir", "actorhost", "libraries"});
+                           "run_dir", "actorhost", "libraries", "silence_ms"});
     instance_spec spec;
     if (auto it = cfg.find("parent"); it != cfg.end())
       spec.parent_uri = r.read_string("parent", *it);
@@ -219,6 +220,8 @@ caf::expected<caf::actor> make_offload_provider(const provider_context& ctx) {
       spec.cores = static_cast<unsigned>(r.read_integer("cores", *it, 1, 1 << 20));
     if (auto it = cfg.find("first_cpu"); it != cfg.end())
       spec.first_cpu = static_cast<unsigned>(r.read_integer("first_cpu", *it, 0, 1 << 20));
+    if (auto it = cfg.find("silence_ms"); it != cfg.end())
+      spec.silence_ms = static_cast<unsigned>(r.read_integer("silence_ms", *it, 0, 3600000));
     if (auto it = cfg.find("max_restarts"); it != cfg.end())
       spec.max_restarts = static_cast<unsigned>(r.read_integer("max_restarts", *it, 0, 1000));
     if (auto it = cfg.find("levels"); it != cfg.end()) {

@@ -33,6 +33,7 @@ namespace {
 using finish_atom = caf::atom_constant<caf::atom("ofinish")>;
 using flush_atom = caf::atom_constant<caf::atom("oflush")>;
 using sleep_done_atom = caf::atom_constant<caf::atom("oslept")>;
+using tick_atom = caf::atom_constant<caf::atom("otick")>;
 
 // How long completions wait to be sent up with others, and how many make a batch.
 constexpr auto flush_delay = std::chrono::milliseconds{2};
@@ -104,6 +105,10 @@ struct instance_state {
   std::vector<uint64_t> out_started;
   bool flush_scheduled = false;
   bool in_run_more = false;
+  // The bound on silence: when each child was last heard from; children taken for
+  // dead for their silence, whose messages are dropped from then on.
+  std::unordered_map<caf::actor_addr, std::chrono::steady_clock::time_point> last_heard;
+  std::set<caf::actor_addr> silenced;
   double timer_lateness_us = 0; // how late CAF's timer fires, on average (sleep jobs)
   std::shared_ptr<shell_groups> shells = std::make_shared<shell_groups>();
   instance_status status;
@@ -558,6 +563,7 @@ void start_children(instance_actor* self) {
     child.cores = lvl.cores_per_child;
     child.first_cpu = st.spec.first_cpu + i * lvl.cores_per_child;
     child.max_restarts = st.spec.max_restarts;
+    child.silence_ms = st.spec.silence_ms;
     kids.push_back(detail::child_instance_spec(self, std::move(child), lvl.where, st.env));
   }
   st.children_supervisor = supervision::spawn_supervisor(self->system(), opts, std::move(kids));
@@ -646,9 +652,62 @@ void stop_instance(instance_actor* self, const caf::error& reason) {
   self->send_exit(st.children_supervisor, reason);
 }
 
+// Every silence_ms / 4: a heartbeat to the parent (its answer must come within
+// silence_ms), and children silent for silence_ms are taken for dead.
+void tick(instance_actor* self) {
+  using namespace std::chrono;
+  auto& st = self->state;
+  if (st.spec.silence_ms == 0 || st.stopping)
+    return;
+  auto bound = milliseconds{st.spec.silence_ms};
+  if (st.parent) {
+    self->request(st.parent, bound, heartbeat_atom::value)
+      .then([] {},
+            [self, bound](caf::error& err) {
+              if (self->state.stopping)
+                return;
+              auto why = make_error(errc::unreachable,
+                                    "instance " + self->state.spec.path
+                                      + ": its parent did not answer for "
+                                      + std::to_string(bound.count()) + " ms ("
+                                      + describe(err) + "); stopping");
+              TROUPE_LOG_WARNING("offload", context_text(why));
+              stop_instance(self, why);
+            });
+  }
+  auto now = steady_clock::now();
+  std::vector<caf::actor_addr> silent;
+  for (auto& [child, heard] : st.last_heard)
+    if (now - heard > bound)
+      silent.push_back(child);
+  for (auto& child : silent) {
+    auto why = make_error(errc::timeout, "instance below " + st.spec.path + " was silent for "
+                                           + std::to_string(bound.count()) + " ms");
+    TROUPE_LOG_WARNING("offload", describe(why) << "; its jobs are re-queued");
+    st.last_heard.erase(child);
+    st.silenced.insert(child);
+    on_child_down(self, child);
+    if (st.children_supervisor)
+      self->send(st.children_supervisor, supervision::fail_child_atom::value, child, why);
+  }
+  self->delayed_send(self, bound / 4, tick_atom::value);
+}
+
+// A message from a child: it is alive. False for a child already taken for dead.
+bool heard_from(instance_actor* self) {
+  auto& st = self->state;
+  auto addr = caf::actor_cast<caf::actor_addr>(self->current_sender());
+  if (st.silenced.count(addr) != 0)
+    return false;
+  if (st.spec.silence_ms != 0)
+    st.last_heard[addr] = std::chrono::steady_clock::now();
+  return true;
+}
+
 void begin(instance_actor* self) {
   start_children(self);
   maybe_pull(self);
+  tick(self);
 }
 
 caf::behavior instance_behavior(instance_actor* self, instance_spec spec, caf::actor parent,
@@ -676,8 +735,8 @@ caf::behavior instance_behavior(instance_actor* self, instance_spec spec, caf::a
   self->set_down_handler([self](caf::down_msg& down) {
     auto& st = self->state;
     if (st.parent && down.source == st.parent.address()) {
-      TROUPE_LOG_INFO("offload", st.spec.path << ": parent gone (" << describe(down.reason)
-                                              << "); stopping");
+      TROUPE_LOG_WARNING("offload", "instance " << st.spec.path << ": its parent is gone ("
+                                                 << describe(down.reason) << "); stopping");
       stop_instance(self, make_error(errc::unreachable,
                                      "instance " + st.spec.path
                                        + ": its parent instance is gone"));
@@ -691,6 +750,7 @@ caf::behavior instance_behavior(instance_actor* self, instance_spec spec, caf::a
       self->quit(st.stopping ? st.stop_reason : down.reason);
       return;
     }
+    st.last_heard.erase(down.source);
     on_child_down(self, down.source);
   });
   if (st.parent)
@@ -716,10 +776,27 @@ caf::behavior instance_behavior(instance_actor* self, instance_spec spec, caf::a
     begin(self);
   }
   return {
-    [self](need_job_atom, uint32_t credits) { return on_need_job(self, credits); },
-    [self](may_start_atom, uint64_t id) { return on_may_start(self, id); },
-    [self](started_atom, const std::vector<uint64_t>& ids) { on_child_started(self, ids); },
-    [self](done_atom, std::vector<job_result>& results) { on_child_done(self, results); },
+    [self](need_job_atom, uint32_t credits) -> caf::result<job_batch> {
+      if (!heard_from(self))
+        return make_error(errc::refused, "taken for dead after its silence");
+      return on_need_job(self, credits);
+    },
+    [self](may_start_atom, uint64_t id) -> caf::result<bool> {
+      if (!heard_from(self))
+        return false;
+      return on_may_start(self, id);
+    },
+    [self](started_atom, const std::vector<uint64_t>& ids) {
+      if (heard_from(self))
+        on_child_started(self, ids);
+    },
+    [self](done_atom, std::vector<job_result>& results) {
+      // From a child taken for dead: its jobs were re-queued or reported already.
+      if (heard_from(self))
+        on_child_done(self, results);
+    },
+    [self](heartbeat_atom) { heard_from(self); },
+    [self](tick_atom) { tick(self); },
     [self](submit_atom, std::vector<job>& jobs) -> uint64_t {
       auto t = now_ns();
       for (auto& j : jobs)

@@ -19,6 +19,10 @@
 //        root -> its report_to actor: completions, batched
 //   (submit_atom, std::vector<job>)      -> uint64_t queued    to the root
 //   (close_atom)                                               to the root: no more jobs
+//   (heartbeat_atom)                     -> caf::unit         child -> parent, every
+//        silence_ms / 4: a child silent for silence_ms is taken for dead (its leases
+//        come back, its supervisor kills and restarts it); a parent that does not
+//        answer within silence_ms is taken for dead (the child stops)
 //   (status_atom)                        -> instance_status
 //   (tree_atom)                          -> instance_tree      this instance, its parent
 //        and its children with their supervision state and counters (actorsh `tree`)
@@ -55,6 +59,7 @@ using submit_atom = caf::atom_constant<caf::atom("submit")>;
 using close_atom = caf::atom_constant<caf::atom("close")>;
 using status_atom = caf::atom_constant<caf::atom("ostatus")>;
 using tree_atom = caf::atom_constant<caf::atom("otree")>;
+using heartbeat_atom = caf::atom_constant<caf::atom("oheartbt")>;
 
 /// The answer to need_job: leased jobs, or `drained` (no job will come any more).
 struct job_batch {
@@ -134,6 +139,9 @@ struct instance_spec {
   std::string parent_uri;
   /// Restarts of a child instance allowed within 10 s before its parent gives up.
   unsigned max_restarts = 5;
+  /// The bound on silence between parent and child (0: none; only the transport's
+  /// death notices then).
+  unsigned silence_ms = 5000;
 };
 
 /// What instances in one process share: how to start child instances in processes of
@@ -164,7 +172,8 @@ caf::actor spawn_instance(caf::actor_system& system, instance_spec spec, caf::ac
 /// Registers provider type "offload": a child instance in an actorhost process, config
 /// {"parent": URI (default: $TROUPE_PARENT_URI), "parent_provider_id": 1, "path": "0/1",
 ///  "cores": N, "cpus": "0", "levels": [...] (as in the hierarchy file),
-///  "run_dir": DIR, "actorhost": PATH, "max_restarts": 5}; job types come from the
+///  "run_dir": DIR, "actorhost": PATH, "max_restarts": 5, "silence_ms": 5000}; job
+///  types come from the
 ///  node's "libraries", which child processes load too.
 void register_offload_provider(provider_registry& registry);
 

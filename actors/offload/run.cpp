@@ -16,6 +16,7 @@ run_outcome run_tree(node& root_node, std::vector<job> jobs, const tree_options&
   run_outcome out;
   instance_spec root_spec;
   root_spec.path = "0";
+  root_spec.silence_ms = options.silence_ms;
   root_spec.below = options.levels;
   root_spec.cores =
     options.levels.empty() ? 1u

@@ -27,6 +27,8 @@ struct tree_options {
   std::string run_dir;             ///< child configs, address files, logs
   std::string actorhost_path;      ///< "" = the actorhost beside this program
   std::chrono::seconds timeout{600};
+  /// The bound on silence between parents and children (instance_spec::silence_ms).
+  unsigned silence_ms = 5000;
   /// Called about every `progress_every` with (completed, total, seconds so far), and
   /// once more at the end.
   std::function<void(uint64_t, uint64_t, double)> progress;

@@ -570,6 +570,24 @@ caf::behavior supervisor_behavior(supervisor_actor* self, supervisor_options opt
       self->state.resume_scheduled = false;
       run_plan(self);
     },
+    [self](fail_child_atom, const caf::actor_addr& who, const caf::error& why) {
+      auto index = find_child(self, who);
+      if (!index)
+        return;
+      auto& child = self->state.children[*index];
+      if (child.state != phase::running)
+        return;
+      self->send_exit(child.handle, caf::exit_reason::kill);
+      if (child.spec.on_kill)
+        child.spec.on_kill();
+      notify(self, event_kind::exited, child.spec.name, reason_text(why));
+      TROUPE_LOG_WARNING("supervisor", self->state.options.name << ": child "
+                                                                << child.spec.name
+                                                                << " failed: "
+                                                                << reason_text(why));
+      child_failed(self, *index, why);
+      run_plan(self);
+    },
     [self](which_children_atom) {
       std::vector<child_info> result;
       for (auto& child : self->state.children) {

@@ -27,6 +27,10 @@
 //   (which_children_atom)        -> std::vector<child_info>
 //   (child_atom, std::string)    -> caf::actor (the child's current incarnation), or
 //                                   troupe.not_found when it has none running
+//   (fail_child_atom, caf::actor_addr, caf::error)
+//                                -> the child with that address has failed now (its
+//        owner saw it go silent): it is killed (on_kill) and treated as exited with
+//        the error; its DOWN, should it come later, is ignored
 // The observer (optional) receives a supervision_event for every start, exit, restart
 // and the giving up.
 // Owner: whoever spawns it; links or monitors propagate its exit.
@@ -47,6 +51,7 @@ namespace troupe::supervision {
 
 using which_children_atom = caf::atom_constant<caf::atom("children")>;
 using child_atom = caf::atom_constant<caf::atom("child")>;
+using fail_child_atom = caf::atom_constant<caf::atom("failchild")>;
 
 enum class strategy : uint8_t { one_for_one, one_for_all, rest_for_one };
 enum class restart_policy : uint8_t { permanent, transient, temporary };

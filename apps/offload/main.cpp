@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
   CLI::App app{description, "troupe-offload"};
   std::string config_path, jobs_path, csv_path, plot_path, run_dir, actorhost_path;
   int64_t count = -1;
-  unsigned timeout_s = 600, progress_ms = 1000;
+  unsigned timeout_s = 600, progress_ms = 1000, silence_ms = 5000;
   bool quiet = false;
   std::string verbosity;
   app.add_option("-c,--config", config_path, "the hierarchy file")->required();
@@ -121,6 +121,10 @@ int main(int argc, char** argv) {
                  "the program child instances run (default: the actorhost beside this one)");
   app.add_option("--timeout", timeout_s, "give up after this many seconds (default 600)");
   app.add_option("--progress-ms", progress_ms, "progress every N ms (default 1000)");
+  app.add_option("--silence-ms", silence_ms,
+                 "a child instance silent this long is taken for dead (its jobs re-queued, "
+                 "it is restarted); a parent that long silent stops its children; 0: "
+                 "only the transport's death notices (default 5000)");
   app.add_flag("-q,--quiet", quiet, "no progress lines");
   app.add_option("-v,--verbosity", verbosity, "log level: error, warning, info, debug");
   try {
@@ -206,6 +210,7 @@ int main(int argc, char** argv) {
   options.run_dir = run_dir;
   options.actorhost_path = actorhost_path;
   options.timeout = std::chrono::seconds{timeout_s};
+  options.silence_ms = silence_ms;
   progress_line progress{};
   progress.every = std::chrono::milliseconds{progress_ms};
   options.progress_every = std::chrono::milliseconds{progress_ms};

@@ -362,6 +362,8 @@ BOOST_AUTO_TEST_CASE(a_stopped_child_instance_does_not_keep_the_demo_from_exitin
       "levels": [{"num_children": 2, "cores_per_child": 1}],
       "jobs": {"count": 400, "mix": [{"kind": "sleep", "duration_ms": 20}]}})");
   args[args.size() - 1] = "4"; // --timeout 4
+  args.push_back("--silence-ms");
+  args.push_back("0"); // the bound on silence has a test of its own
   child_process demo{args};
   BOOST_REQUIRE(eventually(30s, [&] {
     return pids_in_log(run.log_of("0/0")).size() == 1
@@ -376,6 +378,58 @@ BOOST_AUTO_TEST_CASE(a_stopped_child_instance_does_not_keep_the_demo_from_exitin
   BOOST_TEST(demo.err().find("timed out after 4 s") != std::string::npos, demo.err());
   BOOST_TEST(eventually(10s, [&] { return process_gone(stopped) && process_gone(other); }),
              "a child instance outlived the demo");
+}
+
+BOOST_AUTO_TEST_CASE(a_silent_child_instance_is_taken_for_dead_and_replaced) {
+  // SIGSTOP instance 0/0 mid-run: its process answers nothing, yet its transport may
+  // not notice. After the bound on silence (2 s here: a heartbeat every 0.5 s, and a
+  // loaded 2-core box must not make a live child look silent) its jobs are re-queued, its
+  // supervisor kills it (its process too) and starts a new 0/0; every job completes.
+  demo_run run;
+  auto args = run.argv(R"({"num_levels": 3, "levels": [
+      {"num_children": 2, "cores_per_child": 2},
+      {"num_children": 2, "cores_per_child": 1}],
+      "jobs": {"count": 300, "mix": [{"kind": "sleep", "duration_ms": 20}]}})",
+                       {"--silence-ms", "2000"});
+  child_process demo{args};
+  BOOST_REQUIRE(eventually(60s, [&] {
+    auto p = progress_of(demo);
+    return !p.empty() && p.back() >= 30;
+  }));
+  auto stopped = pids_in_log(run.log_of("0/0"));
+  BOOST_REQUIRE_EQUAL(stopped.size(), 1u);
+  ::kill(stopped[0], SIGSTOP);
+  auto code = demo.wait_exit(120s);
+  BOOST_REQUIRE_MESSAGE(code, "troupe-offload did not finish");
+  BOOST_TEST(*code == 0, demo.out() << demo.err());
+  check_each_job_once(read_csv(run.csv), 300);
+  BOOST_TEST(pids_in_log(run.log_of("0/0")).size() == 2u);
+  BOOST_TEST(demo.err().find("was silent for 2000 ms") != std::string::npos, demo.err());
+  BOOST_TEST(eventually(10s, [&] { return process_gone(stopped[0]); }),
+             "the silent instance's process was not killed");
+}
+
+BOOST_AUTO_TEST_CASE(children_stop_when_their_parent_goes_silent) {
+  demo_run run;
+  child_process demo{run.argv(R"({"num_levels": 2,
+      "levels": [{"num_children": 2, "cores_per_child": 1}],
+      "jobs": {"count": 100, "mix": [{"kind": "sleep", "duration_ms": 100}]}})",
+                              {"--silence-ms", "2000"})};
+  BOOST_REQUIRE(eventually(30s, [&] {
+    return pids_in_log(run.log_of("0/0")).size() == 1
+           && pids_in_log(run.log_of("0/1")).size() == 1;
+  }));
+  auto a = pids_in_log(run.log_of("0/0"))[0], b = pids_in_log(run.log_of("0/1"))[0];
+  demo.signal(SIGSTOP); // the root answers nothing from now on
+  BOOST_TEST(eventually(10s, [&] { return process_gone(a) && process_gone(b); }),
+             "a child instance outlived its silent parent");
+  // Whichever noticed first: the bound on silence, or the transport (its keepalive).
+  auto log = read_all(run.log_of("0/0"));
+  BOOST_TEST((log.find("instance 0/0: its parent did not answer for 2000 ms") != std::string::npos
+              || log.find("instance 0/0: its parent is gone") != std::string::npos),
+             log);
+  demo.signal(SIGKILL);
+  demo.wait_exit(10s);
 }
 
 BOOST_AUTO_TEST_CASE(a_child_that_dies_at_every_start_makes_its_parent_give_up) {

@@ -24,11 +24,8 @@ TMPDIR=$tmp TROUPE_DEMO_NO_BUILD=1 TROUPE_DEMO_BIN_DIR=$bin_dir TROUPE_DEMO_RUN_
   setsid bash "$source_dir/tools/demo.sh" >"$out" 2>&1 </dev/null &
 demo_pid=$!
 session=$demo_pid
-children_seen=0
 deadline=$((SECONDS + demo_deadline_s))
 while kill -0 "$demo_pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
-  n=$(pgrep -s "$session" -f "actorhost -c $run_dir/" | wc -l)
-  [ "$n" -gt "$children_seen" ] && children_seen=$n
   sleep 0.05
 done
 if kill -0 "$demo_pid" 2>/dev/null; then
@@ -41,7 +38,9 @@ echo "---- tools/demo.sh (exit status $status)"
 cat "$out"
 echo "----"
 [ "$status" = 0 ] || fail "the demo exited with status $status"
-[ "$children_seen" = 2 ] || fail "saw $children_seen child instance processes at once, not 2"
+# Each child instance's actorhost writes its ready line to its log once per start.
+children_seen=$(cat "$run_dir"/instance-*.log 2>/dev/null | grep -c "^actorhost ready: ")
+[ "$children_seen" = 2 ] || fail "$children_seen child instance processes started, not 2"
 
 jobs=$(grep -o '"count": [0-9]*' "$source_dir/apps/examples/offload.json" | grep -o '[0-9]*')
 grep -q "^report: $jobs jobs completed in " "$out" || fail "no report of $jobs jobs completed"
