@@ -311,6 +311,13 @@ private:
     auto e = use_engine(shared);
     int ucx_fd = -1;
     int timeout_ms = max_sleep_ms;
+    if (e != nullptr && shared.spinners.load() == 0 && shared.busy_poll) {
+      // The spinner stopped since the check above (it took a job): under busy_poll
+      // nobody sleeps on the transport, so this worker polls in its place.
+      release_engine(shared);
+      me.state.store(awake);
+      return;
+    }
     if (e != nullptr && shared.spinners.load() == 0) {
       ucx_fd = e->begin_sleep();
       if (ucx_fd == -1) { // events are pending: poll them instead

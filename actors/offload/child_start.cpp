@@ -57,6 +57,21 @@ job_type_registry* job_types_of(const environment& env) {
   return env.options.job_types;
 }
 
+const environment_options& options_of(const environment& env) {
+  return env.options;
+}
+
+process_keeper& env_processes(environment& env) {
+  return env.processes;
+}
+
+std::string instance_file_stem(const std::string& path) {
+  std::string stem = "instance-";
+  for (char c : path)
+    stem += c == '/' ? '-' : c;
+  return stem;
+}
+
 namespace {
 
 nlohmann::json levels_json(const std::vector<level>& levels) {
@@ -68,12 +83,31 @@ nlohmann::json levels_json(const std::vector<level>& levels) {
   return out;
 }
 
-std::string file_stem(const std::string& path) {
-  std::string stem = "instance-";
-  for (char c : path)
-    stem += c == '/' ? '-' : c;
-  return stem;
+} // namespace
+
+nlohmann::json child_node_config(const environment& env, const instance_spec& child) {
+  const auto& o = env.options;
+  return {{"transport", {{"address", "127.0.0.1"}, {"port", 0}}},
+          {"threads", 1},
+          {"libraries", o.libraries},
+          {"providers",
+           {{{"type", "offload"},
+             {"name", "offload"},
+             {"provider_id", offload_provider_id},
+             {"config",
+              {{"parent", o.node_address},
+               {"path", child.path},
+               {"cores", child.cores},
+               {"first_cpu", child.first_cpu},
+               {"max_restarts", child.max_restarts},
+               {"silence_ms", child.silence_ms},
+               {"levels", levels_json(child.below)},
+               {"run_dir", o.run_dir},
+               {"actorhost", o.actorhost_path},
+               {"libraries", o.libraries}}}}}}};
 }
+
+namespace {
 
 // Launches an actorhost for `child`, waits for its address, finds its instance.
 caf::expected<caf::actor> start_process(caf::actor_system& sys,
@@ -87,26 +121,8 @@ caf::expected<caf::actor> start_process(caf::actor_system& sys,
   // A previous incarnation whose actor died but whose process lingers goes first.
   if (last_pid > 0 && env->processes.running(last_pid))
     env->processes.signal(last_pid, SIGKILL);
-  auto stem = env->options.run_dir + "/" + file_stem(child.path);
-  nlohmann::json cfg = {
-    {"transport", {{"address", "127.0.0.1"}, {"port", 0}}},
-    {"threads", 1},
-    {"libraries", env->options.libraries},
-    {"providers",
-     {{{"type", "offload"},
-       {"name", "offload"},
-       {"provider_id", offload_provider_id},
-       {"config",
-        {{"parent", env->options.node_address},
-         {"path", child.path},
-         {"cores", child.cores},
-         {"first_cpu", child.first_cpu},
-         {"max_restarts", child.max_restarts},
-         {"silence_ms", child.silence_ms},
-         {"levels", levels_json(child.below)},
-         {"run_dir", env->options.run_dir},
-         {"actorhost", env->options.actorhost_path},
-         {"libraries", env->options.libraries}}}}}}};
+  auto stem = env->options.run_dir + "/" + instance_file_stem(child.path);
+  auto cfg = child_node_config(*env, child);
   auto cfg_path = stem + ".json";
   auto addr_path = stem + ".address";
   {
@@ -172,13 +188,6 @@ supervision::child_spec child_instance_spec(const caf::actor& parent, instance_s
     };
     return spec;
   }
-  if (where == placement::mpi) {
-    spec.start = [path = child.path](caf::actor_system&) -> caf::expected<caf::actor> {
-      return make_error(errc::refused,
-                        "instance " + path + ": placement \"mpi\" is not supported yet");
-    };
-    return spec;
-  }
   spec.blocking_start = true;
   spec.start_timeout = std::chrono::seconds{40};
   spec.shutdown = std::chrono::seconds{5};
@@ -206,7 +215,7 @@ caf::expected<caf::actor> make_offload_provider(const provider_context& ctx) {
     r.require_object("", cfg);
     r.reject_unknown_keys("", cfg,
                           {"parent", "path", "cores", "first_cpu", "max_restarts", "levels",
-                           "run_dir", "actorhost", "libraries", "silence_ms"});
+                           "run_dir", "actorhost", "libraries", "silence_ms", "rank_from_env"});
     instance_spec spec;
     if (auto it = cfg.find("parent"); it != cfg.end())
       spec.parent_uri = r.read_string("parent", *it);
@@ -220,6 +229,19 @@ caf::expected<caf::actor> make_offload_provider(const provider_context& ctx) {
       spec.cores = static_cast<unsigned>(r.read_integer("cores", *it, 1, 1 << 20));
     if (auto it = cfg.find("first_cpu"); it != cfg.end())
       spec.first_cpu = static_cast<unsigned>(r.read_integer("first_cpu", *it, 0, 1 << 20));
+    // A rank of an MPI job (placement "mpi"): its place comes from its MPI rank.
+    if (auto it = cfg.find("rank_from_env"); it != cfg.end() && it->is_boolean() && it->get<bool>()) {
+      const char* rank = nullptr;
+      for (auto var : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"})
+        if ((rank = std::getenv(var)) != nullptr)
+          break;
+      if (rank == nullptr)
+        r.fail("rank_from_env", "no MPI rank in the environment (OMPI_COMM_WORLD_RANK, "
+                                "PMIX_RANK, PMI_RANK): start it with mpirun");
+      auto n = static_cast<unsigned>(std::strtoul(rank, nullptr, 10));
+      spec.path += "/" + std::to_string(n);
+      spec.first_cpu += n * spec.cores;
+    }
     if (auto it = cfg.find("silence_ms"); it != cfg.end())
       spec.silence_ms = static_cast<unsigned>(r.read_integer("silence_ms", *it, 0, 3600000));
     if (auto it = cfg.find("max_restarts"); it != cfg.end())

@@ -258,10 +258,11 @@ hierarchy_config parse_hierarchy(const std::string& text, const std::string& sou
   // where one instance is published: an in-process parent shares its node with its
   // own parent, so it cannot be found that way.
   for (size_t i = 1; i < cfg.levels.size(); ++i)
-    if (cfg.levels[i].where == placement::process
+    if (cfg.levels[i].where != placement::in_process
         && cfg.levels[i - 1].where == placement::in_process)
       r.fail(json_reader::index("levels", i) + ".placement",
-             "\"process\" cannot be below an \"in_process\" level (levels["
+             std::string{"\""} + to_string(cfg.levels[i].where)
+               + "\" cannot be below an \"in_process\" level (levels["
                + std::to_string(i - 1)
                + "]): instances in processes of their own must come first");
   check_leaves(r, cfg);

@@ -85,6 +85,7 @@ struct instance_state {
   caf::actor parent;    // empty at the root
   caf::actor report_to; // the root's completions go here
   caf::actor children_supervisor;
+  caf::actor mpi_job; // the MPI job whose ranks are this instance's children, if any
   // The same handle, for the functor that runs when the actor is gone (after its
   // state was destroyed).
   std::shared_ptr<caf::actor> supervisor_slot = std::make_shared<caf::actor>();
@@ -556,7 +557,18 @@ void start_children(instance_actor* self) {
   opts.observer = caf::actor_cast<caf::actor>(self);
   std::vector<supervision::child_spec> kids;
   auto& lvl = st.spec.below.front();
-  for (unsigned i = 0; i < lvl.num_children; ++i) {
+  if (lvl.where == placement::mpi) {
+    // All children are the ranks of one mpirun job: supervised as one.
+    instance_spec tmpl;
+    tmpl.path = st.spec.path;
+    tmpl.below.assign(st.spec.below.begin() + 1, st.spec.below.end());
+    tmpl.cores = lvl.cores_per_child;
+    tmpl.first_cpu = st.spec.first_cpu;
+    tmpl.max_restarts = st.spec.max_restarts;
+    tmpl.silence_ms = st.spec.silence_ms;
+    kids.push_back(detail::mpi_job_spec(self, std::move(tmpl), lvl.num_children, st.env));
+  }
+  for (unsigned i = 0; lvl.where != placement::mpi && i < lvl.num_children; ++i) {
     instance_spec child;
     child.path = st.spec.path + "/" + std::to_string(i);
     child.below.assign(st.spec.below.begin() + 1, st.spec.below.end());
@@ -764,13 +776,17 @@ caf::behavior instance_behavior(instance_actor* self, instance_spec spec, caf::a
         [self](caf::actor& found) {
           self->state.parent = found;
           self->monitor(found);
+          // An MPI job waits for the hello of each of its ranks.
+          self->send(found, detail::hello_atom::value, self->state.spec.path);
           begin(self);
         },
         [self](caf::error& err) {
-          self->quit(make_error(errc::unreachable, "instance " + self->state.spec.path
+          auto why = make_error(errc::unreachable, "instance " + self->state.spec.path
                                                      + ": cannot reach its parent at "
                                                      + self->state.spec.parent_uri + ": "
-                                                     + describe(err)));
+                                                     + describe(err) + "; stopping");
+          TROUPE_LOG_WARNING("offload", context_text(why));
+          self->quit(why);
         });
   } else {
     begin(self);
@@ -796,6 +812,12 @@ caf::behavior instance_behavior(instance_actor* self, instance_spec spec, caf::a
         on_child_done(self, results);
     },
     [self](heartbeat_atom) { heard_from(self); },
+    [self](detail::expect_job_atom, caf::actor& job) { self->state.mpi_job = std::move(job); },
+    [self](detail::hello_atom, const std::string& path) {
+      if (self->state.mpi_job)
+        self->send(self->state.mpi_job, detail::hello_atom::value, path,
+                   caf::actor_cast<caf::actor>(self->current_sender()));
+    },
     [self](tick_atom) { tick(self); },
     [self](submit_atom, std::vector<job>& jobs) -> uint64_t {
       auto t = now_ns();

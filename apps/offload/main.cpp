@@ -51,7 +51,8 @@ supervisor and the jobs it held are re-queued. At the end it prints a report and
 writes a per-job CSV and (with gnuplot) a plot of completions over time.
 
 Optional keys of the hierarchy file (Troupe's, beside Flux's):
-  levels[i].placement   "process", "in_process" (or "mpi": not yet)
+  levels[i].placement   "process" (an actorhost each), "in_process", or "mpi"
+                        (the level's children as the ranks of one mpirun job)
   max_leaves            refuse trees with more leaves (default 4096)
   libraries             modules every instance's node loads (job types for
                         "custom" jobs: {"kind": "custom", "command": TYPE,
@@ -148,11 +149,6 @@ int main(int argc, char** argv) {
       hierarchy.jobs = off::load_job_spec(jobs_path);
     if (count >= 0)
       hierarchy.jobs.count = static_cast<uint64_t>(count);
-    for (size_t i = 0; i < hierarchy.levels.size(); ++i)
-      if (hierarchy.levels[i].where == off::placement::mpi)
-        throw troupe::config_error(config_path + ": levels[" + std::to_string(i)
-                                   + "].placement: \"mpi\" is not supported yet (use "
-                                     "\"process\" or \"in_process\")");
   } catch (const troupe::config_error& e) {
     std::cerr << "troupe-offload: bad config: " << e.what() << "\n";
     return exit_bad_config;

@@ -242,6 +242,36 @@ BOOST_AUTO_TEST_CASE(custom_jobs_run_a_job_type_from_a_module_at_leaves_in_proce
              missing.err);
 }
 
+BOOST_AUTO_TEST_CASE(ranks_of_an_mpirun_job_as_child_instances) {
+  // placement "mpi": the root starts one `mpirun --oversubscribe -np N actorhost`;
+  // each rank takes its place from its MPI rank. 2 ranks as leaves, then 4 ranks with
+  // 2 in-process leaves each.
+  for (auto [config, leaves] : std::vector<std::pair<std::string, size_t>>{
+         {R"({"num_levels": 2, "levels": [
+             {"num_children": 2, "cores_per_child": 1, "placement": "mpi"}],
+             "jobs": {"count": 1000, "mix": [{"kind": "noop"}, {"kind": "shell",
+               "command": "true"}]}})", 2},
+         {R"({"num_levels": 3, "levels": [
+             {"num_children": 4, "cores_per_child": 2, "placement": "mpi"},
+             {"num_children": 2, "cores_per_child": 1}],
+             "jobs": {"count": 2000, "mix": [{"kind": "noop", "weight": 3},
+               {"kind": "sleep", "duration_ms": 1}]}})", 8}}) {
+    demo_run run;
+    auto r = run_to_end(run.argv(config), 120s);
+    BOOST_TEST(r.exit_code == 0, r.out << r.err);
+    auto rows = read_csv(run.csv);
+    check_each_job_once(rows, leaves == 2 ? 1000 : 2000);
+    std::set<std::string> paths;
+    for (auto& row : rows)
+      paths.insert(row.path);
+    BOOST_TEST(paths.size() == leaves);
+    auto ranks = pids_in_log(run.run_dir + "/instance-0-mpi.log");
+    BOOST_TEST(ranks.size() == (leaves == 2 ? 2u : 4u));
+    for (int pid : ranks)
+      BOOST_TEST(eventually(10s, [&] { return process_gone(pid); }), "rank " << pid);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(a_lone_root_runs_its_jobs_itself) {
   demo_run run;
   // 20,000 no-ops in one slice (a no-op that ends at once must not recurse per job) and
@@ -420,6 +450,11 @@ BOOST_AUTO_TEST_CASE(children_stop_when_their_parent_goes_silent) {
            && pids_in_log(run.log_of("0/1")).size() == 1;
   }));
   auto a = pids_in_log(run.log_of("0/0"))[0], b = pids_in_log(run.log_of("0/1"))[0];
+  // Both children run (have found the root and pulled): jobs complete.
+  BOOST_REQUIRE(eventually(30s, [&] {
+    auto p = progress_of(demo);
+    return !p.empty() && p.back() >= 4;
+  }));
   demo.signal(SIGSTOP); // the root answers nothing from now on
   BOOST_TEST(eventually(10s, [&] { return process_gone(a) && process_gone(b); }),
              "a child instance outlived its silent parent");
@@ -430,6 +465,27 @@ BOOST_AUTO_TEST_CASE(children_stop_when_their_parent_goes_silent) {
              log);
   demo.signal(SIGKILL);
   demo.wait_exit(10s);
+}
+
+BOOST_AUTO_TEST_CASE(a_rank_killed_mid_run_restarts_its_mpi_job_and_no_job_is_lost) {
+  demo_run run;
+  child_process demo{run.argv(R"({"num_levels": 3, "levels": [
+      {"num_children": 2, "cores_per_child": 2, "placement": "mpi"},
+      {"num_children": 2, "cores_per_child": 1}],
+      "jobs": {"count": 300, "mix": [{"kind": "sleep", "duration_ms": 20}]}})")};
+  auto log = run.run_dir + "/instance-0-mpi.log";
+  BOOST_REQUIRE(eventually(60s, [&] {
+    auto p = progress_of(demo);
+    return pids_in_log(log).size() == 2 && !p.empty() && p.back() >= 30;
+  }));
+  ::kill(pids_in_log(log)[1], SIGKILL);
+  auto code = demo.wait_exit(120s);
+  BOOST_REQUIRE_MESSAGE(code, "troupe-offload did not finish");
+  BOOST_TEST(*code == 0, demo.out() << demo.err());
+  check_each_job_once(read_csv(run.csv), 300);
+  // The job was started again, whole: two more ranks.
+  BOOST_TEST(pids_in_log(log).size() == 4u, read_all(log));
+  BOOST_TEST(demo.out().find("child instances restarted: 1") != std::string::npos, demo.out());
 }
 
 BOOST_AUTO_TEST_CASE(a_child_that_dies_at_every_start_makes_its_parent_give_up) {
@@ -513,7 +569,11 @@ BOOST_AUTO_TEST_CASE(bad_configs_name_the_file_and_key_and_start_nothing) {
          {R"({"num_levels": 3, "levels": [
               {"num_children": 1, "cores_per_child": 2, "placement": "in_process"},
               {"num_children": 2, "cores_per_child": 1, "placement": "process"}]})",
-          "h.json: levels[1].placement: \"process\" cannot be below an \"in_process\" level"}}) {
+          "h.json: levels[1].placement: \"process\" cannot be below an \"in_process\" level"},
+         {R"({"num_levels": 3, "levels": [
+              {"num_children": 1, "cores_per_child": 2, "placement": "in_process"},
+              {"num_children": 2, "cores_per_child": 1, "placement": "mpi"}]})",
+          "h.json: levels[1].placement: \"mpi\" cannot be below an \"in_process\" level"}}) {
     demo_run run;
     auto r = run_to_end(run.argv(config), 30s);
     BOOST_TEST(r.exit_code == 2, config << ": " << r.out << r.err);

@@ -5,11 +5,39 @@
 #include <string>
 
 #include <caf/actor.hpp>
+#include <caf/atom.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "actors/offload/offload.hpp"
 #include "actors/supervisor/supervisor.hpp"
 
+namespace troupe::offload {
+class process_keeper;
+} // namespace troupe::offload
+
 namespace troupe::offload::detail {
+
+/// A child in a process of its own -> its parent, once it found it: (hello_atom, path).
+/// The parent hands it on to the MPI job waiting for its ranks:
+/// (hello_atom, path, caf::actor).
+using hello_atom = caf::atom_constant<caf::atom("ohello")>;
+/// An MPI job's start -> the parent: (expect_job_atom, caf::actor job): hand it the
+/// hellos of its ranks.
+using expect_job_atom = caf::atom_constant<caf::atom("oexpectjob")>;
+
+/// How the supervisor of `parent`'s children starts all `ranks` of them as one
+/// `mpirun` job; `tmpl` is the parent's path, cores per child and first core.
+supervision::child_spec mpi_job_spec(const caf::actor& parent, instance_spec tmpl,
+                                     unsigned ranks, const std::shared_ptr<environment>& env);
+
+const environment_options& options_of(const environment& env);
+process_keeper& env_processes(environment& env);
+
+/// "instance-0-1" for path "0/1": the stem of its files in the run directory.
+std::string instance_file_stem(const std::string& path);
+
+/// The node config an actorhost child instance starts from.
+nlohmann::json child_node_config(const environment& env, const instance_spec& child);
 
 /// How the supervisor of `parent`'s children starts child instance `child`: spawned in
 /// this process (in_process), or an actorhost process that finds `parent` through the

@@ -1,0 +1,187 @@
+// Child instances as the ranks of one `mpirun` job (placement "mpi"): the parent starts
+// `mpirun -np N actorhost -c CONFIG`; each rank takes its place from its MPI rank
+// (path PARENT/RANK) and finds its parent by address, as a process child does, then
+// says hello. The supervisor supervises the job as one child, a local actor that
+// stands for all its ranks: a rank that dies ends the job (mpirun ends the others),
+// and the job is restarted whole.
+#include "actors/offload/detail/instance_support.hpp"
+
+#include <atomic>
+#include <csignal>
+#include <fstream>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/system_messages.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/offload/process_keeper.hpp"
+#include "base/error.hpp"
+#include "base/log.hpp"
+
+namespace troupe::offload::detail {
+
+namespace {
+
+using ready_atom = caf::atom_constant<caf::atom("mpiready")>;
+
+struct mpi_job_state {
+  std::string prefix;   // the parent's path: ranks are PREFIX/RANK
+  unsigned ranks = 0;
+  std::map<std::string, caf::actor> joined; // by path
+  std::vector<caf::response_promise> waiting;
+  bool stopping = false;
+  caf::error stop_reason;
+  static inline const char* name = "troupe.offload.mpi_job";
+};
+
+using mpi_job_actor = caf::stateful_actor<mpi_job_state>;
+
+caf::behavior mpi_job(mpi_job_actor* self, std::string prefix, unsigned ranks,
+                      std::function<void()> on_end) {
+  self->state.prefix = std::move(prefix);
+  self->state.ranks = ranks;
+  self->attach_functor([on_end](const caf::error&) { on_end(); });
+  self->set_down_handler([self](caf::down_msg& down) {
+    auto& st = self->state;
+    for (auto it = st.joined.begin(); it != st.joined.end(); ++it)
+      if (it->second.address() == down.source) {
+        st.joined.erase(it);
+        break;
+      }
+    if (st.stopping) {
+      if (st.joined.empty())
+        self->quit(st.stop_reason);
+      return;
+    }
+    // One rank gone ends the job: its supervisor starts it again, whole.
+    self->quit(down.reason ? down.reason
+                           : make_error(errc::unreachable, "a rank of the MPI job under "
+                                                             + st.prefix + " ended"));
+  });
+  self->set_exit_handler([self](caf::exit_msg& msg) {
+    auto& st = self->state;
+    if (st.stopping)
+      return;
+    st.stopping = true;
+    st.stop_reason = msg.reason;
+    if (st.joined.empty()) {
+      self->quit(msg.reason);
+      return;
+    }
+    for (auto& [path, rank] : st.joined)
+      self->send_exit(rank, msg.reason);
+  });
+  return {
+    [self](hello_atom, const std::string& path, const caf::actor& rank) {
+      auto& st = self->state;
+      if (st.joined.count(path) != 0 || st.stopping)
+        return;
+      st.joined[path] = rank;
+      self->monitor(rank);
+      if (st.joined.size() == st.ranks)
+        for (auto& p : std::exchange(st.waiting, {}))
+          p.deliver(true);
+    },
+    [self](ready_atom) -> caf::result<bool> {
+      auto& st = self->state;
+      if (st.joined.size() == st.ranks)
+        return true;
+      auto p = self->make_response_promise<bool>();
+      st.waiting.push_back(p);
+      return p;
+    },
+  };
+}
+
+std::string find_mpirun() {
+  for (auto dir : {"/usr/bin/", "/usr/local/bin/"}) {
+    std::string path = std::string{dir} + "mpirun";
+    if (::access(path.c_str(), X_OK) == 0)
+      return path;
+  }
+  return "mpirun";
+}
+
+caf::expected<caf::actor> start_mpi_job(caf::actor_system& sys,
+                                        const std::shared_ptr<environment>& env,
+                                        const caf::actor& parent, const instance_spec& tmpl,
+                                        unsigned ranks, std::atomic<int>& job_pid) {
+  auto& opts = options_of(*env);
+  if (int old = job_pid.load(); old > 0 && env_processes(*env).running(old))
+    env_processes(*env).signal(old, SIGKILL); // an earlier job that lingers
+  auto stem = opts.run_dir + "/" + instance_file_stem(tmpl.path) + "-mpi";
+  nlohmann::json cfg = child_node_config(*env, tmpl);
+  cfg["providers"][0]["config"]["rank_from_env"] = true;
+  auto cfg_path = stem + ".json";
+  {
+    std::ofstream out{cfg_path};
+    out << cfg.dump(2) << "\n";
+    if (!out)
+      return make_error(errc::unreachable, cfg_path + ": cannot write the ranks' config");
+  }
+  auto pid_slot = std::make_shared<std::atomic<int>>(0);
+  auto envp = env;
+  auto job = sys.spawn(mpi_job, tmpl.path, ranks, [envp, pid_slot] {
+    if (int pid = pid_slot->load(); pid > 0)
+      env_processes(*envp).signal(pid, SIGTERM); // mpirun stops its ranks
+  });
+  caf::anon_send(parent, expect_job_atom::value, job);
+  std::string error;
+  std::vector<std::string> argv{find_mpirun(), "--oversubscribe", "--bind-to", "none",
+                                "-np", std::to_string(ranks), opts.actorhost_path, "-c",
+                                cfg_path};
+  auto pid = env_processes(*env).launch(
+    argv,
+    {{"TROUPE_PARENT_URI", opts.node_address},
+     {"OMPI_ALLOW_RUN_AS_ROOT", "1"},
+     {"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"}},
+    stem + ".log", error);
+  if (pid < 0) {
+    caf::anon_send_exit(job, caf::exit_reason::kill);
+    return make_error(errc::unreachable, "instances under " + tmpl.path
+                                           + ": cannot start mpirun: " + error);
+  }
+  pid_slot->store(pid);
+  job_pid.store(pid);
+  caf::scoped_actor self{sys};
+  caf::expected<caf::actor> result = make_error(errc::timeout, "no answer");
+  self->request(job, std::chrono::seconds{40}, ready_atom::value)
+    .receive([&](bool) { result = job; },
+             [&](caf::error& err) {
+               result = make_error(errc::timeout,
+                                   "instances under " + tmpl.path + ": not every one of the "
+                                     + std::to_string(ranks) + " MPI ranks said hello ("
+                                     + describe(err) + "); see " + stem + ".log");
+             });
+  if (!result) {
+    caf::anon_send_exit(job, caf::exit_reason::kill);
+    env_processes(*env).signal(pid, SIGKILL);
+  }
+  return result;
+}
+
+} // namespace
+
+supervision::child_spec mpi_job_spec(const caf::actor& parent, instance_spec tmpl,
+                                     unsigned ranks, const std::shared_ptr<environment>& env) {
+  supervision::child_spec spec;
+  spec.name = tmpl.path + "/0-" + std::to_string(ranks - 1) + " (mpi)";
+  spec.blocking_start = true;
+  spec.start_timeout = std::chrono::seconds{60};
+  spec.shutdown = std::chrono::seconds{10};
+  auto job_pid = std::make_shared<std::atomic<int>>(0);
+  spec.start = [parent, tmpl, ranks, env, job_pid](caf::actor_system& sys) {
+    return start_mpi_job(sys, env, parent, tmpl, ranks, *job_pid);
+  };
+  spec.on_kill = [env, job_pid] {
+    if (int pid = job_pid->load(); pid > 0)
+      env_processes(*env).signal(pid, SIGKILL);
+  };
+  return spec;
+}
+
+} // namespace troupe::offload::detail
