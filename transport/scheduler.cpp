@@ -318,7 +318,7 @@ private:
       me.state.store(awake);
       return;
     }
-    if (e != nullptr && shared.spinners.load() == 0) {
+    if (e != nullptr && !shared.busy_poll && shared.spinners.load() == 0) {
       ucx_fd = e->begin_sleep();
       if (ucx_fd == -1) { // events are pending: poll them instead
         release_engine(shared);

@@ -215,7 +215,8 @@ caf::expected<caf::actor> make_offload_provider(const provider_context& ctx) {
     r.require_object("", cfg);
     r.reject_unknown_keys("", cfg,
                           {"parent", "path", "cores", "first_cpu", "max_restarts", "levels",
-                           "run_dir", "actorhost", "libraries", "silence_ms", "rank_from_env"});
+                           "run_dir", "actorhost", "libraries", "silence_ms", "rank_from_env",
+                           "job"});
     instance_spec spec;
     if (auto it = cfg.find("parent"); it != cfg.end())
       spec.parent_uri = r.read_string("parent", *it);
@@ -242,8 +243,14 @@ caf::expected<caf::actor> make_offload_provider(const provider_context& ctx) {
       spec.path += "/" + std::to_string(n);
       spec.first_cpu += n * spec.cores;
     }
-    if (auto it = cfg.find("silence_ms"); it != cfg.end())
+    if (auto it = cfg.find("job"); it != cfg.end())
+      spec.job_token = r.read_string("job", *it);
+    if (auto it = cfg.find("silence_ms"); it != cfg.end()) {
       spec.silence_ms = static_cast<unsigned>(r.read_integer("silence_ms", *it, 0, 3600000));
+      if (spec.silence_ms != 0 && spec.silence_ms < 100)
+        r.fail("silence_ms", "expected 0 (off) or at least 100 ms, found "
+                               + std::to_string(spec.silence_ms));
+    }
     if (auto it = cfg.find("max_restarts"); it != cfg.end())
       spec.max_restarts = static_cast<unsigned>(r.read_integer("max_restarts", *it, 0, 1000));
     if (auto it = cfg.find("levels"); it != cfg.end()) {

@@ -265,6 +265,11 @@ hierarchy_config parse_hierarchy(const std::string& text, const std::string& sou
                + "\" cannot be below an \"in_process\" level (levels["
                + std::to_string(i - 1)
                + "]): instances in processes of their own must come first");
+  for (size_t i = 1; i < cfg.levels.size(); ++i)
+    if (cfg.levels[i].where == placement::mpi && cfg.levels[i - 1].where == placement::mpi)
+      r.fail(json_reader::index("levels", i) + ".placement",
+             "\"mpi\" cannot be below an \"mpi\" level (levels[" + std::to_string(i - 1)
+               + "]): mpirun does not start mpirun");
   check_leaves(r, cfg);
   if (auto libs = doc.find("libraries"); libs != doc.end()) {
     if (!libs->is_array())

@@ -47,9 +47,17 @@ struct lease {
   bool started = false;
 };
 
+// Steady time in ns: sleeps are timed with it (a wall clock step must not end one early).
+int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::steady_clock::now().time_since_epoch())
+    .count();
+}
+
 struct running_job {
   job what;
-  int64_t start_ns = 0;
+  int64_t start_ns = 0;        // wall clock, for the CSV
+  int64_t steady_start_ns = 0; // for sleeps
   bool granted = false; // started (not waiting for may_start)
 };
 
@@ -86,6 +94,7 @@ struct instance_state {
   caf::actor report_to; // the root's completions go here
   caf::actor children_supervisor;
   caf::actor mpi_job; // the MPI job whose ranks are this instance's children, if any
+  std::set<caf::actor_addr> mpi_ranks; // the ranks that said hello: its children
   // The same handle, for the functor that runs when the actor is gone (after its
   // state was destroyed).
   std::shared_ptr<caf::actor> supervisor_slot = std::make_shared<caf::actor>();
@@ -218,6 +227,7 @@ void launch_job(instance_actor* self, running_job& rj) {
   auto& what = rj.what;
   rj.granted = true;
   rj.start_ns = now_ns();
+  rj.steady_start_ns = steady_ns();
   auto id = what.id;
   switch (what.what()) {
     case job_kind::noop:
@@ -226,10 +236,10 @@ void launch_job(instance_actor* self, running_job& rj) {
     case job_kind::sleep: {
       // CAF's timer fires late (~0.3 ms here): ask for the duration less the lateness
       // seen so far; wake_sleeper never lets a sleep end early.
-      auto lateness = static_cast<uint64_t>(self->state.timer_lateness_us);
+      auto lateness = static_cast<uint64_t>(std::max(0.0, self->state.timer_lateness_us));
       auto ask = what.duration_us > lateness ? what.duration_us - lateness : 0;
       self->delayed_send(self, std::chrono::microseconds{ask}, sleep_done_atom::value, id,
-                         now_ns() + static_cast<int64_t>(ask) * 1000);
+                         rj.steady_start_ns + static_cast<int64_t>(ask) * 1000);
       return;
     }
     case job_kind::shell: {
@@ -527,6 +537,10 @@ void on_child_down(instance_actor* self, const caf::actor_addr& child) {
     back.push_back(std::move(l.leased));
   }
   st.leases.erase(it);
+  // Its held pulls are answered (an unanswered one would wait forever if it lives).
+  for (auto& h : st.held)
+    if (h.child == child)
+      h.promise.deliver(make_error(errc::refused, "taken for dead by its parent"));
   st.held.erase(std::remove_if(st.held.begin(), st.held.end(),
                                [&](const held_pull& h) { return h.child == child; }),
                 st.held.end());
@@ -699,7 +713,9 @@ void tick(instance_actor* self) {
     st.last_heard.erase(child);
     st.silenced.insert(child);
     on_child_down(self, child);
-    if (st.children_supervisor)
+    if (st.mpi_ranks.count(child) != 0 && st.mpi_job)
+      self->send(st.mpi_job, detail::fail_rank_atom::value, why); // restarted whole
+    else if (st.children_supervisor)
       self->send(st.children_supervisor, supervision::fail_child_atom::value, child, why);
   }
   self->delayed_send(self, bound / 4, tick_atom::value);
@@ -777,7 +793,8 @@ caf::behavior instance_behavior(instance_actor* self, instance_spec spec, caf::a
           self->state.parent = found;
           self->monitor(found);
           // An MPI job waits for the hello of each of its ranks.
-          self->send(found, detail::hello_atom::value, self->state.spec.path);
+          self->send(found, detail::hello_atom::value, self->state.spec.path,
+                     self->state.spec.job_token);
           begin(self);
         },
         [self](caf::error& err) {
@@ -811,12 +828,20 @@ caf::behavior instance_behavior(instance_actor* self, instance_spec spec, caf::a
       if (heard_from(self))
         on_child_done(self, results);
     },
-    [self](heartbeat_atom) { heard_from(self); },
+    [self](heartbeat_atom) -> caf::result<void> {
+      // A child taken for dead that still lives learns it here, and stops.
+      if (!heard_from(self))
+        return make_error(errc::refused, "taken for dead after its silence");
+      return caf::unit;
+    },
     [self](detail::expect_job_atom, caf::actor& job) { self->state.mpi_job = std::move(job); },
-    [self](detail::hello_atom, const std::string& path) {
-      if (self->state.mpi_job)
-        self->send(self->state.mpi_job, detail::hello_atom::value, path,
-                   caf::actor_cast<caf::actor>(self->current_sender()));
+    [self](detail::hello_atom, const std::string& path, const std::string& token) {
+      auto& st = self->state;
+      if (!st.mpi_job || token.empty())
+        return;
+      st.mpi_ranks.insert(caf::actor_cast<caf::actor_addr>(self->current_sender()));
+      self->send(st.mpi_job, detail::hello_atom::value, path, token,
+                 caf::actor_cast<caf::actor>(self->current_sender()));
     },
     [self](tick_atom) { tick(self); },
     [self](submit_atom, std::vector<job>& jobs) -> uint64_t {
@@ -838,12 +863,14 @@ caf::behavior instance_behavior(instance_actor* self, instance_spec spec, caf::a
     },
     [self](sleep_done_atom, uint64_t id, int64_t due_ns) {
       auto& st = self->state;
-      auto now = now_ns();
-      st.timer_lateness_us = 0.9 * st.timer_lateness_us + 0.1 * static_cast<double>(now - due_ns) / 1000.0;
+      auto now = steady_ns();
+      auto late_us = std::max(0.0, static_cast<double>(now - due_ns) / 1000.0);
+      st.timer_lateness_us = 0.9 * st.timer_lateness_us + 0.1 * late_us;
       auto it = st.running.find(id);
       if (it == st.running.end())
         return;
-      auto end = it->second.start_ns + static_cast<int64_t>(it->second.what.duration_us) * 1000;
+      auto end =
+        it->second.steady_start_ns + static_cast<int64_t>(it->second.what.duration_us) * 1000;
       if (now < end) { // woke early: sleep the rest (never shorter than asked)
         auto rest = (end - now + 999) / 1000;
         self->delayed_send(self, std::chrono::microseconds{rest}, sleep_done_atom::value, id,

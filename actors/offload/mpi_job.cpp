@@ -8,7 +8,10 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <fstream>
+
+#include <unistd.h>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -28,8 +31,12 @@ namespace {
 
 using ready_atom = caf::atom_constant<caf::atom("mpiready")>;
 
+// How long mpirun gets to pass a SIGTERM on to its ranks before it is killed.
+constexpr auto mpirun_grace = std::chrono::milliseconds{3000};
+
 struct mpi_job_state {
   std::string prefix;   // the parent's path: ranks are PREFIX/RANK
+  std::string token;    // this job's: hellos of an earlier job's ranks carry another
   unsigned ranks = 0;
   std::map<std::string, caf::actor> joined; // by path
   std::vector<caf::response_promise> waiting;
@@ -40,9 +47,17 @@ struct mpi_job_state {
 
 using mpi_job_actor = caf::stateful_actor<mpi_job_state>;
 
-caf::behavior mpi_job(mpi_job_actor* self, std::string prefix, unsigned ranks,
-                      std::function<void()> on_end) {
+// Ends the job: those waiting for its ranks are told, then it quits.
+void end_job(mpi_job_actor* self, const caf::error& reason) {
+  for (auto& p : std::exchange(self->state.waiting, {}))
+    p.deliver(reason ? reason : make_error(errc::unreachable, "the MPI job ended"));
+  self->quit(reason);
+}
+
+caf::behavior mpi_job(mpi_job_actor* self, std::string prefix, std::string token,
+                      unsigned ranks, std::function<void()> on_end) {
   self->state.prefix = std::move(prefix);
+  self->state.token = std::move(token);
   self->state.ranks = ranks;
   self->attach_functor([on_end](const caf::error&) { on_end(); });
   self->set_down_handler([self](caf::down_msg& down) {
@@ -54,13 +69,13 @@ caf::behavior mpi_job(mpi_job_actor* self, std::string prefix, unsigned ranks,
       }
     if (st.stopping) {
       if (st.joined.empty())
-        self->quit(st.stop_reason);
+        end_job(self, st.stop_reason);
       return;
     }
     // One rank gone ends the job: its supervisor starts it again, whole.
-    self->quit(down.reason ? down.reason
-                           : make_error(errc::unreachable, "a rank of the MPI job under "
-                                                             + st.prefix + " ended"));
+    end_job(self, down.reason ? down.reason
+                              : make_error(errc::unreachable, "a rank of the MPI job under "
+                                                                + st.prefix + " ended"));
   });
   self->set_exit_handler([self](caf::exit_msg& msg) {
     auto& st = self->state;
@@ -69,22 +84,27 @@ caf::behavior mpi_job(mpi_job_actor* self, std::string prefix, unsigned ranks,
     st.stopping = true;
     st.stop_reason = msg.reason;
     if (st.joined.empty()) {
-      self->quit(msg.reason);
+      end_job(self, msg.reason);
       return;
     }
     for (auto& [path, rank] : st.joined)
       self->send_exit(rank, msg.reason);
   });
   return {
-    [self](hello_atom, const std::string& path, const caf::actor& rank) {
+    [self](hello_atom, const std::string& path, const std::string& token,
+           const caf::actor& rank) {
       auto& st = self->state;
-      if (st.joined.count(path) != 0 || st.stopping)
-        return;
+      if (token != st.token || st.joined.count(path) != 0 || st.stopping)
+        return; // an earlier job's rank, or a second hello
       st.joined[path] = rank;
       self->monitor(rank);
       if (st.joined.size() == st.ranks)
         for (auto& p : std::exchange(st.waiting, {}))
           p.deliver(true);
+    },
+    [self](fail_rank_atom, const caf::error& why) {
+      // The parent took one of the ranks for dead (silent): the job ends, whole.
+      end_job(self, why);
     },
     [self](ready_atom) -> caf::result<bool> {
       auto& st = self->state;
@@ -97,13 +117,22 @@ caf::behavior mpi_job(mpi_job_actor* self, std::string prefix, unsigned ranks,
   };
 }
 
+// mpirun on the PATH (the keeper execs a path: it does not search).
 std::string find_mpirun() {
-  for (auto dir : {"/usr/bin/", "/usr/local/bin/"}) {
-    std::string path = std::string{dir} + "mpirun";
-    if (::access(path.c_str(), X_OK) == 0)
-      return path;
+  const char* path = std::getenv("PATH");
+  std::string dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t at = 0;
+  while (at <= dirs.size()) {
+    auto end = dirs.find(':', at);
+    auto dir = dirs.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    auto candidate = (dir.empty() ? std::string{"."} : dir) + "/mpirun";
+    if (::access(candidate.c_str(), X_OK) == 0)
+      return candidate;
+    if (end == std::string::npos)
+      break;
+    at = end + 1;
   }
-  return "mpirun";
+  return {};
 }
 
 caf::expected<caf::actor> start_mpi_job(caf::actor_system& sys,
@@ -112,10 +141,17 @@ caf::expected<caf::actor> start_mpi_job(caf::actor_system& sys,
                                         unsigned ranks, std::atomic<int>& job_pid) {
   auto& opts = options_of(*env);
   if (int old = job_pid.load(); old > 0 && env_processes(*env).running(old))
-    env_processes(*env).signal(old, SIGKILL); // an earlier job that lingers
+    env_processes(*env).terminate(old, mpirun_grace); // an earlier job that lingers
+  auto mpirun = find_mpirun();
+  if (mpirun.empty())
+    return make_error(errc::unreachable, "instances under " + tmpl.path
+                                           + ": placement \"mpi\" needs mpirun on the PATH");
+  static std::atomic<uint64_t> jobs_started{0};
+  auto token = std::to_string(::getpid()) + "." + std::to_string(++jobs_started);
   auto stem = opts.run_dir + "/" + instance_file_stem(tmpl.path) + "-mpi";
   nlohmann::json cfg = child_node_config(*env, tmpl);
   cfg["providers"][0]["config"]["rank_from_env"] = true;
+  cfg["providers"][0]["config"]["job"] = token;
   auto cfg_path = stem + ".json";
   {
     std::ofstream out{cfg_path};
@@ -125,13 +161,13 @@ caf::expected<caf::actor> start_mpi_job(caf::actor_system& sys,
   }
   auto pid_slot = std::make_shared<std::atomic<int>>(0);
   auto envp = env;
-  auto job = sys.spawn(mpi_job, tmpl.path, ranks, [envp, pid_slot] {
+  auto job = sys.spawn(mpi_job, tmpl.path, token, ranks, [envp, pid_slot] {
     if (int pid = pid_slot->load(); pid > 0)
-      env_processes(*envp).signal(pid, SIGTERM); // mpirun stops its ranks
+      env_processes(*envp).terminate(pid, mpirun_grace); // mpirun stops its ranks
   });
   caf::anon_send(parent, expect_job_atom::value, job);
   std::string error;
-  std::vector<std::string> argv{find_mpirun(), "--oversubscribe", "--bind-to", "none",
+  std::vector<std::string> argv{mpirun, "--oversubscribe", "--bind-to", "none",
                                 "-np", std::to_string(ranks), opts.actorhost_path, "-c",
                                 cfg_path};
   auto pid = env_processes(*env).launch(
@@ -147,19 +183,32 @@ caf::expected<caf::actor> start_mpi_job(caf::actor_system& sys,
   }
   pid_slot->store(pid);
   job_pid.store(pid);
+  // Every rank says hello, or the start fails: at once when mpirun exits early.
   caf::scoped_actor self{sys};
   caf::expected<caf::actor> result = make_error(errc::timeout, "no answer");
-  self->request(job, std::chrono::seconds{40}, ready_atom::value)
-    .receive([&](bool) { result = job; },
-             [&](caf::error& err) {
-               result = make_error(errc::timeout,
-                                   "instances under " + tmpl.path + ": not every one of the "
-                                     + std::to_string(ranks) + " MPI ranks said hello ("
-                                     + describe(err) + "); see " + stem + ".log");
-             });
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{40};
+  bool done = false;
+  while (!done) {
+    self->request(job, std::chrono::milliseconds{200}, ready_atom::value)
+      .receive([&](bool) { result = job, done = true; },
+               [&](caf::error& err) {
+                 if (err == caf::sec::request_timeout
+                     && std::chrono::steady_clock::now() < deadline
+                     && env_processes(*env).running(pid))
+                   return; // ask again
+                 auto why = !env_processes(*env).running(pid)
+                              ? std::string{"mpirun exited"}
+                              : "not every one of the " + std::to_string(ranks)
+                                  + " ranks said hello within 40 s (" + describe(err) + ")";
+                 result = make_error(errc::unreachable, "instances under " + tmpl.path
+                                                          + ": " + why + "; see " + stem
+                                                          + ".log");
+                 done = true;
+               });
+  }
   if (!result) {
-    caf::anon_send_exit(job, caf::exit_reason::kill);
-    env_processes(*env).signal(pid, SIGKILL);
+    caf::anon_send_exit(job, caf::exit_reason::user_shutdown);
+    env_processes(*env).terminate(pid, mpirun_grace);
   }
   return result;
 }
@@ -179,7 +228,7 @@ supervision::child_spec mpi_job_spec(const caf::actor& parent, instance_spec tmp
   };
   spec.on_kill = [env, job_pid] {
     if (int pid = job_pid->load(); pid > 0)
-      env_processes(*env).signal(pid, SIGKILL);
+      env_processes(*env).terminate(pid, mpirun_grace);
   };
   return spec;
 }

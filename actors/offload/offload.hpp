@@ -137,6 +137,9 @@ struct instance_spec {
   /// An instance in a process of its own finds its parent here (provider "offload"
   /// there) instead of being handed it.
   std::string parent_uri;
+  /// A rank of an MPI job: the job's token, sent with its hello (a rank of an earlier
+  /// job is told apart).
+  std::string job_token;
   /// Restarts of a child instance allowed within 10 s before its parent gives up.
   unsigned max_restarts = 5;
   /// The bound on silence between parent and child (0: none; only the transport's

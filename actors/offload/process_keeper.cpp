@@ -50,6 +50,14 @@ void process_keeper::signal(int pid, int signo) {
     ::kill(pid, signo);
 }
 
+void process_keeper::terminate(int pid, std::chrono::milliseconds grace) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  if (children_.count(pid) == 0)
+    return;
+  ::kill(pid, SIGTERM);
+  kill_at_.emplace_back(pid, std::chrono::steady_clock::now() + grace);
+}
+
 bool process_keeper::running(int pid) {
   std::lock_guard<std::mutex> guard{mutex_};
   return children_.count(pid) != 0;
@@ -131,6 +139,17 @@ void process_keeper::loop() {
       changed_.notify_all();
     }
     reap();
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = kill_at_.begin(); it != kill_at_.end();) {
+      if (children_.count(it->first) == 0) {
+        it = kill_at_.erase(it);
+      } else if (now >= it->second) {
+        ::kill(it->first, SIGKILL);
+        it = kill_at_.erase(it);
+      } else {
+        ++it;
+      }
+    }
     changed_.wait_for(guard, std::chrono::milliseconds{20},
                       [this] { return stopping_ || !requests_.empty(); });
   }

@@ -36,6 +36,11 @@ public:
   /// Whether child `pid` still runs (not yet reaped).
   bool running(int pid);
 
+  /// SIGTERM to child `pid` now and SIGKILL if it still runs after `grace`; returns at
+  /// once. (mpirun must get its SIGTERM and the time to pass it on: SIGKILLed, it
+  /// leaves its ranks behind.)
+  void terminate(int pid, std::chrono::milliseconds grace);
+
   static constexpr std::chrono::milliseconds grace{3000};
 
 private:
@@ -56,6 +61,7 @@ private:
   std::condition_variable changed_;
   std::deque<request*> requests_;
   std::set<int> children_;
+  std::vector<std::pair<int, std::chrono::steady_clock::time_point>> kill_at_;
   bool stopping_ = false;
   std::thread thread_; // last: started after everything it uses
 };

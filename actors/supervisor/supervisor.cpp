@@ -128,6 +128,7 @@ struct supervisor_state {
   std::deque<size_t> to_stop;
   std::set<size_t> to_start;
   bool resume_scheduled = false;
+  clock::time_point resume_at{};
   bool shutting_down = false;
   caf::error exit_reason;
   running_set running = std::make_shared<std::vector<caf::actor>>();
@@ -389,6 +390,11 @@ void run_plan(supervisor_actor* self) {
       run_plan(self); // a failed start gave up or widened the plan
       return;
     }
+    // A failed start may have removed the child from the plan (a temporary one):
+    // find our place again.
+    it = st.to_start.lower_bound(index);
+    if (it == st.to_start.end() || *it != index)
+      continue;
     if (child.state == phase::running) {
       it = st.to_start.erase(it);
       continue;
@@ -402,8 +408,11 @@ void run_plan(supervisor_actor* self) {
     // It failed to start at once and stays planned: wait out its backoff (a new pass).
     now = clock::now();
   }
-  if (earliest_hold && !st.resume_scheduled) {
+  if (earliest_hold && (!st.resume_scheduled || *earliest_hold < st.resume_at)) {
+    // A sooner backoff than the one scheduled gets its own wake-up (a stale one only
+    // runs the plan once more).
     st.resume_scheduled = true;
+    st.resume_at = *earliest_hold;
     self->delayed_send(self,
                        std::chrono::duration_cast<std::chrono::milliseconds>(*earliest_hold
                                                                              - now)

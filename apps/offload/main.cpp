@@ -133,6 +133,11 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : exit_bad_config;
   }
+  if (silence_ms != 0 && silence_ms < 100) {
+    std::cerr << "troupe-offload: --silence-ms: expected 0 (off) or at least 100, found "
+              << silence_ms << "\n";
+    return exit_bad_config;
+  }
   if (!verbosity.empty()) {
     troupe::log::level lvl;
     if (!troupe::log::parse_level(verbosity, lvl)) {

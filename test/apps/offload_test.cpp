@@ -488,6 +488,28 @@ BOOST_AUTO_TEST_CASE(a_rank_killed_mid_run_restarts_its_mpi_job_and_no_job_is_lo
   BOOST_TEST(demo.out().find("child instances restarted: 1") != std::string::npos, demo.out());
 }
 
+BOOST_AUTO_TEST_CASE(a_silent_rank_restarts_its_mpi_job_and_no_job_is_lost) {
+  demo_run run;
+  child_process demo{run.argv(R"({"num_levels": 2, "levels": [
+      {"num_children": 2, "cores_per_child": 2, "placement": "mpi"}],
+      "jobs": {"count": 300, "mix": [{"kind": "sleep", "duration_ms": 20}]}})",
+                              {"--silence-ms", "2000"})};
+  auto log = run.run_dir + "/instance-0-mpi.log";
+  BOOST_REQUIRE(eventually(60s, [&] {
+    auto p = progress_of(demo);
+    return pids_in_log(log).size() == 2 && !p.empty() && p.back() >= 30;
+  }));
+  auto stopped = pids_in_log(log)[0];
+  ::kill(stopped, SIGSTOP);
+  auto code = demo.wait_exit(120s);
+  BOOST_REQUIRE_MESSAGE(code, "troupe-offload did not finish");
+  BOOST_TEST(*code == 0, demo.out() << demo.err());
+  check_each_job_once(read_csv(run.csv), 300);
+  BOOST_TEST(pids_in_log(log).size() == 4u, read_all(log));
+  BOOST_TEST(eventually(15s, [&] { return process_gone(stopped); }),
+             "the silent rank was left behind");
+}
+
 BOOST_AUTO_TEST_CASE(a_child_that_dies_at_every_start_makes_its_parent_give_up) {
   demo_run run;
   auto r = run_to_end(run.argv(R"({"num_levels": 2,
@@ -573,7 +595,11 @@ BOOST_AUTO_TEST_CASE(bad_configs_name_the_file_and_key_and_start_nothing) {
          {R"({"num_levels": 3, "levels": [
               {"num_children": 1, "cores_per_child": 2, "placement": "in_process"},
               {"num_children": 2, "cores_per_child": 1, "placement": "mpi"}]})",
-          "h.json: levels[1].placement: \"mpi\" cannot be below an \"in_process\" level"}}) {
+          "h.json: levels[1].placement: \"mpi\" cannot be below an \"in_process\" level"},
+         {R"({"num_levels": 3, "levels": [
+              {"num_children": 2, "cores_per_child": 2, "placement": "mpi"},
+              {"num_children": 2, "cores_per_child": 1, "placement": "mpi"}]})",
+          "h.json: levels[1].placement: \"mpi\" cannot be below an \"mpi\" level"}}) {
     demo_run run;
     auto r = run_to_end(run.argv(config), 30s);
     BOOST_TEST(r.exit_code == 2, config << ": " << r.out << r.err);

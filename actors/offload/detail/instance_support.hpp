@@ -24,6 +24,8 @@ using hello_atom = caf::atom_constant<caf::atom("ohello")>;
 /// An MPI job's start -> the parent: (expect_job_atom, caf::actor job): hand it the
 /// hellos of its ranks.
 using expect_job_atom = caf::atom_constant<caf::atom("oexpectjob")>;
+/// The parent -> its MPI job: (fail_rank_atom, caf::error): a rank went silent.
+using fail_rank_atom = caf::atom_constant<caf::atom("ofailrank")>;
 
 /// How the supervisor of `parent`'s children starts all `ranks` of them as one
 /// `mpirun` job; `tmpl` is the parent's path, cores per child and first core.
