@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -129,6 +130,8 @@ struct supervisor_state {
   std::set<size_t> to_start;
   bool resume_scheduled = false;
   clock::time_point resume_at{};
+  // Children reported failed (fail_child) before their start returned.
+  std::map<caf::actor_addr, caf::error> failed_early;
   bool shutting_down = false;
   caf::error exit_reason;
   running_set running = std::make_shared<std::vector<caf::actor>>();
@@ -469,6 +472,19 @@ void on_started(supervisor_actor* self, size_t index, uint64_t generation, caf::
     return;
   }
   child.starter_running = false;
+  auto early = st.failed_early.find(handle.address());
+  if (early != st.failed_early.end()) {
+    auto why = early->second;
+    st.failed_early.erase(early);
+    self->send_exit(handle, caf::exit_reason::kill);
+    if (child.spec.on_kill)
+      child.spec.on_kill();
+    notify(self, event_kind::exited, child.spec.name, reason_text(why));
+    child.state = phase::idle;
+    child_failed(self, index, why);
+    run_plan(self);
+    return;
+  }
   set_running(self, index, std::move(handle));
   st.to_start.erase(index);
   run_plan(self);
@@ -581,8 +597,12 @@ caf::behavior supervisor_behavior(supervisor_actor* self, supervisor_options opt
     },
     [self](fail_child_atom, const caf::actor_addr& who, const caf::error& why) {
       auto index = find_child(self, who);
-      if (!index)
+      if (!index) {
+        // Perhaps a child whose blocking start has not returned yet (it already runs
+        // and talks to others): it fails the moment it is reported started.
+        self->state.failed_early.emplace(who, why);
         return;
+      }
       auto& child = self->state.children[*index];
       if (child.state != phase::running)
         return;

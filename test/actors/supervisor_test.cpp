@@ -465,6 +465,47 @@ BOOST_AUTO_TEST_CASE(children_that_crash_together_in_a_group_restart_count_once)
   BOOST_TEST((exit_reason_of(sup) == caf::exit_reason::user_shutdown));
 }
 
+BOOST_AUTO_TEST_CASE(a_child_failed_before_its_blocking_start_returned_is_restarted) {
+  // The child runs (and talks to others) before its start returns; its owner reports
+  // it failed in that window: the supervisor kills it when the start returns and starts
+  // another.
+  std::mutex mutex;
+  std::vector<caf::actor_addr> started;
+  std::atomic<bool> release{false};
+  child_spec slow;
+  slow.name = "slow";
+  slow.blocking_start = true;
+  slow.start = [&](caf::actor_system& s) -> caf::expected<caf::actor> {
+    auto a = s.spawn(worker, std::string{"slow"}, &log);
+    {
+      std::lock_guard<std::mutex> guard{mutex};
+      started.push_back(a.address());
+    }
+    test::eventually(5s, [&] { return release.load(); });
+    return a;
+  };
+  auto sup = spawn_supervisor(sys, options(strategy::one_for_one), {slow});
+  BOOST_REQUIRE(test::eventually(5s, [&] {
+    std::lock_guard<std::mutex> guard{mutex};
+    return started.size() == 1;
+  }));
+  caf::anon_send(sup, fail_child_atom::value, started[0],
+                 make_error(errc::timeout, "silent"));
+  release = true;
+  BOOST_TEST(test::eventually(5s, [&] {
+    std::lock_guard<std::mutex> guard{mutex};
+    return started.size() == 2;
+  }));
+  BOOST_TEST(test::eventually(5s, [&] {
+    auto kids = children_of(sup);
+    return kids.size() == 1 && kids[0].state == "running" && kids[0].restarts == 1
+           && kids[0].handle.address() == started[1];
+  }));
+  BOOST_TEST(test::eventually(5s, [&] { return log.size() >= 1; })); // the first stopped
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  exit_reason_of(sup);
+}
+
 BOOST_AUTO_TEST_CASE(backoff_delays_are_capped) {
   restart_backoff b;
   b.initial = 10ms;
