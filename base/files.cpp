@@ -1,10 +1,13 @@
 #include "base/files.hpp"
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
 #include <sstream>
+#include <string_view>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace troupe {
@@ -64,6 +67,31 @@ bool read_file(const std::string& path, std::string& content, std::string& error
   }
   content = buf.str();
   return true;
+}
+
+std::string find_in_path(const std::string& name) {
+  const char* env_path = std::getenv("PATH");
+  std::string_view dirs = env_path ? env_path : "/usr/local/bin:/usr/bin:/bin";
+  for (;;) {
+    auto colon = dirs.find(':');
+    auto dir = dirs.substr(0, colon);
+    auto candidate = (dir.empty() ? std::string{"."} : std::string{dir}) + "/" + name;
+    struct stat st;
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode)
+        && ::access(candidate.c_str(), X_OK) == 0)
+      return candidate;
+    if (colon == std::string_view::npos)
+      return {};
+    dirs.remove_prefix(colon + 1);
+  }
+}
+
+std::string make_temp_dir(const std::string& prefix) {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string pattern = std::string{tmp && *tmp ? tmp : "/tmp"} + "/" + prefix + ".XXXXXX";
+  if (::mkdtemp(pattern.data()) == nullptr)
+    return {};
+  return pattern;
 }
 
 } // namespace troupe

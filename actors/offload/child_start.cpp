@@ -5,7 +5,6 @@
 #include <csignal>
 #include <atomic>
 #include <cstdlib>
-#include <fstream>
 #include <thread>
 
 #include <unistd.h>
@@ -125,12 +124,8 @@ caf::expected<caf::actor> start_process(caf::actor_system& sys,
   auto cfg = child_node_config(*env, child);
   auto cfg_path = stem + ".json";
   auto addr_path = stem + ".address";
-  {
-    std::ofstream out{cfg_path};
-    out << cfg.dump(2) << "\n";
-    if (!out)
-      return make_error(errc::unreachable, cfg_path + ": cannot write the child's config");
-  }
+  if (auto err = write_file_atomically(cfg_path, cfg.dump(2) + "\n"); !err.empty())
+    return make_error(errc::unreachable, "instance " + child.path + ": " + err);
   ::unlink(addr_path.c_str());
   std::string error;
   auto pid = env->processes.launch({env->options.actorhost_path, "-c", cfg_path, "--address-file",
@@ -143,12 +138,9 @@ caf::expected<caf::actor> start_process(caf::actor_system& sys,
                         + ": " + error);
   last_pid = pid;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{20};
-  std::string uri;
-  while (uri.empty()) {
-    std::ifstream in{addr_path};
-    if (in && std::getline(in, uri) && !uri.empty())
-      break;
-    uri.clear();
+  std::string uri, unread;
+  // The address file is written atomically: once it is there, it is whole.
+  while (!read_file(addr_path, uri, unread) || uri.empty()) {
     if (!env->processes.running(pid))
       return make_error(errc::unreachable, "instance " + child.path
                                              + ": its actorhost exited before it was "
@@ -162,6 +154,7 @@ caf::expected<caf::actor> start_process(caf::actor_system& sys,
     }
     std::this_thread::sleep_for(std::chrono::milliseconds{5});
   }
+  uri.erase(uri.find_last_not_of("\n") + 1);
   caf::scoped_actor self{sys};
   caf::expected<caf::actor> found = make_error(errc::timeout, "no answer from the locator");
   self

@@ -418,20 +418,8 @@ std::optional<std::string> find_command(const std::string& word) {
   for (auto b : shell_builtins)
     if (word == b)
       return std::nullopt;
-  const char* env_path = std::getenv("PATH");
-  std::string_view dirs = env_path ? env_path : "/usr/local/bin:/usr/bin:/bin";
-  for (;;) {
-    auto colon = dirs.find(':');
-    auto dir = dirs.substr(0, colon);
-    auto candidate = (dir.empty() ? std::string{"."} : std::string{dir}) + "/" + word;
-    struct stat st;
-    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode)
-        && ::access(candidate.c_str(), X_OK) == 0)
-      return std::nullopt;
-    if (colon == std::string_view::npos)
-      break;
-    dirs.remove_prefix(colon + 1);
-  }
+  if (!find_in_path(word).empty())
+    return std::nullopt;
   return word + ": no such command in PATH";
 }
 

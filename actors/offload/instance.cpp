@@ -5,14 +5,8 @@
 
 #include "actors/offload/detail/instance_state.hpp"
 
-#include <algorithm>
 #include <chrono>
 #include <csignal>
-#include <deque>
-#include <mutex>
-#include <set>
-#include <thread>
-#include <unordered_map>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -21,16 +15,27 @@
 #include <caf/system_messages.hpp>
 
 #include "actors/offload/detail/instance_support.hpp"
-#include "actors/offload/shell_runner.hpp"
 #include "actors/supervisor/supervisor.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
-#include "runtime/job_types.hpp"
 #include "runtime/locator.hpp"
 
 namespace troupe::offload {
 
 namespace detail {
+
+// A child of `parent` on level `lvl` (the first below it), at `path`.
+instance_spec child_of(const instance_spec& parent, const level& lvl, std::string path,
+                       unsigned first_cpu) {
+  instance_spec child;
+  child.path = std::move(path);
+  child.below.assign(parent.below.begin() + 1, parent.below.end());
+  child.cores = lvl.cores_per_child;
+  child.first_cpu = first_cpu;
+  child.max_restarts = parent.max_restarts;
+  child.silence_ms = parent.silence_ms;
+  return child;
+}
 
 void start_children(instance_actor* self) {
   auto& st = self->state;
@@ -47,29 +52,20 @@ void start_children(instance_actor* self) {
   std::vector<supervision::child_spec> kids;
   auto& lvl = st.spec.below.front();
   if (lvl.where == placement::mpi) {
-    // All children are the ranks of one mpirun job: supervised as one.
-    instance_spec tmpl;
-    tmpl.path = st.spec.path;
-    tmpl.below.assign(st.spec.below.begin() + 1, st.spec.below.end());
-    tmpl.cores = lvl.cores_per_child;
-    tmpl.first_cpu = st.spec.first_cpu;
-    tmpl.max_restarts = st.spec.max_restarts;
-    tmpl.silence_ms = st.spec.silence_ms;
-    kids.push_back(detail::mpi_job_spec(self, std::move(tmpl), lvl.num_children, st.env));
+    // All children are the ranks of one mpirun job, supervised as one; each rank
+    // appends its rank to this path and its first core.
+    kids.push_back(mpi_job_spec(self, child_of(st.spec, lvl, st.spec.path, st.spec.first_cpu),
+                                lvl.num_children, st.env));
   }
-  for (unsigned i = 0; lvl.where != placement::mpi && i < lvl.num_children; ++i) {
-    instance_spec child;
-    child.path = st.spec.path + "/" + std::to_string(i);
-    child.below.assign(st.spec.below.begin() + 1, st.spec.below.end());
-    child.cores = lvl.cores_per_child;
-    child.first_cpu = st.spec.first_cpu + i * lvl.cores_per_child;
-    child.max_restarts = st.spec.max_restarts;
-    child.silence_ms = st.spec.silence_ms;
-    kids.push_back(detail::child_instance_spec(self, std::move(child), lvl.where, st.env));
-  }
-  st.children_supervisor = supervision::spawn_supervisor(self->system(), opts, std::move(kids));
-  *st.supervisor_slot = st.children_supervisor;
-  self->monitor(st.children_supervisor);
+  for (unsigned i = 0; lvl.where != placement::mpi && i < lvl.num_children; ++i)
+    kids.push_back(child_instance_spec(
+      self,
+      child_of(st.spec, lvl, st.spec.path + "/" + std::to_string(i),
+               st.spec.first_cpu + i * lvl.cores_per_child),
+      lvl.where, st.env));
+  auto& sup = *st.children_supervisor;
+  sup = supervision::spawn_supervisor(self->system(), opts, std::move(kids));
+  self->monitor(sup);
 }
 
 instance_status current_status(instance_actor* self) {
@@ -79,6 +75,9 @@ instance_status current_status(instance_actor* self) {
   s.queued = st.queue.size();
   s.running = st.running.size();
   s.children = static_cast<uint32_t>(st.leases.size());
+  s.leased = 0;
+  for (auto& [child, leases] : st.leases)
+    s.leased += leases.size();
   return s;
 }
 
@@ -94,10 +93,10 @@ caf::result<instance_tree> on_tree(instance_actor* self) {
     tree.parent_address =
       st.spec.parent_uri.empty() ? detail::address_of(*st.env) : st.spec.parent_uri;
   }
-  if (!st.children_supervisor)
+  if (!*st.children_supervisor)
     return tree;
   auto promise = self->make_response_promise<instance_tree>();
-  self->request(st.children_supervisor, 2s, supervision::which_children_atom::value)
+  self->request(*st.children_supervisor, 2s, supervision::which_children_atom::value)
     .then(
       [self, promise, tree](std::vector<supervision::child_info>& kids) mutable {
         struct gathering {
@@ -142,7 +141,7 @@ caf::result<instance_tree> on_tree(instance_actor* self) {
 void stop_instance(instance_actor* self, const caf::error& reason) {
   auto& st = self->state;
   flush(self); // completions already here still go up
-  if (!st.children_supervisor) {
+  if (!*st.children_supervisor) {
     self->quit(reason);
     return;
   }
@@ -150,7 +149,7 @@ void stop_instance(instance_actor* self, const caf::error& reason) {
     return;
   st.stopping = true;
   st.stop_reason = reason;
-  self->send_exit(st.children_supervisor, reason);
+  self->send_exit(*st.children_supervisor, reason);
 }
 
 // Every silence_ms / 4: a heartbeat to the parent (its answer must come within
@@ -190,8 +189,8 @@ void tick(instance_actor* self) {
     on_child_down(self, child);
     if (st.mpi_ranks.count(child) != 0 && st.mpi_job)
       self->send(st.mpi_job, detail::fail_rank_atom::value, why); // restarted whole
-    else if (st.children_supervisor)
-      self->send(st.children_supervisor, supervision::fail_child_atom::value, child, why);
+    else if (*st.children_supervisor)
+      self->send(*st.children_supervisor, supervision::fail_child_atom::value, child, why);
   }
   self->delayed_send(self, bound / 4, tick_atom::value);
 }
@@ -223,7 +222,7 @@ caf::behavior instance_behavior(instance_actor* self, instance_spec spec, caf::a
   st.env = std::move(env);
   st.exit_process = exit_process;
   st.status.path = st.spec.path;
-  self->attach_functor([slot = st.supervisor_slot, shells = st.shells,
+  self->attach_functor([slot = st.children_supervisor, shells = st.shells,
                         exit_process](const caf::error& reason) {
     shells->kill_all(); // a shell job does not outlive its leaf
     // Killed without an orderly stop: the children's supervisor still goes with it.
@@ -245,9 +244,8 @@ caf::behavior instance_behavior(instance_actor* self, instance_spec spec, caf::a
                                        + ": its parent instance is gone"));
       return;
     }
-    if (st.children_supervisor && down.source == st.children_supervisor.address()) {
-      st.children_supervisor = nullptr;
-      *st.supervisor_slot = nullptr;
+    if (*st.children_supervisor && down.source == st.children_supervisor->address()) {
+      *st.children_supervisor = nullptr;
       flush(self);
       // Stopped as asked, or it gave up: then escalate to this instance's own parent.
       self->quit(st.stopping ? st.stop_reason : down.reason);
@@ -328,7 +326,6 @@ caf::behavior instance_behavior(instance_actor* self, instance_spec spec, caf::a
       return self->state.queue.size();
     },
     [self](close_atom) {
-      self->state.closed = true;
       self->state.drained = true;
       serve_held(self);
     },

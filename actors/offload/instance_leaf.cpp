@@ -29,17 +29,9 @@ void finish_job(instance_actor* self, uint64_t id, job_outcome how, int exit_sta
   auto it = st.running.find(id);
   if (it == st.running.end())
     return;
-  job_result r;
-  r.id = id;
-  r.outcome = static_cast<uint8_t>(how);
-  r.exit_status = exit_status;
-  r.output = std::move(output);
-  r.path = st.spec.path;
-  r.submit_ns = it->second.what.submit_ns;
+  auto r = result_of(it->second.what, how, exit_status, std::move(output), st.spec.path);
   r.start_ns = it->second.start_ns;
   r.end_ns = now_ns();
-  r.runs = it->second.what.runs_before + 1;
-  r.kind = it->second.what.kind;
   st.running.erase(it);
   ++st.status.done;
   st.out_results.push_back(std::move(r));
@@ -52,6 +44,8 @@ void finish_job(instance_actor* self, uint64_t id, job_outcome how, int exit_sta
   }
 }
 
+namespace {
+
 std::vector<unsigned> leaf_cpus(const instance_spec& spec) {
   std::vector<unsigned> cpus;
   unsigned n = std::max(1u, std::thread::hardware_concurrency());
@@ -62,9 +56,20 @@ std::vector<unsigned> leaf_cpus(const instance_spec& spec) {
   return cpus;
 }
 
+// Runs `work` (it may block: a fork and wait, a job type) on a thread of its own; its
+// exit status and output finish job `id` at `self`.
+void finish_on_own_thread(instance_actor* self, uint64_t id,
+                          std::function<job_outcome_of_type()> work) {
+  auto leaf = caf::actor_cast<caf::actor>(self);
+  self->system().spawn<caf::detached>(
+    [leaf, id, work = std::move(work)](caf::event_based_actor* runner) {
+      auto outcome = work();
+      runner->send(leaf, finish_atom::value, id, int32_t{outcome.exit_status}, outcome.output);
+    });
+}
+
 void launch_job(instance_actor* self, running_job& rj) {
   auto& what = rj.what;
-  rj.granted = true;
   rj.start_ns = now_ns();
   rj.steady_start_ns = steady_ns();
   auto id = what.id;
@@ -74,7 +79,7 @@ void launch_job(instance_actor* self, running_job& rj) {
       return;
     case job_kind::sleep: {
       // CAF's timer fires late (~0.3 ms here): ask for the duration less the lateness
-      // seen so far; wake_sleeper never lets a sleep end early.
+      // seen so far; on_sleep_done never lets a sleep end early.
       auto lateness = static_cast<uint64_t>(std::max(0.0, self->state.timer_lateness_us));
       auto ask = what.duration_us > lateness ? what.duration_us - lateness : 0;
       self->delayed_send(self, std::chrono::microseconds{ask}, sleep_done_atom::value, id,
@@ -87,20 +92,18 @@ void launch_job(instance_actor* self, running_job& rj) {
       opts.cpus = leaf_cpus(self->state.spec);
       opts.env.emplace_back("TROUPE_JOB_ID", std::to_string(id));
       opts.env.emplace_back("TROUPE_INSTANCE", self->state.spec.path);
-      auto leaf = caf::actor_cast<caf::actor>(self);
       auto shells = self->state.shells;
       auto pgid = std::make_shared<int>(0);
       opts.on_start = [shells, pgid](int pid) {
         *pgid = pid;
         shells->add(pid);
       };
-      self->system().spawn<caf::detached>(
-        [leaf, id, command = what.command, opts, shells, pgid](caf::event_based_actor* runner) {
-          auto outcome = run_shell(command, opts);
-          shells->remove(*pgid);
-          auto text = outcome.error.empty() ? outcome.output : outcome.error;
-          runner->send(leaf, finish_atom::value, id, int32_t{outcome.exit_status}, text);
-        });
+      finish_on_own_thread(self, id, [command = what.command, opts, shells, pgid] {
+        auto outcome = run_shell(command, opts);
+        shells->remove(*pgid);
+        return job_outcome_of_type{outcome.exit_status,
+                                   outcome.error.empty() ? outcome.output : outcome.error};
+      });
       return;
     }
     case job_kind::custom: {
@@ -108,20 +111,14 @@ void launch_job(instance_actor* self, running_job& rj) {
       auto fn = types ? types->find(what.command) : std::nullopt;
       if (!fn)
         break;
-      // A job type may block: on a thread of its own.
-      auto leaf = caf::actor_cast<caf::actor>(self);
       job_call call{id, what.argument, self->state.spec.path};
-      self->system().spawn<caf::detached>(
-        [leaf, id, call, fn = std::move(*fn)](caf::event_based_actor* runner) {
-          job_outcome_of_type outcome;
-          try {
-            outcome = fn(call);
-          } catch (const std::exception& e) {
-            outcome = {1, std::string{"the job type threw: "} + e.what()};
-          }
-          runner->send(leaf, finish_atom::value, id, int32_t{outcome.exit_status},
-                       outcome.output);
-        });
+      finish_on_own_thread(self, id, [call, fn = std::move(*fn)]() -> job_outcome_of_type {
+        try {
+          return fn(call);
+        } catch (const std::exception& e) {
+          return {1, std::string{"the job type threw: "} + e.what()};
+        }
+      });
       return;
     }
   }
@@ -129,6 +126,8 @@ void launch_job(instance_actor* self, running_job& rj) {
              "job type '" + what.command + "' is not registered on instance "
                + self->state.spec.path);
 }
+
+} // namespace
 
 void run_more(instance_actor* self) {
   auto& st = self->state;
@@ -177,25 +176,24 @@ void run_more(instance_actor* self) {
   maybe_pull(self);
 }
 
-
 // A sleep job's timer fired (perhaps early: then it sleeps the rest).
 void on_sleep_done(instance_actor* self, uint64_t id, int64_t due_ns) {
-      auto& st = self->state;
-      auto now = steady_ns();
-      auto late_us = std::max(0.0, static_cast<double>(now - due_ns) / 1000.0);
-      st.timer_lateness_us = 0.9 * st.timer_lateness_us + 0.1 * late_us;
-      auto it = st.running.find(id);
-      if (it == st.running.end())
-        return;
-      auto end =
-        it->second.steady_start_ns + static_cast<int64_t>(it->second.what.duration_us) * 1000;
-      if (now < end) { // woke early: sleep the rest (never shorter than asked)
-        auto rest = (end - now + 999) / 1000;
-        self->delayed_send(self, std::chrono::microseconds{rest}, sleep_done_atom::value, id,
-                           now + rest * 1000);
-        return;
-      }
-      finish_job(self, id, job_outcome::succeeded, 0, {});
-    }
+  auto& st = self->state;
+  auto now = steady_ns();
+  auto late_us = std::max(0.0, static_cast<double>(now - due_ns) / 1000.0);
+  st.timer_lateness_us = 0.9 * st.timer_lateness_us + 0.1 * late_us;
+  auto it = st.running.find(id);
+  if (it == st.running.end())
+    return;
+  auto end =
+    it->second.steady_start_ns + static_cast<int64_t>(it->second.what.duration_us) * 1000;
+  if (now < end) { // woke early: sleep the rest (never shorter than asked)
+    auto rest = (end - now + 999) / 1000;
+    self->delayed_send(self, std::chrono::microseconds{rest}, sleep_done_atom::value, id,
+                       now + rest * 1000);
+    return;
+  }
+  finish_job(self, id, job_outcome::succeeded, 0, {});
+}
 
 } // namespace troupe::offload::detail

@@ -65,7 +65,6 @@ void accept_jobs(instance_actor* self, std::vector<job> jobs) {
   auto t = now_ns();
   for (auto& j : jobs)
     st.queue.emplace_back(std::move(j), t);
-  st.status.queued = st.queue.size();
   if (st.is_leaf())
     run_more(self);
   else
@@ -123,7 +122,7 @@ void serve_held(instance_actor* self) {
     if (st.queue.empty()) {
       // Drained only once no job can come back either: a lease still out may return
       // (its child dies) and must then find a child still asking.
-      bool nothing_more = (st.is_root() ? st.closed : st.drained) && !leases_outstanding(st);
+      bool nothing_more = st.drained && !leases_outstanding(st);
       if (!nothing_more)
         break;
       h.promise.deliver(job_batch{{}, true});
@@ -142,11 +141,9 @@ void serve_held(instance_actor* self) {
       batch.jobs.push_back(std::move(j));
       st.queue.pop_front();
     }
-    st.status.leased += n;
     h.promise.deliver(std::move(batch));
     st.held.pop_front();
   }
-  st.status.queued = st.queue.size();
   maybe_pull(self);
 }
 
@@ -198,8 +195,8 @@ void on_child_done(instance_actor* self, std::vector<job_result>& results) {
   auto addr = caf::actor_cast<caf::actor_addr>(self->current_sender());
   auto it = st.leases.find(addr);
   for (auto& r : results) {
-    if (it != st.leases.end() && it->second.erase(r.id) > 0 && st.status.leased > 0)
-      --st.status.leased;
+    if (it != st.leases.end())
+      it->second.erase(r.id);
     ++st.status.done;
     st.out_results.push_back(std::move(r));
   }
@@ -233,19 +230,11 @@ void on_child_down(instance_actor* self, const caf::actor_addr& child) {
     return;
   std::vector<job> back;
   for (auto& [id, l] : it->second) {
-    if (st.status.leased > 0)
-      --st.status.leased;
     if (l.started && !l.leased.idempotent) {
-      job_result r;
-      r.id = id;
-      r.outcome = static_cast<uint8_t>(job_outcome::lost);
-      r.exit_status = -1;
-      r.output = "instance below " + st.spec.path
-                 + " died while it ran; not idempotent, so not run again";
-      r.path = st.spec.path;
-      r.submit_ns = l.leased.submit_ns;
-      r.runs = l.leased.runs_before + 1;
-      r.kind = l.leased.kind;
+      auto r = result_of(l.leased, job_outcome::lost, -1,
+                         "instance below " + st.spec.path
+                           + " died while it ran; not idempotent, so not run again",
+                         st.spec.path);
       ++st.status.lost;
       ++st.status.done;
       st.out_results.push_back(std::move(r));
@@ -260,11 +249,14 @@ void on_child_down(instance_actor* self, const caf::actor_addr& child) {
   }
   st.leases.erase(it);
   // Its held pulls are answered (an unanswered one would wait forever if it lives).
-  for (auto& h : st.held)
-    if (h.child == child)
-      h.promise.deliver(make_error(errc::refused, "taken for dead by its parent"));
   st.held.erase(std::remove_if(st.held.begin(), st.held.end(),
-                               [&](const held_pull& h) { return h.child == child; }),
+                               [&](held_pull& h) {
+                                 if (h.child != child)
+                                   return false;
+                                 h.promise.deliver(
+                                   make_error(errc::refused, "taken for dead by its parent"));
+                                 return true;
+                               }),
                 st.held.end());
   // Re-queued jobs go first, in id order: they waited longest.
   std::sort(back.begin(), back.end(), [](const job& a, const job& b) { return a.id < b.id; });

@@ -9,7 +9,6 @@
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
-#include <fstream>
 
 #include <unistd.h>
 
@@ -23,6 +22,7 @@
 
 #include "actors/offload/process_keeper.hpp"
 #include "base/error.hpp"
+#include "base/files.hpp"
 #include "base/log.hpp"
 
 namespace troupe::offload::detail {
@@ -117,24 +117,6 @@ caf::behavior mpi_job(mpi_job_actor* self, std::string prefix, std::string token
   };
 }
 
-// mpirun on the PATH (the keeper execs a path: it does not search).
-std::string find_mpirun() {
-  const char* path = std::getenv("PATH");
-  std::string dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
-  size_t at = 0;
-  while (at <= dirs.size()) {
-    auto end = dirs.find(':', at);
-    auto dir = dirs.substr(at, end == std::string::npos ? std::string::npos : end - at);
-    auto candidate = (dir.empty() ? std::string{"."} : dir) + "/mpirun";
-    if (::access(candidate.c_str(), X_OK) == 0)
-      return candidate;
-    if (end == std::string::npos)
-      break;
-    at = end + 1;
-  }
-  return {};
-}
-
 caf::expected<caf::actor> start_mpi_job(caf::actor_system& sys,
                                         const std::shared_ptr<environment>& env,
                                         const caf::actor& parent, const instance_spec& tmpl,
@@ -142,7 +124,7 @@ caf::expected<caf::actor> start_mpi_job(caf::actor_system& sys,
   auto& opts = options_of(*env);
   if (int old = job_pid.load(); old > 0 && env_processes(*env).running(old))
     env_processes(*env).terminate(old, mpirun_grace); // an earlier job that lingers
-  auto mpirun = find_mpirun();
+  auto mpirun = find_in_path("mpirun"); // the keeper execs a path: it does not search
   if (mpirun.empty())
     return make_error(errc::unreachable, "instances under " + tmpl.path
                                            + ": placement \"mpi\" needs mpirun on the PATH");
@@ -153,12 +135,8 @@ caf::expected<caf::actor> start_mpi_job(caf::actor_system& sys,
   cfg["providers"][0]["config"]["rank_from_env"] = true;
   cfg["providers"][0]["config"]["job"] = token;
   auto cfg_path = stem + ".json";
-  {
-    std::ofstream out{cfg_path};
-    out << cfg.dump(2) << "\n";
-    if (!out)
-      return make_error(errc::unreachable, cfg_path + ": cannot write the ranks' config");
-  }
+  if (auto err = write_file_atomically(cfg_path, cfg.dump(2) + "\n"); !err.empty())
+    return make_error(errc::unreachable, "instances under " + tmpl.path + ": " + err);
   auto pid_slot = std::make_shared<std::atomic<int>>(0);
   auto envp = env;
   auto job = sys.spawn(mpi_job, tmpl.path, token, ranks, [envp, pid_slot] {

@@ -33,9 +33,8 @@ struct tree_options {
   /// once more at the end.
   std::function<void(uint64_t, uint64_t, double)> progress;
   std::chrono::milliseconds progress_every{1000};
-  /// Called once the root runs (the tree below it may still be starting), e.g. to
-  /// kill a child mid-run; gets the root and the number of completions so far through
-  /// later calls of `during`.
+  /// Called about every 50 ms while the run waits for completions, with how many came
+  /// so far (e.g. to kill a child mid-run).
   std::function<void(uint64_t completed)> during;
 };
 

@@ -180,17 +180,49 @@ void set_running(supervisor_actor* self, size_t index, caf::actor handle) {
   TROUPE_LOG_DEBUG("supervisor", self->state.options.name << ": started " << child.spec.name);
 }
 
-void give_up(supervisor_actor* self, const std::string& child, const std::string& why) {
+// Drops the times older than `period` from `times`; how many are left.
+size_t within(std::deque<clock::time_point>& times, clock::time_point now,
+              std::chrono::milliseconds period) {
+  while (!times.empty() && now - times.front() > period)
+    times.pop_front();
+  return times.size();
+}
+
+// Kills a child's actor and what it stands for (its on_kill).
+void kill_child(supervisor_actor* self, const caf::actor& handle, const child_spec& spec) {
+  self->send_exit(handle, caf::exit_reason::kill);
+  if (spec.on_kill)
+    spec.on_kill();
+}
+
+// Child `index` is gone as planned (stopped, or counted as gone): no restart is counted.
+void mark_stopped(supervisor_actor* self, size_t index) {
   auto& st = self->state;
-  auto text = "supervisor '" + st.options.name + "' gave up: " + why;
-  TROUPE_LOG_WARNING("supervisor", text);
-  notify(self, event_kind::gave_up, child, text);
+  auto& child = st.children[index];
+  child.handle = nullptr;
+  child.state = phase::idle;
+  refresh_running(self);
+  auto pos = std::find(st.to_stop.begin(), st.to_stop.end(), index);
+  if (pos != st.to_stop.end())
+    st.to_stop.erase(pos);
+}
+
+// The plan becomes: stop every child in reverse start order, then exit with `reason`.
+void stop_all(supervisor_actor* self, caf::error reason) {
+  auto& st = self->state;
   st.shutting_down = true;
-  st.exit_reason = make_error(errc::gave_up, text);
+  st.exit_reason = std::move(reason);
   st.to_start.clear();
   st.to_stop.clear();
   for (size_t i = st.children.size(); i-- > 0;)
     st.to_stop.push_back(i);
+}
+
+void give_up(supervisor_actor* self, const std::string& child, const std::string& why) {
+  auto text = "supervisor '" + self->state.options.name + "' gave up: " + why;
+  TROUPE_LOG_WARNING("supervisor", text);
+  notify(self, event_kind::gave_up, child, text);
+  stop_all(self, make_error(errc::gave_up, text));
 }
 
 void schedule_stop(supervisor_actor* self, size_t index) {
@@ -222,9 +254,8 @@ void child_failed(supervisor_actor* self, size_t index, const caf::error& reason
   }
   auto now = clock::now();
   st.restart_times.push_back(now);
-  while (!st.restart_times.empty() && now - st.restart_times.front() > st.options.intensity.period)
-    st.restart_times.pop_front();
-  if (st.restart_times.size() > st.options.intensity.max_restarts) {
+  if (within(st.restart_times, now, st.options.intensity.period)
+      > st.options.intensity.max_restarts) {
     give_up(self, child.spec.name,
             "child '" + child.spec.name + "' needed "
               + std::to_string(st.restart_times.size()) + " restarts within "
@@ -234,11 +265,8 @@ void child_failed(supervisor_actor* self, size_t index, const caf::error& reason
     return;
   }
   child.restart_times.push_back(now);
-  while (!child.restart_times.empty()
-         && now - child.restart_times.front() > st.options.intensity.period)
-    child.restart_times.pop_front();
-  auto delay =
-    st.options.backoff.delay_for(static_cast<unsigned>(child.restart_times.size()));
+  auto delay = st.options.backoff.delay_for(
+    static_cast<unsigned>(within(child.restart_times, now, st.options.intensity.period)));
   notify(self, event_kind::restarting, child.spec.name, reason_text(reason), delay.count());
   ++child.restarts;
   child.hold_until = now + delay;
@@ -305,7 +333,7 @@ void start_child(supervisor_actor* self, size_t index) {
                     generation, handle)
           .then([starter] { starter->quit(); },
                 [starter, handle, on_kill](caf::error&) {
-                  starter->send_exit(handle, caf::exit_reason::kill);
+                  starter->send_exit(handle, caf::exit_reason::kill); // nobody supervises it
                   if (on_kill)
                     on_kill();
                   starter->quit();
@@ -393,23 +421,10 @@ void run_plan(supervisor_actor* self) {
       run_plan(self); // a failed start gave up or widened the plan
       return;
     }
-    // A failed start may have removed the child from the plan (a temporary one):
-    // find our place again.
-    it = st.to_start.lower_bound(index);
-    if (it == st.to_start.end() || *it != index)
-      continue;
-    if (child.state == phase::running) {
-      it = st.to_start.erase(it);
-      continue;
-    }
-    if (child.state == phase::starting) {
-      if (st.options.how != strategy::one_for_one)
-        return;
-      ++it;
-      continue;
-    }
-    // It failed to start at once and stays planned: wait out its backoff (a new pass).
+    // Look at the child again (started, starting, or failed at once and waiting out
+    // its backoff); a failed start may have removed it from the plan (a temporary one).
     now = clock::now();
+    it = st.to_start.lower_bound(index);
   }
   if (earliest_hold && (!st.resume_scheduled || *earliest_hold < st.resume_at)) {
     // A sooner backoff than the one scheduled gets its own wake-up (a stale one only
@@ -440,13 +455,7 @@ void on_down(supervisor_actor* self, const caf::down_msg& down) {
   auto& child = st.children[*index];
   bool planned = std::find(st.to_stop.begin(), st.to_stop.end(), *index) != st.to_stop.end();
   if (child.state == phase::stopping || planned) {
-    // Stopped as planned (or it went before its turn came): no restart is counted.
-    child.handle = nullptr;
-    child.state = phase::idle;
-    refresh_running(self);
-    auto pos = std::find(st.to_stop.begin(), st.to_stop.end(), *index);
-    if (pos != st.to_stop.end())
-      st.to_stop.erase(pos);
+    mark_stopped(self, *index); // as planned, or it went before its turn came
     run_plan(self);
     return;
   }
@@ -464,9 +473,7 @@ void on_started(supervisor_actor* self, size_t index, uint64_t generation, caf::
   auto& child = st.children[index];
   if (child.generation != generation || child.state != phase::starting
       || child.start_deferred) {
-    self->send_exit(handle, caf::exit_reason::kill); // too late: nobody supervises it
-    if (child.spec.on_kill)
-      child.spec.on_kill();
+    kill_child(self, handle, child.spec); // too late: nobody supervises it
     starter_returned(self, index);
     run_plan(self);
     return;
@@ -476,9 +483,7 @@ void on_started(supervisor_actor* self, size_t index, uint64_t generation, caf::
   if (early != st.failed_early.end()) {
     auto why = early->second;
     st.failed_early.erase(early);
-    self->send_exit(handle, caf::exit_reason::kill);
-    if (child.spec.on_kill)
-      child.spec.on_kill();
+    kill_child(self, handle, child.spec);
     notify(self, event_kind::exited, child.spec.name, reason_text(why));
     child.state = phase::idle;
     child_failed(self, index, why);
@@ -514,15 +519,9 @@ void on_start_failed(supervisor_actor* self, size_t index, uint64_t generation,
 }
 
 void on_exit_request(supervisor_actor* self, const caf::exit_msg& msg) {
-  auto& st = self->state;
-  if (st.shutting_down)
+  if (self->state.shutting_down)
     return;
-  st.shutting_down = true;
-  st.exit_reason = msg.reason;
-  st.to_start.clear();
-  st.to_stop.clear();
-  for (size_t i = st.children.size(); i-- > 0;)
-    st.to_stop.push_back(i);
+  stop_all(self, msg.reason);
   run_plan(self);
 }
 
@@ -568,9 +567,7 @@ caf::behavior supervisor_behavior(supervisor_actor* self, supervisor_options opt
       auto& child = self->state.children[index];
       if (child.generation != generation || child.state != phase::stopping || !child.handle)
         return;
-      self->send_exit(child.handle, caf::exit_reason::kill);
-      if (child.spec.on_kill)
-        child.spec.on_kill();
+      kill_child(self, child.handle, child.spec);
       // A child on a node that answers nothing any more (stopped, hung) never sends its
       // DOWN: after as long again it counts as gone.
       self->delayed_send(self, child.spec.shutdown, abandon_atom::value, index, generation);
@@ -583,12 +580,7 @@ caf::behavior supervisor_behavior(supervisor_actor* self, supervisor_options opt
       TROUPE_LOG_WARNING("supervisor", st.options.name << ": child " << child.spec.name
                                                       << " did not stop after its kill; "
                                                          "counted as gone");
-      child.handle = nullptr;
-      child.state = phase::idle;
-      refresh_running(self);
-      auto pos = std::find(st.to_stop.begin(), st.to_stop.end(), index);
-      if (pos != st.to_stop.end())
-        st.to_stop.erase(pos);
+      mark_stopped(self, index);
       run_plan(self);
     },
     [self](resume_atom) {
@@ -606,9 +598,7 @@ caf::behavior supervisor_behavior(supervisor_actor* self, supervisor_options opt
       auto& child = self->state.children[*index];
       if (child.state != phase::running)
         return;
-      self->send_exit(child.handle, caf::exit_reason::kill);
-      if (child.spec.on_kill)
-        child.spec.on_kill();
+      kill_child(self, child.handle, child.spec);
       notify(self, event_kind::exited, child.spec.name, reason_text(why));
       TROUPE_LOG_WARNING("supervisor", self->state.options.name << ": child "
                                                                 << child.spec.name

@@ -26,6 +26,7 @@
 #include "actors/offload/run.hpp"
 #include "runtime/job_types.hpp"
 #include "base/error.hpp"
+#include "base/files.hpp"
 #include "base/log.hpp"
 #include "runtime/config.hpp"
 #include "runtime/node.hpp"
@@ -62,26 +63,11 @@ Optional keys of the hierarchy file (Troupe's, beside Flux's):
                          "weight": W}, ...]}
 )";
 
-std::string make_run_dir() {
-  const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = std::string{tmp && *tmp ? tmp : "/tmp"} + "/troupe-offload.XXXXXX";
-  std::vector<char> buf(pattern.begin(), pattern.end());
-  buf.push_back('\0');
-  if (::mkdtemp(buf.data()) == nullptr)
-    return {};
-  return buf.data();
-}
-
+// One progress line; run_tree calls it every --progress-ms and once at the end.
 struct progress_line {
   bool tty = ::isatty(STDOUT_FILENO) != 0;
-  std::chrono::steady_clock::time_point last{};
-  std::chrono::milliseconds every;
 
   void show(uint64_t done, uint64_t total, double elapsed_s, bool final) {
-    auto now = std::chrono::steady_clock::now();
-    if (!final && now - last < every)
-      return;
-    last = now;
     double rate = elapsed_s > 0 ? static_cast<double>(done) / elapsed_s : 0;
     double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0;
     std::ostringstream line;
@@ -159,7 +145,7 @@ int main(int argc, char** argv) {
     return exit_bad_config;
   }
   if (run_dir.empty())
-    run_dir = make_run_dir();
+    run_dir = troupe::make_temp_dir("troupe-offload");
   if (run_dir.empty()) {
     std::cerr << "troupe-offload: cannot make a run directory\n";
     return exit_failed;
@@ -213,7 +199,6 @@ int main(int argc, char** argv) {
   options.timeout = std::chrono::seconds{timeout_s};
   options.silence_ms = silence_ms;
   progress_line progress{};
-  progress.every = std::chrono::milliseconds{progress_ms};
   options.progress_every = std::chrono::milliseconds{progress_ms};
   if (!quiet)
     options.progress = [&](uint64_t done, uint64_t all, double elapsed) {

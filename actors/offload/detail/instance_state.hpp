@@ -45,7 +45,6 @@ struct running_job {
   job what;
   int64_t start_ns = 0;        // wall clock, for the CSV
   int64_t steady_start_ns = 0; // for sleeps
-  bool granted = false; // started (not waiting for may_start)
 };
 
 struct held_pull {
@@ -79,17 +78,15 @@ struct instance_state {
   std::shared_ptr<environment> env;
   caf::actor parent;    // empty at the root
   caf::actor report_to; // the root's completions go here
-  caf::actor children_supervisor;
+  // Shared with the functor that runs when the actor is gone (after its state was
+  // destroyed): the supervisor still goes with it.
+  std::shared_ptr<caf::actor> children_supervisor = std::make_shared<caf::actor>();
   caf::actor mpi_job; // the MPI job whose ranks are this instance's children, if any
   std::set<caf::actor_addr> mpi_ranks; // the ranks that said hello: its children
-  // The same handle, for the functor that runs when the actor is gone (after its
-  // state was destroyed).
-  std::shared_ptr<caf::actor> supervisor_slot = std::make_shared<caf::actor>();
   bool exit_process = false;
   bool stopping = false; // told to exit; waiting for the children's supervisor
   caf::error stop_reason;
-  bool closed = false;   // root: no more submissions
-  bool drained = false;  // no job will come from above any more
+  bool drained = false;  // no job will come from above any more (the root: closed)
   bool pull_pending = false;
   std::deque<std::pair<job, int64_t>> queue; // with the time it was queued here
   std::unordered_map<caf::actor_addr, std::unordered_map<uint64_t, lease>> leases;
@@ -130,6 +127,22 @@ inline int64_t steady_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
            std::chrono::steady_clock::now().time_since_epoch())
     .count();
+}
+
+/// The completion of `what` as this instance reports it (times: start and end, wall
+/// clock, 0 when it never ran here).
+inline job_result result_of(const job& what, job_outcome how, int exit_status,
+                            std::string output, const std::string& path) {
+  job_result r;
+  r.id = what.id;
+  r.outcome = static_cast<uint8_t>(how);
+  r.exit_status = exit_status;
+  r.output = std::move(output);
+  r.path = path;
+  r.submit_ns = what.submit_ns;
+  r.runs = what.runs_before + 1;
+  r.kind = what.kind;
+  return r;
 }
 
 // instance_queue.cpp
