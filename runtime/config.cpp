@@ -28,8 +28,19 @@ void read_transport(const json_reader& r, const json& section, transport_config&
     if (!transport::is_supported_protocol(out.protocol))
       r.expected(path + ".protocol", "\"ucx\"", *it);
   }
-  if (auto it = section.find("address"); it != section.end())
+  if (auto it = section.find("address"); it != section.end()) {
     out.address = r.read_string(path + ".address", *it);
+    // "towards:HOST": the local address the route to HOST leaves by, so that HOST can
+    // reach this node back (a child instance started on another host by mpirun).
+    constexpr std::string_view towards = "towards:";
+    if (out.address.compare(0, towards.size(), towards) == 0) {
+      std::string error;
+      auto local = transport::local_address_towards(out.address.substr(towards.size()), error);
+      if (!local)
+        r.fail(path + ".address", error);
+      out.address = *local;
+    }
+  }
   if (auto it = section.find("port"); it != section.end())
     out.port = static_cast<uint16_t>(r.read_integer(path + ".port", *it, 0, 65535));
   if (auto it = section.find("busy_poll"); it != section.end()) {

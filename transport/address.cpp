@@ -1,6 +1,12 @@
 #include "transport/address.hpp"
 
 #include <charconv>
+#include <cstring>
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 namespace troupe::transport {
 
@@ -13,6 +19,48 @@ std::string node_address::to_uri() const {
   result += ':';
   result += std::to_string(port);
   return result;
+}
+
+std::optional<std::string> local_address_towards(const std::string& host, std::string& error) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  // Any port: connecting a UDP socket only picks a route, it sends nothing.
+  if (int rc = ::getaddrinfo(host.c_str(), "9", &hints, &found); rc != 0) {
+    error = "cannot resolve \"" + host + "\": " + ::gai_strerror(rc);
+    return std::nullopt;
+  }
+  std::string last_error = "no address";
+  for (auto* ai = found; ai != nullptr; ai = ai->ai_next) {
+    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+      last_error = std::string{"socket: "} + std::strerror(errno);
+      continue;
+    }
+    sockaddr_storage local{};
+    socklen_t length = sizeof(local);
+    bool routed = ::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0
+                  && ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) == 0;
+    if (!routed)
+      last_error = std::string{"no route: "} + std::strerror(errno);
+    ::close(fd);
+    if (!routed)
+      continue;
+    char text[INET6_ADDRSTRLEN] = {};
+    const void* raw = local.ss_family == AF_INET6
+                        ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr)
+                        : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&local)->sin_addr);
+    if (::inet_ntop(local.ss_family, raw, text, sizeof(text)) == nullptr) {
+      last_error = std::string{"inet_ntop: "} + std::strerror(errno);
+      continue;
+    }
+    ::freeaddrinfo(found);
+    return std::string{text};
+  }
+  ::freeaddrinfo(found);
+  error = "no local address routes towards \"" + host + "\" (" + last_error + ")";
+  return std::nullopt;
 }
 
 bool is_supported_protocol(std::string_view protocol) {

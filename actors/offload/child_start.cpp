@@ -5,6 +5,7 @@
 #include <csignal>
 #include <atomic>
 #include <cstdlib>
+#include <filesystem>
 #include <thread>
 
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include "runtime/json_reader.hpp"
 #include "runtime/locator.hpp"
 #include "runtime/provider_registry.hpp"
+#include "transport/address.hpp"
 
 namespace troupe::offload {
 
@@ -39,6 +41,10 @@ std::shared_ptr<environment> make_environment(environment_options options) {
   }
   if (options.run_dir.empty())
     options.run_dir = "/tmp";
+  // A rank that mpirun started on another host may not find its parent's run directory
+  // there: it makes it (what it cannot make shows when a child's config is written).
+  std::error_code ignored;
+  std::filesystem::create_directories(options.run_dir, ignored);
   return std::make_shared<environment>(std::move(options));
 }
 
@@ -75,10 +81,14 @@ namespace {
 
 nlohmann::json levels_json(const std::vector<level>& levels) {
   auto out = nlohmann::json::array();
-  for (auto& l : levels)
-    out.push_back({{"num_children", l.num_children},
-                   {"cores_per_child", l.cores_per_child},
-                   {"placement", to_string(l.where)}});
+  for (auto& l : levels) {
+    nlohmann::json entry = {{"num_children", l.num_children},
+                            {"cores_per_child", l.cores_per_child},
+                            {"placement", to_string(l.where)}};
+    if (!l.mpirun_args.empty())
+      entry["mpirun_args"] = l.mpirun_args;
+    out.push_back(std::move(entry));
+  }
   return out;
 }
 
@@ -86,7 +96,12 @@ nlohmann::json levels_json(const std::vector<level>& levels) {
 
 nlohmann::json child_node_config(const environment& env, const instance_spec& child) {
   const auto& o = env.options;
-  return {{"transport", {{"address", "127.0.0.1"}, {"port", 0}}},
+  // The child listens where its parent can reach it: on loopback beside a parent on
+  // loopback, on its host's cluster address when mpirun put it on another host.
+  std::string error;
+  auto parent = transport::parse_node_address(o.node_address, error);
+  std::string listen = parent ? "towards:" + parent->host : std::string{"127.0.0.1"};
+  return {{"transport", {{"address", listen}, {"port", 0}}},
           {"threads", 1},
           {"libraries", o.libraries},
           {"providers",
@@ -249,28 +264,9 @@ caf::expected<caf::actor> make_offload_provider(const provider_context& ctx) {
     if (auto it = cfg.find("levels"); it != cfg.end()) {
       if (!it->is_array())
         r.expected("levels", "an array of levels", *it);
-      for (size_t i = 0; i < it->size(); ++i) {
-        auto path = json_reader::index("levels", i);
-        const auto& l = (*it)[i];
-        r.require_object(path, l);
-        r.reject_unknown_keys(path, l, {"num_children", "cores_per_child", "placement"});
-        level lvl;
-        lvl.num_children = static_cast<unsigned>(
-          r.read_integer(path + ".num_children", l.value("num_children", nlohmann::json{}), 1, 1 << 20));
-        lvl.cores_per_child = static_cast<unsigned>(r.read_integer(
-          path + ".cores_per_child", l.value("cores_per_child", nlohmann::json{}), 1, 1 << 20));
-        auto where = l.value("placement", std::string{"in_process"});
-        if (where == "process")
-          lvl.where = placement::process;
-        else if (where == "in_process")
-          lvl.where = placement::in_process;
-        else if (where == "mpi")
-          lvl.where = placement::mpi;
-        else
-          r.expected(path + ".placement", "\"process\", \"in_process\" or \"mpi\"",
-                     l["placement"]);
-        spec.below.push_back(lvl);
-      }
+      for (size_t i = 0; i < it->size(); ++i)
+        spec.below.push_back(read_level(r, json_reader::index("levels", i), (*it)[i],
+                                        placement::in_process, 1 << 20));
     }
     std::string run_dir = "/tmp", actorhost;
     if (auto it = cfg.find("run_dir"); it != cfg.end())

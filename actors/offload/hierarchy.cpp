@@ -167,22 +167,37 @@ job_mix_entry read_mix_entry(const json_reader& r, const std::string& path,
   return out;
 }
 
+} // namespace
+
 level read_level(const json_reader& r, const std::string& path, const json& value,
-                 size_t depth, unsigned max_leaves) {
+                 placement default_where, unsigned max_children) {
   r.require_object(path, value);
-  r.reject_unknown_keys(path, value, {"num_children", "cores_per_child", "placement"});
+  r.reject_unknown_keys(path, value,
+                        {"num_children", "cores_per_child", "placement", "mpirun_args"});
   require_keys(r, path, value, {"num_children", "cores_per_child"});
   level out;
   out.num_children = static_cast<unsigned>(
-    r.read_integer(path + ".num_children", value["num_children"], 1, max_leaves));
+    r.read_integer(path + ".num_children", value["num_children"], 1, max_children));
   out.cores_per_child = static_cast<unsigned>(r.read_integer(
     path + ".cores_per_child", value["cores_per_child"], 1, max_cores_per_child));
-  out.where = depth == 0 ? placement::process : placement::in_process;
+  out.where = default_where;
   if (auto it = value.find("placement"); it != value.end())
     out.where = static_cast<placement>(
       read_choice(r, path + ".placement", *it, {"process", "in_process", "mpi"}));
+  if (auto it = value.find("mpirun_args"); it != value.end()) {
+    if (out.where != placement::mpi)
+      r.fail(path + ".mpirun_args", "only for a level with \"placement\": \"mpi\"");
+    if (!it->is_array())
+      r.expected(path + ".mpirun_args", "an array of strings, e.g. [\"--hostfile\", \"hosts\"]",
+                 *it);
+    for (size_t i = 0; i < it->size(); ++i)
+      out.mpirun_args.push_back(
+        r.read_string(json_reader::index(path + ".mpirun_args", i), (*it)[i]));
+  }
   return out;
 }
+
+namespace {
 
 void check_leaves(const json_reader& r, const hierarchy_config& cfg) {
   uint64_t product = 1;
@@ -252,7 +267,8 @@ hierarchy_config parse_hierarchy(const std::string& text, const std::string& sou
              "expected " + count_text + ", found " + std::to_string(it->size()));
     for (size_t i = 0; i < it->size(); ++i)
       cfg.levels.push_back(
-        read_level(r, json_reader::index("levels", i), (*it)[i], i, cfg.max_leaves));
+        read_level(r, json_reader::index("levels", i), (*it)[i],
+                   i == 0 ? placement::process : placement::in_process, cfg.max_leaves));
   }
   // A child process finds its parent instance by the address of its parent's node,
   // where one instance is published: an in-process parent shares its node with its

@@ -38,6 +38,9 @@ struct level {
   unsigned num_children = 1;
   unsigned cores_per_child = 1;
   placement where = placement::process;
+  /// placement mpi: what mpirun gets before `-np N` (e.g. `--hostfile hosts`), so the
+  /// ranks can run on other hosts.
+  std::vector<std::string> mpirun_args;
 };
 
 /// One kind of job in a mix; `weight` is its share of the jobs relative to the others.
@@ -78,6 +81,12 @@ struct hierarchy_config {
 /// Parses hierarchy file text (`//` comments allowed); `source` starts every error
 /// message. Throws troupe::config_error.
 hierarchy_config parse_hierarchy(const std::string& text, const std::string& source);
+
+/// Parses one level object found at `path` (keys num_children, cores_per_child,
+/// placement, mpirun_args); `default_where` stands when it has no placement. Throws
+/// troupe::config_error.
+level read_level(const json_reader& reader, const std::string& path,
+                 const nlohmann::json& value, placement default_where, unsigned max_children);
 
 /// Reads and parses a hierarchy file. Throws troupe::config_error, also when the file
 /// cannot be read (the message names the path and the system's reason).

@@ -54,8 +54,8 @@ void start_children(instance_actor* self) {
   if (lvl.where == placement::mpi) {
     // All children are the ranks of one mpirun job, supervised as one; each rank
     // appends its rank to this path and its first core.
-    kids.push_back(mpi_job_spec(self, child_of(st.spec, lvl, st.spec.path, st.spec.first_cpu),
-                                lvl.num_children, st.env));
+    kids.push_back(
+      mpi_job_spec(self, child_of(st.spec, lvl, st.spec.path, st.spec.first_cpu), lvl, st.env));
   }
   for (unsigned i = 0; lvl.where != placement::mpi && i < lvl.num_children; ++i)
     kids.push_back(child_instance_spec(

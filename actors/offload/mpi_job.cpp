@@ -120,7 +120,9 @@ caf::behavior mpi_job(mpi_job_actor* self, std::string prefix, std::string token
 caf::expected<caf::actor> start_mpi_job(caf::actor_system& sys,
                                         const std::shared_ptr<environment>& env,
                                         const caf::actor& parent, const instance_spec& tmpl,
-                                        unsigned ranks, std::atomic<int>& job_pid) {
+                                        unsigned ranks,
+                                        const std::vector<std::string>& mpirun_args,
+                                        std::atomic<int>& job_pid) {
   auto& opts = options_of(*env);
   if (int old = job_pid.load(); old > 0 && env_processes(*env).running(old))
     env_processes(*env).terminate(old, mpirun_grace); // an earlier job that lingers
@@ -134,9 +136,6 @@ caf::expected<caf::actor> start_mpi_job(caf::actor_system& sys,
   nlohmann::json cfg = child_node_config(*env, tmpl);
   cfg["providers"][0]["config"]["rank_from_env"] = true;
   cfg["providers"][0]["config"]["job"] = token;
-  auto cfg_path = stem + ".json";
-  if (auto err = write_file_atomically(cfg_path, cfg.dump(2) + "\n"); !err.empty())
-    return make_error(errc::unreachable, "instances under " + tmpl.path + ": " + err);
   auto pid_slot = std::make_shared<std::atomic<int>>(0);
   auto envp = env;
   auto job = sys.spawn(mpi_job, tmpl.path, token, ranks, [envp, pid_slot] {
@@ -145,9 +144,13 @@ caf::expected<caf::actor> start_mpi_job(caf::actor_system& sys,
   });
   caf::anon_send(parent, expect_job_atom::value, job);
   std::string error;
-  std::vector<std::string> argv{mpirun, "--oversubscribe", "--bind-to", "none",
-                                "-np", std::to_string(ranks), opts.actorhost_path, "-c",
-                                cfg_path};
+  // The ranks' config goes on their command line: on another host, a file written
+  // here would not be there.
+  std::vector<std::string> argv{mpirun, "--oversubscribe", "--bind-to", "none"};
+  argv.insert(argv.end(), mpirun_args.begin(), mpirun_args.end());
+  for (auto arg : {std::string{"-np"}, std::to_string(ranks), opts.actorhost_path,
+                   std::string{"--config-text"}, cfg.dump()})
+    argv.push_back(std::move(arg));
   auto pid = env_processes(*env).launch(
     argv,
     {{"TROUPE_PARENT_URI", opts.node_address},
@@ -194,15 +197,17 @@ caf::expected<caf::actor> start_mpi_job(caf::actor_system& sys,
 } // namespace
 
 supervision::child_spec mpi_job_spec(const caf::actor& parent, instance_spec tmpl,
-                                     unsigned ranks, const std::shared_ptr<environment>& env) {
+                                     const level& lvl, const std::shared_ptr<environment>& env) {
+  unsigned ranks = lvl.num_children;
   supervision::child_spec spec;
   spec.name = tmpl.path + "/0-" + std::to_string(ranks - 1) + " (mpi)";
   spec.blocking_start = true;
   spec.start_timeout = std::chrono::seconds{60};
   spec.shutdown = std::chrono::seconds{10};
   auto job_pid = std::make_shared<std::atomic<int>>(0);
-  spec.start = [parent, tmpl, ranks, env, job_pid](caf::actor_system& sys) {
-    return start_mpi_job(sys, env, parent, tmpl, ranks, *job_pid);
+  spec.start = [parent, tmpl, ranks, args = lvl.mpirun_args, env,
+                job_pid](caf::actor_system& sys) {
+    return start_mpi_job(sys, env, parent, tmpl, ranks, args, *job_pid);
   };
   spec.on_kill = [env, job_pid] {
     if (int pid = job_pid->load(); pid > 0)

@@ -41,7 +41,8 @@ Config keys (all optional):
   transport   {"protocol": "ucx", "address": "127.0.0.1", "port": 0,
                "busy_poll": false, "keepalive_ms": 500,
                "max_message_bytes": 1073741824, "spin_us": 50}
-              (port 0 = any free port)
+              (port 0 = any free port; "address": "towards:HOST" = this host's
+              address on the route to HOST, so HOST can reach the node)
   threads     "auto" (one per core) or a number of CAF scheduler threads
   scheduler   "progress" (default: idle workers progress the transport),
               "sharing" or "stealing" (CAF's, with a transport thread)
@@ -64,9 +65,15 @@ int main(int argc, char** argv) {
   std::string config_path;
   std::string verbosity = "warning";
   std::string address_file;
-  app.add_option("-c,--config", config_path, "node config file (JSON)")
-    ->required()
-    ->check(CLI::ExistingFile);
+  std::string config_text;
+  auto* config_opt =
+    app.add_option("-c,--config", config_path, "node config file (JSON)")->check(CLI::ExistingFile);
+  auto* config_text_opt =
+    app
+      .add_option("--config-text", config_text,
+                  "the node config itself (JSON), instead of a file: for ranks that "
+                  "mpirun starts on hosts where no file of it exists")
+      ->excludes(config_opt);
   app.add_option("-v,--verbosity", verbosity,
                  "log level: error, warning, info, debug, trace (or 0-4); default: "
                  "the TROUPE_LOG environment variable, else warning");
@@ -80,7 +87,9 @@ int main(int argc, char** argv) {
     app
       .add_option("--size", size, "start a local instance of this many nodes (see above)")
       ->check(CLI::Range(1u, 256u))
-      ->excludes(address_file_opt);
+      ->excludes(address_file_opt)
+      ->excludes(config_text_opt)
+      ->needs(config_opt);
   app
     .add_option("--instance-dir", instance_dir,
                 "with --size: where node configs, address files and the view file go "
@@ -93,6 +102,11 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     app.exit(e);
+    return exit_bad_config;
+  }
+  if (config_opt->count() == 0 && config_text_opt->count() == 0) {
+    std::cerr << "actorhost: --config is required (a node config file), or --config-text\n"
+              << "Run with --help for more information.\n";
     return exit_bad_config;
   }
   troupe::log::level level;
@@ -111,7 +125,9 @@ int main(int argc, char** argv) {
 
   troupe::node_config cfg;
   try {
-    cfg = troupe::load_node_config(config_path);
+    cfg = config_text_opt->count() > 0
+            ? troupe::parse_node_config(config_text, "--config-text")
+            : troupe::load_node_config(config_path);
   } catch (const troupe::config_error& e) {
     std::cerr << "actorhost: bad config: " << e.what() << "\n";
     return exit_bad_config;

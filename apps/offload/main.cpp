@@ -18,6 +18,7 @@
 
 #include <CLI/CLI.hpp>
 #include <caf/actor_system.hpp>
+#include <nlohmann/json.hpp>
 
 #include "actors/builtin.hpp"
 #include "actors/offload/hierarchy.hpp"
@@ -54,6 +55,9 @@ writes a per-job CSV and (with gnuplot) a plot of completions over time.
 Optional keys of the hierarchy file (Troupe's, beside Flux's):
   levels[i].placement   "process" (an actorhost each), "in_process", or "mpi"
                         (the level's children as the ranks of one mpirun job)
+  levels[i].mpirun_args what mpirun gets before -np for an "mpi" level, e.g.
+                        ["--hostfile", "hosts"] for ranks on other hosts (then
+                        run with --address set to this host's cluster address)
   max_leaves            refuse trees with more leaves (default 4096)
   libraries             modules every instance's node loads (job types for
                         "custom" jobs: {"kind": "custom", "command": TYPE,
@@ -91,6 +95,7 @@ struct progress_line {
 int main(int argc, char** argv) {
   CLI::App app{description, "troupe-offload"};
   std::string config_path, jobs_path, csv_path, plot_path, run_dir, actorhost_path;
+  std::string address = "127.0.0.1";
   int64_t count = -1;
   unsigned timeout_s = 600, progress_ms = 1000, silence_ms = 5000;
   bool quiet = false;
@@ -106,6 +111,11 @@ int main(int argc, char** argv) {
                  "where child configs, logs and results go (default: a new temp dir)");
   app.add_option("--actorhost", actorhost_path,
                  "the program child instances run (default: the actorhost beside this one)");
+  app.add_option("--address", address,
+                 "where the root listens: 127.0.0.1 (default) for a tree on this host; "
+                 "this host's address on the cluster network when mpirun starts ranks "
+                 "on other hosts (each child then listens on its own host's address "
+                 "towards its parent)");
   app.add_option("--timeout", timeout_s, "give up after this many seconds (default 600)");
   app.add_option("--progress-ms", progress_ms, "progress every N ms (default 1000)");
   app.add_option("--silence-ms", silence_ms,
@@ -155,8 +165,14 @@ int main(int argc, char** argv) {
   if (plot_path.empty())
     plot_path = run_dir + "/completions";
 
-  auto node_cfg = troupe::parse_node_config(
-    R"({"transport": {"address": "127.0.0.1", "port": 0}})", "troupe-offload");
+  troupe::node_config node_cfg;
+  try {
+    node_cfg = troupe::parse_node_config(
+      nlohmann::json{{"transport", {{"address", address}, {"port", 0}}}}.dump(), "--address");
+  } catch (const troupe::config_error& e) {
+    std::cerr << "troupe-offload: " << e.what() << "\n";
+    return exit_bad_config;
+  }
   node_cfg.libraries = hierarchy.libraries;
   node_cfg.source = config_path;
   troupe::node node{std::move(node_cfg)};

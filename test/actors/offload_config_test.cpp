@@ -104,6 +104,17 @@ BOOST_AUTO_TEST_CASE(flux_example_file_parses_unchanged_with_default_placements)
   BOOST_TEST((cfg.jobs.mix[0].kind == job_kind::noop));
 }
 
+BOOST_AUTO_TEST_CASE(an_mpi_level_takes_the_arguments_for_its_mpirun) {
+  auto cfg = parse_hierarchy(R"({"num_levels": 3, "levels": [
+      {"num_children": 4, "cores_per_child": 8, "placement": "mpi",
+       "mpirun_args": ["--hostfile", "hosts", "--map-by", "node"]},
+      {"num_children": 8, "cores_per_child": 1}]})",
+                             "h.json");
+  BOOST_TEST((cfg.levels[0].mpirun_args
+              == std::vector<std::string>{"--hostfile", "hosts", "--map-by", "node"}));
+  BOOST_TEST(cfg.levels[1].mpirun_args.empty());
+}
+
 BOOST_AUTO_TEST_CASE(a_lone_root_needs_no_levels_and_has_one_leaf) {
   auto cfg = parse_hierarchy(R"({"num_levels": 1})", "h.json");
   BOOST_TEST(cfg.levels.empty());
@@ -203,7 +214,14 @@ BOOST_AUTO_TEST_CASE(each_mistake_gets_a_message_with_path_expected_and_found) {
      "jobs libraries); did you mean \"num_levels\"?"},
     {R"({"num_levels": 2, "levels": [{"num_childen": 8, "cores_per_child": 1}]})",
      "hierarchy.json: levels[0].num_childen: unknown key (known keys: num_children "
-     "cores_per_child placement); did you mean \"num_children\"?"},
+     "cores_per_child placement mpirun_args); did you mean \"num_children\"?"},
+    {R"({"num_levels": 2, "levels": [{"num_children": 2, "cores_per_child": 1,
+         "placement": "mpi", "mpirun_args": "--hostfile h"}]})",
+     "hierarchy.json: levels[0].mpirun_args: expected an array of strings, e.g. "
+     "[\"--hostfile\", \"hosts\"], found string \"--hostfile h\""},
+    {R"({"num_levels": 2, "levels": [{"num_children": 2, "cores_per_child": 1,
+         "placement": "mpi", "mpirun_args": ["-x", 3]}]})",
+     "hierarchy.json: levels[0].mpirun_args[1]: expected a string, found 3"},
     {R"({"num_levels": 2, "levels": [{"num_children": 8, "cores_per_child": 1,
          "placement": "proces"}]})",
      "hierarchy.json: levels[0].placement: expected \"process\", \"in_process\" or "

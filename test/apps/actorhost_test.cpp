@@ -49,6 +49,23 @@ BOOST_AUTO_TEST_CASE(prints_its_address_and_exits_zero_on_sigterm) {
   BOOST_TEST(!std::filesystem::exists(addr_file));
 }
 
+BOOST_AUTO_TEST_CASE(a_config_on_the_command_line_starts_like_a_file) {
+  // --config-text is how mpirun's ranks on other hosts get theirs; errors name it.
+  child_process host{{bin_path("actorhost"), "--config-text",
+                      R"({"transport": {"address": "towards:127.0.0.1"},
+                          "providers": [{"type": "echo", "name": "echo", "provider_id": 1}]})"}};
+  auto line = host.wait_for_line("actorhost ready:", start_deadline);
+  BOOST_REQUIRE_MESSAGE(line, "no ready line; stderr: " << host.err());
+  BOOST_TEST(line->find("ready: ucx://127.0.0.1:") != std::string::npos, *line);
+  BOOST_TEST(line->find("providers=1") != std::string::npos, *line);
+  host.signal(SIGTERM);
+  auto code = host.wait_exit(20s);
+  BOOST_TEST((code && *code == 0), host.err());
+  auto bad = run_to_end({bin_path("actorhost"), "--config-text", R"({"treads": 2})"}, 20s);
+  BOOST_TEST(bad.exit_code == 2);
+  BOOST_TEST(bad.err.find("--config-text: treads: unknown key") != std::string::npos, bad.err);
+}
+
 BOOST_AUTO_TEST_CASE(sigint_also_shuts_down_cleanly) {
   temp_dir dir;
   auto cfg = dir.write("node.json", "{}");
@@ -147,6 +164,9 @@ BOOST_AUTO_TEST_CASE(bad_command_lines_exit_2) {
   BOOST_TEST(no_file.err.find("/nonexistent.json") != std::string::npos, no_file.err);
   temp_dir dir;
   auto cfg = dir.write("node.json", "{}");
+  auto both = run_to_end({bin_path("actorhost"), "-c", cfg, "--config-text", "{}"}, 20s);
+  BOOST_TEST(both.exit_code == 2);
+  BOOST_TEST(both.err.find("excludes") != std::string::npos, both.err);
   auto bad_level = run_to_end({bin_path("actorhost"), "-c", cfg, "-v", "loud"}, 20s);
   BOOST_TEST(bad_level.exit_code == 2);
   BOOST_TEST(bad_level.err.find("--verbosity") != std::string::npos, bad_level.err);
@@ -157,7 +177,7 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_CASE(help_documents_every_option_and_config_key) {
   auto r = run_to_end({bin_path("actorhost"), "--help"}, 20s);
   BOOST_TEST(r.exit_code == 0);
-  for (auto word : {"--config", "--verbosity", "--address-file", "--version", "transport",
+  for (auto word : {"--config", "--config-text", "towards:", "--verbosity", "--address-file", "--version", "transport",
                     "threads", "pinning", "libraries", "providers", "echo"})
     BOOST_TEST(r.out.find(word) != std::string::npos, "help lacks " << word);
 }

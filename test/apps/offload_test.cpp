@@ -13,6 +13,7 @@
 #include <set>
 #include <sstream>
 
+#include "test/support/host_network.hpp"
 #include "test/support/process.hpp"
 
 using namespace troupe::test;
@@ -270,6 +271,41 @@ BOOST_AUTO_TEST_CASE(ranks_of_an_mpirun_job_as_child_instances) {
     for (int pid : ranks)
       BOOST_TEST(eventually(10s, [&] { return process_gone(pid); }), "rank " << pid);
   }
+}
+
+BOOST_AUTO_TEST_CASE(on_a_network_address_every_child_listens_on_its_route_to_its_parent) {
+  // What a tree across hosts takes, on the one host there is: the root listens on the
+  // host's network address (--address); a child process and the ranks of an mpirun
+  // job (started with the level's mpirun_args) listen on their host's address towards
+  // their parent, and the ranks get their config on their command line (on another
+  // host, a file written here would not exist).
+  auto own = troupe::test::non_loopback_ipv4();
+  BOOST_REQUIRE_MESSAGE(!own.empty(), "this test needs an interface beside loopback");
+  demo_run run;
+  auto rank_output = run.dir.path() + "/rank-output";
+  auto r = run_to_end(run.argv(R"({"num_levels": 3, "levels": [
+      {"num_children": 1, "cores_per_child": 2},
+      {"num_children": 2, "cores_per_child": 1, "placement": "mpi",
+       "mpirun_args": ["--output-filename", ")" + rank_output + R"("]}],
+      "jobs": {"count": 600, "mix": [{"kind": "noop"}, {"kind": "shell",
+        "command": "true"}]}})",
+                                       {"--address", own}),
+                      120s);
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  check_each_job_once(read_csv(run.csv), 600);
+  auto on_network = "actorhost ready: ucx://" + own + ":";
+  BOOST_TEST(r.out.find("root instance at ucx://" + own + ":") != std::string::npos, r.out);
+  BOOST_TEST(read_all(run.log_of("0/0")).find(on_network) != std::string::npos,
+             read_all(run.log_of("0/0")));
+  // mpirun wrote each rank's stdout under --output-filename: the args reached it.
+  size_t ranks_on_network = 0;
+  if (std::filesystem::exists(rank_output))
+    for (auto& f : std::filesystem::recursive_directory_iterator{rank_output})
+      if (f.path().filename() == "stdout"
+          && read_all(f.path().string()).find(on_network) != std::string::npos)
+        ++ranks_on_network;
+  BOOST_TEST(ranks_on_network == 2u, "rank outputs under " << rank_output);
+  BOOST_TEST(!std::filesystem::exists(run.run_dir + "/instance-0-0-mpi.json"));
 }
 
 BOOST_AUTO_TEST_CASE(a_lone_root_runs_its_jobs_itself) {
@@ -599,7 +635,10 @@ BOOST_AUTO_TEST_CASE(bad_configs_name_the_file_and_key_and_start_nothing) {
          {R"({"num_levels": 3, "levels": [
               {"num_children": 2, "cores_per_child": 2, "placement": "mpi"},
               {"num_children": 2, "cores_per_child": 1, "placement": "mpi"}]})",
-          "h.json: levels[1].placement: \"mpi\" cannot be below an \"mpi\" level"}}) {
+          "h.json: levels[1].placement: \"mpi\" cannot be below an \"mpi\" level"},
+         {R"({"num_levels": 2, "levels": [
+              {"num_children": 2, "cores_per_child": 1, "mpirun_args": ["-x", "A"]}]})",
+          "h.json: levels[0].mpirun_args: only for a level with \"placement\": \"mpi\""}}) {
     demo_run run;
     auto r = run_to_end(run.argv(config), 30s);
     BOOST_TEST(r.exit_code == 2, config << ": " << r.out << r.err);

@@ -204,6 +204,13 @@ BOOST_AUTO_TEST_CASE(transport_values_are_checked) {
   check_error(R"({"transport": {"address": ""}})",
               "node.json: transport.address: expected a non-empty string");
   check_error(R"({"transport": 5})", "node.json: transport: expected an object, found 5");
+  check_error(R"({"transport": {"address": "towards:no-such-host.invalid"}})",
+              "node.json: transport.address: cannot resolve \"no-such-host.invalid\"");
+}
+
+BOOST_AUTO_TEST_CASE(an_address_towards_a_host_is_this_host_s_address_on_that_route) {
+  auto cfg = parse_node_config(R"({"transport": {"address": "towards:127.0.0.1"}})", "n.json");
+  BOOST_TEST(cfg.transport.address == "127.0.0.1");
 }
 
 BOOST_AUTO_TEST_CASE(ops_values_are_checked) {

@@ -3,6 +3,7 @@
 
 #include <caf/node_id.hpp>
 
+#include "test/support/host_network.hpp"
 #include "transport/address.hpp"
 #include "transport/region_codec.hpp"
 #include "transport/wire_address.hpp"
@@ -51,6 +52,37 @@ BOOST_AUTO_TEST_CASE(malformed_uris_say_what_is_wrong) {
       BOOST_TEST(error.find(c.says) != std::string::npos, "error was: " << error);
     }
   }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(address_towards_a_peer)
+
+BOOST_AUTO_TEST_CASE(loopback_leads_to_loopback) {
+  std::string error;
+  auto v4 = local_address_towards("127.0.0.1", error);
+  BOOST_REQUIRE_MESSAGE(v4, error);
+  BOOST_TEST(*v4 == "127.0.0.1");
+  auto by_name = local_address_towards("localhost", error);
+  BOOST_REQUIRE_MESSAGE(by_name, error);
+  BOOST_TEST((*by_name == "127.0.0.1" || *by_name == "::1"), *by_name);
+}
+
+BOOST_AUTO_TEST_CASE(a_peer_on_the_network_is_reached_from_this_host_s_address) {
+  // The route to one of this host's own network addresses leaves by that address: what
+  // a child of a parent at that address listens on.
+  auto own = troupe::test::non_loopback_ipv4();
+  BOOST_REQUIRE_MESSAGE(!own.empty(), "this test needs an interface beside loopback");
+  std::string error;
+  auto local = local_address_towards(own, error);
+  BOOST_REQUIRE_MESSAGE(local, error);
+  BOOST_TEST(*local == own);
+}
+
+BOOST_AUTO_TEST_CASE(an_unknown_host_is_an_error_naming_it) {
+  std::string error;
+  BOOST_TEST(!local_address_towards("no-such-host.invalid", error));
+  BOOST_TEST(error.find("cannot resolve \"no-such-host.invalid\"") != std::string::npos, error);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

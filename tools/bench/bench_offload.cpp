@@ -40,7 +40,7 @@ struct tree_case {
 };
 
 off::level lvl(unsigned children, unsigned cores, off::placement where) {
-  return {children, cores, where};
+  return {children, cores, where, {}};
 }
 
 std::vector<off::job> jobs_of(off::job_kind kind, uint64_t count, uint64_t duration_us = 0) {

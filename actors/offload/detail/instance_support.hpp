@@ -27,10 +27,11 @@ using expect_job_atom = caf::atom_constant<caf::atom("oexpectjob")>;
 /// The parent -> its MPI job: (fail_rank_atom, caf::error): a rank went silent.
 using fail_rank_atom = caf::atom_constant<caf::atom("ofailrank")>;
 
-/// How the supervisor of `parent`'s children starts all `ranks` of them as one
-/// `mpirun` job; `tmpl` is the parent's path, cores per child and first core.
+/// How the supervisor of `parent`'s children starts all of them (`lvl.num_children`
+/// ranks, with `lvl.mpirun_args`) as one `mpirun` job; `tmpl` is the parent's path,
+/// cores per child and first core.
 supervision::child_spec mpi_job_spec(const caf::actor& parent, instance_spec tmpl,
-                                     unsigned ranks, const std::shared_ptr<environment>& env);
+                                     const level& lvl, const std::shared_ptr<environment>& env);
 
 const environment_options& options_of(const environment& env);
 process_keeper& env_processes(environment& env);
