@@ -29,7 +29,7 @@ struct module_context {
 };
 
 /// Bumped whenever module_context or the registry interface changes incompatibly.
-constexpr unsigned module_abi_version = 3;
+constexpr unsigned module_abi_version = 4;
 
 } // namespace troupe
 

@@ -223,8 +223,9 @@ caf::behavior instance_behavior(instance_actor* self, instance_spec spec, caf::a
   st.exit_process = exit_process;
   st.status.path = st.spec.path;
   self->attach_functor([slot = st.children_supervisor, shells = st.shells,
-                        exit_process](const caf::error& reason) {
+                        jobs_stop = st.jobs_stop, exit_process](const caf::error& reason) {
     shells->kill_all(); // a shell job does not outlive its leaf
+    jobs_stop->store(true); // nor, if it looks, a custom one
     // Killed without an orderly stop: the children's supervisor still goes with it.
     auto& sup = *slot;
     if (sup)

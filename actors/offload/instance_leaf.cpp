@@ -111,7 +111,7 @@ void launch_job(instance_actor* self, running_job& rj) {
       auto fn = types ? types->find(what.command) : std::nullopt;
       if (!fn)
         break;
-      job_call call{id, what.argument, self->state.spec.path};
+      job_call call{id, what.argument, self->state.spec.path, self->state.jobs_stop};
       finish_on_own_thread(self, id, [call, fn = std::move(*fn)]() -> job_outcome_of_type {
         try {
           return fn(call);

@@ -17,6 +17,7 @@
 #include "actors/builtin.hpp"
 #include "apps/actorhost/launcher.hpp"
 #include "base/error.hpp"
+#include "base/exit_watchdog.hpp"
 #include "base/files.hpp"
 #include "base/log.hpp"
 #include "runtime/config.hpp"
@@ -34,7 +35,8 @@ const char* const description = R"(actorhost: run one Troupe node.
 
 Reads a JSON node config, loads its libraries, spawns its providers, prints one line
 "actorhost ready: <address> ..." on stdout and runs until SIGINT or SIGTERM, then
-stops the providers in reverse start order and exits 0. A bad config is reported on
+stops the providers in reverse start order and exits 0 (1 if that stop does not
+finish within 30 s: an actor or a job that never returns). A bad config is reported on
 stderr (file, key path, what was expected, what was found) with exit code 2.
 
 Config keys (all optional):
@@ -141,6 +143,7 @@ int main(int argc, char** argv) {
   sigaddset(&shutdown_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &shutdown_signals, nullptr);
 
+  troupe::exit_watchdog stop_bound; // outlives the node: it bounds the node's stop
   troupe::node node{std::move(cfg)};
   troupe::actors::register_builtin_providers(node.providers());
   troupe::actors::register_builtin_types(node.system_config());
@@ -181,6 +184,7 @@ int main(int argc, char** argv) {
   while (sigwait(&shutdown_signals, &signal_number) != 0) {
   }
   std::cerr << "actorhost: " << strsignal(signal_number) << ", shutting down\n";
+  stop_bound.arm("actorhost", std::chrono::seconds{30}, exit_start_failed);
   node.stop();
   if (!address_file.empty())
     ::unlink(address_file.c_str());

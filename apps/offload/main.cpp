@@ -27,6 +27,7 @@
 #include "actors/offload/run.hpp"
 #include "runtime/job_types.hpp"
 #include "base/error.hpp"
+#include "base/exit_watchdog.hpp"
 #include "base/files.hpp"
 #include "base/log.hpp"
 #include "runtime/config.hpp"
@@ -175,6 +176,7 @@ int main(int argc, char** argv) {
   }
   node_cfg.libraries = hierarchy.libraries;
   node_cfg.source = config_path;
+  troupe::exit_watchdog stop_bound; // outlives the node: it bounds the node's stop
   troupe::node node{std::move(node_cfg)};
   troupe::actors::register_builtin_types(node.system_config());
   troupe::actors::register_builtin_providers(node.providers());
@@ -241,6 +243,7 @@ int main(int argc, char** argv) {
     auto plot = off::plot_completions(csv_path, plot_path);
     std::cout << plot << "\n";
   }
+  stop_bound.arm("troupe-offload", std::chrono::seconds{5}, exit_failed);
   node.stop();
   return rc;
 }

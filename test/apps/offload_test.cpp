@@ -15,6 +15,7 @@
 
 #include "test/support/host_network.hpp"
 #include "test/support/process.hpp"
+#include "test/support/timing.hpp"
 
 using namespace troupe::test;
 using namespace std::chrono_literals;
@@ -104,6 +105,7 @@ struct demo_run {
   std::string run_dir = dir.path() + "/run";
   std::string csv = run_dir + "/jobs.csv";
   std::string ran = dir.path() + "/ran"; // shell jobs append their ids here
+  std::string timeout_s = "120";
 
   demo_run() { std::filesystem::create_directory(run_dir); }
 
@@ -111,7 +113,7 @@ struct demo_run {
                                 std::vector<std::string> extra = {}) {
     std::vector<std::string> args{bin_path("troupe-offload"), "-c", dir.write("h.json", config),
                                   "--run-dir", run_dir, "--progress-ms", "100", "--timeout",
-                                  "120"};
+                                  timeout_s};
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }
@@ -306,6 +308,35 @@ BOOST_AUTO_TEST_CASE(on_a_network_address_every_child_listens_on_its_route_to_it
         ++ranks_on_network;
   BOOST_TEST(ranks_on_network == 2u, "rank outputs under " << rank_output);
   BOOST_TEST(!std::filesystem::exists(run.run_dir + "/instance-0-0-mpi.json"));
+}
+
+BOOST_AUTO_TEST_CASE(a_custom_job_still_running_at_the_deadline_does_not_hold_the_exit) {
+  // In-process leaves share troupe-offload's process. A job that looks at
+  // stop_requested() returns when its leaf stops; one that never returns is left
+  // behind by the process's stop bound (5 s), with a message.
+  auto library = test_library("troupe_test_module.so");
+  for (auto [type, says] : std::vector<std::pair<std::string, std::string>>{
+         {"until_stopped", ""},
+         {"never_returns", "the shutdown did not finish within 5000 ms"}}) {
+    demo_run run;
+    run.timeout_s = "2";
+    auto started = std::chrono::steady_clock::now();
+    auto r = run_to_end(run.argv(R"({"num_levels": 2, "levels": [
+        {"num_children": 2, "cores_per_child": 1, "placement": "in_process"}],
+        "libraries": [")" + library + R"("],
+        "jobs": {"count": 2, "mix": [{"kind": "custom", "command": ")" + type + R"("}]}})"),
+                        60s);
+    auto took = std::chrono::steady_clock::now() - started;
+    BOOST_TEST_CONTEXT(type) {
+      BOOST_TEST(r.exit_code == 1, r.out << r.err);
+      BOOST_TEST(r.err.find("timed out after 2 s with 2 jobs not completed") != std::string::npos,
+                 r.err);
+      BOOST_TEST(r.err.find(says) != std::string::npos, r.err);
+      BOOST_TEST((took < (type == "until_stopped" ? 15s : 25s)), troupe::test::ms_of(took) << " ms");
+      if (type == "until_stopped")
+        BOOST_TEST(r.err.find("did not finish") == std::string::npos, r.err);
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(a_lone_root_runs_its_jobs_itself) {

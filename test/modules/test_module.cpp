@@ -14,6 +14,7 @@
 //               with the pattern of seed (test/support/pattern.hpp) and answers its
 //               descriptor; (region_read_atom, offset, length) answers those bytes of
 //               the region as a string, so the test checks what RDMA wrote itself.
+#include <thread>
 #include <cctype>
 #include <chrono>
 #include <string>
@@ -26,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/locator.hpp"
+#include "runtime/job_types.hpp"
 #include "runtime/module.hpp"
 #include "runtime/ops.hpp"
 #include "test/modules/test_ops.hpp"
@@ -172,6 +174,24 @@ TROUPE_MODULE(ctx) {
     ctx.error = "provider type \"upper\" is already registered";
     return 1;
   }
+  // Job types for the offload demo's stop tests: one that returns once its leaf stops,
+  // one that never returns (the process's stop bound must end it).
+  for (auto err :
+       {ctx.job_types.add("until_stopped",
+                          [](const troupe::job_call& call) -> troupe::job_outcome_of_type {
+                            while (!call.stop_requested())
+                              std::this_thread::sleep_for(std::chrono::milliseconds{5});
+                            return {0, "stopped"};
+                          }),
+        ctx.job_types.add("never_returns",
+                          [](const troupe::job_call&) -> troupe::job_outcome_of_type {
+                            for (;;)
+                              std::this_thread::sleep_for(std::chrono::seconds{1});
+                          })})
+    if (err) {
+      ctx.error = "cannot register the test job types";
+      return 1;
+    }
   for (auto err :
        {ctx.ops.add<troupe::test::silent_op>(), ctx.ops.add<troupe::test::fail_op>(),
         ctx.ops.add<troupe::test::misplace_op>()})

@@ -105,6 +105,8 @@ struct instance_state {
   std::set<caf::actor_addr> silenced;
   double timer_lateness_us = 0; // how late CAF's timer fires, on average (sleep jobs)
   std::shared_ptr<shell_groups> shells = std::make_shared<shell_groups>();
+  /// Set when the instance ends: custom jobs still running see it (job_call::stop).
+  std::shared_ptr<std::atomic<bool>> jobs_stop = std::make_shared<std::atomic<bool>>(false);
   instance_status status;
 
   bool is_leaf() const { return spec.below.empty(); }
