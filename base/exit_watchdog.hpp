@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -22,9 +23,11 @@ public:
   /// Disarms: the shutdown finished in time.
   ~exit_watchdog();
 
-  /// Starts the countdown; `who` starts the message ("actorhost"). Arming twice keeps
-  /// the first countdown.
-  void arm(std::string who, std::chrono::milliseconds bound, int exit_code);
+  /// Starts the countdown; `who` starts the message ("actorhost"); `last_words` runs
+  /// just before the exit (e.g. kill the child processes that an orderly stop would
+  /// have stopped). Arming twice keeps the first countdown.
+  void arm(std::string who, std::chrono::milliseconds bound, int exit_code,
+           std::function<void()> last_words = {});
 
 private:
   std::mutex mtx_;

@@ -5,7 +5,7 @@
 // status and output. A job that runs long should look at `stop_requested()` now and
 // then: once its leaf stops (the run ended, its deadline passed, its parent died),
 // its result is not wanted, and its process cannot exit while it runs (actorhost and
-// troupe-offload end themselves 30 s and 5 s after a stop that does not finish).
+// troupe-offload end themselves 30 s and 10 s after a stop that does not finish).
 
 #include <atomic>
 #include <functional>

@@ -13,7 +13,29 @@
 
 namespace troupe::offload {
 
+namespace {
+
+// Every keeper of this process, for kill_all_children.
+std::mutex keepers_mutex;
+std::set<process_keeper*>& keepers() {
+  static std::set<process_keeper*> all;
+  return all;
+}
+
+} // namespace
+
 process_keeper::process_keeper() : thread_([this] { loop(); }) {
+  std::lock_guard<std::mutex> guard{keepers_mutex};
+  keepers().insert(this);
+}
+
+void process_keeper::kill_all_children() {
+  std::lock_guard<std::mutex> guard{keepers_mutex};
+  for (auto* keeper : keepers()) {
+    std::lock_guard<std::mutex> children_guard{keeper->mutex_};
+    for (int pid : keeper->children_)
+      ::kill(pid, SIGKILL);
+  }
 }
 
 process_keeper::~process_keeper() {
@@ -23,6 +45,8 @@ process_keeper::~process_keeper() {
   }
   changed_.notify_all();
   thread_.join();
+  std::lock_guard<std::mutex> guard{keepers_mutex};
+  keepers().erase(this); // only now: its children may still run during its grace
 }
 
 int process_keeper::launch(const std::vector<std::string>& argv,

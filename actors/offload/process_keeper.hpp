@@ -43,6 +43,11 @@ public:
 
   static constexpr std::chrono::milliseconds grace{3000};
 
+  /// SIGKILL to every child of every keeper of this process, now: the last thing a
+  /// process does before it exits without its orderly stop (exit_watchdog), so that no
+  /// child outlives it (PR_SET_PDEATHSIG's SIGTERM does not reach a stopped child).
+  static void kill_all_children();
+
 private:
   struct request {
     std::vector<std::string> argv;

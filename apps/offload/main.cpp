@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/builtin.hpp"
+#include "actors/offload/process_keeper.hpp"
 #include "actors/offload/hierarchy.hpp"
 #include "actors/offload/offload.hpp"
 #include "actors/offload/report.hpp"
@@ -243,7 +244,8 @@ int main(int argc, char** argv) {
     auto plot = off::plot_completions(csv_path, plot_path);
     std::cout << plot << "\n";
   }
-  stop_bound.arm("troupe-offload", std::chrono::seconds{5}, exit_failed);
+  stop_bound.arm("troupe-offload", std::chrono::seconds{10}, exit_failed,
+                 troupe::offload::process_keeper::kill_all_children);
   node.stop();
   return rc;
 }

@@ -310,14 +310,70 @@ BOOST_AUTO_TEST_CASE(on_a_network_address_every_child_listens_on_its_route_to_it
   BOOST_TEST(!std::filesystem::exists(run.run_dir + "/instance-0-0-mpi.json"));
 }
 
+BOOST_AUTO_TEST_CASE(a_tree_across_two_hosts_runs_its_leaves_on_the_other_host) {
+  // The second host is a network namespace: its processes reach this host only through
+  // a veth pair. mpirun starts the ranks there through an "rsh" that enters it (as ssh
+  // would enter another host). A rank listening on 127.0.0.1, or a config only in a
+  // file here, would fail this test: the ranks must listen on their own host's address
+  // towards the root, and get their config on their command line.
+  troupe::test::network_namespace other;
+  demo_run run;
+  auto rsh = run.dir.write("netns-rsh", "#!/bin/sh\nshift # the host: there is one\nexec "
+                                          + other.exec_prefix() + "/bin/sh -c \"$*\"\n");
+  std::filesystem::permissions(rsh, std::filesystem::perms::owner_all);
+  ::setenv("UCX_TLS", "tcp", 1); // for troupe-offload and, by -x, the ranks: see above
+  auto r = run_to_end(run.argv(R"({"num_levels": 3, "levels": [
+      {"num_children": 2, "cores_per_child": 1, "placement": "mpi",
+       "mpirun_args": ["--host", ")" + other.guest_ip() + R"(:2", "--mca", "plm_rsh_agent",
+                       ")" + rsh + R"(", "-x", "UCX_TLS"]},
+      {"num_children": 2, "cores_per_child": 1}],
+      "jobs": {"count": 400, "mix": [{"kind": "noop"}, {"kind": "shell",
+        "command": "ip -4 -o addr | grep -c )" + other.guest_ip() + R"(/"}]}})",
+                                       {"--address", other.host_ip()}),
+                      120s);
+  ::unsetenv("UCX_TLS");
+  BOOST_TEST(r.exit_code == 0, r.out << r.err);
+  auto rows = read_csv(run.csv);
+  check_each_job_once(rows, 400);
+  std::set<std::string> leaves;
+  for (auto& row : rows) {
+    leaves.insert(row.path);
+    if (row.kind == "shell") // it saw the other host's interface: it ran there
+      BOOST_TEST((row.exit_status == 0 && row.output == R"(1\n)"), row.id << ": " << row.output);
+  }
+  BOOST_TEST(leaves.size() == 4u);
+  auto ranks_log = read_all(run.run_dir + "/instance-0-mpi.log");
+  size_t ready = 0;
+  for (auto at = ranks_log.find("actorhost ready: ucx://" + other.guest_ip() + ":");
+       at != std::string::npos;
+       at = ranks_log.find("actorhost ready: ucx://" + other.guest_ip() + ":", at + 1))
+    ++ready;
+  BOOST_TEST(ready == 2u, ranks_log);
+  // actorsh on this host reaches a node on the other one (its own node listens towards it).
+  child_process there{{"/usr/bin/env", "ip", "netns", "exec", other.name(), bin_path("actorhost"),
+                       "--config-text",
+                       R"({"transport": {"address": "towards:)" + other.host_ip() + R"("}})"},
+                      {"UCX_TLS=tcp"}};
+  auto line = there.wait_for_line("actorhost ready: ", 20s);
+  BOOST_REQUIRE_MESSAGE(line, there.err());
+  std::smatch m;
+  BOOST_REQUIRE(std::regex_search(*line, m, std::regex{"(ucx://[0-9.]+:[0-9]+)"}));
+  BOOST_TEST(m[1].str().find(other.guest_ip()) != std::string::npos, *line);
+  ::setenv("UCX_TLS", "tcp", 1);
+  auto ping = run_to_end({bin_path("actorsh"), "-a", m[1].str(), "-c", "ping"}, 30s);
+  ::unsetenv("UCX_TLS");
+  BOOST_TEST(ping.exit_code == 0, ping.out << ping.err);
+  BOOST_TEST(ping.out.find("10 round trips") != std::string::npos, ping.out);
+}
+
 BOOST_AUTO_TEST_CASE(a_custom_job_still_running_at_the_deadline_does_not_hold_the_exit) {
   // In-process leaves share troupe-offload's process. A job that looks at
   // stop_requested() returns when its leaf stops; one that never returns is left
-  // behind by the process's stop bound (5 s), with a message.
+  // behind by the process's stop bound (10 s), with a message.
   auto library = test_library("troupe_test_module.so");
   for (auto [type, says] : std::vector<std::pair<std::string, std::string>>{
          {"until_stopped", ""},
-         {"never_returns", "the shutdown did not finish within 5000 ms"}}) {
+         {"never_returns", "the shutdown did not finish within 10000 ms"}}) {
     demo_run run;
     run.timeout_s = "2";
     auto started = std::chrono::steady_clock::now();
@@ -332,7 +388,7 @@ BOOST_AUTO_TEST_CASE(a_custom_job_still_running_at_the_deadline_does_not_hold_th
       BOOST_TEST(r.err.find("timed out after 2 s with 2 jobs not completed") != std::string::npos,
                  r.err);
       BOOST_TEST(r.err.find(says) != std::string::npos, r.err);
-      BOOST_TEST((took < (type == "until_stopped" ? 15s : 25s)), troupe::test::ms_of(took) << " ms");
+      BOOST_TEST((took < (type == "until_stopped" ? 15s : 30s)), troupe::test::ms_of(took) << " ms");
       if (type == "until_stopped")
         BOOST_TEST(r.err.find("did not finish") == std::string::npos, r.err);
     }
@@ -474,7 +530,7 @@ BOOST_AUTO_TEST_CASE(a_stopped_child_instance_does_not_keep_the_demo_from_exitin
   BOOST_TEST(*code == 1, demo.out() << demo.err());
   BOOST_TEST(demo.err().find("timed out after 4 s") != std::string::npos, demo.err());
   BOOST_TEST(eventually(10s, [&] { return process_gone(stopped) && process_gone(other); }),
-             "a child instance outlived the demo");
+             "a child instance outlived the demo: " << demo.err());
 }
 
 BOOST_AUTO_TEST_CASE(a_silent_child_instance_is_taken_for_dead_and_replaced) {

@@ -16,6 +16,7 @@
 
 #include <CLI/CLI.hpp>
 #include <readline/history.h>
+#include <nlohmann/json.hpp>
 #include <readline/readline.h>
 
 #include "actors/builtin.hpp"
@@ -24,6 +25,7 @@
 #include "runtime/config.hpp"
 #include "runtime/node.hpp"
 #include "tools/actorsh/shell.hpp"
+#include "transport/address.hpp"
 
 namespace {
 
@@ -140,8 +142,17 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  // The shell's own node: any free port, one scheduler thread, quiet.
-  troupe::node client{troupe::parse_node_config(R"({"threads": 1})", "actorsh")};
+  // The shell's own node: any free port, one scheduler thread, quiet. It listens where
+  // the node it connects to can reach it back: on loopback for a node on this host, on
+  // this host's address towards another host (a node on loopback only reaches this
+  // host's nodes).
+  std::string listen = "127.0.0.1";
+  std::string ignored;
+  if (auto target = troupe::transport::parse_node_address(address, ignored))
+    if (auto local = troupe::transport::local_address_towards(target->host, ignored))
+      listen = *local;
+  troupe::node client{troupe::parse_node_config(
+    nlohmann::json{{"threads", 1}, {"transport", {{"address", listen}}}}.dump(), "actorsh")};
   troupe::actors::register_builtin_types(client.system_config());
   if (auto err = client.start()) {
     std::cerr << "actorsh: cannot start its node: " << troupe::describe(err) << "\n";
