@@ -16,7 +16,9 @@
 #include "base/error.hpp"
 #include "runtime/locator.hpp"
 #include "runtime/node.hpp"
+#include "transport/blocking_wait.hpp"
 #include "transport/middleman.hpp"
+#include "transport/scheduler.hpp"
 
 namespace troupe::ops {
 
@@ -24,6 +26,9 @@ using op_deadline_atom = caf::atom_constant<caf::atom("opdeadline")>;
 using op_timer_atom = caf::atom_constant<caf::atom("optimer")>;
 using op_trigger_atom = caf::atom_constant<caf::atom("optrigger")>;
 using op_tick_atom = caf::atom_constant<caf::atom("optick")>;
+/// An origin's first message when it is launched from a caller's thread: it makes the
+/// (lazily spawned) origin run there.
+using op_begin_atom = caf::atom_constant<caf::atom("opbegin")>;
 
 using clock_type = std::chrono::steady_clock;
 
@@ -145,6 +150,8 @@ struct op_handle::shared {
   /// How long a waiting thread spins before it sleeps: the node's spin window (being
   /// woken costs more than most ops here).
   std::chrono::microseconds spin{0};
+  /// Through it a waiting caller polls the transport itself (null: it only spins).
+  std::shared_ptr<op_runtime::poll_gate> gate;
 
   /// Sets the result; false if there already was one (it arrives exactly once).
   bool complete(op_result r) {
@@ -175,26 +182,37 @@ op_handle op_handle::finished(op_result result) {
 
 namespace {
 
-/// Spins up to `window` (yielding the core) until the op is done: a result that
-/// comes meanwhile needs no wakeup of the waiting thread.
-void spin_for_result(const std::atomic<bool>& done, std::chrono::microseconds window) {
+/// Waits up to `window` for the op to be done without sleeping: a result that comes
+/// meanwhile needs no wakeup of the waiting thread. A caller that is not a scheduler
+/// worker polls the transport itself, and the origin runs on its thread when the
+/// answer arrives: no thread is woken on the way. Others spin (yielding the core).
+void wait_briefly(const op_handle::shared& state, std::chrono::microseconds window) {
+  if (state.done.load() || window.count() == 0)
+    return;
+  if (state.gate && transport::current_progress_worker() == nullptr) {
+    std::shared_lock<std::shared_mutex> running{state.gate->mutex};
+    if (auto* mm = state.gate->transport) {
+      transport::blocking_waiter here{*mm};
+      here.poll_until([&] { return state.done.load(); });
+      return;
+    }
+  }
   auto until = std::chrono::steady_clock::now() + window;
-  while (!done.load() && std::chrono::steady_clock::now() < until)
+  while (!state.done.load() && std::chrono::steady_clock::now() < until)
     std::this_thread::yield();
 }
 
 } // namespace
 
 op_result op_handle::get() const {
-  spin_for_result(state_->done, state_->spin);
+  wait_briefly(*state_, state_->spin);
   std::unique_lock<std::mutex> guard{state_->mtx};
   state_->done_cv.wait(guard, [&] { return state_->result.has_value(); });
   return *state_->result;
 }
 
 std::optional<op_result> op_handle::get_for(std::chrono::milliseconds timeout) const {
-  spin_for_result(state_->done,
-                  std::min<std::chrono::microseconds>(state_->spin, timeout));
+  wait_briefly(*state_, std::min<std::chrono::microseconds>(state_->spin, timeout));
   std::unique_lock<std::mutex> guard{state_->mtx};
   if (!state_->done_cv.wait_for(guard, timeout,
                                 [&] { return state_->result.has_value(); }))
@@ -645,6 +663,9 @@ caf::behavior origin_behavior(origin_actor* self, op_runtime* rt,
       origin_run(self,
                  [&](origin_ctx& ctx) { return self->state.logic->on_trigger(ctx, m); });
     },
+    [](op_begin_atom) {
+      // Nothing: it only made the origin start (on_start ran when it initialized).
+    },
   };
 }
 
@@ -903,6 +924,10 @@ void op_runtime::start(node& n) {
     std::lock_guard<std::mutex> guard{mtx_};
     kept_ = std::make_shared<kept_bytes>(n.config().ops.store_max_bytes);
   }
+  if (transport::runs_progress_scheduler(n.system())) {
+    std::unique_lock<std::shared_mutex> guard{gate_->mutex};
+    gate_->transport = &n.transport();
+  }
   auto ticker = n.system().spawn(deadline_ticker, this);
   auto dispatcher = n.system().spawn(dispatcher_behavior, this, n.address());
   auto directory = n.system().spawn(directory_behavior, this, n.locator());
@@ -942,6 +967,11 @@ caf::actor op_runtime::dispatcher() const {
 }
 
 void op_runtime::stop() {
+  {
+    // Waits for callers polling the transport now; later ones only spin.
+    std::unique_lock<std::shared_mutex> guard{gate_->mutex};
+    gate_->transport = nullptr;
+  }
   // Ops still running end now (their callers get an error): a node that stops must
   // not wait for their deadlines.
   std::vector<caf::actor_addr> running;
@@ -1019,9 +1049,25 @@ op_handle launch(node& n, std::string_view name, std::unique_ptr<origin_side> or
                     : std::chrono::milliseconds{n.config().ops.deadline_ms};
   rt.count("launched");
   state->spin = n.transport().spin_window();
-  auto actor = n.system().spawn(origin_behavior, &rt, entry,
-                                std::shared_ptr<origin_side>{std::move(origin)},
-                                std::move(targets), state, deadline);
+  state->gate = rt.gate();
+  auto logic = std::shared_ptr<origin_side>{std::move(origin)};
+  caf::actor actor;
+  if (transport::runs_progress_scheduler(n.system())
+      && transport::current_progress_worker() == nullptr) {
+    // From a caller's own thread: the origin's first step (on_start, its first sends)
+    // runs here and now, instead of on a worker that would have to be woken for it.
+    transport::blocking_waiter here{n.transport()};
+    actor = n.system().spawn<caf::lazy_init>(origin_behavior, &rt, entry, std::move(logic),
+                                             std::move(targets), state, deadline);
+    caf::actor_cast<caf::abstract_actor*>(actor)->enqueue(
+      caf::make_mailbox_element(nullptr, caf::make_message_id(), {},
+                                caf::make_message(op_begin_atom::value)),
+      &here.unit());
+    here.unit().run();
+  } else {
+    actor = n.system().spawn(origin_behavior, &rt, entry, std::move(logic),
+                             std::move(targets), state, deadline);
+  }
   std::lock_guard<std::mutex> guard{state->mtx};
   state->origin = std::move(actor);
   return handle;

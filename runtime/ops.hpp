@@ -41,6 +41,7 @@
 #include <mutex>
 #include <optional>
 #include <queue>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,6 +55,10 @@
 #include <caf/meta/type_name.hpp>
 
 #include "transport/typed_message.hpp"
+
+namespace troupe::transport {
+class middleman;
+} // namespace troupe::transport
 
 namespace troupe {
 class node;
@@ -315,6 +320,15 @@ public:
 
   /// Spawns the dispatcher and the directory of other nodes' dispatchers.
   void start(node& n);
+
+  /// What a blocking caller polls the transport through while it waits for an op
+  /// (op_handle::get): the middleman while the node runs, null once it stops. Hold
+  /// `mutex` shared while using it; stop() takes it exclusively.
+  struct poll_gate {
+    std::shared_mutex mutex;
+    transport::middleman* transport = nullptr;
+  };
+  std::shared_ptr<poll_gate> gate() const { return gate_; }
   /// Stops them (in-flight ops are failed by their actors' ends).
   void stop();
 
@@ -395,6 +409,7 @@ private:
   caf::actor directory_;
   caf::actor ticker_;
   std::shared_ptr<kept_bytes> kept_; // guarded by mtx_
+  std::shared_ptr<poll_gate> gate_ = std::make_shared<poll_gate>();
   mutable std::mutex mtx_;
   std::map<uint64_t, tracked> inflight_;   // guarded by mtx_
   std::map<std::string, uint64_t> counts_; // guarded by mtx_

@@ -7,12 +7,43 @@
 // thread sleeps or is woken on the way (transport/README.md, "Threads").
 
 #include <chrono>
+#include <functional>
+#include <vector>
 
+#include <caf/execution_unit.hpp>
 #include <caf/fwd.hpp>
 
 namespace troupe::transport {
 
 class middleman;
+
+/// An execution unit that runs actors on a blocking caller's own thread. An event-based
+/// actor that gets a message through it (an op's origin, launched from this thread or
+/// answered while this thread polls) runs here at the next safe point (`run`), instead
+/// of being handed to the scheduler, whose worker would have to be woken for it. A job
+/// is never run inside the enqueue (which may happen with the transport's lock held).
+class caller_execution_unit final : public caf::execution_unit {
+public:
+  explicit caller_execution_unit(caf::actor_system& sys);
+  /// Hands what it did not run to the scheduler.
+  ~caller_execution_unit() override;
+  caller_execution_unit(const caller_execution_unit&) = delete;
+  caller_execution_unit& operator=(const caller_execution_unit&) = delete;
+
+  void exec_later(caf::resumable* job) override;
+
+  /// Runs the jobs handed to it, and the jobs those hand to it, up to a bound (then
+  /// the rest goes to the scheduler: a caller's thread is not a worker). True if it
+  /// ran any.
+  bool run();
+
+  /// This thread's unit for `sys` (the innermost blocking_waiter's), or null.
+  static caller_execution_unit* on_this_thread(caf::actor_system& sys);
+
+private:
+  std::vector<caf::resumable*> jobs_;
+  bool running_ = false;
+};
 
 /// Scope a request in it: `blocking_waiter w{mm}; auto h = self->request(...);
 /// w.wait_for_mail(*self.ptr()); h.receive(...)`. While it lives, this thread's sends
@@ -29,12 +60,21 @@ public:
   /// request and receiving its answer; the receive then blocks only if nothing came.
   void wait_for_mail(caf::blocking_actor& self);
 
+  /// Polls the transport, running on this thread what arrives for actors that the
+  /// caller unit runs, until `done()` holds or the spin window passes. Returns done().
+  bool poll_until(const std::function<bool()>& done);
+
+  /// This waiter's execution unit: actors enqueued through it run on this thread.
+  caller_execution_unit& unit() { return unit_; }
+
   /// Whether the calling thread is inside a waiter (its sends need no helper).
   static bool active_on_this_thread();
 
 private:
   middleman& mm_;
   bool outer_;
+  caller_execution_unit unit_;
+  caller_execution_unit* enclosing_unit_;
 };
 
 } // namespace troupe::transport

@@ -210,6 +210,9 @@ struct middleman::impl : detail::engine_handler,
   caf::execution_unit* enqueue_unit() {
     if (auto worker = polling_progress_worker())
       return worker;
+    // A blocking caller polling for its answer: the actor runs on its thread next.
+    if (auto caller = caller_execution_unit::on_this_thread(sys))
+      return caller;
     return &exec_unit;
   }
 
@@ -1206,6 +1209,10 @@ transport_stats middleman::stats() const {
   std::lock_guard<std::mutex> guard{d.drops_mtx};
   s.drops = d.drops;
   return s;
+}
+
+caf::actor_system& middleman::system() const {
+  return impl_->sys;
 }
 
 bool middleman::poll_once() {

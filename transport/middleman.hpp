@@ -133,6 +133,9 @@ public:
   /// How long a thread keeps polling after activity before it sleeps (spin_us).
   std::chrono::microseconds spin_window() const;
 
+  /// The actor system this middleman belongs to.
+  caf::actor_system& system() const;
+
   /// One progress round on this thread if nobody else polls right now: for a blocking
   /// caller waiting for an answer (blocking_wait.hpp). True if anything happened.
   bool poll_once();

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include <caf/actor_system.hpp>
@@ -104,6 +105,25 @@ struct ops_fixture {
                describe(r->error()));
     BOOST_TEST((took < death_notice_bound), ms_of(took) << " ms");
   }
+};
+
+/// ping's origin that notes the thread each of its steps ran on.
+class thread_noting_origin : public actors::ping_origin {
+public:
+  explicit thread_noting_origin(std::shared_ptr<std::vector<std::thread::id>> seen)
+    : actors::ping_origin("12345678"), seen_(std::move(seen)) {}
+  ops::step on_start(ops::origin_context& ctx) override {
+    seen_->push_back(std::this_thread::get_id());
+    return actors::ping_origin::on_start(ctx);
+  }
+  ops::step on_message(ops::origin_context& ctx, size_t from,
+                       const typed_message& m) override {
+    seen_->push_back(std::this_thread::get_id());
+    return actors::ping_origin::on_message(ctx, from, m);
+  }
+
+private:
+  std::shared_ptr<std::vector<std::thread::id>> seen_;
 };
 
 struct unregistered_op {
@@ -220,6 +240,43 @@ BOOST_AUTO_TEST_CASE(ping_returns_the_payload_from_one_and_from_three_nodes) {
   }));
   auto counters = ops_of(a.address())["counters"];
   BOOST_TEST(counters["targets_started"].get<int>() == 2);
+}
+
+BOOST_AUTO_TEST_CASE(an_op_launched_from_a_caller_s_own_thread_starts_on_it) {
+  // No scheduler hop for the first step: the origin's on_start runs in launch, on the
+  // caller's thread, whatever the target. With this node as the target, the whole op
+  // runs there while the caller waits in get (dispatcher, target side, the answer),
+  // once the first op has located the node's dispatcher: no worker is woken for it.
+  host_process a{target_config()};
+  for (const auto& target : {a.address(), client.address()}) {
+    BOOST_TEST_CONTEXT("target " << target) {
+      for (int i = 0; i < 20; ++i) {
+        auto seen = std::make_shared<std::vector<std::thread::id>>();
+        auto h = ops::launch(client, actors::ping_op::name,
+                             std::make_unique<thread_noting_origin>(seen), {target});
+        auto r = h.get_for(20s);
+        BOOST_REQUIRE(r);
+        BOOST_REQUIRE_MESSAGE(*r, text_of(*r));
+        BOOST_REQUIRE_EQUAL(seen->size(), 2u);
+        BOOST_TEST(((*seen)[0] == std::this_thread::get_id()));
+        if (target == client.address() && i > 0) // the first op located the dispatcher
+          BOOST_TEST(((*seen)[1] == std::this_thread::get_id()), "op " << i);
+      }
+    }
+  }
+  // From inside an actor (a scheduler worker), the origin starts as any spawned actor.
+  caf::scoped_actor self{client.system()};
+  auto from_actor = client.system().spawn([&](caf::event_based_actor*) -> caf::behavior {
+    return {[&](int) {
+      auto seen = std::make_shared<std::vector<std::thread::id>>();
+      auto h = ops::launch(client, actors::ping_op::name,
+                           std::make_unique<thread_noting_origin>(seen), {a.address()});
+      return caf::make_message(std::move(h).origin() != nullptr);
+    }};
+  });
+  self->request(from_actor, 10s, 1).receive([](bool started) { BOOST_TEST(started); },
+                                            [](caf::error& e) { BOOST_FAIL(describe(e)); });
+  self->send_exit(from_actor, caf::exit_reason::user_shutdown);
 }
 
 BOOST_AUTO_TEST_CASE(rdma_ping_moves_1_MiB_and_64_MiB_both_ways_byte_for_byte) {

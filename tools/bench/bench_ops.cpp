@@ -32,6 +32,7 @@
 #include "runtime/config.hpp"
 #include "runtime/node.hpp"
 #include "runtime/node_service.hpp"
+#include "transport/middleman.hpp"
 #include "runtime/ops.hpp"
 #include "tools/bench/bench.hpp"
 #include "tools/bench/host.hpp"
@@ -212,20 +213,51 @@ private:
     return *service;
   }
 
+  // Worker sleeps and wakeups on this node and on the target's during `run`, per
+  // round trip: being woken costs tens of microseconds here, so they explain a time.
+  json sleeps_during(const caf::actor& service, int iterations,
+                     const std::function<void()>& run) {
+    caf::scoped_actor self{client_.system()};
+    auto target_stats = [&] {
+      std::map<std::string, uint64_t> s;
+      self->request(service, 10s, stats_atom::value)
+        .receive([&](std::map<std::string, uint64_t>& m) { s = std::move(m); },
+                 [](caf::error&) {});
+      return s;
+    };
+    auto here_before = client_.transport().stats();
+    auto there_before = target_stats();
+    run();
+    auto here_after = client_.transport().stats();
+    auto there_after = target_stats();
+    auto per_op = [&](uint64_t a, uint64_t b) { return double(b - a) / iterations; };
+    return {{"client_sleeps", per_op(here_before.worker_sleeps, here_after.worker_sleeps)},
+            {"client_wakeups", per_op(here_before.worker_wakeups, here_after.worker_wakeups)},
+            {"target_sleeps",
+             per_op(there_before["worker_sleeps"], there_after["worker_sleeps"])},
+            {"target_wakeups",
+             per_op(there_before["worker_wakeups"], there_after["worker_wakeups"])}};
+  }
+
   void measure_round_trips(json& out) {
     auto service = service_of(addresses_[0]);
     caf::scoped_actor self{client_.system()};
-    auto plain = time_round_trips(w_.rtt_iterations, [&] {
+    latency plain, op;
+    out["plain_request_sleeps"] = sleeps_during(service, w_.rtt_iterations, [&] {
+    plain = time_round_trips(w_.rtt_iterations, [&] {
       bool ok = false;
       self->request(service, 10s, ping_atom::value, std::string{"12345678"})
         .receive([&](const std::string&) { ok = true; }, [&](caf::error&) {});
       return ok;
     });
-    auto op = time_round_trips(w_.rtt_iterations, [&] {
+    });
+    out["ping_op_sleeps"] = sleeps_during(service, w_.rtt_iterations, [&] {
+    op = time_round_trips(w_.rtt_iterations, [&] {
       auto r =
         ops::launch<actors::ping_op>(client_, {addresses_[0]}, std::string{"12345678"})
           .get_for(10s);
       return r && *r;
+    });
     });
     // This node as the target: the framework's cost without the network.
     auto local = time_round_trips(w_.rtt_iterations, [&] {
@@ -341,6 +373,14 @@ void print_ops_table(const json& doc, std::ostream& os) {
      << "  ping op to this node (no network)  " << lat(rt["ping_op_this_node"]) << "\n"
      << "  op / plain request (p50)           " << fixed(rt["ratio_p50"], 2)
      << "x (target <= 1.2x)\n";
+  auto sleeps = [&](const json& s) {
+    return fixed(s["client_sleeps"], 2) + " / " + fixed(s["client_wakeups"], 2) + " here, "
+           + fixed(s["target_sleeps"], 2) + " / " + fixed(s["target_wakeups"], 2)
+           + " at the target";
+  };
+  os << "worker sleeps / wakeups per round trip:\n"
+     << "  plain request                      " << sleeps(rt["plain_request_sleeps"]) << "\n"
+     << "  ping op                            " << sleeps(rt["ping_op_sleeps"]) << "\n";
   os << std::left << std::setw(12) << "in flight" << std::setw(22) << "plain requests/s"
      << "ping ops/s\n";
   for (const auto& row : doc["in_flight"])
