@@ -53,6 +53,18 @@ op_message make_op_message(op_id id, uint8_t kind, size_t index, typed_message p
   return m;
 }
 
+/// Sends `m` to `dest` without a sender: the receiver needs no proxy of the sending
+/// side (the message names it by its mailbox), and the sending actor's context runs
+/// a local receiver next on the same thread.
+void send_op(caf::local_actor* self, const caf::actor& dest, op_message m) {
+  if (!dest)
+    return;
+  caf::actor_cast<caf::abstract_actor*>(dest)->enqueue(
+    caf::make_mailbox_element(nullptr, caf::make_message_id(), {},
+                              caf::make_message(std::move(m))),
+    self->context());
+}
+
 std::string hex_id(op_id id) {
   std::ostringstream os;
   os << "0x" << std::hex << id;
@@ -251,7 +263,7 @@ void op_handle::trigger(caf::message m) const {
 op_runtime::op_runtime() = default;
 op_runtime::~op_runtime() = default;
 
-void op_runtime::track(const caf::actor_addr& side_actor, std::string name,
+void op_runtime::track(const caf::actor& side_actor, std::string name,
                        const char* side, clock_type::time_point deadline) {
   caf::actor ticker; // set when this deadline is earlier than the pending tick
   {
@@ -288,8 +300,8 @@ bool op_runtime::take_expired(clock_type::time_point now, clock_type::time_point
   while (!deadlines_.empty() && deadlines_.top().first <= now) {
     auto i = inflight_.find(deadlines_.top().second);
     if (i != inflight_.end())
-      if (auto a = caf::actor_cast<caf::actor>(i->second.actor))
-        expired.push_back(std::move(a));
+      if (i->second.actor)
+        expired.push_back(i->second.actor);
     deadlines_.pop();
   }
   next = deadlines_.empty() ? clock_type::time_point::max() : deadlines_.top().first;
@@ -307,8 +319,12 @@ void op_runtime::set_state(uint64_t mailbox, std::string state) {
 }
 
 void op_runtime::untrack(uint64_t mailbox) {
+  caf::actor side; // released after the lock (a side's last reference: see track)
   std::lock_guard<std::mutex> guard{mtx_};
-  inflight_.erase(mailbox);
+  if (auto it = inflight_.find(mailbox); it != inflight_.end()) {
+    side = std::move(it->second.actor);
+    inflight_.erase(it);
+  }
 }
 
 std::vector<inflight_op> op_runtime::inflight() const {
@@ -379,7 +395,7 @@ step guarded(const std::string& op, const char* side, F&& handler) {
 
 struct origin_peer {
   caf::actor dispatcher; // of the target's node, once located
-  caf::actor mailbox;    // the target side, once it answered
+  uint64_t mailbox = 0;  // the target side's, once it answered
   bool locating = false;
   bool monitoring = false; // the dispatcher, for its node's death
   bool started = false;
@@ -426,9 +442,12 @@ caf::error target_error(const origin_state& st, size_t i, errc code,
                             + st.targets[i] + "): " + what);
 }
 
-op_message to_target(const origin_state& st, uint8_t kind, size_t i,
+op_message to_target(origin_actor* self, uint8_t kind, size_t i, uint64_t mailbox = 0,
                      typed_message payload = {}) {
-  return make_op_message(st.entry->id, kind, i, std::move(payload));
+  auto m = make_op_message(self->state.entry->id, kind, i, std::move(payload));
+  m.to = mailbox;
+  m.from = self->id();
+  return m;
 }
 
 /// Sends what can go to target `i` now: the start message once its dispatcher is
@@ -467,18 +486,20 @@ void origin_pump(origin_actor* self, size_t i) {
           });
       return;
     }
-    auto m = to_target(st, op_message::start, i, std::move(peer.queue.front()));
+    auto m = to_target(self, op_message::start, i, 0, std::move(peer.queue.front()));
     peer.queue.erase(peer.queue.begin());
     auto left = st.deadline - clock_type::now();
     m.deadline_ms = static_cast<uint64_t>(std::max<int64_t>(
       1, std::chrono::duration_cast<std::chrono::milliseconds>(left).count()));
     m.watch = st.own_dispatcher;
-    self->send(peer.dispatcher, std::move(m));
+    m.from = self->id();
+    send_op(self, peer.dispatcher, std::move(m));
     peer.started = true;
   }
-  if (peer.mailbox) {
+  if (peer.mailbox != 0) {
     for (auto& payload : peer.queue)
-      self->send(peer.mailbox, to_target(st, op_message::data, i, std::move(payload)));
+      send_op(self, peer.dispatcher,
+              to_target(self, op_message::data, i, peer.mailbox, std::move(payload)));
     peer.queue.clear();
   }
 }
@@ -515,8 +536,8 @@ void origin_finish(origin_actor* self, step s) {
   // Targets still waiting learn that the op is over.
   for (size_t i = 0; i < st.peers.size(); ++i) {
     auto& peer = st.peers[i];
-    if (peer.mailbox && !peer.ended) {
-      self->send(peer.mailbox, to_target(st, op_message::end, i));
+    if (peer.mailbox != 0 && !peer.ended) {
+      send_op(self, peer.dispatcher, to_target(self, op_message::end, i, peer.mailbox));
       peer.ended = true;
     }
   }
@@ -563,7 +584,7 @@ caf::behavior origin_behavior(origin_actor* self, op_runtime* rt,
   st.peers.resize(st.targets.size());
   st.handle = handle;
   st.deadline = clock_type::now() + deadline;
-  rt->track(self->address(), entry->name, "origin", st.deadline);
+  rt->track(caf::actor_cast<caf::actor>(self), entry->name, "origin", st.deadline);
   // Whatever ends this actor, the caller hears of it once.
   self->attach_functor(
     [rt, handle, id = self->id(), name = entry->name](const caf::error& reason) {
@@ -605,16 +626,15 @@ caf::behavior origin_behavior(origin_actor* self, op_runtime* rt,
       auto& peer = st.peers[i];
       if (st.finished) {
         // Draining: the first word from a target that never answered gets the end.
-        if (!peer.ended && !m.last && m.kind == op_message::data)
-          self->send(caf::actor_cast<caf::actor>(self->current_sender()),
-                     to_target(st, op_message::end, i));
+        if (!peer.ended && !m.last && m.kind == op_message::data && m.from != 0)
+          send_op(self, peer.dispatcher, to_target(self, op_message::end, i, m.from));
         peer.ended = true;
         return origin_quit_if_drained(self);
       }
       if (m.last || m.kind == op_message::end)
         peer.ended = true;
-      if (!peer.mailbox && m.kind != op_message::failure) {
-        peer.mailbox = caf::actor_cast<caf::actor>(self->current_sender());
+      if (peer.mailbox == 0 && m.kind != op_message::failure && m.from != 0) {
+        peer.mailbox = m.from;
         if (peer.ended)
           peer.queue.clear(); // nobody there to read them any more
         else
@@ -676,7 +696,8 @@ struct target_state {
   op_runtime* rt = nullptr;
   const op_registry::entry* entry = nullptr;
   std::unique_ptr<target_side> logic;
-  caf::actor origin;
+  caf::actor origin_node;     // the origin node's dispatcher: messages to the origin
+  uint64_t origin_mailbox = 0;
   uint32_t index = 0;
   clock_type::time_point deadline;
   bool finished = false;
@@ -692,8 +713,12 @@ public:
   size_t index() const override { return self_->state.index; }
 };
 
-op_message to_origin(const target_state& st, uint8_t kind, typed_message payload = {}) {
-  return make_op_message(st.entry->id, kind, st.index, std::move(payload));
+op_message to_origin(target_actor* self, uint8_t kind, typed_message payload = {}) {
+  auto& st = self->state;
+  auto m = make_op_message(st.entry->id, kind, st.index, std::move(payload));
+  m.to = st.origin_mailbox;
+  m.from = self->id();
+  return m;
 }
 
 void target_flush(target_actor* self, bool last) {
@@ -701,14 +726,14 @@ void target_flush(target_actor* self, bool last) {
   auto outbox = std::move(st.outbox);
   st.outbox.clear();
   for (size_t k = 0; k < outbox.size(); ++k) {
-    auto m = to_origin(st, op_message::data, std::move(outbox[k]));
+    auto m = to_origin(self, op_message::data, std::move(outbox[k]));
     m.last = last && k + 1 == outbox.size();
-    self->send(st.origin, std::move(m));
+    send_op(self, st.origin_node, std::move(m));
   }
   if (last && outbox.empty()) {
-    auto m = to_origin(st, op_message::end);
+    auto m = to_origin(self, op_message::end);
     m.last = true;
-    self->send(st.origin, std::move(m));
+    send_op(self, st.origin_node, std::move(m));
   }
 }
 
@@ -721,12 +746,12 @@ void target_finish(target_actor* self, step s, bool tell_origin) {
   if (tell_origin) {
     if (s.what() == step::kind::fail) {
       st.outbox.clear();
-      auto m = to_origin(st, op_message::failure);
+      auto m = to_origin(self, op_message::failure);
       m.last = true;
       m.error = context_text(s.error());
       if (s.error().category() == error_category_atom)
         m.code = s.error().code();
-      self->send(st.origin, std::move(m));
+      send_op(self, st.origin_node, std::move(m));
     } else {
       target_flush(self, true);
     }
@@ -748,18 +773,19 @@ void target_run(target_actor* self, F&& handler) {
 }
 
 caf::behavior target_behavior(target_actor* self, op_runtime* rt,
-                              const op_registry::entry* entry, caf::actor origin,
-                              caf::actor origin_watch, op_message first) {
+                              const op_registry::entry* entry, caf::actor origin_watch,
+                              op_message first) {
   auto& st = self->state;
   st.rt = rt;
   st.entry = entry;
   st.logic = entry->make_target();
-  st.origin = std::move(origin);
+  st.origin_node = first.watch;
+  st.origin_mailbox = first.from;
   st.index = first.index;
   // The budget comes off the network: bound it like the config bounds deadlines.
   auto budget = std::chrono::milliseconds{std::min(first.deadline_ms, max_deadline_ms)};
   st.deadline = clock_type::now() + budget;
-  rt->track(self->address(), entry->name, "target", st.deadline);
+  rt->track(caf::actor_cast<caf::actor>(self), entry->name, "target", st.deadline);
   rt->count("targets_started");
   self->attach_functor([rt, id = self->id()] { rt->untrack(id); });
   // The origin's node's death ends this side too (the origin's own end comes as an
@@ -806,15 +832,16 @@ struct dispatcher_state {
 
 /// What a target side monitors to learn that its origin's node is gone: the origin
 /// node's dispatcher (one proxy per node, asked once for its down notice), or, for a
-/// local origin, the origin itself (a local monitor costs nothing).
-caf::actor origin_watch(caf::stateful_actor<dispatcher_state>* self,
-                        const caf::actor& origin, caf::actor watch) {
-  if (origin.node() == self->system().node() || !watch || watch.node() != origin.node())
-    return origin;
-  auto& known = self->state.node_watches[origin.node()];
+/// local origin, the origin itself (a local monitor costs nothing). Null when a local
+/// origin is gone already.
+caf::actor origin_watch(caf::stateful_actor<dispatcher_state>* self, op_runtime* rt,
+                        const op_message& start) {
+  if (start.watch.node() == self->system().node())
+    return rt->side(start.from);
+  auto& known = self->state.node_watches[start.watch.node()];
   if (!known) {
     // The proxy came with the message (made where the transport makes proxies).
-    known = std::move(watch);
+    known = start.watch;
     self->monitor(known);
   }
   return known;
@@ -829,8 +856,15 @@ caf::behavior dispatcher_behavior(caf::stateful_actor<dispatcher_state>* self,
   });
   return {
     [self, rt, address](op_message& m) {
-      auto origin = caf::actor_cast<caf::actor>(self->current_sender());
-      if (!origin || m.kind != op_message::start) {
+      if (m.to != 0) {
+        // For a side of this node: handed on, to run next on this thread.
+        if (auto side = rt->side(m.to))
+          send_op(self, side, std::move(m));
+        else
+          rt->count("stray_messages"); // it ended (a late message) or never was
+        return;
+      }
+      if (m.kind != op_message::start || !m.watch || m.from == 0) {
         rt->count("stray_messages");
         return;
       }
@@ -841,16 +875,20 @@ caf::behavior dispatcher_behavior(caf::stateful_actor<dispatcher_state>* self,
         for (const auto* e : rt->registry().all())
           known += (known.empty() ? "" : ", ") + e->name;
         auto answer = make_op_message(m.id, op_message::failure, m.index, {});
+        answer.to = m.from;
         answer.last = true;
         answer.code = static_cast<uint8_t>(errc::not_found);
         answer.error = "unknown op id " + hex_id(m.id) + " on " + address
                        + " (registered there: " + (known.empty() ? "none" : known) + ")";
-        self->send(origin, std::move(answer));
+        send_op(self, m.watch, std::move(answer));
         return;
       }
-      auto watch = origin_watch(self, origin, m.watch);
-      self->spawn(target_behavior, rt, entry, std::move(origin), std::move(watch),
-                  std::move(m));
+      auto watch = origin_watch(self, rt, m);
+      if (!watch) {
+        rt->count("stray_messages"); // a local origin that is gone already
+        return;
+      }
+      self->spawn(target_behavior, rt, entry, std::move(watch), std::move(m));
     },
   };
 }
@@ -974,14 +1012,14 @@ void op_runtime::stop() {
   }
   // Ops still running end now (their callers get an error): a node that stops must
   // not wait for their deadlines.
-  std::vector<caf::actor_addr> running;
+  std::vector<caf::actor> running;
   {
     std::lock_guard<std::mutex> guard{mtx_};
     for (const auto& [mailbox, t] : inflight_)
       running.push_back(t.actor);
   }
-  for (const auto& a : running)
-    if (auto h = caf::actor_cast<caf::actor>(a))
+  for (const auto& h : running)
+    if (h)
       caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
   std::vector<caf::actor> services(3);
   {
@@ -1003,6 +1041,12 @@ void op_runtime::stop() {
     locals.swap(locals_);
     dispatchers.swap(dispatchers_);
   }
+}
+
+caf::actor op_runtime::side(uint64_t mailbox) const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = inflight_.find(mailbox);
+  return i == inflight_.end() ? caf::actor{} : i->second.actor;
 }
 
 caf::actor op_runtime::known_dispatcher(const std::string& uri) const {

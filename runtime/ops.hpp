@@ -274,8 +274,13 @@ struct op_message {
   op_id id = 0;
   uint8_t kind = data;
   uint32_t index = 0;       ///< which of the origin's targets the message concerns
+  /// The receiving side's mailbox (its actor id); 0: the node's dispatcher (a start).
+  /// Messages go to the receiving node's dispatcher, which hands them to the side, and
+  /// without a sender: no proxy of a short-lived side actor is made on either node.
+  uint64_t to = 0;
+  uint64_t from = 0;        ///< the sending side's mailbox (0: a dispatcher)
   uint64_t deadline_ms = 0; ///< start: the time the target side may live
-  caf::actor watch;         ///< start: the origin node's dispatcher, to watch the node
+  caf::actor watch;         ///< start: the origin node's dispatcher (answers go there)
   bool last = false;        ///< the sender's side ends with this message
   uint8_t code = 0;         ///< kind failure: the troupe::errc (0: provider_failed)
   std::string error;        ///< kind failure: why
@@ -283,8 +288,8 @@ struct op_message {
 
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, op_message& x) {
-    return f(caf::meta::type_name("troupe::ops::op_message"), x.id, x.kind, x.index,
-             x.deadline_ms, x.watch, x.last, x.code, x.error, x.payload);
+    return f(caf::meta::type_name("troupe::ops::op_message"), x.id, x.kind, x.index, x.to,
+             x.from, x.deadline_ms, x.watch, x.last, x.code, x.error, x.payload);
   }
 };
 
@@ -380,13 +385,18 @@ public:
   /// Other nodes' dispatchers the directory has located and whose nodes live: an
   /// origin takes one from here without a request to the directory.
   caf::actor known_dispatcher(const std::string& uri) const;
+  /// The op side (origin or target actor) of this node with mailbox `mailbox`, or null
+  /// (it ended, or it is no op side).
+  caf::actor side(uint64_t mailbox) const;
   void remember_dispatcher(const std::string& uri, caf::actor dispatcher);
   /// Its node is gone (the directory monitors every dispatcher it located).
   void forget_dispatcher(const caf::actor_addr& dispatcher);
 
   /// Called by the op actors. `deadline`: when the side receives its deadline
   /// message (one timer per node for all sides: see deadline_ticker in ops.cpp).
-  void track(const caf::actor_addr& side_actor, std::string name, const char* side,
+  /// Keeps `side_actor` alive until untrack (its own end): messages reach a side by
+  /// its mailbox, through the dispatcher, so nobody else holds a reference to it.
+  void track(const caf::actor& side_actor, std::string name, const char* side,
              std::chrono::steady_clock::time_point deadline);
   void set_state(uint64_t mailbox, std::string state);
   void untrack(uint64_t mailbox);
@@ -398,7 +408,7 @@ public:
 
 private:
   struct tracked {
-    caf::actor_addr actor; // weak: stop() ends the op actors still running
+    caf::actor actor; // strong (see track); stop() ends the op actors still running
     std::string name;
     const char* side;
     std::string state;
