@@ -695,7 +695,7 @@ struct target_state {
   static inline const char* name = "troupe.op.target";
   op_runtime* rt = nullptr;
   const op_registry::entry* entry = nullptr;
-  std::unique_ptr<target_side> logic;
+  std::shared_ptr<target_side> logic;
   caf::actor origin_node;     // the origin node's dispatcher: messages to the origin
   uint64_t origin_mailbox = 0;
   uint32_t index = 0;
@@ -713,28 +713,56 @@ public:
   size_t index() const override { return self_->state.index; }
 };
 
-op_message to_origin(target_actor* self, uint8_t kind, typed_message payload = {}) {
+/// Where a target side's messages go: the origin, through its node's dispatcher.
+struct origin_route {
+  op_id id = 0;
+  uint32_t index = 0;
+  caf::actor node;      // the origin node's dispatcher
+  uint64_t mailbox = 0; // the origin's
+  uint64_t from = 0;    // the target side's own (0: it ran inline and is gone)
+};
+
+/// Sends `outbox` to the origin; with `last`, the side ends with it (an empty outbox
+/// then sends an end).
+void answer_origin(caf::local_actor* self, const origin_route& to,
+                   std::vector<typed_message> outbox, bool last) {
+  auto message = [&](uint8_t kind, typed_message payload) {
+    auto m = make_op_message(to.id, kind, to.index, std::move(payload));
+    m.to = to.mailbox;
+    m.from = to.from;
+    return m;
+  };
+  for (size_t k = 0; k < outbox.size(); ++k) {
+    auto m = message(op_message::data, std::move(outbox[k]));
+    m.last = last && k + 1 == outbox.size();
+    send_op(self, to.node, std::move(m));
+  }
+  if (last && outbox.empty()) {
+    auto m = message(op_message::end, {});
+    m.last = true;
+    send_op(self, to.node, std::move(m));
+  }
+}
+
+/// Tells the origin that the side failed with `why`; the side ends.
+void fail_to_origin(caf::local_actor* self, const origin_route& to, const caf::error& why) {
+  auto m = make_op_message(to.id, op_message::failure, to.index, {});
+  m.to = to.mailbox;
+  m.from = to.from;
+  m.last = true;
+  m.error = context_text(why);
+  if (why.category() == error_category_atom)
+    m.code = why.code();
+  send_op(self, to.node, std::move(m));
+}
+
+origin_route route_of(target_actor* self) {
   auto& st = self->state;
-  auto m = make_op_message(st.entry->id, kind, st.index, std::move(payload));
-  m.to = st.origin_mailbox;
-  m.from = self->id();
-  return m;
+  return {st.entry->id, st.index, st.origin_node, st.origin_mailbox, self->id()};
 }
 
 void target_flush(target_actor* self, bool last) {
-  auto& st = self->state;
-  auto outbox = std::move(st.outbox);
-  st.outbox.clear();
-  for (size_t k = 0; k < outbox.size(); ++k) {
-    auto m = to_origin(self, op_message::data, std::move(outbox[k]));
-    m.last = last && k + 1 == outbox.size();
-    send_op(self, st.origin_node, std::move(m));
-  }
-  if (last && outbox.empty()) {
-    auto m = to_origin(self, op_message::end);
-    m.last = true;
-    send_op(self, st.origin_node, std::move(m));
-  }
+  answer_origin(self, route_of(self), std::exchange(self->state.outbox, {}), last);
 }
 
 /// Ends the target side; `tell_origin` is false when the origin is gone or said end.
@@ -746,12 +774,7 @@ void target_finish(target_actor* self, step s, bool tell_origin) {
   if (tell_origin) {
     if (s.what() == step::kind::fail) {
       st.outbox.clear();
-      auto m = to_origin(self, op_message::failure);
-      m.last = true;
-      m.error = context_text(s.error());
-      if (s.error().category() == error_category_atom)
-        m.code = s.error().code();
-      send_op(self, st.origin_node, std::move(m));
+      fail_to_origin(self, route_of(self), s.error());
     } else {
       target_flush(self, true);
     }
@@ -773,12 +796,13 @@ void target_run(target_actor* self, F&& handler) {
 }
 
 caf::behavior target_behavior(target_actor* self, op_runtime* rt,
-                              const op_registry::entry* entry, caf::actor origin_watch,
+                              const op_registry::entry* entry,
+                              std::shared_ptr<target_side> logic, caf::actor origin_watch,
                               op_message first) {
   auto& st = self->state;
   st.rt = rt;
   st.entry = entry;
-  st.logic = entry->make_target();
+  st.logic = std::move(logic);
   st.origin_node = first.watch;
   st.origin_mailbox = first.from;
   st.index = first.index;
@@ -819,6 +843,64 @@ caf::behavior target_behavior(target_actor* self, op_runtime* rt,
                  [&](target_ctx& ctx) { return self->state.logic->on_timeout(ctx, id); });
     },
   };
+}
+
+// -- inline target sides --------------------------------------------------------------
+
+/// The context of a target side that runs inline (target_side::runs_inline): in the
+/// dispatcher, on the receiving thread, for its first message only. It has no actor,
+/// so no mailbox, timers or self().
+class inline_target_ctx final : public target_context {
+public:
+  inline_target_ctx(op_runtime& rt, const op_registry::entry& entry, uint32_t index,
+                    clock_type::time_point deadline)
+    : rt_(rt), entry_(entry), index_(index), deadline_(deadline) {}
+  const std::string& op_name() const override { return entry_.name; }
+  uint64_t mailbox() const override { return 0; }
+  std::chrono::milliseconds remaining() const override {
+    return std::max(std::chrono::milliseconds{0},
+                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                      deadline_ - clock_type::now()));
+  }
+  void set_state(std::string) override {} // over before anyone could look
+  void start_timer(std::chrono::milliseconds, uint64_t) override { refuse("timers"); }
+  caf::event_based_actor* self() override { refuse("self()"); }
+  op_runtime& runtime() override { return rt_; }
+  void reply(typed_message m) override { outbox.push_back(std::move(m)); }
+  size_t index() const override { return index_; }
+
+  std::vector<typed_message> outbox;
+
+private:
+  [[noreturn]] void refuse(const char* what) const {
+    throw std::logic_error("its target side runs inline (runs_inline), so it has no "
+                           + std::string{what});
+  }
+  op_runtime& rt_;
+  const op_registry::entry& entry_;
+  uint32_t index_;
+  clock_type::time_point deadline_;
+};
+
+/// Runs a target side that answers its first message at once, in the dispatcher: no
+/// actor is spawned, tracked or monitored for it.
+void run_inline_target(caf::local_actor* dispatcher, op_runtime& rt,
+                       const op_registry::entry& entry, target_side& logic,
+                       const op_message& start) {
+  rt.count("targets_started");
+  auto budget = std::chrono::milliseconds{std::min(start.deadline_ms, max_deadline_ms)};
+  inline_target_ctx ctx{rt, entry, start.index, clock_type::now() + budget};
+  auto s = guarded(entry.name, "target", [&] { return logic.on_start(ctx, start.payload); });
+  origin_route to{entry.id, start.index, start.watch, start.from, 0};
+  if (s.what() == step::kind::wait)
+    s = step::fail(make_error(errc::provider_failed,
+                              "op " + entry.name
+                                + " (target): its target side runs inline (runs_inline) "
+                                  "but did not finish at its first message"));
+  if (s.what() == step::kind::fail)
+    fail_to_origin(dispatcher, to, s.error());
+  else
+    answer_origin(dispatcher, to, std::move(ctx.outbox), true);
 }
 
 // -- the dispatcher (mailbox 0 of a node) ---------------------------------------------
@@ -883,12 +965,16 @@ caf::behavior dispatcher_behavior(caf::stateful_actor<dispatcher_state>* self,
         send_op(self, m.watch, std::move(answer));
         return;
       }
+      auto logic = entry->make_target();
+      if (logic->runs_inline())
+        return run_inline_target(self, *rt, *entry, *logic, m);
       auto watch = origin_watch(self, rt, m);
       if (!watch) {
         rt->count("stray_messages"); // a local origin that is gone already
         return;
       }
-      self->spawn(target_behavior, rt, entry, std::move(watch), std::move(m));
+      self->spawn(target_behavior, rt, entry, std::shared_ptr<target_side>{std::move(logic)},
+                  std::move(watch), std::move(m));
     },
   };
 }

@@ -166,6 +166,11 @@ public:
   virtual step on_message(target_context& ctx, const typed_message& m);
   virtual step on_timeout(target_context& ctx, uint64_t timer_id);
   virtual step on_other(target_context& ctx, caf::message& m);
+  /// True for a side that finishes in on_start (answers its first message at once)
+  /// and uses no timers and no self(): the dispatcher then runs it on the receiving
+  /// thread, with no actor of its own (ping's target). Its context has mailbox 0;
+  /// returning wait from on_start, or asking for a timer or self(), fails the op.
+  virtual bool runs_inline() const { return false; }
 };
 
 /// The result of an op, once: the origin's `step::done` message or the error.

@@ -10,6 +10,7 @@ endif()
 string(JSON plain GET "${out}" round_trip_us plain_request p50)
 string(JSON op GET "${out}" round_trip_us ping_op p50)
 string(JSON local GET "${out}" round_trip_us ping_op_this_node p50)
+string(JSON polled GET "${out}" round_trip_us plain_request_polled p50)
 string(JSON flights LENGTH "${out}" in_flight)
 string(JSON most GET "${out}" in_flight 2 in_flight)
 string(JSON rate GET "${out}" in_flight 2 ping_ops_per_s)
@@ -18,7 +19,8 @@ string(JSON rdma_bytes GET "${out}" rdma 1 bytes)
 string(JSON ucx GET "${out}" rdma 0 raw_ucx_get_gb_per_s)
 string(JSON dht_put GET "${out}" dht 0 puts_per_s)
 string(JSON dht_get GET "${out}" dht 1 gets_per_s)
-if(plain LESS_EQUAL 0 OR op LESS_EQUAL 0 OR local LESS_EQUAL 0 OR NOT flights EQUAL 3
+if(plain LESS_EQUAL 0 OR op LESS_EQUAL 0 OR local LESS_EQUAL 0 OR polled LESS_EQUAL 0
+   OR NOT flights EQUAL 3
    OR NOT most EQUAL 1024 OR rate LESS_EQUAL 0 OR rdma LESS_EQUAL 0
    OR NOT rdma_bytes EQUAL 67108864 OR ucx LESS_EQUAL 0 OR dht_put LESS_EQUAL 0
    OR dht_get LESS_EQUAL 0)

@@ -28,6 +28,8 @@ private:
 class ping_target : public ops::target_side {
 public:
   ops::step on_start(ops::target_context& ctx, const typed_message& m) override;
+  /// It answers at once: the dispatcher runs it without an actor.
+  bool runs_inline() const override { return true; }
 };
 
 struct ping_op {

@@ -194,7 +194,8 @@ TROUPE_MODULE(ctx) {
     }
   for (auto err :
        {ctx.ops.add<troupe::test::silent_op>(), ctx.ops.add<troupe::test::fail_op>(),
-        ctx.ops.add<troupe::test::misplace_op>()})
+        ctx.ops.add<troupe::test::misplace_op>(), ctx.ops.add<troupe::test::inline_wait_op>(),
+        ctx.ops.add<troupe::test::inline_timer_op>()})
     if (err) {
       ctx.error = "cannot register the test ops";
       return 1;

@@ -116,6 +116,32 @@ private:
   std::shared_ptr<memory_region> local_;
 };
 
+/// Says it runs inline, then breaks the rule: waits after its first message, or asks
+/// for a timer (which an inline side has not).
+template <bool AsksForATimer>
+class unruly_inline_target : public ops::target_side {
+public:
+  bool runs_inline() const override { return true; }
+  ops::step on_start(ops::target_context& ctx, const typed_message& m) override {
+    ctx.reply(m);
+    if (AsksForATimer)
+      ctx.start_timer(std::chrono::milliseconds{10}, 1);
+    return ops::step::wait();
+  }
+};
+
+struct inline_wait_op {
+  static constexpr const char* name = "test.inline_wait";
+  using origin = holding_origin;
+  using target = unruly_inline_target<false>;
+};
+
+struct inline_timer_op {
+  static constexpr const char* name = "test.inline_timer";
+  using origin = holding_origin;
+  using target = unruly_inline_target<true>;
+};
+
 struct silent_op {
   static constexpr const char* name = "test.silent";
   using origin = holding_origin;

@@ -66,6 +66,8 @@ struct ops_fixture {
     auto& reg = client.ops().registry();
     BOOST_REQUIRE(!reg.add<silent_op>());
     BOOST_REQUIRE(!reg.add<fail_op>());
+    BOOST_REQUIRE(!reg.add<inline_wait_op>());
+    BOOST_REQUIRE(!reg.add<inline_timer_op>());
     BOOST_REQUIRE(!reg.add<nowhere_op>());
     BOOST_REQUIRE(!reg.add<misplaced_rdma_ping_op>());
     if (auto err = client.start())
@@ -396,6 +398,29 @@ BOOST_AUTO_TEST_CASE(a_target_that_fails_fails_the_op_with_its_error) {
   BOOST_TEST(describe(r->error()).find("told to fail") != std::string::npos,
              describe(r->error()));
   BOOST_CHECK(eventually(5s, [&] { return inflight_at(a.address()) == 0; }));
+}
+
+BOOST_AUTO_TEST_CASE(an_inline_target_that_breaks_its_rule_fails_the_op_clearly) {
+  // A target side that says it runs inline gets no actor: waiting after its first
+  // message, or asking for a timer, is the op's failure, named, and nothing lingers.
+  host_process a{target_config()};
+  auto waits = ops::launch<inline_wait_op>(client, {a.address()}).get_for(10s);
+  BOOST_REQUIRE(waits);
+  BOOST_REQUIRE(!*waits);
+  BOOST_TEST(describe(waits->error()).find("runs inline (runs_inline) but did not finish "
+                                           "at its first message")
+               != std::string::npos,
+             describe(waits->error()));
+  auto timer = ops::launch<inline_timer_op>(client, {a.address()}).get_for(10s);
+  BOOST_REQUIRE(timer);
+  BOOST_REQUIRE(!*timer);
+  BOOST_TEST(describe(timer->error()).find("op test.inline_timer (target): its target side "
+                                           "runs inline (runs_inline), so it has no timers")
+               != std::string::npos,
+             describe(timer->error()));
+  BOOST_TEST(inflight_at(a.address()) == 0u);
+  auto counters = ops_of(a.address())["counters"];
+  BOOST_TEST(counters["targets_started"].get<int>() == 2);
 }
 
 BOOST_AUTO_TEST_CASE(the_deadline_fails_the_op_on_time_and_ends_every_side) {
