@@ -404,20 +404,17 @@ BOOST_AUTO_TEST_CASE(an_inline_target_that_breaks_its_rule_fails_the_op_clearly)
   // A target side that says it runs inline gets no actor: waiting after its first
   // message, or asking for a timer, is the op's failure, named, and nothing lingers.
   host_process a{target_config()};
-  auto waits = ops::launch<inline_wait_op>(client, {a.address()}).get_for(10s);
-  BOOST_REQUIRE(waits);
-  BOOST_REQUIRE(!*waits);
-  BOOST_TEST(describe(waits->error()).find("runs inline (runs_inline) but did not finish "
-                                           "at its first message")
-               != std::string::npos,
-             describe(waits->error()));
-  auto timer = ops::launch<inline_timer_op>(client, {a.address()}).get_for(10s);
-  BOOST_REQUIRE(timer);
-  BOOST_REQUIRE(!*timer);
-  BOOST_TEST(describe(timer->error()).find("op test.inline_timer (target): its target side "
-                                           "runs inline (runs_inline), so it has no timers")
-               != std::string::npos,
-             describe(timer->error()));
+  auto waits = ops::launch<inline_wait_op>(client, {a.address()});
+  auto timer = ops::launch<inline_timer_op>(client, {a.address()});
+  for (auto [h, says] : std::vector<std::pair<ops::op_handle, std::string>>{
+         {waits, "runs inline (runs_inline) but did not finish at its first message"},
+         {timer, "op test.inline_timer (target): its target side runs inline "
+                 "(runs_inline), so it has no timers"}}) {
+    auto r = h.get_for(10s);
+    BOOST_REQUIRE(r);
+    BOOST_REQUIRE(!*r);
+    BOOST_TEST(describe(r->error()).find(says) != std::string::npos, describe(r->error()));
+  }
   BOOST_TEST(inflight_at(a.address()) == 0u);
   auto counters = ops_of(a.address())["counters"];
   BOOST_TEST(counters["targets_started"].get<int>() == 2);
