@@ -29,6 +29,10 @@ using op_tick_atom = caf::atom_constant<caf::atom("optick")>;
 /// An origin's first message when it is launched from a caller's thread: it makes the
 /// (lazily spawned) origin run there.
 using op_begin_atom = caf::atom_constant<caf::atom("opbegin")>;
+/// (op_node_down_atom, caf::actor_addr dispatcher, caf::error): to every side of this
+/// node when a node's dispatcher is gone (that node died). The runtime watches each
+/// node once; a monitor per op on a remote proxy costs ~10 us here.
+using op_node_down_atom = caf::atom_constant<caf::atom("opnodedwn")>;
 
 using clock_type = std::chrono::steady_clock;
 
@@ -397,7 +401,6 @@ struct origin_peer {
   caf::actor dispatcher; // of the target's node, once located
   uint64_t mailbox = 0;  // the target side's, once it answered
   bool locating = false;
-  bool monitoring = false; // the dispatcher, for its node's death
   bool started = false;
   bool ended = false;
   std::vector<typed_message> queue; // waiting for the dispatcher or the mailbox
@@ -460,10 +463,6 @@ void origin_pump(origin_actor* self, size_t i) {
   if (!peer.started && !peer.queue.empty()) {
     if (!peer.dispatcher)
       peer.dispatcher = st.rt->known_dispatcher(st.targets[i]);
-    if (peer.dispatcher && !peer.locating && !peer.monitoring) {
-      peer.monitoring = true;
-      self->monitor(peer.dispatcher); // its node's death ends the op
-    }
     if (!peer.dispatcher) {
       if (peer.locating)
         return;
@@ -475,9 +474,7 @@ void origin_pump(origin_actor* self, size_t i) {
               return; // over (draining for another target): start nothing new
             auto& peer = self->state.peers[i];
             peer.locating = false;
-            peer.dispatcher = dispatcher;
-            peer.monitoring = true;
-            self->monitor(dispatcher); // its node's death ends the op
+            peer.dispatcher = dispatcher; // its node's death: op_node_down_atom
             origin_pump(self, i);
           },
           [self, i](caf::error& err) {
@@ -594,20 +591,6 @@ caf::behavior origin_behavior(origin_actor* self, op_runtime* rt,
             "op " + name + " ended before its result: " + caf::to_string(reason))))
         rt->count("failed");
     });
-  self->set_down_handler([self](caf::down_msg& down) {
-    auto& st = self->state;
-    for (size_t i = 0; i < st.peers.size(); ++i)
-      if (st.peers[i].dispatcher && st.peers[i].dispatcher.address() == down.source
-          && !st.peers[i].ended) {
-        st.peers[i].ended = true; // nobody left there to tell
-        if (st.finished)
-          return origin_quit_if_drained(self);
-        return origin_finish(
-          self,
-          step::fail(target_error(st, i, errc::unreachable,
-                                  "its node is gone: " + caf::to_string(down.reason))));
-      }
-  });
   self->set_default_handler([self](caf::scheduled_actor*, caf::message_view& view) {
     auto m = view.move_content_to_message();
     origin_run(self,
@@ -685,6 +668,19 @@ caf::behavior origin_behavior(origin_actor* self, op_runtime* rt,
     },
     [](op_begin_atom) {
       // Nothing: it only made the origin start (on_start ran when it initialized).
+    },
+    [self](op_node_down_atom, const caf::actor_addr& dispatcher, const caf::error& why) {
+      auto& st = self->state;
+      for (size_t i = 0; i < st.peers.size(); ++i)
+        if (st.peers[i].dispatcher && st.peers[i].dispatcher.address() == dispatcher
+            && !st.peers[i].ended) {
+          st.peers[i].ended = true; // nobody left there to tell
+          if (st.finished)
+            return origin_quit_if_drained(self);
+          return origin_finish(self, step::fail(target_error(st, i, errc::unreachable,
+                                                             "its node is gone: "
+                                                               + caf::to_string(why))));
+        }
     },
   };
 }
@@ -812,10 +808,11 @@ caf::behavior target_behavior(target_actor* self, op_runtime* rt,
   rt->track(caf::actor_cast<caf::actor>(self), entry->name, "target", st.deadline);
   rt->count("targets_started");
   self->attach_functor([rt, id = self->id()] { rt->untrack(id); });
-  // The origin's node's death ends this side too (the origin's own end comes as an
-  // end message). Watching the node, one proxy for all its ops, rather than each
-  // origin spares every op a down-notice request and the notice.
-  self->monitor(origin_watch);
+  // The origin's death ends this side too (the origin's own end comes as an end
+  // message): a local origin is monitored (that costs nothing), a remote one's node
+  // is watched by the dispatcher, once for all its ops (op_node_down_atom).
+  if (origin_watch)
+    self->monitor(origin_watch);
   self->set_down_handler(
     [self](caf::down_msg&) { target_finish(self, step::fail(caf::error{}), false); });
   self->set_default_handler([self](caf::scheduled_actor*, caf::message_view& view) {
@@ -838,6 +835,10 @@ caf::behavior target_behavior(target_actor* self, op_runtime* rt,
     },
     // The origin fails the op at the deadline; this side just goes.
     [self](op_deadline_atom) { target_finish(self, step::fail(caf::error{}), false); },
+    [self](op_node_down_atom, const caf::actor_addr& dispatcher, const caf::error&) {
+      if (self->state.origin_node && self->state.origin_node.address() == dispatcher)
+        target_finish(self, step::fail(caf::error{}), false);
+    },
     [self](op_timer_atom, uint64_t id) {
       target_run(self,
                  [&](target_ctx& ctx) { return self->state.logic->on_timeout(ctx, id); });
@@ -912,29 +913,34 @@ struct dispatcher_state {
   std::map<caf::node_id, caf::actor> node_watches;
 };
 
-/// What a target side monitors to learn that its origin's node is gone: the origin
-/// node's dispatcher (one proxy per node, asked once for its down notice), or, for a
-/// local origin, the origin itself (a local monitor costs nothing). Null when a local
-/// origin is gone already.
+/// Makes sure the origin's node is watched: its dispatcher is monitored once per node
+/// (its proxy asks that node once for its down notice), and its death is told to every
+/// side (op_node_down_atom). Returns what the target side itself monitors: a local
+/// origin (null if it is gone already), or nothing.
 caf::actor origin_watch(caf::stateful_actor<dispatcher_state>* self, op_runtime* rt,
-                        const op_message& start) {
-  if (start.watch.node() == self->system().node())
-    return rt->side(start.from);
+                        const op_message& start, bool& origin_gone) {
+  origin_gone = false;
+  if (start.watch.node() == self->system().node()) {
+    auto origin = rt->side(start.from);
+    origin_gone = !origin;
+    return origin;
+  }
   auto& known = self->state.node_watches[start.watch.node()];
   if (!known) {
     // The proxy came with the message (made where the transport makes proxies).
     known = start.watch;
     self->monitor(known);
   }
-  return known;
+  return {};
 }
 
 caf::behavior dispatcher_behavior(caf::stateful_actor<dispatcher_state>* self,
                                   op_runtime* rt, std::string address) {
-  self->set_down_handler([self](caf::down_msg& down) {
+  self->set_down_handler([self, rt](caf::down_msg& down) {
     auto& watches = self->state.node_watches;
     for (auto it = watches.begin(); it != watches.end();)
       it = it->second.address() == down.source ? watches.erase(it) : std::next(it);
+    rt->tell_sides_node_down(down.source, down.reason);
   });
   return {
     [self, rt, address](op_message& m) {
@@ -968,8 +974,9 @@ caf::behavior dispatcher_behavior(caf::stateful_actor<dispatcher_state>* self,
       auto logic = entry->make_target();
       if (logic->runs_inline())
         return run_inline_target(self, *rt, *entry, *logic, m);
-      auto watch = origin_watch(self, rt, m);
-      if (!watch) {
+      bool origin_gone = false;
+      auto watch = origin_watch(self, rt, m, origin_gone);
+      if (origin_gone) {
         rt->count("stray_messages"); // a local origin that is gone already
         return;
       }
@@ -991,8 +998,10 @@ struct directory_state {
 caf::behavior directory_behavior(caf::stateful_actor<directory_state>* self,
                                  op_runtime* rt, caf::actor locator) {
   self->state.rt = rt;
-  self->set_down_handler(
-    [self](caf::down_msg& down) { self->state.rt->forget_dispatcher(down.source); });
+  self->set_down_handler([self](caf::down_msg& down) {
+    self->state.rt->forget_dispatcher(down.source);
+    self->state.rt->tell_sides_node_down(down.source, down.reason);
+  });
   return {
     [self, locator](locate_atom, const std::string& uri) -> caf::result<caf::actor> {
       auto& st = self->state;
@@ -1127,6 +1136,18 @@ void op_runtime::stop() {
     locals.swap(locals_);
     dispatchers.swap(dispatchers_);
   }
+}
+
+void op_runtime::tell_sides_node_down(const caf::actor_addr& dispatcher,
+                                      const caf::error& reason) {
+  std::vector<caf::actor> sides;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    for (const auto& [mailbox, t] : inflight_)
+      sides.push_back(t.actor);
+  }
+  for (auto& side : sides)
+    caf::anon_send(side, op_node_down_atom::value, dispatcher, reason);
 }
 
 caf::actor op_runtime::side(uint64_t mailbox) const {

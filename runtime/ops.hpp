@@ -390,6 +390,9 @@ public:
   /// Other nodes' dispatchers the directory has located and whose nodes live: an
   /// origin takes one from here without a request to the directory.
   caf::actor known_dispatcher(const std::string& uri) const;
+  /// A node's dispatcher is gone (that node died): every side of this node is told,
+  /// and those with a peer there end (sides do not monitor remote nodes per op).
+  void tell_sides_node_down(const caf::actor_addr& dispatcher, const caf::error& reason);
   /// The op side (origin or target actor) of this node with mailbox `mailbox`, or null
   /// (it ended, or it is no op side).
   caf::actor side(uint64_t mailbox) const;
