@@ -12,10 +12,13 @@
 //   auto h = ops::launch<ping_op>(node, {"ucx://10.0.0.2:7100"}, "hello");
 //   caf::expected<caf::message> r = h.get();          // or h.then(callback)
 //
-// How an op runs: `launch` spawns the origin actor, which calls `on_start`. The first
-// message to a target node goes to that node's op dispatcher (published as
-// "troupe.ops"), which spawns the target side for the op id and hands it the message
-// (`on_start`); every later message, both ways, goes to the other side's mailbox. A
+// How an op runs: `launch` spawns the origin actor, which calls `on_start` (from a
+// thread that is not a scheduler worker, right there in `launch`, and `get()` polls
+// the transport so the origin also finishes on that thread). Every op message goes to
+// the receiving node's op dispatcher (published as "troupe.ops"), naming the side it
+// is for by its mailbox: the first one to a node starts a target side for the op id
+// (`on_start`; a side that `runs_inline` runs in the dispatcher without an actor),
+// later ones, both ways, are handed to the side with that mailbox. A
 // side's handlers run one at a time and each returns a `step`: wait (stay alive),
 // done (the side ends; for the origin with the op's result) or fail (the side ends;
 // the origin's caller gets the error). Messages a handler sends leave when it returns,
