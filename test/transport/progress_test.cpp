@@ -327,8 +327,10 @@ BOOST_AUTO_TEST_CASE(a_blocking_waiter_receives_its_answers_without_waking_a_wor
   // Without a waiter, a send wakes a worker whenever all of them sleep (most rounds on
   // an idle box; fewer on a loaded one, where workers are awake more often); with
   // one, (almost) none is woken (a job from elsewhere, e.g. CAF's clock, may still
-  // wake one now and then).
-  BOOST_TEST(without > with);
+  // wake one now and then). On a box so loaded that no worker ever slept between
+  // rounds there is nothing to contrast (seen with two builds beside the suite).
+  if (without > 0)
+    BOOST_TEST(without > with);
   BOOST_TEST(with < uint64_t{rounds / 10});
 }
 
