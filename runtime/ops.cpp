@@ -709,6 +709,13 @@ public:
   size_t index() const override { return self_->state.index; }
 };
 
+/// When a target side started by `start` must end: the origin's budget, bounded as the
+/// config bounds deadlines (it comes off the network).
+clock_type::time_point target_deadline(const op_message& start) {
+  return clock_type::now()
+         + std::chrono::milliseconds{std::min(start.deadline_ms, max_deadline_ms)};
+}
+
 /// Where a target side's messages go: the origin, through its node's dispatcher.
 struct origin_route {
   op_id id = 0;
@@ -802,9 +809,7 @@ caf::behavior target_behavior(target_actor* self, op_runtime* rt,
   st.origin_node = first.watch;
   st.origin_mailbox = first.from;
   st.index = first.index;
-  // The budget comes off the network: bound it like the config bounds deadlines.
-  auto budget = std::chrono::milliseconds{std::min(first.deadline_ms, max_deadline_ms)};
-  st.deadline = clock_type::now() + budget;
+  st.deadline = target_deadline(first);
   rt->track(caf::actor_cast<caf::actor>(self), entry->name, "target", st.deadline);
   rt->count("targets_started");
   self->attach_functor([rt, id = self->id()] { rt->untrack(id); });
@@ -889,8 +894,7 @@ void run_inline_target(caf::local_actor* dispatcher, op_runtime& rt,
                        const op_registry::entry& entry, target_side& logic,
                        const op_message& start) {
   rt.count("targets_started");
-  auto budget = std::chrono::milliseconds{std::min(start.deadline_ms, max_deadline_ms)};
-  inline_target_ctx ctx{rt, entry, start.index, clock_type::now() + budget};
+  inline_target_ctx ctx{rt, entry, start.index, target_deadline(start)};
   auto s = guarded(entry.name, "target", [&] { return logic.on_start(ctx, start.payload); });
   origin_route to{entry.id, start.index, start.watch, start.from, 0};
   if (s.what() == step::kind::wait)
@@ -962,13 +966,11 @@ caf::behavior dispatcher_behavior(caf::stateful_actor<dispatcher_state>* self,
         std::string known;
         for (const auto* e : rt->registry().all())
           known += (known.empty() ? "" : ", ") + e->name;
-        auto answer = make_op_message(m.id, op_message::failure, m.index, {});
-        answer.to = m.from;
-        answer.last = true;
-        answer.code = static_cast<uint8_t>(errc::not_found);
-        answer.error = "unknown op id " + hex_id(m.id) + " on " + address
-                       + " (registered there: " + (known.empty() ? "none" : known) + ")";
-        send_op(self, m.watch, std::move(answer));
+        fail_to_origin(self, {m.id, m.index, m.watch, m.from, 0},
+                       make_error(errc::not_found,
+                                  "unknown op id " + hex_id(m.id) + " on " + address
+                                    + " (registered there: "
+                                    + (known.empty() ? "none" : known) + ")"));
         return;
       }
       auto logic = entry->make_target();
