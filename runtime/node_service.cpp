@@ -33,11 +33,14 @@ std::map<std::string, uint64_t> flatten(const transport::transport_stats& s) {
                                       {"typed_in", s.typed_in},
                                       {"caf_out", s.caf_out},
                                       {"caf_in", s.caf_in},
+                                      {"op_out", s.op_out},
+                                      {"op_in", s.op_in},
                                       {"sends_direct", s.sends_direct},
                                       {"sends_queued", s.sends_queued},
                                       {"worker_sleeps", s.worker_sleeps},
                                       {"worker_armed_sleeps", s.worker_armed_sleeps},
                                       {"worker_wakeups", s.worker_wakeups},
+                                      {"waiter_handoffs", s.waiter_handoffs},
                                       {"standby_polls", s.standby_polls}};
   for (const auto& [reason, count] : s.drops)
     out["drop:" + reason] = count;

@@ -57,6 +57,7 @@
 #include <caf/message.hpp>
 #include <caf/meta/type_name.hpp>
 
+#include "transport/op_frame.hpp"
 #include "transport/typed_message.hpp"
 
 namespace troupe::transport {
@@ -70,6 +71,10 @@ class node;
 namespace troupe::ops {
 
 class op_runtime;
+
+namespace detail {
+class inline_origin;
+} // namespace detail
 
 using op_id = uint32_t;
 
@@ -157,6 +162,15 @@ public:
   virtual step on_trigger(origin_context& ctx, const caf::message& m);
   /// Any other message the actor receives (e.g. RDMA completions).
   virtual step on_other(origin_context& ctx, caf::message& m);
+  /// True for an origin that needs no actor of its own: it uses no timers, no self()
+  /// and gets no other messages (ping's). Launched once every target's node has been
+  /// reached before (its dispatcher is known), it then runs without one: on_start in
+  /// `launch`, on the launching thread; later handlers on the thread that brings their
+  /// event (the one that receives a target's answer: a caller polling in `get()`
+  /// included), one at a time. No spawn, no scheduler hop, no actor's teardown (which
+  /// in CAF 0.17 wakes the clock thread). Its context has no self() and no timers
+  /// (asking for them fails the op); otherwise it behaves as an actor origin does.
+  virtual bool runs_inline() const { return false; }
 };
 
 /// The target side of an op type: subclass it (default-constructible: the dispatcher
@@ -196,7 +210,8 @@ public:
   /// is, else on the thread that completes the op (keep it short; do not block).
   /// From an actor, deliver to a response promise or send yourself a message.
   void then(std::function<void(const op_result&)> continuation) const;
-  /// The origin actor (its mailbox); null if the op could not start.
+  /// The origin actor (its mailbox); null if the op could not start, or if its
+  /// origin runs without an actor (origin_side::runs_inline).
   caf::actor origin() const;
   /// Sends `m` to the origin side's `on_trigger`.
   void trigger(caf::message m) const;
@@ -276,30 +291,22 @@ struct inflight_op {
 
 // -- wiring (used by troupe::node) ------------------------------------------------
 
-/// The message both sides and the dispatcher exchange.
-struct op_message {
-  enum kind_type : uint8_t { start = 1, data, end, failure };
-  op_id id = 0;
-  uint8_t kind = data;
-  uint32_t index = 0;       ///< which of the origin's targets the message concerns
-  /// The receiving side's mailbox (its actor id); 0: the node's dispatcher (a start).
-  /// Messages go to the receiving node's dispatcher, which hands them to the side, and
-  /// without a sender: no proxy of a short-lived side actor is made on either node.
-  uint64_t to = 0;
-  uint64_t from = 0;        ///< the sending side's mailbox (0: a dispatcher)
-  uint64_t deadline_ms = 0; ///< start: the time the target side may live
-  caf::actor watch;         ///< start: the origin node's dispatcher (answers go there)
-  bool last = false;        ///< the sender's side ends with this message
-  uint8_t code = 0;         ///< kind failure: the troupe::errc (0: provider_failed)
-  std::string error;        ///< kind failure: why
-  typed_message payload;
+/// The message both sides and the dispatcher exchange: the transport's op frame,
+/// which crosses nodes in the envelope itself (no CAF serialization; its payload is read
+/// in place). Messages go to the receiving node's dispatcher, which hands them to the
+/// side named by `to` (0: a start, for the dispatcher), and without a sender: no proxy
+/// of a short-lived side actor is made on either node. A start's `watch` is the origin
+/// node's dispatcher (answers go there); a failure's `code` is a troupe::errc (0:
+/// provider_failed).
+using op_message = transport::op_frame;
 
-  template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f, op_message& x) {
-    return f(caf::meta::type_name("troupe::ops::op_message"), x.id, x.kind, x.index, x.to,
-             x.from, x.deadline_ms, x.watch, x.last, x.code, x.error, x.payload);
-  }
-};
+/// What an op_message is (its `kind`).
+namespace op_kind {
+constexpr uint8_t start = 1;
+constexpr uint8_t data = 2;
+constexpr uint8_t end = 3;
+constexpr uint8_t failure = 4;
+} // namespace op_kind
 
 /// Registers op_message; every node calls it before its actor system starts.
 void register_op_types(caf::actor_system_config& cfg);
@@ -388,6 +395,7 @@ public:
   bool take_expired(std::chrono::steady_clock::time_point now,
                     std::chrono::steady_clock::time_point tick_for,
                     std::vector<caf::actor>& expired,
+                    std::vector<std::shared_ptr<detail::inline_origin>>& expired_inline,
                     std::chrono::steady_clock::time_point& next);
 
   /// Other nodes' dispatchers the directory has located and whose nodes live: an
@@ -409,6 +417,11 @@ public:
   /// its mailbox, through the dispatcher, so nobody else holds a reference to it.
   void track(const caf::actor& side_actor, std::string name, const char* side,
              std::chrono::steady_clock::time_point deadline);
+  /// The same for an origin without an actor (origin_side::runs_inline).
+  void track_inline(std::shared_ptr<detail::inline_origin> origin, uint64_t mailbox,
+                    std::string name, std::chrono::steady_clock::time_point deadline);
+  /// The inline origin with mailbox `mailbox`, or null.
+  std::shared_ptr<detail::inline_origin> inline_side(uint64_t mailbox) const;
   void set_state(uint64_t mailbox, std::string state);
   void untrack(uint64_t mailbox);
 
@@ -420,11 +433,14 @@ public:
 private:
   struct tracked {
     caf::actor actor; // strong (see track); stop() ends the op actors still running
+    std::shared_ptr<detail::inline_origin> inline_origin; // or this, without an actor
     std::string name;
     const char* side;
     std::string state;
     std::chrono::steady_clock::time_point started;
   };
+  void track_entry(uint64_t mailbox, tracked entry,
+                   std::chrono::steady_clock::time_point deadline);
   op_registry registry_;
   caf::actor dispatcher_;
   caf::actor directory_;

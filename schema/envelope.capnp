@@ -44,11 +44,12 @@ struct Envelope {
   # response finds the request that is waiting for it.
 
   opId @3 :UInt32;
-  # For the op framework: the op type (a hash of its name); 0 for plain actor messages.
+  # For payloadKind == op: the op type (a hash of its name); 0 for plain actor messages.
 
   mailbox @4 :UInt64;
-  # For the op framework: the actor id of the in-flight op instance on the receiving
-  # side; 0 addresses the node's op dispatcher.
+  # For payloadKind == op: the mailbox of the op side the message is for on the
+  # receiving node; 0 addresses the node's op dispatcher (a start). The message itself
+  # goes to destinationActor (the receiving node's dispatcher), which hands it on.
 
   flags @5 :UInt32;
   # Bit set; see Flags below. Unknown bits are ignored by receivers.
@@ -58,6 +59,31 @@ struct Envelope {
   # For payloadKind == typed: the Cap'n Proto type id of the payload's root struct.
   payloadSize @8 :UInt64;
   # Bytes of payload that follow as the active message data; a mismatch is a drop.
+
+  op @9 :OpHeader;
+  # For payloadKind == op: the rest of the op framework's header (a null pointer, one
+  # word, in every other envelope).
+}
+
+struct OpHeader {
+  # An op framework message (runtime/ops.hpp) without CAF serialization: these fields,
+  # and its payload, if any, as a typed Cap'n Proto message (schemaId, the envelope's
+  # data), read in place on receive. The transport gives them no meaning.
+  kind @0 :UInt8;
+  index @1 :UInt32;
+  # Which of the origin's targets the message concerns.
+  from @2 :UInt64;
+  # The sending side's mailbox (0: a dispatcher).
+  deadlineMs @3 :UInt64;
+  # A start: how long the target side may live.
+  watch @4 :UInt64;
+  # An actor of the sending node (its op dispatcher) for the receiver to answer and
+  # watch; 0 for none.
+  last @5 :Bool;
+  # The sending side ends with this message.
+  code @6 :UInt8;
+  error @7 :Text;
+  # A failure: its error code and text.
 }
 
 enum PayloadKind {
@@ -69,6 +95,9 @@ enum PayloadKind {
   # A Cap'n Proto message (flat array, one or more segments) of an application protocol.
   control @3;
   # A Control message, node to node.
+  op @4;
+  # An op framework message: Envelope.opId, .mailbox and .op hold its header; the
+  # payload, if any, is a typed Cap'n Proto message (Envelope.schemaId).
 }
 
 struct Flags {

@@ -9,6 +9,7 @@
 
 #include "transport/detail/cpu_relax.hpp"
 #include "transport/middleman.hpp"
+#include "transport/scheduler.hpp"
 
 namespace troupe::transport {
 
@@ -100,12 +101,17 @@ bool blocking_waiter::poll_until(const std::function<bool()>& done) {
   constexpr std::chrono::microseconds pause_window{5};
   auto window = mm_.spin_window();
   auto start = std::chrono::steady_clock::now();
+  caller_polls(mm_.system());
   for (;;) {
-    if (done())
+    if (done()) {
+      caller_stops_polling(mm_.system(), true);
       return true;
+    }
     auto waited = std::chrono::steady_clock::now() - start;
-    if (waited >= window)
+    if (waited >= window) {
+      caller_stops_polling(mm_.system(), false);
       return false;
+    }
     bool progressed = mm_.poll_once();
     // Outside the poll (which holds the transport's lock): the actors it woke.
     if (unit_.run() || progressed)

@@ -274,12 +274,15 @@ transport_stats middleman::stats() const {
   s.typed_in = d.typed_in.load();
   s.caf_out = d.caf_out.load();
   s.caf_in = d.caf_in.load();
+  s.op_out = d.op_out.load();
+  s.op_in = d.op_in.load();
   s.sends_direct = d.sends_direct.load();
   s.sends_queued = d.sends_queued.load();
   auto sched = progress_stats(d.sys);
   s.worker_sleeps = sched.sleeps;
   s.worker_armed_sleeps = sched.armed_sleeps;
   s.worker_wakeups = sched.wakeups_sent;
+  s.waiter_handoffs = sched.waiter_handoffs;
   if (d.engine) {
     s.remote_keys = d.engine->cached_remote_keys();
     s.standby_polls = d.engine->standby_polls();

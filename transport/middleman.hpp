@@ -52,11 +52,16 @@ struct transport_stats {
   uint64_t typed_in = 0;
   uint64_t caf_out = 0; ///< actor messages sent CAF-serialized
   uint64_t caf_in = 0;
+  uint64_t op_out = 0; ///< op framework messages (op_frame) sent in the envelope
+  uint64_t op_in = 0;
   uint64_t sends_direct = 0; ///< messages sent from the sender's own thread
   uint64_t sends_queued = 0; ///< ... queued for the worker lock's holder instead
   uint64_t worker_sleeps = 0;       ///< progress scheduler: a worker went to sleep
   uint64_t worker_armed_sleeps = 0; ///< ... on the UCX worker's event fd
   uint64_t worker_wakeups = 0;      ///< ... and was woken for a job
+  /// A caller polling for its answer (blocking_waiter) gave up after the spin window
+  /// and woke a worker to poll for it (the waiter is the spinner meanwhile).
+  uint64_t waiter_handoffs = 0;
   uint64_t standby_polls = 0; ///< times the engine's own thread polled for busy workers
   std::map<std::string, uint64_t> drops; ///< dropped input by reason
   /// UCX transports carrying messages ("posix", "sysv", "cma", "tcp", ...), each with
@@ -65,8 +70,9 @@ struct transport_stats {
 };
 
 /// The wire protocol version; a peer that speaks another is refused at handshake.
-/// (2: envelopes name actors by id alone; the connection names the nodes.)
-constexpr uint32_t protocol_version = 2;
+/// (2: envelopes name actors by id alone; the connection names the nodes. 3: op
+/// framework messages in the envelope, `op_frame`.)
+constexpr uint32_t protocol_version = 3;
 
 class middleman : public caf::actor_system::module, public caf::proxy_registry::backend {
 public:

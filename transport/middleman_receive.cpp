@@ -308,7 +308,7 @@ void middleman::impl::handle_envelope(conn_id conn, frame& f) {
         return;
       }
       caf_in.fetch_add(1, std::memory_order_relaxed);
-      deliver(conn, peer_node, env, std::move(msg));
+      deliver(conn, peer_node, env, std::move(msg), env.getSourceActor());
       return;
     }
     case schema::PayloadKind::TYPED: {
@@ -319,7 +319,34 @@ void middleman::impl::handle_envelope(conn_id conn, frame& f) {
       // Zero copy: the receive buffer becomes the message's storage.
       typed_message typed{env.getSchemaId(), f.payload.release()};
       typed_in.fetch_add(1, std::memory_order_relaxed);
-      deliver(conn, peer_node, env, caf::make_message(std::move(typed)));
+      deliver(conn, peer_node, env, caf::make_message(std::move(typed)),
+              env.getSourceActor());
+      return;
+    }
+    case schema::PayloadKind::OP: {
+      if (f.payload.size() % sizeof(uint64_t) != 0) {
+        count_drop(conn, "op payload is not whole words");
+        return;
+      }
+      auto header = env.getOp();
+      op_frame op;
+      op.id = env.getOpId();
+      op.kind = header.getKind();
+      op.index = header.getIndex();
+      op.to = env.getMailbox();
+      op.from = header.getFrom();
+      op.deadline_ms = header.getDeadlineMs();
+      if (auto watch = header.getWatch(); watch != 0)
+        op.watch = caf::actor_cast<caf::actor>(proxies.get_or_put(peer_node, watch));
+      op.last = header.getLast();
+      op.code = header.getCode();
+      if (header.hasError())
+        op.error = header.getError();
+      if (!f.payload.empty()) // zero copy, as typed payloads
+        op.payload = typed_message{env.getSchemaId(), f.payload.release()};
+      op_in.fetch_add(1, std::memory_order_relaxed);
+      // From nobody: the frame names its sides by mailbox, and `watch` its node.
+      deliver(conn, peer_node, env, caf::make_message(std::move(op)), 0);
       return;
     }
     default:
@@ -329,9 +356,9 @@ void middleman::impl::handle_envelope(conn_id conn, frame& f) {
 }
 
 void middleman::impl::deliver(conn_id conn, const caf::node_id& peer_node,
-                              schema::Envelope::Reader env, caf::message msg) {
+                              schema::Envelope::Reader env, caf::message msg,
+                              caf::actor_id src) {
   auto mid = caf::make_message_id(env.getMessageId());
-  auto src = env.getSourceActor();
   auto dst = env.getDestinationActor();
   if (mid.is_response()) {
     auto p = peers.find(peer_node);

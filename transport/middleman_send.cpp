@@ -58,6 +58,33 @@ word_buffer middleman::impl::make_envelope(caf::actor_id src, caf::actor_id dst,
   return to_words(message);
 }
 
+word_buffer middleman::impl::make_op_envelope(caf::actor_id dst, const op_frame& op,
+                                              size_t payload_size) {
+  // Envelope and op header fit a zeroed first segment on the stack (an error text
+  // that does not goes on the heap).
+  capnp::word scratch[32] = {};
+  capnp::MallocMessageBuilder message{kj::arrayPtr(scratch, 32)};
+  auto env = message.initRoot<schema::Envelope>();
+  env.setDestinationActor(dst);
+  env.setMessageId(caf::make_message_id().integer_value());
+  env.setOpId(op.id);
+  env.setMailbox(op.to);
+  env.setPayloadKind(schema::PayloadKind::OP);
+  env.setPayloadSize(payload_size);
+  env.setSchemaId(op.payload.schema_id());
+  auto header = env.initOp();
+  header.setKind(op.kind);
+  header.setIndex(op.index);
+  header.setFrom(op.from);
+  header.setDeadlineMs(op.deadline_ms);
+  header.setWatch(op.watch ? op.watch.id() : 0);
+  header.setLast(op.last);
+  header.setCode(op.code);
+  if (!op.error.empty())
+    header.setError(op.error);
+  return to_words(message);
+}
+
 std::optional<word_buffer> middleman::impl::serialize(caf::message msg,
                                                       std::string& why) {
   // The encoding buffer is reused (its capacity stays); the words are the copy.
@@ -168,7 +195,23 @@ void middleman::impl::forward(const caf::node_id& node, caf::actor_id dest,
     sender = nullptr; // a plain send or a response still arrives, anonymously
   }
   outgoing_message m;
-  if (content.size() == 1 && content.match_element<typed_message>(0)) {
+  if (content.size() == 1 && content.match_element<op_frame>(0)) {
+    // The op framework's header in the envelope, its typed payload beside it: no
+    // CAF serialization. The receiver answers and watches `watch` by its id alone,
+    // so it must be an actor of this node, registered for the answers to find it.
+    auto& op = content.get_mutable_as<op_frame>(0);
+    if (op.watch) {
+      if (op.watch.node() != sys.node()) {
+        count_drop(0, "op message watching an actor of another node");
+        return;
+      }
+      sys.registry().put(op.watch.id(), caf::actor_cast<caf::strong_actor_ptr>(op.watch));
+    }
+    auto bytes = op.payload.size_bytes();
+    m.header = make_op_envelope(dest, op, bytes);
+    m.payload = word_buffer{op.payload.take_words(), bytes};
+    op_out.fetch_add(1, std::memory_order_relaxed);
+  } else if (content.size() == 1 && content.match_element<typed_message>(0)) {
     // Copy-on-write: moves the words out when this message is the only owner.
     auto& typed = content.get_mutable_as<typed_message>(0);
     auto schema_id = typed.schema_id();

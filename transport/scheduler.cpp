@@ -52,10 +52,11 @@ public:
     std::atomic<detail::engine*> engine{nullptr};
     std::atomic<int> engine_users{0}; // workers holding `engine` right now
     std::atomic<int> spinners{0};     // 0 or 1: the worker spinning on the engine
+    std::atomic<int> waiters{0};      // callers polling the engine themselves
     std::atomic<size_t> next_worker{0};
     std::chrono::microseconds spin{50};
     bool busy_poll = false;
-    std::atomic<uint64_t> sleeps{0}, armed_sleeps{0}, wakeups_sent{0};
+    std::atomic<uint64_t> sleeps{0}, armed_sleeps{0}, wakeups_sent{0}, handoffs{0};
   };
 
   struct worker_data {
@@ -155,6 +156,10 @@ public:
       bool keep_spinning = outcome == detail::poll_outcome::busy
                            || (outcome == detail::poll_outcome::idle
                                && (shared.busy_poll || now - idle_since < shared.spin));
+      // A caller polling for its answer is this process's spinner: a worker spinning
+      // beside it only takes a core that the peer's thread or the caller needs.
+      if (!shared.busy_poll && shared.waiters.load() != 0)
+        keep_spinning = false;
       if (keep_spinning && !spinning) {
         // One spinning worker per process: a second one only takes the other's core.
         int none = 0;
@@ -175,7 +180,9 @@ public:
         spinning = false;
       }
       sleep(self);
-      idle_since = clock_type::now();
+      // Woken is not activity: only a poll that finds something, or a job, makes this
+      // worker spin again.
+      idle_since = clock_type::now() - shared.spin;
     }
   }
 
@@ -279,6 +286,7 @@ private:
       wake_a_sleeper(self->parent(), &self->data());
   }
 
+public:
   static detail::engine* use_engine(coordinator_data& shared) {
     shared.engine_users.fetch_add(1);
     auto e = shared.engine.load();
@@ -290,6 +298,8 @@ private:
   static void release_engine(coordinator_data& shared) {
     shared.engine_users.fetch_sub(1);
   }
+
+private:
 
   template <class Worker>
   void sleep(Worker* self) {
@@ -318,7 +328,8 @@ private:
       me.state.store(awake);
       return;
     }
-    if (e != nullptr && !shared.busy_poll && shared.spinners.load() == 0) {
+    if (e != nullptr && !shared.busy_poll && shared.spinners.load() == 0
+        && shared.waiters.load() == 0) {
       ucx_fd = e->begin_sleep();
       if (ucx_fd == -1) { // events are pending: poll them instead
         release_engine(shared);
@@ -373,12 +384,39 @@ void nudge_progress_scheduler(caf::actor_system& sys) {
     progress_policy::wake_a_sleeper(c, nullptr);
 }
 
+void caller_polls(caf::actor_system& sys) {
+  if (auto c = coordinator_of(sys))
+    c->data().waiters.fetch_add(1);
+}
+
+void caller_stops_polling(caf::actor_system& sys, bool answered) {
+  auto c = coordinator_of(sys);
+  if (c == nullptr)
+    return;
+  auto& shared = c->data();
+  shared.waiters.fetch_sub(1);
+  if (answered || shared.spinners.load() != 0)
+    return;
+  // A worker asleep on UCX's event fd receives the answer when it comes; otherwise
+  // one is woken to poll (and sleep there).
+  bool watched = false;
+  if (auto e = progress_policy::use_engine(shared)) {
+    watched = e->sleeper_armed();
+    progress_policy::release_engine(shared);
+  }
+  if (!watched) {
+    shared.handoffs.fetch_add(1, std::memory_order_relaxed);
+    progress_policy::wake_a_sleeper(c, nullptr);
+  }
+}
+
 progress_scheduler_stats progress_stats(caf::actor_system& sys) {
   progress_scheduler_stats s;
   if (auto c = coordinator_of(sys)) {
     s.sleeps = c->data().sleeps.load();
     s.armed_sleeps = c->data().armed_sleeps.load();
     s.wakeups_sent = c->data().wakeups_sent.load();
+    s.waiter_handoffs = c->data().handoffs.load();
   }
   return s;
 }

@@ -40,11 +40,22 @@ caf::execution_unit* polling_progress_worker();
 /// polls while the answer is on its way instead of being woken by its arrival.
 void nudge_progress_scheduler(caf::actor_system& sys);
 
+/// A caller's thread polls the transport itself while it waits for an answer
+/// (blocking_waiter): it is the process's spinner meanwhile, workers do not spin
+/// beside it and sleep without arming UCX's event fd.
+void caller_polls(caf::actor_system& sys);
+/// ... and stopped; if its answer has not come (`answered` false: it will block), a
+/// worker is woken to poll for it.
+void caller_stops_polling(caf::actor_system& sys, bool answered);
+
 /// Counters of the progress scheduler, for introspection and tests.
 struct progress_scheduler_stats {
   uint64_t sleeps = 0;       ///< times a worker went to sleep
   uint64_t armed_sleeps = 0; ///< ... of which on the UCX worker's event fd
   uint64_t wakeups_sent = 0; ///< wakeup fd writes (a job for a sleeping worker)
+  /// Callers polling for an answer that did not come within the spin window, with no
+  /// worker asleep on UCX's event fd: a worker was woken to poll for it instead.
+  uint64_t waiter_handoffs = 0;
 };
 
 /// Counters of `sys`'s progress scheduler (all zero if it runs another one).

@@ -19,6 +19,8 @@ public:
   ops::step on_start(ops::origin_context& ctx) override;
   ops::step on_message(ops::origin_context& ctx, size_t from,
                        const typed_message& m) override;
+  /// It only sends and compares: no actor of its own once the target is known.
+  bool runs_inline() const override { return true; }
 
 private:
   std::string payload_;

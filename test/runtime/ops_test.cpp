@@ -266,19 +266,100 @@ BOOST_AUTO_TEST_CASE(an_op_launched_from_a_caller_s_own_thread_starts_on_it) {
       }
     }
   }
-  // From inside an actor (a scheduler worker), the origin starts as any spawned actor.
+  // From inside an actor (a scheduler worker): ping's origin runs without an actor, so
+  // its first step runs right there, on that worker's thread, too.
   caf::scoped_actor self{client.system()};
+  auto seen = std::make_shared<std::vector<std::thread::id>>();
+  std::optional<ops::op_handle> launched;
+  std::thread::id worker; // written in the actor before its answer, read after it
   auto from_actor = client.system().spawn([&](caf::event_based_actor*) -> caf::behavior {
     return {[&](int) {
-      auto seen = std::make_shared<std::vector<std::thread::id>>();
-      auto h = ops::launch(client, actors::ping_op::name,
-                           std::make_unique<thread_noting_origin>(seen), {a.address()});
-      return caf::make_message(std::move(h).origin() != nullptr);
+      worker = std::this_thread::get_id();
+      launched = ops::launch(client, actors::ping_op::name,
+                             std::make_unique<thread_noting_origin>(seen), {a.address()});
+      return 0;
     }};
   });
-  self->request(from_actor, 10s, 1).receive([](bool started) { BOOST_TEST(started); },
+  self->request(from_actor, 10s, 1).receive([](int) {},
                                             [](caf::error& e) { BOOST_FAIL(describe(e)); });
+  BOOST_REQUIRE(launched);
+  auto r = launched->get_for(20s);
+  BOOST_REQUIRE(r);
+  BOOST_REQUIRE_MESSAGE(*r, text_of(*r));
+  BOOST_TEST(!launched->origin()); // no actor was spawned for it
+  BOOST_REQUIRE_EQUAL(seen->size(), 2u);
+  BOOST_TEST(((*seen)[0] == worker));
   self->send_exit(from_actor, caf::exit_reason::user_shutdown);
+}
+
+BOOST_AUTO_TEST_CASE(an_origin_without_an_actor_meets_its_deadline_triggers_death_and_stop) {
+  // ping's origin runs without an actor once its targets' dispatchers are known; the
+  // framework's rules hold for it as for an actor origin.
+  host_process a{target_config()}, b{target_config()};
+  auto warm =
+    ops::launch<actors::ping_op>(client, {a.address(), b.address()}, std::string{"warm"})
+      .get_for(20s);
+  BOOST_REQUIRE(warm && *warm);
+  // Deadline: a target that never answers.
+  a.stop_answering();
+  constexpr auto deadline = 300ms;
+  auto before = client.transport().stats();
+  auto start = clock_type::now();
+  auto late = ops::launch_with<actors::ping_op>(client, {deadline}, {a.address()},
+                                                std::string{"late"});
+  BOOST_TEST(!late.origin()); // no actor
+  auto r = late.get_for(10s);
+  auto took = clock_type::now() - start;
+  // Its op message went in the envelope: it was not CAF-serialized.
+  auto after = client.transport().stats();
+  BOOST_TEST(after.op_out - before.op_out == 1u);
+  BOOST_TEST(after.caf_out == before.caf_out);
+  BOOST_REQUIRE(r);
+  BOOST_REQUIRE(!*r);
+  BOOST_TEST(has_code(r->error(), errc::timeout), describe(r->error()));
+  BOOST_TEST((took >= deadline), ms_of(took) << " ms");
+  BOOST_TEST((took < deadline + detection_margin), ms_of(took) << " ms");
+  // A trigger (ping has no on_trigger: the op fails with that), then the origin
+  // waits for the target that never answered, and tells it once it does.
+  auto triggered = ops::launch_with<actors::ping_op>(client, {60000ms}, {a.address()},
+                                                     std::string{"trigger"});
+  triggered.trigger(caf::make_message(1));
+  r = triggered.get_for(10s);
+  BOOST_REQUIRE(r);
+  BOOST_REQUIRE(!*r);
+  BOOST_TEST(describe(r->error()).find("triggers") != std::string::npos,
+             describe(r->error()));
+  auto mine = client.ops().inflight();
+  BOOST_REQUIRE_EQUAL(mine.size(), 1u);
+  BOOST_TEST(mine[0].side == "origin");
+  BOOST_TEST(mine[0].state.find("waiting to tell") != std::string::npos, mine[0].state);
+  a.process().signal(SIGCONT);
+  BOOST_CHECK(eventually(10s, [&] {
+    return client.ops().inflight().empty() && inflight_at(a.address()) == 0;
+  }));
+  // The death of a target's node.
+  b.stop_answering();
+  auto orphaned = ops::launch_with<actors::ping_op>(client, {60000ms}, {b.address()},
+                                                    std::string{"dies"});
+  kill_and_expect_unreachable(b, orphaned);
+  BOOST_CHECK(eventually(5s, [&] { return client.ops().inflight().empty(); }));
+  // The node's stop fails an op still running.
+  node other{parse_node_config(R"({"threads": 2})", "other.json")};
+  BOOST_REQUIRE(!actors::register_builtin_ops(other.ops().registry()));
+  BOOST_REQUIRE(!other.start());
+  BOOST_REQUIRE(
+    ops::launch<actors::ping_op>(other, {a.address()}, std::string{"warm"}).get_for(20s));
+  a.stop_answering();
+  auto stopped = ops::launch_with<actors::ping_op>(other, {60000ms}, {a.address()},
+                                                   std::string{"stop"});
+  BOOST_TEST(!stopped.origin());
+  other.stop();
+  r = stopped.get_for(5s);
+  BOOST_REQUIRE(r);
+  BOOST_REQUIRE(!*r);
+  BOOST_TEST(describe(r->error()).find("its node stops") != std::string::npos,
+             describe(r->error()));
+  a.process().signal(SIGCONT);
 }
 
 BOOST_AUTO_TEST_CASE(rdma_ping_moves_1_MiB_and_64_MiB_both_ways_byte_for_byte) {

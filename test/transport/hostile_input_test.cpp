@@ -306,6 +306,8 @@ BOOST_AUTO_TEST_CASE(malformed_and_oversized_frames_are_counted_and_dropped) {
      "payload size mismatch"},
     {envelope_bytes(1, schema::PayloadKind::TYPED, 12), std::string(12, 'x'),
      "typed payload is not whole words"},
+    {envelope_bytes(1, schema::PayloadKind::OP, 12), std::string(12, 'x'),
+     "op payload is not whole words"},
     {envelope_bytes(1, schema::PayloadKind::CAF_MESSAGE, 2 * max_message_bytes),
      std::string(2 * max_message_bytes, 'x'), "oversized payload"},
   };

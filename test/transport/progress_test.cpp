@@ -310,6 +310,7 @@ BOOST_AUTO_TEST_CASE(a_blocking_waiter_receives_its_answers_without_waking_a_wor
   };
   const int rounds = 200;
   auto wakeups = [&] { return c.client.transport().stats().worker_wakeups; };
+  auto handoffs = [&] { return c.client.transport().stats().waiter_handoffs; };
   auto before = wakeups();
   for (int i = 0; i < rounds; ++i) {
     BOOST_REQUIRE(ask(false));
@@ -317,21 +318,28 @@ BOOST_AUTO_TEST_CASE(a_blocking_waiter_receives_its_answers_without_waking_a_wor
   }
   auto without = wakeups() - before;
   before = wakeups();
+  auto handoffs_before = handoffs();
   for (int i = 0; i < rounds; ++i) {
     BOOST_REQUIRE(ask(true));
     std::this_thread::sleep_for(200us);
   }
   auto with = wakeups() - before;
+  auto handed_off = handoffs() - handoffs_before;
   BOOST_TEST_MESSAGE("workers woken: " << without << " without a waiter, " << with
-                                       << " with one");
+                                       << " with one, of which " << handed_off
+                                       << " because an answer took longer than the "
+                                          "spin window");
   // Without a waiter, a send wakes a worker whenever all of them sleep (most rounds on
-  // an idle box; fewer on a loaded one, where workers are awake more often); with
-  // one, (almost) none is woken (a job from elsewhere, e.g. CAF's clock, may still
-  // wake one now and then). On a box so loaded that no worker ever slept between
-  // rounds there is nothing to contrast (seen with two builds beside the suite).
+  // an idle box; fewer on a loaded one, where workers are awake more often). With
+  // one, an answer that comes within the spin window wakes nobody; one that does not
+  // (the host's own workers were asleep: being woken costs tens of microseconds here)
+  // is handed to a worker, which is woken for it, counted apart. Beyond those, (almost)
+  // none is woken (a job from elsewhere, e.g. CAF's clock, may still wake one now and
+  // then). On a box so loaded that no worker ever slept between rounds there is
+  // nothing to contrast (seen with two builds beside the suite).
   if (without > 0)
     BOOST_TEST(without > with);
-  BOOST_TEST(with < uint64_t{rounds / 10});
+  BOOST_TEST(with <= handed_off + uint64_t{rounds / 10});
 }
 
 using region_alloc_atom = caf::atom_constant<caf::atom("rgnalloc")>;

@@ -35,6 +35,7 @@
 #include "transport/detail/ucx_engine.hpp"
 #include "transport/detail/word_buffer.hpp"
 #include "transport/middleman.hpp"
+#include "transport/op_frame.hpp"
 #include "transport/scheduler.hpp"
 
 namespace troupe::transport {
@@ -117,6 +118,7 @@ struct middleman::impl : detail::engine_handler,
   std::atomic<uint64_t> msgs_out{0}, bytes_out{0}, msgs_in{0}, bytes_in{0};
   std::atomic<uint64_t> sends_direct{0}, sends_queued{0};
   std::atomic<uint64_t> typed_out{0}, typed_in{0}, caf_out{0}, caf_in{0};
+  std::atomic<uint64_t> op_out{0}, op_in{0};
   std::atomic<uint64_t> peer_count{0};
   mutable std::mutex drops_mtx;
   std::map<std::string, uint64_t> drops;            // guarded by drops_mtx
@@ -172,8 +174,10 @@ struct middleman::impl : detail::engine_handler,
   // -- envelopes (middleman_receive.cpp) --------------------------------------------
 
   void handle_envelope(conn_id conn, frame& f);
+  /// Hands `msg` to the envelope's destination actor, from `src` (an actor of the
+  /// peer node; 0: nobody).
   void deliver(conn_id conn, const caf::node_id& peer_node, schema::Envelope::Reader env,
-               caf::message msg);
+               caf::message msg, caf::actor_id src);
 
   // -- control (middleman_receive.cpp) ----------------------------------------------
 
@@ -187,6 +191,9 @@ struct middleman::impl : detail::engine_handler,
   static word_buffer make_envelope(caf::actor_id src, caf::actor_id dst,
                                    caf::message_id mid, schema::PayloadKind kind,
                                    size_t payload_size, uint64_t schema_id = 0);
+  /// The envelope of an op frame whose payload (`payload_size` bytes) goes beside it.
+  static word_buffer make_op_envelope(caf::actor_id dst, const op_frame& op,
+                                      size_t payload_size);
 
   /// Serializes a message for the wire; on failure returns nothing and says why (a
   /// type that is not registered with add_message_type, usually).

@@ -1129,6 +1129,10 @@ void engine::end_sleep() {
   impl_->armed.fetch_sub(1);
 }
 
+bool engine::sleeper_armed() const {
+  return impl_->armed.load() != 0;
+}
+
 uint64_t engine::standby_polls() const {
   return impl_->standby_count.load(std::memory_order_relaxed);
 }

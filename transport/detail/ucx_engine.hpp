@@ -137,6 +137,8 @@ public:
   /// that got an fd calls `end_sleep` when it wakes.
   int begin_sleep();
   void end_sleep();
+  /// Whether a thread sleeps on the event fd now (anything that arrives wakes it).
+  bool sleeper_armed() const;
 
   /// Times the engine's own thread stood in for an externally driven poller.
   uint64_t standby_polls() const;
