@@ -37,6 +37,7 @@ std::map<std::string, uint64_t> flatten(const transport::transport_stats& s) {
                                       {"op_in", s.op_in},
                                       {"sends_direct", s.sends_direct},
                                       {"sends_queued", s.sends_queued},
+                                      {"requests_awaiting", s.requests_awaiting},
                                       {"worker_sleeps", s.worker_sleeps},
                                       {"worker_armed_sleeps", s.worker_armed_sleeps},
                                       {"worker_wakeups", s.worker_wakeups},

@@ -278,6 +278,7 @@ transport_stats middleman::stats() const {
   s.op_in = d.op_in.load();
   s.sends_direct = d.sends_direct.load();
   s.sends_queued = d.sends_queued.load();
+  s.requests_awaiting = d.requests_awaiting.load();
   auto sched = progress_stats(d.sys);
   s.worker_sleeps = sched.sleeps;
   s.worker_armed_sleeps = sched.armed_sleeps;

@@ -56,6 +56,9 @@ struct transport_stats {
   uint64_t op_in = 0;
   uint64_t sends_direct = 0; ///< messages sent from the sender's own thread
   uint64_t sends_queued = 0; ///< ... queued for the worker lock's holder instead
+  /// Requests sent to other nodes whose response has not come (each holds its
+  /// requester, to answer it if the node dies).
+  uint64_t requests_awaiting = 0;
   uint64_t worker_sleeps = 0;       ///< progress scheduler: a worker went to sleep
   uint64_t worker_armed_sleeps = 0; ///< ... on the UCX worker's event fd
   uint64_t worker_wakeups = 0;      ///< ... and was woken for a job

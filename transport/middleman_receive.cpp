@@ -153,9 +153,9 @@ void middleman::impl::on_conn_failed(conn_id conn, const std::string& reason) {
   TROUPE_LOG_INFO(log_component, "lost " << lost.address << " (node "
                                          << caf::to_string(lost.node) << "): " << reason);
   auto why = "node " + lost.address + " is gone: " + reason;
-  for (auto& [key, requester] : lost.pending)
-    bounce(requester, caf::make_message_id(key.second),
-           make_error(errc::unreachable, why));
+  requests_awaiting.fetch_sub(lost.pending.size(), std::memory_order_relaxed);
+  for (auto& [key, request] : lost.pending)
+    bounce(request.first, request.second, make_error(errc::unreachable, why));
   for (auto mon = monitored.begin(); mon != monitored.end();)
     mon = mon->first == lost.node ? monitored.erase(mon) : std::next(mon);
   // Lookups waiting on that node get their answer now instead of at their timeout.
@@ -363,7 +363,8 @@ void middleman::impl::deliver(conn_id conn, const caf::node_id& peer_node,
   if (mid.is_response()) {
     auto p = peers.find(peer_node);
     if (p != peers.end())
-      p->second.pending.erase({dst, mid.request_id().integer_value()});
+      if (p->second.pending.erase({dst, mid.request_id().integer_value()}) != 0)
+        requests_awaiting.fetch_sub(1, std::memory_order_relaxed);
   }
   auto dest = sys.registry().get(dst);
   if (!dest) {

@@ -157,9 +157,12 @@ void middleman::impl::route(outgoing_message& m) {
         make_error(errc::unreachable, "no connection to node " + caf::to_string(m.node)));
     return;
   }
-  if (m.mid.is_request() && m.sender)
-    p->second.pending.emplace(std::make_pair(m.sender->id(), m.mid.integer_value()),
-                              m.sender);
+  if (m.mid.is_request() && m.sender
+      && p->second.pending
+           .emplace(std::make_pair(m.sender->id(), m.mid.request_id().integer_value()),
+                    std::make_pair(m.sender, m.mid))
+           .second)
+    requests_awaiting.fetch_add(1, std::memory_order_relaxed);
   send_frame(p->second.send_conn, am_kind::envelope, std::move(m.header),
              std::move(m.payload));
 }

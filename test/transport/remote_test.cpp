@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <csignal>
 
@@ -84,6 +85,47 @@ BOOST_AUTO_TEST_CASE(request_response_carries_payloads_byte_for_byte) {
   BOOST_TEST(stats.peers == 1u);
   BOOST_TEST(stats.messages_out >= 4u);
   BOOST_TEST(stats.bytes_in > (size_t{8} << 20));
+  BOOST_TEST(stats.requests_awaiting == 0u); // every answer found its request
+}
+
+BOOST_AUTO_TEST_CASE(answered_requests_leave_nothing_behind_not_even_their_requester) {
+  // The transport keeps each request to another node until its answer (to answer it
+  // itself if the node dies), with a reference to the requester: an answered request
+  // must take both out again, or every requester would live on with the peer.
+  host_process host{host_config(echo_provider)};
+  auto echo = lookup(host.address(), "echo", 1);
+  caf::scoped_actor self{client.system()};
+  constexpr int requests = 1000, in_flight = 64;
+  auto requester = client.system().spawn(
+    [echo, report = caf::actor{self}](caf::event_based_actor* req) -> caf::behavior {
+      auto sent = std::make_shared<int>(0), answered = std::make_shared<int>(0);
+      auto issue = std::make_shared<std::function<void()>>();
+      *issue = [=] {
+        ++*sent;
+        req->request(echo, caf::infinite, std::string{"x"})
+          .then(
+            [=](const std::string&) {
+              if (++*answered == requests) {
+                *issue = nullptr;
+                req->send(report, caf::ok_atom::value);
+                req->quit();
+              } else if (*sent < requests) {
+                (*issue)();
+              }
+            },
+            [=](caf::error& err) { req->send(report, err); });
+      };
+      for (int i = 0; i < in_flight; ++i)
+        (*issue)();
+      return {[](int) {}};
+    });
+  auto weak = caf::actor_cast<caf::weak_actor_ptr>(requester);
+  requester = nullptr;
+  self->receive([](caf::ok_atom) {}, [](caf::error& err) { BOOST_FAIL(describe(err)); },
+                caf::after(reply_timeout) >> [] { BOOST_FAIL("requests not answered"); });
+  BOOST_TEST(client.transport().stats().requests_awaiting == 0u);
+  // The requester quit: nothing holds it any more.
+  BOOST_TEST(eventually(reply_timeout, [&] { return weak.lock() == nullptr; }));
 }
 
 BOOST_AUTO_TEST_CASE(typed_capnp_payloads_cross_nodes_and_are_read_in_place) {
@@ -437,6 +479,7 @@ BOOST_AUTO_TEST_CASE(
   BOOST_TEST(errors == in_flight);
   BOOST_TEST(down);
   BOOST_TEST(link_fired);
+  BOOST_TEST(client.transport().stats().requests_awaiting == 0u); // answered by us
   BOOST_TEST((took < death_notice_bound),
              "failure noticed after " << ms_of(took) << " ms");
   caf::anon_send_exit(requester, caf::exit_reason::user_shutdown);

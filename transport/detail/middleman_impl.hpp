@@ -81,11 +81,14 @@ struct middleman::impl : detail::engine_handler,
     uint64_t incarnation = 0;
     conn_id send_conn = 0;
     std::set<conn_id> conns;
-    /// Requests sent to this node still waiting for their response:
-    /// (requester actor id, request id) -> requester.
+    /// Requests sent to this node still waiting for their response, by (requester
+    /// actor id, request id without CAF's category bits, which a response id does not
+    /// carry); each entry holds the requester and the request's full message id.
     /// TODO(soon): a request that timed out locally stays here until its response or
     /// the node's death; a long-lived peer that never answers grows this table.
-    std::map<std::pair<caf::actor_id, uint64_t>, caf::strong_actor_ptr> pending;
+    std::map<std::pair<caf::actor_id, uint64_t>,
+             std::pair<caf::strong_actor_ptr, caf::message_id>>
+      pending;
   };
 
   struct outgoing_message {
@@ -119,6 +122,7 @@ struct middleman::impl : detail::engine_handler,
   std::atomic<uint64_t> sends_direct{0}, sends_queued{0};
   std::atomic<uint64_t> typed_out{0}, typed_in{0}, caf_out{0}, caf_in{0};
   std::atomic<uint64_t> op_out{0}, op_in{0};
+  std::atomic<uint64_t> requests_awaiting{0}; // entries of every peer's `pending`
   std::atomic<uint64_t> peer_count{0};
   mutable std::mutex drops_mtx;
   std::map<std::string, uint64_t> drops;            // guarded by drops_mtx
