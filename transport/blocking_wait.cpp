@@ -7,6 +7,7 @@
 #include <caf/resumable.hpp>
 #include <caf/scheduler/abstract_coordinator.hpp>
 
+#include "base/error.hpp"
 #include "transport/detail/cpu_relax.hpp"
 #include "transport/middleman.hpp"
 #include "transport/scheduler.hpp"
@@ -89,6 +90,16 @@ blocking_waiter::~blocking_waiter() {
 
 bool blocking_waiter::active_on_this_thread() {
   return waiter_active;
+}
+
+caf::error blocking_waiter::timeout_error(std::chrono::milliseconds timeout) {
+  return make_error(errc::timeout,
+                    "no answer within " + std::to_string(timeout.count()) + " ms");
+}
+
+void blocking_waiter::discard_mail(caf::blocking_actor& self) {
+  while (self.has_next_message())
+    self.next_message();
 }
 
 void blocking_waiter::wait_for_mail(caf::blocking_actor& self) {

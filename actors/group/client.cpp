@@ -72,10 +72,13 @@ caf::expected<T> call(group_client::shared& st, retry policy, const Ts&... xs) {
   auto ask = [&](const caf::actor& member) {
     caf::expected<T> result{caf::error{}};
     transport::blocking_waiter waiter{st.owner->transport()};
-    auto answer = self->request(member, st.timeout, xs...);
-    waiter.wait_for_mail(*self.ptr());
-    answer.receive([&](T& value) { result = std::move(value); },
-                   [&](caf::error& err) { result = std::move(err); });
+    transport::blocking_waiter::discard_mail(*self.ptr()); // earlier calls' late answers
+    // The waiter bounds the wait: a CAF timeout would wake CAF's clock thread twice
+    // per call (~18 us here, more than the call).
+    auto answer = self->request(member, caf::infinite, xs...);
+    waiter.receive_response(
+      *self.ptr(), answer.id(), st.timeout, [&](T& value) { result = std::move(value); },
+      [&](caf::error& err) { result = std::move(err); });
     return result;
   };
   caf::actor member;

@@ -504,4 +504,33 @@ BOOST_AUTO_TEST_CASE(a_client_handle_caches_refreshes_follows_and_fails_over) {
   } // the handles go before the client node stops
 }
 
+BOOST_AUTO_TEST_CASE(a_client_call_to_a_silent_member_ends_at_the_handle_s_timeout) {
+  // A call waits no longer than the handle's timeout (its own bound, not a CAF request
+  // timeout), then goes to another member; the silent member's late answer, once it
+  // comes, answers no later call.
+  start(2);
+  BOOST_REQUIRE(eventually(10s, [&] { return all_agree(3); }));
+  constexpr auto call_timeout = 300ms;
+  auto opened = group::group_client::open(client, members[0]->address(), 42, call_timeout);
+  BOOST_REQUIRE_MESSAGE(opened, error_of(opened));
+  auto g = *opened;
+  members[0]->process().signal(SIGSTOP);
+  auto stopped_at = std::chrono::steady_clock::now();
+  auto r = g.refresh();
+  auto took = std::chrono::steady_clock::now() - stopped_at;
+  members[0]->process().signal(SIGCONT);
+  BOOST_REQUIRE_MESSAGE(r, error_of(r));
+  BOOST_TEST(g.member_address() != members[0]->address());
+  BOOST_TEST((took >= call_timeout), ms_of(took) << " ms");
+  BOOST_TEST((took < call_timeout + detection_margin), ms_of(took) << " ms");
+  // The first member answers again: its late answer to the call that timed out
+  // reaches the handle's caller meanwhile, and is no later call's answer.
+  for (int i = 0; i < 20; ++i) {
+    auto again = g.refresh();
+    BOOST_REQUIRE_MESSAGE(again, error_of(again));
+    auto view = g.view();
+    BOOST_TEST(view.members.size() == 3u);
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
