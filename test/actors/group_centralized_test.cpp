@@ -514,7 +514,7 @@ BOOST_AUTO_TEST_CASE(a_client_call_to_a_silent_member_ends_at_the_handle_s_timeo
   auto opened = group::group_client::open(client, members[0]->address(), 42, call_timeout);
   BOOST_REQUIRE_MESSAGE(opened, error_of(opened));
   auto g = *opened;
-  members[0]->process().signal(SIGSTOP);
+  members[0]->stop_answering();
   auto stopped_at = std::chrono::steady_clock::now();
   auto r = g.refresh();
   auto took = std::chrono::steady_clock::now() - stopped_at;
