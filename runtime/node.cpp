@@ -25,6 +25,7 @@
 #include "runtime/topology.hpp"
 #include "transport/address.hpp"
 #include "transport/middleman.hpp"
+#include "transport/transport_config.hpp"
 #include "transport/rdma.hpp"
 #include "transport/scheduler.hpp"
 #include "transport/typed_message.hpp"
@@ -77,8 +78,8 @@ struct node::impl {
   std::shared_ptr<thread_placement> placement = std::make_shared<thread_placement>();
   module_set modules;
   std::shared_ptr<provider_registry> providers = provider_registry::make();
-  std::unique_ptr<caf::actor_system_config> system_cfg =
-    std::make_unique<caf::actor_system_config>();
+  std::unique_ptr<transport::transport_system_config> system_cfg =
+    std::make_unique<transport::transport_system_config>();
   std::unique_ptr<caf::actor_system> system;
   std::vector<caf::actor> started; // providers in start order
   caf::actor service;              // the node service, stopped after the providers
@@ -190,17 +191,14 @@ node::node(node_config cfg) : impl_(std::make_unique<impl>()) {
   impl_->system_cfg->add_message_type<stats_map>("troupe::stats_map");
   impl_->system_cfg->add_message_type<region_descriptor>("troupe::region_descriptor");
   impl_->system_cfg->add_message_type<rdma_done>("troupe::rdma_done");
-  // Written straight into the settings: cfg.set() only takes options CAF declared.
   const auto& t = impl_->cfg.transport;
-  auto& settings = impl_->system_cfg->content;
-  caf::put(settings, "troupe.transport.host", t.address);
-  caf::put(settings, "troupe.transport.port", static_cast<size_t>(t.port));
-  caf::put(settings, "troupe.transport.busy-poll", t.busy_poll);
-  caf::put(settings, "troupe.transport.keepalive-ms",
-           static_cast<size_t>(t.keepalive_ms));
-  caf::put(settings, "troupe.transport.max-message-bytes",
-           static_cast<size_t>(t.max_message_bytes));
-  caf::put(settings, "troupe.transport.spin-us", static_cast<size_t>(t.spin_us));
+  auto& transport = impl_->system_cfg->transport;
+  transport.host = t.address;
+  transport.port = t.port;
+  transport.busy_poll = t.busy_poll;
+  transport.keepalive = std::chrono::milliseconds{t.keepalive_ms};
+  transport.max_message_bytes = static_cast<size_t>(t.max_message_bytes);
+  transport.spin = std::chrono::microseconds{t.spin_us};
 }
 
 node::~node() {

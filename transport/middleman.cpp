@@ -15,6 +15,7 @@
 #include "base/log.hpp"
 #include "transport/detail/middleman_impl.hpp"
 #include "transport/rdma.hpp"
+#include "transport/transport_config.hpp"
 
 // CAF 0.17 declares caf::net::middleman a friend of actor_system for the module in the
 // network_manager slot, but never defines it: that module is ours, and this is the
@@ -41,6 +42,34 @@ middleman::impl::impl(caf::actor_system& system, middleman& parent)
 
 // -- middleman ------------------------------------------------------------------------
 
+std::map<std::string, std::string> ucx_settings_for(const transport_config& cfg) {
+  std::map<std::string, std::string> out;
+  // Peer error handling needs these for shared-memory lanes (only where shared
+  // memory may be used: UCX warns about settings nobody reads).
+  const char* tls = std::getenv("UCX_TLS");
+  std::string tls_list = tls != nullptr ? tls : "all";
+  if (tls_list.find("all") != std::string::npos || tls_list.find("sm") != std::string::npos
+      || tls_list.find("posix") != std::string::npos
+      || tls_list.find("sysv") != std::string::npos) {
+    out["POSIX_ERROR_HANDLING"] = "y";
+    out["SYSV_ERROR_HANDLING"] = "y";
+  }
+  // UCX's default keepalive (20 s) is far too slow to notice a dead peer.
+  out["KEEPALIVE_INTERVAL"] = std::to_string(cfg.keepalive.count()) + "ms";
+  // A restarted node must get its address back while old connections linger in
+  // TIME_WAIT, as any server does with SO_REUSEADDR.
+  out["TCP_CM_REUSEADDR"] = "y";
+  // UCX 1.13's tcp PUT zcopy (used by rendezvous and RMA over tcp) aborts the whole
+  // process on an assertion in tcp_ep.c when the peer dies mid-transfer (here: about
+  // 1 run in 10 of a peer killed under 64 KiB sends on a loaded box). Without it UCX
+  // moves those bytes by active messages: a peer's death is then an error, not an abort.
+  out["TCP_PUT_ENABLE"] = "n";
+  // On loopback, keep UCX's tcp lanes on lo too instead of every interface.
+  if (cfg.host == "127.0.0.1" || cfg.host == "localhost" || cfg.host == "::1")
+    out["NET_DEVICES"] = "lo";
+  return out;
+}
+
 middleman::middleman(caf::actor_system& sys) {
   impl_ = std::make_shared<impl>(sys, *this);
 }
@@ -61,40 +90,21 @@ middleman& middleman::of(caf::actor_system& sys) {
 
 void middleman::init(caf::actor_system_config& cfg) {
   auto& d = *impl_;
-  d.opts.host = caf::get_or(cfg, "troupe.transport.host", std::string{"127.0.0.1"});
-  d.opts.port =
-    static_cast<uint16_t>(caf::get_or(cfg, "troupe.transport.port", size_t{0}));
-  d.opts.busy_poll = caf::get_or(cfg, "troupe.transport.busy-poll", false);
-  d.opts.spin_window =
-    std::chrono::microseconds{caf::get_or(cfg, "troupe.transport.spin-us", size_t{50})};
-  auto keepalive_ms = caf::get_or(cfg, "troupe.transport.keepalive-ms", size_t{500});
-  d.opts.max_payload =
-    caf::get_or(cfg, "troupe.transport.max-message-bytes", size_t{1} << 30);
-  // Defaults in code, overridable by the user's environment (setenv does not
-  // overwrite): peer error handling needs these for shared-memory lanes, and UCX's
-  // default keepalive (20 s) is far too slow to notice a dead peer.
-  // (Only when shared memory may be used: UCX warns about variables it does not use.)
-  const char* tls = std::getenv("UCX_TLS");
-  std::string tls_list = tls != nullptr ? tls : "all";
-  if (tls_list.find("all") != std::string::npos
-      || tls_list.find("sm") != std::string::npos
-      || tls_list.find("posix") != std::string::npos
-      || tls_list.find("sysv") != std::string::npos) {
-    ::setenv("UCX_POSIX_ERROR_HANDLING", "y", 0);
-    ::setenv("UCX_SYSV_ERROR_HANDLING", "y", 0);
-  }
-  ::setenv("UCX_KEEPALIVE_INTERVAL", (std::to_string(keepalive_ms) + "ms").c_str(), 0);
-  // A restarted node must get its address back while old connections linger in
-  // TIME_WAIT, as any server does with SO_REUSEADDR.
-  ::setenv("UCX_TCP_CM_REUSEADDR", "y", 0);
-  // UCX 1.13's tcp PUT zcopy (used by rendezvous and RMA over tcp) aborts the whole
-  // process on an assertion in tcp_ep.c when the peer dies mid-transfer (here: about
-  // 1 run in 10 of a peer killed under 64 KiB sends on a loaded box). Without it UCX
-  // moves those bytes by active messages: a peer's death is then an error, not an abort.
-  ::setenv("UCX_TCP_PUT_ENABLE", "n", 0);
-  // On loopback, keep UCX's tcp lanes on lo too instead of every interface.
-  if (d.opts.host == "127.0.0.1" || d.opts.host == "localhost" || d.opts.host == "::1")
-    ::setenv("UCX_NET_DEVICES", "lo", 0);
+  transport_config settings;
+  if (auto* typed = dynamic_cast<transport_system_config*>(&cfg))
+    settings = typed->transport;
+  d.opts.host = settings.host;
+  d.opts.port = settings.port;
+  d.opts.busy_poll = settings.busy_poll;
+  d.opts.spin_window = settings.spin;
+  d.opts.max_payload = settings.max_message_bytes;
+  // Through the environment, and without overwriting it (a UCX_* variable the user
+  // set wins): UCX 1.13 applies only its own UCP-level settings to one context
+  // (ucp_config_modify); the transports' settings it reports as "invalid
+  // configurations" and ignores (tried: a restarted node could no longer listen on
+  // the port it had just released).
+  for (const auto& [name, value] : ucx_settings_for(settings))
+    ::setenv(("UCX_" + name).c_str(), value.c_str(), 0);
 }
 
 void middleman::start() {

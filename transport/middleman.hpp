@@ -8,12 +8,9 @@
 // a remote actor look the same as to a local one. CAF's own io middleman stays loaded
 // only because CAF 0.17 gives a node its node id through it.
 //
-// Settings (read from the actor_system_config at init; the runtime sets them from the
-// node config): troupe.transport.host (default "127.0.0.1"), troupe.transport.port
-// (0 = any free port), troupe.transport.busy-poll (false),
-// troupe.transport.keepalive-ms (UCX keepalive interval; default 500),
-// troupe.transport.max-message-bytes (largest payload sent or accepted; 1 GiB),
-// troupe.transport.spin-us (keep polling this long after activity before sleeping; 50).
+// Settings: a transport_config (transport_config.hpp), read at init from the actor
+// system config when it is a transport_system_config (the runtime's is, filled from
+// the node config); defaults otherwise.
 
 #include <chrono>
 #include <cstdint>
