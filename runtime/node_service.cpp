@@ -143,6 +143,14 @@ caf::behavior node_service(caf::stateful_actor<node_service_state>* self, node* 
       return std::string{"ok"};
     },
     [self](shutdown_atom, caf::ok_atom) { self->state.owner->request_shutdown(); },
+    [self](fault_atom, const std::string& kind, const std::string& type_name,
+           uint64_t count) -> caf::result<std::string> {
+      if (kind != "drop-in")
+        return make_error(errc::not_found,
+                          "no fault kind \"" + kind + "\" (known: drop-in)");
+      transport::middleman::of(self->system()).drop_incoming(type_name, count);
+      return std::string{"ok"};
+    },
   };
 }
 

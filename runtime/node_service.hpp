@@ -18,6 +18,9 @@
 //     an unknown `what` is answered with a troupe.not_found error naming the known ones.
 //   (ping_atom, payload) -> payload (round-trip measurements).
 //   (shutdown_atom) -> "ok", then the node's owner is asked to shut down gracefully.
+//   (fault_atom, "drop-in", type_name, count) -> "ok": fault injection, the next
+//       `count` messages from other nodes holding a `type_name` are dropped
+//       (transport::middleman::drop_incoming); another fault kind is troupe.not_found.
 // States: one. Owner: troupe::node, which spawns it at start and stops it last.
 
 #include <cstdint>
@@ -35,6 +38,7 @@ class node;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
 using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
+using fault_atom = caf::atom_constant<caf::atom("fault")>;
 using stats_map = std::map<std::string, uint64_t>;
 
 /// The key the node service is published under.

@@ -272,6 +272,16 @@ caf::expected<caf::actor> middleman::remote_actor(const std::string& uri,
   return future.get();
 }
 
+void middleman::drop_incoming(const std::string& type_name, uint64_t count) {
+  auto& d = *impl_;
+  std::lock_guard<std::mutex> guard{d.faults_mtx};
+  if (count == 0)
+    d.drops_to_inject.erase(type_name);
+  else
+    d.drops_to_inject[type_name] = count;
+  d.faults_armed.store(!d.drops_to_inject.empty());
+}
+
 transport_stats middleman::stats() const {
   auto& d = *impl_;
   transport_stats s;

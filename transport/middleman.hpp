@@ -136,6 +136,14 @@ public:
 
   transport_stats stats() const;
 
+  /// Fault injection (tests, and people checking what breaks): the next `count`
+  /// messages arriving from other nodes that hold a value of the type registered as
+  /// `type_name` (add_message_type's name, e.g. "troupe::group::view_change") are
+  /// dropped as if the network had lost them, and counted under drops as "injected
+  /// fault". A count of 0 cancels. Anyone who can reach the node service can ask for
+  /// this: peers are not authenticated yet.
+  void drop_incoming(const std::string& type_name, uint64_t count);
+
   /// How long a thread keeps polling after activity before it sleeps (spin_us).
   std::chrono::microseconds spin_window() const;
 

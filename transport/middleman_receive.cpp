@@ -13,6 +13,7 @@
 #include <caf/binary_serializer.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/mailbox_element.hpp>
+#include <caf/uniform_type_info_map.hpp>
 #include <kj/exception.h>
 
 #include "base/error.hpp"
@@ -67,6 +68,20 @@ caf::execution_unit* middleman::impl::enqueue_unit() {
   if (auto caller = caller_execution_unit::on_this_thread(sys))
     return caller;
   return &exec_unit;
+}
+
+bool middleman::impl::injected_drop(const caf::message& msg) {
+  std::lock_guard<std::mutex> guard{faults_mtx};
+  for (size_t i = 0; i < msg.size(); ++i) {
+    auto it = drops_to_inject.find(sys.types().portable_name(msg.type(i)));
+    if (it == drops_to_inject.end())
+      continue;
+    if (--it->second == 0)
+      drops_to_inject.erase(it);
+    faults_armed.store(!drops_to_inject.empty());
+    return true;
+  }
+  return false;
 }
 
 void middleman::impl::count_drop(conn_id conn, const std::string& reason) {
@@ -308,6 +323,10 @@ void middleman::impl::handle_envelope(conn_id conn, frame& f) {
         return;
       }
       caf_in.fetch_add(1, std::memory_order_relaxed);
+      if (faults_armed.load(std::memory_order_relaxed) && injected_drop(msg)) {
+        count_drop(conn, "injected fault");
+        return;
+      }
       deliver(conn, peer_node, env, std::move(msg), env.getSourceActor());
       return;
     }

@@ -24,6 +24,7 @@
 #include "base/error.hpp"
 #include "runtime/config.hpp"
 #include "runtime/node.hpp"
+#include "runtime/node_service.hpp"
 #include "transport/middleman.hpp"
 #include "test/actors/group_client_fixture.hpp"
 #include "test/support/process.hpp"
@@ -502,6 +503,41 @@ BOOST_AUTO_TEST_CASE(a_client_handle_caches_refreshes_follows_and_fails_over) {
     BOOST_REQUIRE_MESSAGE(from_file, error_of(from_file));
     BOOST_TEST(from_file->view().digest() == g.view().digest());
   } // the handles go before the client node stops
+}
+
+BOOST_AUTO_TEST_CASE(a_member_that_missed_a_pushed_view_gets_it_from_the_leader_s_pings) {
+  start(2);
+  BOOST_REQUIRE(eventually(10s, [&] { return all_agree(3); }));
+  // The first member's node loses the next pushed change, as a lossy network would (a
+  // view_change travels in the leader's pushes only).
+  auto service = client.remote_node(members[0]->address(), 10s);
+  BOOST_REQUIRE_MESSAGE(service, error_of(service));
+  auto drops = [&] {
+    auto s = ask<stats_map>(*service, stats_atom::value);
+    return s ? (*s)["drop:injected fault"] : uint64_t{0};
+  };
+  auto armed = ask<std::string>(*service, fault_atom::value, std::string{"drop-in"},
+                                std::string{"troupe::group::view_change"}, uint64_t{1});
+  BOOST_REQUIRE_MESSAGE(armed, error_of(armed));
+  auto changed = ask<group::view_version>(handles[0], caf::put_atom::value,
+                                          std::string{"stage"}, std::string{"missed"});
+  BOOST_REQUIRE_MESSAGE(changed, error_of(changed));
+  auto has_it = [&](const caf::actor& member) {
+    auto v = try_view_of(member);
+    return v && v->metadata.count("stage") == 1 && v->metadata["stage"] == "missed";
+  };
+  // The push to it was lost (its node counted the drop); the other member has it.
+  BOOST_REQUIRE(eventually(5s, [&] { return drops() == 1; }));
+  auto lost_at = clock_type::now();
+  BOOST_TEST(eventually(5s, [&] { return has_it(handles[2]); }));
+  // The leader's next ping carries its version; the member answers with its older one
+  // and gets the view: within a ping interval, plus the margin.
+  bool caught_up =
+    eventually(ping_interval + detection_margin, [&] { return has_it(handles[1]); });
+  auto took = clock_type::now() - lost_at;
+  BOOST_TEST(caught_up, "not caught up after " << ms_of(took) << " ms");
+  BOOST_TEST(all_agree(3));
+  BOOST_TEST(drops() == 1); // one message lost, no more
 }
 
 BOOST_AUTO_TEST_CASE(a_client_call_to_a_silent_member_ends_at_the_handle_s_timeout) {

@@ -195,6 +195,34 @@ BOOST_AUTO_TEST_CASE(timeout_bounds_the_wait_for_a_node_that_never_answers) {
   BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1, r.err);
 }
 
+// fault drop-in: the node loses the next ping (a std::string, "@str", rides in it),
+// so that ping ends at --timeout with troupe.timeout (the bound of a ping, which is
+// the waiter's, not a CAF timeout); the ping after it is answered; a bad use is a
+// usage line.
+BOOST_AUTO_TEST_CASE(fault_drop_in_loses_exactly_the_messages_asked_for) {
+  host_process host{echo_node};
+  constexpr auto timeout = 500ms;
+  auto start = std::chrono::steady_clock::now();
+  auto lost = actorsh({"-a", host.address(), "--timeout", std::to_string(timeout.count()),
+                       "-c", "fault drop-in @str 1; ping -n 1"});
+  auto took = std::chrono::steady_clock::now() - start;
+  BOOST_TEST(lost.exit_code == 1, lost.err);
+  BOOST_TEST(lost.out.find("drops the next 1 incoming @str message") != std::string::npos,
+             lost.out);
+  BOOST_TEST(lost.err.find("troupe.timeout") != std::string::npos, lost.err);
+  BOOST_TEST((took >= timeout), ms_of(took) << " ms");
+  BOOST_TEST((took < timeout + detection_margin), ms_of(took) << " ms");
+  auto answered = actorsh({"-a", host.address(), "-c", "ping -n 20; stats"});
+  BOOST_TEST(answered.exit_code == 0, answered.err);
+  BOOST_TEST(answered.out.find("20 round trips") != std::string::npos, answered.out);
+  BOOST_TEST(answered.out.find("drop:injected fault") != std::string::npos, answered.out);
+  auto bad = actorsh({"-a", host.address(), "-c", "fault drop-in"});
+  BOOST_TEST(bad.exit_code == 1);
+  BOOST_TEST(bad.err.find("usage: fault drop-in TYPE") == 0u, bad.err);
+  auto unknown = actorsh({"-a", host.address(), "-c", "fault drop-in @str many"});
+  BOOST_TEST(unknown.exit_code == 1);
+}
+
 BOOST_AUTO_TEST_CASE(help_documents_every_command) {
   auto r = actorsh({"-c", "help"});
   BOOST_TEST(r.exit_code == 0);

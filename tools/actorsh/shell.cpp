@@ -151,6 +151,14 @@ session::session(node& client, options opts) : client_(client), opts_(opts) {
        return shutdown(args, out, err);
      },
      false},
+    {"fault", "fault drop-in TYPE [COUNT] [--on TARGET]",
+     "fault injection: the node (TARGET, or the connected one) drops the next COUNT "
+     "(1) messages from other nodes that hold a value of the registered type TYPE, "
+     "e.g. troupe::group::view_change, as a lossy network would; COUNT 0 cancels",
+     [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+       return fault(args, out, err);
+     },
+     false},
     {"tree", "tree",
      "the offload instance on the node (troupe-offload's tree): its path, parent, and "
      "children with their supervision state, restarts and queue counters",

@@ -123,6 +123,14 @@ struct middleman::impl : detail::engine_handler,
   std::atomic<uint64_t> typed_out{0}, typed_in{0}, caf_out{0}, caf_in{0};
   std::atomic<uint64_t> op_out{0}, op_in{0};
   std::atomic<uint64_t> requests_awaiting{0}; // entries of every peer's `pending`
+
+  // Injected faults (drop_incoming): messages still to drop, by type name. Looked at
+  // only while `faults_armed` is set, so the receive path pays one load otherwise.
+  std::atomic<bool> faults_armed{false};
+  std::mutex faults_mtx;
+  std::map<std::string, uint64_t> drops_to_inject; // guarded by faults_mtx
+  /// True if `msg` is to be dropped by an injected fault (and counts it down).
+  bool injected_drop(const caf::message& msg);
   std::atomic<uint64_t> peer_count{0};
   mutable std::mutex drops_mtx;
   std::map<std::string, uint64_t> drops;            // guarded by drops_mtx
