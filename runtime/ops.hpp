@@ -1,7 +1,7 @@
 #pragma once
 // Ops (DESIGN.md, "Ops"; FAODEL OpBox's model): a protocol among nodes written as two
-// state machines, an origin side and a target side, each an actor whose actor id is
-// its mailbox.
+// state machines, an origin side and a target side, each with a mailbox: an actor
+// whose actor id is its mailbox, or, for a side that `runs_inline`, no actor at all.
 //
 //   struct ping_op {                                  // one op type
 //     static constexpr const char* name = "ping";     // its id: op_id_of(name)
@@ -14,9 +14,12 @@
 //
 // How an op runs: `launch` spawns the origin actor, which calls `on_start` (from a
 // thread that is not a scheduler worker, right there in `launch`, and `get()` polls
-// the transport so the origin also finishes on that thread). Every op message goes to
-// the receiving node's op dispatcher (published as "troupe.ops"), naming the side it
-// is for by its mailbox: the first one to a node starts a target side for the op id
+// the transport so the origin also finishes on that thread); an origin that
+// `runs_inline` gets no actor once its targets' dispatchers are known: `on_start` runs
+// in `launch` and its later handlers where their events arrive. Every op message
+// (transport::op_frame: it crosses nodes in the envelope, its payload read in place)
+// goes to the receiving node's op dispatcher (published as "troupe.ops"), naming the
+// side it is for by its mailbox: the first one to a node starts a target side for the op id
 // (`on_start`; a side that `runs_inline` runs in the dispatcher without an actor),
 // later ones, both ways, are handed to the side with that mailbox. A
 // side's handlers run one at a time and each returns a `step`: wait (stay alive),

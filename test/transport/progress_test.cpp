@@ -337,8 +337,11 @@ BOOST_AUTO_TEST_CASE(a_blocking_waiter_receives_its_answers_without_waking_a_wor
   // none is woken (a job from elsewhere, e.g. CAF's clock, may still wake one now and
   // then). On a box so loaded that no worker ever slept between rounds there is
   // nothing to contrast (seen with two builds beside the suite).
+  // (On a loaded box many answers take longer than the window: the contrast is with
+  // the wakeups beyond those hand-offs.)
+  auto beyond_handoffs = with > handed_off ? with - handed_off : uint64_t{0};
   if (without > 0)
-    BOOST_TEST(without > with);
+    BOOST_TEST(without > beyond_handoffs);
   BOOST_TEST(with <= handed_off + uint64_t{rounds / 10});
 }
 
