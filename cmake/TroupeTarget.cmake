@@ -21,8 +21,21 @@ function(troupe_capnp_library target)
   file(MAKE_DIRECTORY ${CMAKE_BINARY_DIR}/gen/${rel})
   capnp_generate_cpp(sources headers ${ARGN})
   add_library(${target} STATIC ${sources})
-  # Generated code is not ours to warn about.
-  target_include_directories(${target} SYSTEM PUBLIC ${CMAKE_BINARY_DIR}/gen)
+  # Generated code is not ours to warn about. Installed, it sits beside the public
+  # headers (include/troupe/<path>).
+  target_include_directories(${target} SYSTEM PUBLIC
+    $<BUILD_INTERFACE:${CMAKE_BINARY_DIR}/gen> $<INSTALL_INTERFACE:include/troupe>)
   target_link_libraries(${target} PUBLIC CapnProto::capnp)
   target_compile_features(${target} PUBLIC cxx_std_17)
+endfunction()
+
+# troupe_public_library(<target> <export name>)
+# A library applications build against: headers included from the repository root
+# ("runtime/node.hpp") inside Troupe, and as <troupe/runtime/node.hpp> by applications,
+# both in the build tree and once installed (include/troupe/<folder>/...).
+function(troupe_public_library target export_name)
+  target_include_directories(${target} PUBLIC
+    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}> $<BUILD_INTERFACE:${CMAKE_BINARY_DIR}/include>
+    $<INSTALL_INTERFACE:include> $<INSTALL_INTERFACE:include/troupe>)
+  set_target_properties(${target} PROPERTIES EXPORT_NAME ${export_name})
 endfunction()

@@ -26,7 +26,7 @@ endfunction()
 set(snippet_dir ${CMAKE_CURRENT_BINARY_DIR}/readme)
 
 # "### Modules": a module registering a provider type from `make_upper_provider`.
-troupe_readme_snippet(module_snippet "#include \"runtime/module.hpp\"")
+troupe_readme_snippet(module_snippet "#include <troupe/runtime/module.hpp>")
 troupe_write_if_changed(${snippet_dir}/module_snippet.cpp
 "// Generated from README.md (\"### Modules\") by test/readme_snippets.cmake.
 #include <cctype>

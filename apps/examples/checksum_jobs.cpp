@@ -5,8 +5,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "runtime/job_types.hpp"
-#include "runtime/module.hpp"
+#include <troupe/runtime/job_types.hpp>
+#include <troupe/runtime/module.hpp>
 
 // 1. A job type: from the job's argument to an exit status and an output. It runs on a
 //    thread of its own at the leaf, so it may block (here: it reads a file).

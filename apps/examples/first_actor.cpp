@@ -8,11 +8,11 @@
 #include <caf/scoped_actor.hpp>
 #include <nlohmann/json.hpp>
 
-#include "actors/builtin.hpp"
-#include "base/error.hpp"
-#include "runtime/config.hpp"
-#include "runtime/node.hpp"
-#include "runtime/provider_registry.hpp"
+#include <troupe/actors/builtin.hpp>
+#include <troupe/base/error.hpp>
+#include <troupe/runtime/config.hpp>
+#include <troupe/runtime/node.hpp>
+#include <troupe/runtime/provider_registry.hpp>
 
 // 1. The actor: a behaviour with one handler per message.
 caf::behavior greeter(caf::event_based_actor*, std::string greeting) {

@@ -8,10 +8,10 @@
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
 
-#include "base/error.hpp"
-#include "runtime/config.hpp"
-#include "runtime/node.hpp"
-#include "transport/rdma.hpp"
+#include <troupe/base/error.hpp>
+#include <troupe/runtime/config.hpp>
+#include <troupe/runtime/node.hpp>
+#include <troupe/transport/rdma.hpp>
 
 int main() {
   troupe::node a{troupe::parse_node_config("{}", "a.json")};

@@ -9,9 +9,9 @@
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
 
-#include "base/error.hpp"
-#include "runtime/config.hpp"
-#include "runtime/node.hpp"
+#include <troupe/base/error.hpp>
+#include <troupe/runtime/config.hpp>
+#include <troupe/runtime/node.hpp>
 
 int main(int argc, char** argv) {
   if (argc != 3) {

@@ -9,8 +9,8 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
 
-#include "actors/supervisor/supervisor.hpp"
-#include "base/error.hpp"
+#include <troupe/actors/supervisor/supervisor.hpp>
+#include <troupe/base/error.hpp>
 
 using namespace std::chrono_literals;
 

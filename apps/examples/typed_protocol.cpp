@@ -9,11 +9,11 @@
 #include <caf/scoped_actor.hpp>
 
 #include "apps/examples/geometry.capnp.h"
-#include "base/error.hpp"
-#include "runtime/config.hpp"
-#include "runtime/node.hpp"
-#include "runtime/provider_registry.hpp"
-#include "transport/typed_message.hpp"
+#include <troupe/base/error.hpp>
+#include <troupe/runtime/config.hpp>
+#include <troupe/runtime/node.hpp>
+#include <troupe/runtime/provider_registry.hpp>
+#include <troupe/transport/typed_message.hpp>
 
 // 1. The actor reads the Polygon in place (no copy) and answers with an Area.
 caf::behavior area_calculator(caf::event_based_actor*) {

@@ -10,10 +10,10 @@
 #include <capnp/message.h>
 
 #include "apps/examples/wordcount.capnp.h"
-#include "base/error.hpp"
-#include "runtime/config.hpp"
-#include "runtime/node.hpp"
-#include "runtime/ops.hpp"
+#include <troupe/base/error.hpp>
+#include <troupe/runtime/config.hpp>
+#include <troupe/runtime/node.hpp>
+#include <troupe/runtime/ops.hpp>
 
 using namespace troupe;
 

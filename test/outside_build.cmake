@@ -1,0 +1,48 @@
+# An application outside the tree (apps/examples/outside), built against Troupe as
+# installed into a temporary prefix: once with find_package(troupe), once with
+# pkg-config; each build runs and must print the actor's answer and the op's result.
+# Arguments: -DBUILD=<Troupe's build dir> -DSOURCE=<Troupe's source dir> -DWORK=<dir>
+#            -DCXX=<the C++ compiler>
+file(REMOVE_RECURSE ${WORK})
+set(prefix ${WORK}/prefix)
+
+function(run what)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out
+                  ERROR_VARIABLE err TIMEOUT 600)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${what} failed (${rc}):\n${out}\n${err}")
+  endif()
+  set(out "${out}" PARENT_SCOPE)
+endfunction()
+
+function(expect_greeting program)
+  run("${program}" ${program})
+  if(NOT out MATCHES "Hello, outside!\n" OR NOT out MATCHES "ping op: ping\n")
+    message(FATAL_ERROR "${program} printed:\n${out}")
+  endif()
+endfunction()
+
+run("cmake --install" ${CMAKE_COMMAND} --install ${BUILD} --prefix ${prefix})
+foreach(installed include/troupe/runtime/node.hpp include/troupe/schema/envelope.capnp.h
+        lib/cmake/troupe/troupeConfig.cmake lib/pkgconfig/troupe.pc bin/actorhost
+        bin/actorsh)
+  if(NOT EXISTS ${prefix}/${installed})
+    message(FATAL_ERROR "not installed: ${installed}")
+  endif()
+endforeach()
+
+# find_package(troupe)
+run("configuring the application" ${CMAKE_COMMAND} -S ${SOURCE}/apps/examples/outside
+    -B ${WORK}/with-cmake -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release)
+run("building the application" ${CMAKE_COMMAND} --build ${WORK}/with-cmake -j2)
+expect_greeting(${WORK}/with-cmake/hello_troupe)
+
+# pkg-config --cflags --libs troupe
+set(ENV{PKG_CONFIG_PATH} ${prefix}/lib/pkgconfig)
+run("pkg-config" pkg-config --cflags --libs troupe)
+string(STRIP "${out}" flags)
+separate_arguments(flags UNIX_COMMAND "${flags}")
+run("compiling with pkg-config's flags" ${CXX} -O1
+    ${SOURCE}/apps/examples/outside/hello_troupe.cpp -o ${WORK}/hello_pkg_config ${flags})
+expect_greeting(${WORK}/hello_pkg_config)
+message(STATUS "the application built with find_package and with pkg-config, and ran")
