@@ -21,6 +21,40 @@ install(FILES ${PROJECT_SOURCE_DIR}/schema/envelope.capnp ${PROJECT_SOURCE_DIR}/
 install(TARGETS actorhost actorsh troupe-offload troupe-bench
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
+# Man pages, made by help2man from each program's --help and --version (so they say
+# what the program does), and bash completion (tools/completion/troupe.bash, which
+# asks the program's --help for its options), one file per program name.
+find_program(TROUPE_HELP2MAN help2man)
+set(troupe_programs actorhost actorsh troupe-offload troupe-bench)
+set(troupe_program_summaries
+    "run a Troupe node from a JSON config"
+    "inspect and drive a running Troupe system"
+    "run the hierarchical offload demo"
+    "Troupe's benchmarks, each beside the peers it is compared with")
+if(TROUPE_HELP2MAN)
+  set(man_pages)
+  foreach(program summary IN ZIP_LISTS troupe_programs troupe_program_summaries)
+    set(page ${CMAKE_BINARY_DIR}/man/${program}.1)
+    add_custom_command(OUTPUT ${page}
+      COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/man
+      COMMAND ${TROUPE_HELP2MAN} --no-info --no-discard-stderr "--name=${summary}"
+              --output=${page} $<TARGET_FILE:${program}>
+      DEPENDS ${program}
+      COMMENT "Writing the man page of ${program}"
+      VERBATIM)
+    list(APPEND man_pages ${page})
+  endforeach()
+  add_custom_target(troupe_man_pages ALL DEPENDS ${man_pages})
+  install(FILES ${man_pages} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+else()
+  message(STATUS "help2man not found: no man pages (tools/install-deps.sh installs it)")
+endif()
+foreach(program ${troupe_programs})
+  install(FILES ${PROJECT_SOURCE_DIR}/tools/completion/troupe.bash
+          DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions
+          RENAME ${program})
+endforeach()
+
 set(TROUPE_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/troupe)
 install(EXPORT troupeTargets NAMESPACE troupe:: DESTINATION ${TROUPE_CMAKE_DIR})
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/troupeConfig.cmake.in

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.hpp"
+#include "base/version.hpp"
 #include "runtime/node.hpp"
 #include "runtime/ops.hpp"
 #include "runtime/provider_registry.hpp"
@@ -62,7 +63,7 @@ struct node_service_state {
             {"address", owner->address()},
             {"pid", ::getpid()},
             {"uptime_s", uptime.count()},
-            {"version", "0.1.0"},
+            {"version", version()},
             {"scheduler_threads", owner->scheduler_threads()}};
   }
 

@@ -2,7 +2,7 @@
 # installed into a temporary prefix: once with find_package(troupe), once with
 # pkg-config; each build runs and must print the actor's answer and the op's result.
 # Arguments: -DBUILD=<Troupe's build dir> -DSOURCE=<Troupe's source dir> -DWORK=<dir>
-#            -DCXX=<the C++ compiler>
+#            -DCXX=<the C++ compiler> -DMAN_PAGES=<1 if help2man made man pages>
 file(REMOVE_RECURSE ${WORK})
 set(prefix ${WORK}/prefix)
 
@@ -23,13 +23,26 @@ function(expect_greeting program)
 endfunction()
 
 run("cmake --install" ${CMAKE_COMMAND} --install ${BUILD} --prefix ${prefix})
-foreach(installed include/troupe/runtime/node.hpp include/troupe/schema/envelope.capnp.h
-        lib/cmake/troupe/troupeConfig.cmake lib/pkgconfig/troupe.pc bin/actorhost
-        bin/actorsh)
+set(expected include/troupe/runtime/node.hpp include/troupe/schema/envelope.capnp.h
+    lib/cmake/troupe/troupeConfig.cmake lib/pkgconfig/troupe.pc bin/actorhost
+    bin/actorsh share/bash-completion/completions/actorsh)
+if(MAN_PAGES) # help2man was found at configure time
+  list(APPEND expected share/man/man1/actorhost.1 share/man/man1/actorsh.1
+       share/man/man1/troupe-offload.1 share/man/man1/troupe-bench.1)
+endif()
+foreach(installed ${expected})
   if(NOT EXISTS ${prefix}/${installed})
     message(FATAL_ERROR "not installed: ${installed}")
   endif()
 endforeach()
+if(MAN_PAGES)
+  # help2man's rendering of --help: it names the options (roff escapes a dash as a
+  # backslash and a dash).
+  file(READ ${prefix}/share/man/man1/actorhost.1 page)
+  if(NOT page MATCHES "config.-text" OR NOT page MATCHES "run a Troupe node")
+    message(FATAL_ERROR "actorhost.1 does not describe actorhost:\n${page}")
+  endif()
+endif()
 
 # find_package(troupe)
 run("configuring the application" ${CMAKE_COMMAND} -S ${SOURCE}/apps/examples/outside

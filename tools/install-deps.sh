@@ -15,6 +15,7 @@ packages=(
   libcli11-dev               # command-line parsing
   libreadline-dev            # line editing, history and completion in actorsh
   gnuplot-nox                # the offload demo's plot of completions (PNG, SVG)
+  help2man                   # man pages from the programs' --help
   iproute2                   # tests only: network namespaces as a second host
 )
 

@@ -21,6 +21,7 @@
 #include "base/exit_watchdog.hpp"
 #include "base/files.hpp"
 #include "base/log.hpp"
+#include "base/version.hpp"
 #include "runtime/config.hpp"
 #include "runtime/node.hpp"
 #include "runtime/ops.hpp"
@@ -98,7 +99,7 @@ int main(int argc, char** argv) {
                 "with --size: where node configs, address files and the view file go "
                 "(default: a new temporary directory, removed at the end)")
     ->needs(size_opt);
-  app.set_version_flag("--version", "actorhost (Troupe) 0.1.0");
+  app.set_version_flag("--version", std::string{"actorhost (Troupe) "} + troupe::version());
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {

@@ -31,6 +31,7 @@
 #include "base/exit_watchdog.hpp"
 #include "base/files.hpp"
 #include "base/log.hpp"
+#include "base/version.hpp"
 #include "runtime/config.hpp"
 #include "runtime/node.hpp"
 #include "runtime/provider_registry.hpp"
@@ -96,6 +97,8 @@ struct progress_line {
 
 int main(int argc, char** argv) {
   CLI::App app{description, "troupe-offload"};
+  app.set_version_flag("--version",
+                       std::string{"troupe-offload (Troupe) "} + troupe::version());
   std::string config_path, jobs_path, csv_path, plot_path, run_dir, actorhost_path;
   std::string address = "127.0.0.1";
   int64_t count = -1;

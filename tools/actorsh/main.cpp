@@ -22,6 +22,7 @@
 #include "actors/builtin.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
+#include "base/version.hpp"
 #include "runtime/config.hpp"
 #include "runtime/node.hpp"
 #include "tools/actorsh/shell.hpp"
@@ -117,7 +118,8 @@ int main(int argc, char** argv) {
   CLI::App app{
     "actorsh: inspect and drive a running Troupe system.\n"
     "Commands (see 'help' inside): connect, info, providers, actors, stats,\n"
-    "topology, config, ops, view, metadata, watch, ping, shutdown, help, quit.",
+    "topology, config, ops, view, metadata, watch, ping, shutdown, fault, tree,\n"
+    "offload, help, quit.",
     "actorsh"};
   std::string address;
   std::string view_file;
@@ -137,6 +139,7 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", timeout_ms, "how long to wait for a node, in milliseconds")
     ->check(CLI::Range(1, 3600000))
     ->capture_default_str();
+  app.set_version_flag("--version", std::string{"actorsh (Troupe) "} + troupe::version());
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -21,6 +21,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "base/version.hpp"
 #include "tools/bench/bench.hpp"
 
 namespace troupe::bench {
@@ -364,6 +365,8 @@ static int run_main(int argc, char** argv) {
   CLI::App app{"troupe-bench: Troupe's benchmarks, each run side by side with the peers "
                "it is compared with.",
                "troupe-bench"};
+  app.set_version_flag("--version",
+                       std::string{"troupe-bench (Troupe) "} + troupe::version());
   app.require_subcommand(1);
   auto transport = app.add_subcommand(
     "transport", "remote round trips (8 B, 64 B, 64 KiB), one-way 64 B throughput, "
