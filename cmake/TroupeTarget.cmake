@@ -37,5 +37,7 @@ function(troupe_public_library target export_name)
   target_include_directories(${target} PUBLIC
     $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}> $<BUILD_INTERFACE:${CMAKE_BINARY_DIR}/include>
     $<INSTALL_INTERFACE:include> $<INSTALL_INTERFACE:include/troupe>)
-  set_target_properties(${target} PROPERTIES EXPORT_NAME ${export_name})
+  # 0.x: every minor version may break the ABI, so the SONAME carries it.
+  set_target_properties(${target} PROPERTIES EXPORT_NAME ${export_name}
+    VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR})
 endfunction()

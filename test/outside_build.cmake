@@ -44,6 +44,12 @@ if(MAN_PAGES)
   endif()
 endif()
 
+# The installed programs find the installed libraries (a relative RUNPATH).
+run("the installed actorhost" ${prefix}/bin/actorhost --version)
+if(NOT out MATCHES "^actorhost \\(Troupe\\) [0-9]+\\.[0-9]+\\.[0-9]+")
+  message(FATAL_ERROR "the installed actorhost --version printed: ${out}")
+endif()
+
 # find_package(troupe)
 run("configuring the application" ${CMAKE_COMMAND} -S ${SOURCE}/apps/examples/outside
     -B ${WORK}/with-cmake -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release)
@@ -55,7 +61,10 @@ set(ENV{PKG_CONFIG_PATH} ${prefix}/lib/pkgconfig)
 run("pkg-config" pkg-config --cflags --libs troupe)
 string(STRIP "${out}" flags)
 separate_arguments(flags UNIX_COMMAND "${flags}")
+run("pkg-config's libdir" pkg-config --variable=libdir troupe)
+string(STRIP "${out}" libdir)
 run("compiling with pkg-config's flags" ${CXX} -O1
-    ${SOURCE}/apps/examples/outside/hello_troupe.cpp -o ${WORK}/hello_pkg_config ${flags})
+    ${SOURCE}/apps/examples/outside/hello_troupe.cpp -o ${WORK}/hello_pkg_config ${flags}
+    -Wl,-rpath,${libdir})
 expect_greeting(${WORK}/hello_pkg_config)
 message(STATUS "the application built with find_package and with pkg-config, and ran")
