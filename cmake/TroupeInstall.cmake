@@ -69,3 +69,21 @@ install(FILES ${CMAKE_BINARY_DIR}/troupeConfig.cmake
 
 configure_file(${PROJECT_SOURCE_DIR}/cmake/troupe.pc.in ${CMAKE_BINARY_DIR}/troupe.pc @ONLY)
 install(FILES ${CMAKE_BINARY_DIR}/troupe.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+
+# `cpack -G DEB` (in the build directory): a Debian package of everything installed
+# above, under /usr. Its run-time library dependencies are computed by
+# dpkg-shlibdeps; the -dev packages an application building against the headers and
+# the CMake package needs are listed here.
+set(CPACK_GENERATOR DEB)
+set(CPACK_PACKAGE_NAME troupe)
+set(CPACK_PACKAGE_VENDOR "Troupe")
+set(CPACK_PACKAGE_CONTACT "Troupe developers <troupe-dev@localhost>")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
+    "actor-model runtime for HPC and data services (CAF actors over UCX)")
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_PACKAGE_SECTION devel)
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set(CPACK_DEBIAN_PACKAGE_DEPENDS
+    "libcaf-dev (>= 0.17.6), libucx-dev (>= 1.13), libcapnp-dev (>= 0.9), capnproto, nlohmann-json3-dev (>= 3.10), libhwloc-dev, libopenmpi-dev, pkg-config")
+include(CPack)
