@@ -8,6 +8,9 @@
 #include "actors/ops/rdma_ping.hpp"
 #include "actors/ops/scatter_gather.hpp"
 #include "actors/supervisor/supervisor.hpp"
+#include "base/error.hpp"
+#include "runtime/node.hpp"
+#include "runtime/ops.hpp"
 
 namespace troupe::actors {
 
@@ -24,6 +27,15 @@ caf::error register_builtin_ops(ops::op_registry& registry) {
     if (err)
       return err;
   return caf::none;
+}
+
+caf::error register_builtins(node& n) {
+  if (n.running())
+    return make_error(errc::refused, "register_builtins: the node runs already (message "
+                                     "types must be registered before it starts)");
+  register_builtin_types(n.system_config());
+  register_builtin_providers(n.providers());
+  return register_builtin_ops(n.ops().registry());
 }
 
 void register_builtin_types(caf::actor_system_config& cfg) {

@@ -5,6 +5,7 @@
 #include <caf/error.hpp>
 
 namespace troupe {
+class node;
 class provider_registry;
 } // namespace troupe
 
@@ -13,6 +14,12 @@ class op_registry;
 } // namespace troupe::ops
 
 namespace troupe::actors {
+
+/// Everything that ships with Troupe, on a node that has not started yet: the built-in
+/// actors' message types, provider types and op types (the three calls below). The one
+/// call an application embedding a node makes (actorhost makes it too). An error if
+/// the node runs already (message types can no longer be added) or an op type clashes.
+caf::error register_builtins(node& n);
 
 /// Registers every provider type that ships with Troupe ("echo", "group", "offload"). Called
 /// explicitly by `actorhost`'s main() and by applications that embed a node.

@@ -147,9 +147,7 @@ int main(int argc, char** argv) {
 
   troupe::exit_watchdog stop_bound; // outlives the node: it bounds the node's stop
   troupe::node node{std::move(cfg)};
-  troupe::actors::register_builtin_providers(node.providers());
-  troupe::actors::register_builtin_types(node.system_config());
-  if (auto err = troupe::actors::register_builtin_ops(node.ops().registry())) {
+  if (auto err = troupe::actors::register_builtins(node)) {
     std::cerr << "actorhost: " << troupe::describe(err) << "\n";
     return exit_bad_config;
   }

@@ -30,7 +30,10 @@ int main() {
                                        "first_actor.json");
 
   troupe::node node{std::move(cfg)};
-  troupe::actors::register_builtin_providers(node.providers());
+  if (auto err = troupe::actors::register_builtins(node)) { // what ships with Troupe
+    std::cerr << troupe::describe(err) << "\n";
+    return 1;
+  }
   // 3. The provider type: a factory that reads the config and spawns the actor.
   node.providers().add_type(
     "greeter", [](const troupe::provider_context& ctx) -> caf::expected<caf::actor> {

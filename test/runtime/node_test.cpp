@@ -13,6 +13,7 @@
 #include "actors/builtin.hpp"
 #include "base/error.hpp"
 #include "runtime/node.hpp"
+#include "runtime/ops.hpp"
 #include "runtime/provider_registry.hpp"
 #include "runtime/topology.hpp"
 
@@ -55,6 +56,23 @@ BOOST_AUTO_TEST_CASE(node_starts_providers_from_config_and_stops_them) {
   n.stop();
   BOOST_TEST(!n.running());
   BOOST_TEST(n.providers().list().empty());
+}
+
+BOOST_AUTO_TEST_CASE(register_builtins_registers_what_ships_before_start_only) {
+  node n{parse_node_config(R"({"providers": [{"type": "echo", "name": "e",
+                                              "provider_id": 1}]})",
+                           "builtins.json")};
+  BOOST_REQUIRE(!actors::register_builtins(n));
+  for (auto type : {"echo", "group", "offload"})
+    BOOST_TEST(n.providers().has_type(type), type);
+  for (auto op : {"ping", "rdma-ping", "scatter", "gather", "dht-put", "dht-get"}) {
+    auto* entry = n.ops().registry().find(ops::op_id_of(op));
+    BOOST_TEST((entry != nullptr && entry->name == op), op);
+  }
+  BOOST_REQUIRE(!n.start());
+  auto late = actors::register_builtins(n);
+  BOOST_TEST(has_code(late, errc::refused), describe(late));
+  n.stop();
 }
 
 BOOST_AUTO_TEST_CASE(auto_threads_follow_the_topology) {

@@ -30,15 +30,20 @@ int main() {
                    "config": {"greeting": "Hello"}}]
   })",
                                                  "server.json")};
-  troupe::actors::register_builtin_providers(server.providers());
-  troupe::actors::register_builtin_ops(server.ops().registry());
+  if (auto err = troupe::actors::register_builtins(server)) {
+    std::cerr << troupe::describe(err) << "\n";
+    return 1;
+  }
   server.providers().add_type(
     "greeter", [](const troupe::provider_context& ctx) -> caf::expected<caf::actor> {
       return ctx.system.spawn(greeter, ctx.spec.config->value("greeting", "Hi"));
     });
   // A second node, the client: it reaches the provider by address over the transport.
   troupe::node client{troupe::parse_node_config("{}", "client.json")};
-  troupe::actors::register_builtin_ops(client.ops().registry());
+  if (auto err = troupe::actors::register_builtins(client)) {
+    std::cerr << troupe::describe(err) << "\n";
+    return 1;
+  }
   for (auto* n : {&server, &client})
     if (auto err = n->start()) {
       std::cerr << troupe::describe(err) << "\n";
