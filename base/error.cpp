@@ -27,6 +27,8 @@ const char* to_string(errc code) {
       return "refused";
     case errc::gave_up:
       return "gave_up";
+    case errc::io:
+      return "io";
   }
   return "unknown";
 }

@@ -34,6 +34,9 @@ enum class errc : uint8_t {
   /// A supervisor reached its restart intensity and stopped (actors/supervisor/); the
   /// text names the supervisor, the child and the child's last exit reason.
   gave_up,
+  /// A file or directory could not be read or written; the text names the path, the
+  /// failing step and the system's reason.
+  io,
 };
 
 const char* to_string(errc code);

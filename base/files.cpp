@@ -10,17 +10,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/error.hpp"
+
 namespace troupe {
 
 namespace {
 
-std::string failure(const std::string& what, const std::string& path) {
-  return what + " '" + path + "': " + std::strerror(errno);
+caf::error failure(const std::string& what, const std::string& path) {
+  return make_error(errc::io, what + " '" + path + "': " + std::strerror(errno));
 }
 
 } // namespace
 
-std::string write_file_atomically(const std::string& path, std::string_view content) {
+caf::error write_file_atomically(const std::string& path, std::string_view content) {
   auto tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0)
@@ -50,26 +52,21 @@ std::string write_file_atomically(const std::string& path, std::string_view cont
     ::unlink(tmp.c_str());
     return msg;
   }
-  return {};
+  return caf::none;
 }
 
-bool read_file(const std::string& path, std::string& content, std::string& error) {
+caf::expected<std::string> read_file(const std::string& path) {
   std::ifstream in{path, std::ios::binary};
-  if (!in) {
-    error = failure("cannot open", path);
-    return false;
-  }
+  if (!in)
+    return failure("cannot open", path);
   std::ostringstream buf;
   buf << in.rdbuf();
-  if (in.bad()) {
-    error = failure("cannot read", path);
-    return false;
-  }
-  content = buf.str();
-  return true;
+  if (in.bad())
+    return failure("cannot read", path);
+  return buf.str();
 }
 
-std::string find_in_path(const std::string& name) {
+std::optional<std::string> find_in_path(const std::string& name) {
   const char* env_path = std::getenv("PATH");
   std::string_view dirs = env_path ? env_path : "/usr/local/bin:/usr/bin:/bin";
   for (;;) {
@@ -81,16 +78,16 @@ std::string find_in_path(const std::string& name) {
         && ::access(candidate.c_str(), X_OK) == 0)
       return candidate;
     if (colon == std::string_view::npos)
-      return {};
+      return std::nullopt;
     dirs.remove_prefix(colon + 1);
   }
 }
 
-std::string make_temp_dir(const std::string& prefix) {
+caf::expected<std::string> make_temp_dir(const std::string& prefix) {
   const char* tmp = std::getenv("TMPDIR");
   std::string pattern = std::string{tmp && *tmp ? tmp : "/tmp"} + "/" + prefix + ".XXXXXX";
   if (::mkdtemp(pattern.data()) == nullptr)
-    return {};
+    return failure("cannot make a temporary directory", pattern);
   return pattern;
 }
 

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/error.hpp"
 #include "base/files.hpp"
 #include "runtime/json_reader.hpp"
 #include "transport/address.hpp"
@@ -34,10 +35,9 @@ void read_transport(const json_reader& r, const json& section, transport_config&
     // reach this node back (a child instance started on another host by mpirun).
     constexpr std::string_view towards = "towards:";
     if (out.address.compare(0, towards.size(), towards) == 0) {
-      std::string error;
-      auto local = transport::local_address_towards(out.address.substr(towards.size()), error);
+      auto local = transport::local_address_towards(out.address.substr(towards.size()));
       if (!local)
-        r.fail(path + ".address", error);
+        r.fail(path + ".address", context_text(local.error()));
       out.address = *local;
     }
   }
@@ -57,10 +57,9 @@ void read_transport(const json_reader& r, const json& section, transport_config&
   if (auto it = section.find("max_message_bytes"); it != section.end())
     out.max_message_bytes = static_cast<uint64_t>(
       r.read_integer(path + ".max_message_bytes", *it, 4096, int64_t{1} << 40));
-  std::string error;
   transport::node_address addr{out.protocol, out.address, out.port};
-  if (!transport::parse_node_address(addr.to_uri(), error))
-    r.fail(path + ".address", error);
+  if (auto parsed = transport::parse_node_address(addr.to_uri()); !parsed)
+    r.fail(path + ".address", context_text(parsed.error()));
 }
 
 void read_threads(const json_reader& r, const json& value, node_config& out) {
@@ -213,11 +212,10 @@ node_config parse_node_config(std::string_view text, const std::string& source) 
 }
 
 node_config load_node_config(const std::string& path) {
-  std::string text;
-  std::string error;
-  if (!read_file(path, text, error))
-    throw config_error(error);
-  return parse_node_config(text, path);
+  auto text = read_file(path);
+  if (!text)
+    throw config_error(context_text(text.error()));
+  return parse_node_config(*text, path);
 }
 
 std::vector<const provider_config*> providers_in_start_order(const node_config& cfg) {

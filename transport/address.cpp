@@ -8,6 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/error.hpp"
+
 namespace troupe::transport {
 
 std::string node_address::to_uri() const {
@@ -21,15 +23,15 @@ std::string node_address::to_uri() const {
   return result;
 }
 
-std::optional<std::string> local_address_towards(const std::string& host, std::string& error) {
+caf::expected<std::string> local_address_towards(const std::string& host) {
+  auto bad = [](std::string why) { return make_error(errc::unreachable, std::move(why)); };
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_DGRAM;
   addrinfo* found = nullptr;
   // Any port: connecting a UDP socket only picks a route, it sends nothing.
   if (int rc = ::getaddrinfo(host.c_str(), "9", &hints, &found); rc != 0) {
-    error = "cannot resolve \"" + host + "\": " + ::gai_strerror(rc);
-    return std::nullopt;
+    return bad("cannot resolve \"" + host + "\": " + ::gai_strerror(rc));
   }
   std::string last_error = "no address";
   for (auto* ai = found; ai != nullptr; ai = ai->ai_next) {
@@ -59,25 +61,23 @@ std::optional<std::string> local_address_towards(const std::string& host, std::s
     return std::string{text};
   }
   ::freeaddrinfo(found);
-  error = "no local address routes towards \"" + host + "\" (" + last_error + ")";
-  return std::nullopt;
+  return bad("no local address routes towards \"" + host + "\" (" + last_error + ")");
 }
 
 bool is_supported_protocol(std::string_view protocol) {
   return protocol == "ucx";
 }
 
-std::optional<node_address> parse_node_address(std::string_view uri, std::string& error) {
+caf::expected<node_address> parse_node_address(std::string_view uri) {
+  auto bad = [](std::string why) { return make_error(errc::invalid_config, std::move(why)); };
   auto scheme_end = uri.find("://");
   if (scheme_end == std::string_view::npos || scheme_end == 0) {
-    error = "expected PROTOCOL://HOST:PORT (e.g. ucx://127.0.0.1:7100), missing '://'";
-    return std::nullopt;
+    return bad("expected PROTOCOL://HOST:PORT (e.g. ucx://127.0.0.1:7100), missing '://'");
   }
   node_address result;
   result.protocol = std::string{uri.substr(0, scheme_end)};
   if (!is_supported_protocol(result.protocol)) {
-    error = "unsupported protocol '" + result.protocol + "' (supported: ucx)";
-    return std::nullopt;
+    return bad("unsupported protocol '" + result.protocol + "' (supported: ucx)");
   }
   auto rest = uri.substr(scheme_end + 3);
   std::string_view host;
@@ -85,44 +85,37 @@ std::optional<node_address> parse_node_address(std::string_view uri, std::string
   if (!rest.empty() && rest.front() == '[') {
     auto close = rest.find(']');
     if (close == std::string_view::npos) {
-      error = "unterminated '[' in IPv6 host";
-      return std::nullopt;
+      return bad("unterminated '[' in IPv6 host");
     }
     host = rest.substr(1, close - 1);
     rest = rest.substr(close + 1);
     if (rest.empty() || rest.front() != ':') {
-      error = "expected ':PORT' after ']'";
-      return std::nullopt;
+      return bad("expected ':PORT' after ']'");
     }
     port_text = rest.substr(1);
   } else {
     auto colon = rest.rfind(':');
     if (colon == std::string_view::npos) {
-      error = "missing ':PORT'";
-      return std::nullopt;
+      return bad("missing ':PORT'");
     }
     host = rest.substr(0, colon);
     port_text = rest.substr(colon + 1);
     if (host.find(':') != std::string_view::npos) {
-      error = "an IPv6 host must be written in brackets, e.g. ucx://[::1]:7100";
-      return std::nullopt;
+      return bad("an IPv6 host must be written in brackets, e.g. ucx://[::1]:7100");
     }
   }
   if (host.empty()) {
-    error = "missing host";
-    return std::nullopt;
+    return bad("missing host");
   }
   unsigned long port = 0;
   auto [end, ec] =
     std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
   if (port_text.empty() || ec != std::errc{}
       || end != port_text.data() + port_text.size()) {
-    error = "port '" + std::string{port_text} + "' is not a number";
-    return std::nullopt;
+    return bad("port '" + std::string{port_text} + "' is not a number");
   }
   if (port > 65535) {
-    error = "port " + std::string{port_text} + " is out of range 0-65535";
-    return std::nullopt;
+    return bad("port " + std::string{port_text} + " is out of range 0-65535");
   }
   result.host = std::string{host};
   result.port = static_cast<uint16_t>(port);

@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include <caf/expected.hpp>
+
 namespace troupe::transport {
 
 /// A node's transport address, written as a URI: `ucx://127.0.0.1:7100`,
@@ -22,17 +24,17 @@ struct node_address {
   }
 };
 
-/// Parses a URI. On failure returns nothing and sets `error` to what was wrong
-/// ("missing '://'", "port 99999 is out of range 0-65535", ...).
-std::optional<node_address> parse_node_address(std::string_view uri, std::string& error);
+/// Parses a URI. On failure troupe.invalid_config saying what was wrong ("missing
+/// '://'", "port 99999 is out of range 0-65535", ...).
+caf::expected<node_address> parse_node_address(std::string_view uri);
 
 /// The address of this host's interface that packets to `host` (a name or a numeric
 /// address) leave by: what a process should listen on so that `host` can reach it back
 /// ("127.0.0.1" towards "127.0.0.1", the cluster-network address towards a peer on
 /// another host). Found with the kernel's routing table (a UDP socket connected to
-/// `host`, which sends nothing). On failure returns nothing and sets `error` to what
-/// failed ("cannot resolve \"nodeX\": Name or service not known", ...).
-std::optional<std::string> local_address_towards(const std::string& host, std::string& error);
+/// `host`, which sends nothing). On failure troupe.unreachable saying what failed
+/// ("cannot resolve \"nodeX\": Name or service not known", ...).
+caf::expected<std::string> local_address_towards(const std::string& host);
 
 /// The protocols this build can speak.
 bool is_supported_protocol(std::string_view protocol);

@@ -184,13 +184,12 @@ uint64_t middleman::find_remote_actor(const std::string& uri, const std::string&
   };
   if (!d.engine)
     return fail("the transport is not running");
-  std::string error;
-  auto addr = parse_node_address(uri, error);
+  auto addr = parse_node_address(uri);
   if (!addr)
-    return fail(uri + ": " + error);
+    return fail(uri + ": " + context_text(addr.error()));
   auto sa = std::make_shared<sockaddr_storage>();
   unsigned sa_len = 0;
-  error = detail::resolve_address(addr->host, addr->port, *sa, sa_len);
+  auto error = detail::resolve_address(addr->host, addr->port, *sa, sa_len);
   if (!error.empty())
     return fail(uri + ": " + error);
   auto canonical = addr->to_uri();
@@ -330,13 +329,15 @@ caf::proxy_registry& middleman::proxies() {
   return impl_->proxies;
 }
 
-std::unique_ptr<detail::mapped_memory> middleman::map_memory(size_t bytes,
-                                                             std::string& error) {
-  if (!impl_->engine) {
-    error = "the transport is not running";
-    return nullptr;
-  }
-  return impl_->engine->map_memory(bytes, error);
+caf::expected<std::unique_ptr<detail::mapped_memory>>
+middleman::map_memory(size_t bytes) {
+  if (!impl_->engine)
+    return make_error(errc::unreachable, "the transport is not running");
+  std::string error;
+  auto mapped = impl_->engine->map_memory(bytes, error);
+  if (!mapped)
+    return make_error(errc::refused, error);
+  return mapped;
 }
 
 void middleman::rdma(bool is_put, const region_descriptor& remote, uint64_t remote_offset,

@@ -157,8 +157,9 @@ public:
   /// The proxy registry holding this node's proxies of remote actors.
   caf::proxy_registry& proxies();
 
-  /// For memory_region: allocates and registers memory. Null (and `error`) on failure.
-  std::unique_ptr<detail::mapped_memory> map_memory(size_t bytes, std::string& error);
+  /// For memory_region: allocates and registers memory (troupe.unreachable when the
+  /// transport is not running, troupe.refused when UCX cannot register it).
+  caf::expected<std::unique_ptr<detail::mapped_memory>> map_memory(size_t bytes);
 
   /// For rdma_get/rdma_put (rdma.hpp), which check the ranges first.
   void rdma(bool is_put, const region_descriptor& remote, uint64_t remote_offset,

@@ -15,18 +15,18 @@ caf::expected<std::shared_ptr<memory_region>>
 memory_region::allocate(caf::actor_system& sys, size_t bytes) {
   if (bytes == 0)
     return make_error(errc::invalid_config, "a memory region needs at least one byte");
-  std::string error;
-  auto mapped = transport::middleman::of(sys).map_memory(bytes, error);
+  auto mapped = transport::middleman::of(sys).map_memory(bytes);
   if (!mapped)
-    return make_error(errc::invalid_config, error);
+    return std::move(mapped.error());
   std::shared_ptr<memory_region> region{new memory_region};
-  region->data_ = static_cast<uint8_t*>(mapped->address);
+  auto& memory = **mapped;
+  region->data_ = static_cast<uint8_t*>(memory.address);
   region->size_ = bytes;
   region->descriptor_.node = sys.node();
-  region->descriptor_.address = reinterpret_cast<uintptr_t>(mapped->address);
+  region->descriptor_.address = reinterpret_cast<uintptr_t>(memory.address);
   region->descriptor_.length = bytes;
-  region->descriptor_.rkey.assign(mapped->packed_rkey.begin(), mapped->packed_rkey.end());
-  region->mapped_ = std::move(mapped);
+  region->descriptor_.rkey.assign(memory.packed_rkey.begin(), memory.packed_rkey.end());
+  region->mapped_ = std::move(*mapped);
   return region;
 }
 

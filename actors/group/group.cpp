@@ -193,9 +193,8 @@ attempt start_from_view(const provider_context& ctx, const group_settings& s,
   } else {
     view.leader = 0;
     if (*rank == 0 && !s.file.empty()) {
-      auto err = write_view_file(s.file, view);
-      if (!err.empty())
-        return {{}, ctx.spec.origin + ".config.file: " + err, true};
+      if (auto err = write_view_file(s.file, view))
+        return {{}, ctx.spec.origin + ".config.file: " + context_text(err), true};
     }
   }
   return {detail::spawn_member(ctx.system, std::move(ms), std::move(view)), {}, false};

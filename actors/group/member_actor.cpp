@@ -575,11 +575,11 @@ caf::behavior member_behavior(member_actor* self, member_settings settings,
     [self](flush_atom) {
       auto& st = self->state;
       st.file_dirty = false;
-      auto err = write_view_file(st.settings.file, st.view);
-      if (!err.empty())
+      if (auto err = write_view_file(st.settings.file, st.view))
         TROUPE_LOG_ERROR(log_component, "group \""
                                           << st.settings.group_name
-                                          << "\": cannot write the view file: " << err);
+                                          << "\": cannot write the view file: "
+                                          << context_text(err));
     },
   };
 }

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/error.hpp"
 #include "base/files.hpp"
 #include "runtime/config.hpp"
 #include "runtime/json_reader.hpp"
@@ -172,14 +173,13 @@ group_view view_from_json(const std::string& text, const std::string& source) {
 }
 
 group_view read_view_file(const std::string& path) {
-  std::string text;
-  std::string error;
-  if (!read_file(path, text, error))
-    throw config_error(error);
-  return view_from_json(text, path);
+  auto text = read_file(path);
+  if (!text)
+    throw config_error(context_text(text.error()));
+  return view_from_json(*text, path);
 }
 
-std::string write_view_file(const std::string& path, const group_view& view) {
+caf::error write_view_file(const std::string& path, const group_view& view) {
   return write_file_atomically(path, to_json(view) + "\n");
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <caf/error.hpp>
 #include <caf/meta/type_name.hpp>
 #include <nlohmann/json_fwd.hpp>
 
@@ -94,7 +95,7 @@ group_view view_from_json(const std::string& text, const std::string& source);
 /// Reads a view file. Throws troupe::config_error.
 group_view read_view_file(const std::string& path);
 
-/// Writes a view file atomically; returns an empty string or what failed.
-std::string write_view_file(const std::string& path, const group_view& view);
+/// Writes a view file atomically (troupe.io naming the path if that fails).
+caf::error write_view_file(const std::string& path, const group_view& view);
 
 } // namespace troupe::group

@@ -98,8 +98,7 @@ nlohmann::json child_node_config(const environment& env, const instance_spec& ch
   const auto& o = env.options;
   // The child listens where its parent can reach it: on loopback beside a parent on
   // loopback, on its host's cluster address when mpirun put it on another host.
-  std::string error;
-  auto parent = transport::parse_node_address(o.node_address, error);
+  auto parent = transport::parse_node_address(o.node_address);
   std::string listen = parent ? "towards:" + parent->host : std::string{"127.0.0.1"};
   return {{"transport", {{"address", listen}, {"port", 0}}},
           {"threads", 1},
@@ -139,23 +138,27 @@ caf::expected<caf::actor> start_process(caf::actor_system& sys,
   auto cfg = child_node_config(*env, child);
   auto cfg_path = stem + ".json";
   auto addr_path = stem + ".address";
-  if (auto err = write_file_atomically(cfg_path, cfg.dump(2) + "\n"); !err.empty())
-    return make_error(errc::unreachable, "instance " + child.path + ": " + err);
+  if (auto err = write_file_atomically(cfg_path, cfg.dump(2) + "\n"))
+    return make_error(errc::unreachable, "instance " + child.path + ": " + context_text(err));
   ::unlink(addr_path.c_str());
-  std::string error;
-  auto pid = env->processes.launch({env->options.actorhost_path, "-c", cfg_path, "--address-file",
-                                    addr_path},
-                                   {{"TROUPE_PARENT_URI", env->options.node_address}}, stem + ".log",
-                                   error);
-  if (pid < 0)
-    return make_error(errc::unreachable,
-                      "instance " + child.path + ": cannot start " + env->options.actorhost_path
-                        + ": " + error);
+  auto launched =
+    env->processes.launch({env->options.actorhost_path, "-c", cfg_path, "--address-file",
+                           addr_path},
+                          {{"TROUPE_PARENT_URI", env->options.node_address}}, stem + ".log");
+  if (!launched)
+    return make_error(errc::unreachable, "instance " + child.path + ": cannot start "
+                                           + env->options.actorhost_path + ": "
+                                           + context_text(launched.error()));
+  auto pid = *launched;
   last_pid = pid;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{20};
-  std::string uri, unread;
+  std::string uri;
   // The address file is written atomically: once it is there, it is whole.
-  while (!read_file(addr_path, uri, unread) || uri.empty()) {
+  for (;;) {
+    if (auto text = read_file(addr_path); text && !text->empty()) {
+      uri = std::move(*text);
+      break;
+    }
     if (!env->processes.running(pid))
       return make_error(errc::unreachable, "instance " + child.path
                                              + ": its actorhost exited before it was "

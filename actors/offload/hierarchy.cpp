@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/error.hpp"
 #include "base/files.hpp"
 #include "base/text.hpp"
 #include "runtime/json_reader.hpp"
@@ -66,11 +67,10 @@ json parse_json(const std::string& text, const json_reader& r) {
 }
 
 std::string read_text_file(const std::string& path) {
-  std::string text;
-  std::string error;
-  if (!read_file(path, text, error))
-    throw config_error(error);
-  return text;
+  auto text = read_file(path);
+  if (!text)
+    throw config_error(context_text(text.error()));
+  return std::move(*text);
 }
 
 /// The string `value` must be one of `names`; otherwise an error listing them, with a
@@ -434,7 +434,7 @@ std::optional<std::string> find_command(const std::string& word) {
   for (auto b : shell_builtins)
     if (word == b)
       return std::nullopt;
-  if (!find_in_path(word).empty())
+  if (find_in_path(word))
     return std::nullopt;
   return word + ": no such command in PATH";
 }

@@ -127,7 +127,7 @@ caf::expected<caf::actor> start_mpi_job(caf::actor_system& sys,
   if (int old = job_pid.load(); old > 0 && env_processes(*env).running(old))
     env_processes(*env).terminate(old, mpirun_grace); // an earlier job that lingers
   auto mpirun = find_in_path("mpirun"); // the keeper execs a path: it does not search
-  if (mpirun.empty())
+  if (!mpirun)
     return make_error(errc::unreachable, "instances under " + tmpl.path
                                            + ": placement \"mpi\" needs mpirun on the PATH");
   static std::atomic<uint64_t> jobs_started{0};
@@ -143,25 +143,26 @@ caf::expected<caf::actor> start_mpi_job(caf::actor_system& sys,
       env_processes(*envp).terminate(pid, mpirun_grace); // mpirun stops its ranks
   });
   caf::anon_send(parent, expect_job_atom::value, job);
-  std::string error;
   // The ranks' config goes on their command line: on another host, a file written
   // here would not be there.
-  std::vector<std::string> argv{mpirun, "--oversubscribe", "--bind-to", "none"};
+  std::vector<std::string> argv{*mpirun, "--oversubscribe", "--bind-to", "none"};
   argv.insert(argv.end(), mpirun_args.begin(), mpirun_args.end());
   for (auto arg : {std::string{"-np"}, std::to_string(ranks), opts.actorhost_path,
                    std::string{"--config-text"}, cfg.dump()})
     argv.push_back(std::move(arg));
-  auto pid = env_processes(*env).launch(
+  auto launched = env_processes(*env).launch(
     argv,
     {{"TROUPE_PARENT_URI", opts.node_address},
      {"OMPI_ALLOW_RUN_AS_ROOT", "1"},
      {"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"}},
-    stem + ".log", error);
-  if (pid < 0) {
+    stem + ".log");
+  if (!launched) {
     caf::anon_send_exit(job, caf::exit_reason::kill);
     return make_error(errc::unreachable, "instances under " + tmpl.path
-                                           + ": cannot start mpirun: " + error);
+                                           + ": cannot start mpirun: "
+                                           + context_text(launched.error()));
   }
+  auto pid = *launched;
   pid_slot->store(pid);
   job_pid.store(pid);
   // Every rank says hello, or the start fails: at once when mpirun exits early.

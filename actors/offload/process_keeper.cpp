@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/error.hpp"
+
 namespace troupe::offload {
 
 namespace {
@@ -49,22 +51,22 @@ process_keeper::~process_keeper() {
   keepers().erase(this); // only now: its children may still run during its grace
 }
 
-int process_keeper::launch(const std::vector<std::string>& argv,
-                           const std::vector<std::pair<std::string, std::string>>& env,
-                           const std::string& log_path, std::string& error) {
+caf::expected<int>
+process_keeper::launch(const std::vector<std::string>& argv,
+                       const std::vector<std::pair<std::string, std::string>>& env,
+                       const std::string& log_path) {
   request req;
   req.argv = argv;
   req.env = env;
   req.log_path = log_path;
   std::unique_lock<std::mutex> guard{mutex_};
-  if (stopping_) {
-    error = "the node is stopping";
-    return -1;
-  }
+  if (stopping_)
+    return make_error(errc::refused, "the node is stopping");
   requests_.push_back(&req);
   changed_.notify_all();
   changed_.wait(guard, [&] { return req.done; });
-  error = req.error;
+  if (req.pid < 0)
+    return make_error(errc::io, req.error);
   return req.pid;
 }
 

@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include <caf/expected.hpp>
+
 namespace troupe::offload {
 
 class process_keeper {
@@ -25,10 +27,11 @@ public:
   process_keeper& operator=(const process_keeper&) = delete;
 
   /// Starts `argv` with `env` added to this process's environment, its stdout and
-  /// stderr going to `log_path` (appended). Returns the pid, or -1 with `error` set.
-  int launch(const std::vector<std::string>& argv,
-             const std::vector<std::pair<std::string, std::string>>& env,
-             const std::string& log_path, std::string& error);
+  /// stderr going to `log_path` (appended). Returns the pid, or troupe.refused (the
+  /// node is stopping) or troupe.io (the program could not be started) saying why.
+  caf::expected<int> launch(const std::vector<std::string>& argv,
+                            const std::vector<std::pair<std::string, std::string>>& env,
+                            const std::string& log_path);
 
   /// Sends `signo` to child `pid` if it is still one of ours (and not yet reaped).
   void signal(int pid, int signo);

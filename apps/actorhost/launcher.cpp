@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/error.hpp"
 #include "base/files.hpp"
 #include "runtime/config.hpp"
 
@@ -160,20 +161,19 @@ bool wait_ready(std::vector<child>& nodes, child& c, std::chrono::seconds limit)
 
 int run_instance(const instance_options& options) {
   // The config must be good before anything starts (errors name file and key).
-  std::string text;
-  std::string error;
-  if (!read_file(options.config_path, text, error)) {
-    std::cerr << "actorhost: " << error << "\n";
+  auto text = read_file(options.config_path);
+  if (!text) {
+    std::cerr << "actorhost: " << context_text(text.error()) << "\n";
     return 2;
   }
   try {
-    parse_node_config(text, options.config_path);
+    parse_node_config(*text, options.config_path);
   } catch (const config_error& e) {
     std::cerr << "actorhost: bad config: " << e.what() << "\n";
     return 2;
   }
   // Parsed as the node config parser does (it allows // comments).
-  auto cfg = json::parse(text, nullptr, true, /*ignore_comments=*/true);
+  auto cfg = json::parse(*text, nullptr, true, /*ignore_comments=*/true);
   namespace fs = std::filesystem;
   bool own_dir = options.dir.empty();
   std::string dir = options.dir;
@@ -211,8 +211,8 @@ int run_instance(const instance_options& options) {
     ::unlink(c.address_file.c_str());
     auto err = write_file_atomically(
       c.config, node_config_for(cfg, rank, view_file, leader_address).dump(2) + "\n");
-    if (!err.empty()) {
-      std::cerr << "actorhost: " << err << "\n";
+    if (err) {
+      std::cerr << "actorhost: " << context_text(err) << "\n";
       return false;
     }
     c.pid = start_node(c, options.verbosity);

@@ -168,8 +168,8 @@ int main(int argc, char** argv) {
   auto address = node.address();
   if (!address_file.empty()) {
     auto err = troupe::write_file_atomically(address_file, address + "\n");
-    if (!err.empty()) {
-      std::cerr << "actorhost: --address-file: " << err << "\n";
+    if (err) {
+      std::cerr << "actorhost: --address-file: " << troupe::context_text(err) << "\n";
       node.stop();
       return exit_start_failed;
     }

@@ -159,11 +159,13 @@ int main(int argc, char** argv) {
     std::cerr << "troupe-offload: bad config: " << e.what() << "\n";
     return exit_bad_config;
   }
-  if (run_dir.empty())
-    run_dir = troupe::make_temp_dir("troupe-offload");
   if (run_dir.empty()) {
-    std::cerr << "troupe-offload: cannot make a run directory\n";
-    return exit_failed;
+    auto made = troupe::make_temp_dir("troupe-offload");
+    if (!made) {
+      std::cerr << "troupe-offload: " << troupe::context_text(made.error()) << "\n";
+      return exit_failed;
+    }
+    run_dir = std::move(*made);
   }
   if (csv_path.empty())
     csv_path = run_dir + "/jobs.csv";

@@ -396,7 +396,7 @@ BOOST_AUTO_TEST_CASE(members_from_one_view_file_follow_the_configured_primary) {
     ports.push_back(std::make_unique<reserved_port>());
     v.members.push_back({ports.back()->address(), 42, i, 0, {}});
   }
-  BOOST_REQUIRE(group::write_view_file(file, v).empty());
+  BOOST_REQUIRE(!group::write_view_file(file, v));
   auto primary = v.members[2].address;
   for (const auto& port : ports)
     members.push_back(std::make_unique<host_process>(

@@ -4,6 +4,7 @@
 #include <caf/node_id.hpp>
 
 #include "test/support/host_network.hpp"
+#include "base/error.hpp"
 #include "transport/address.hpp"
 #include "transport/region_codec.hpp"
 #include "transport/wire_address.hpp"
@@ -12,12 +13,21 @@
 
 using namespace troupe::transport;
 
+namespace {
+
+/// The error's text, or "" (an expected holding a value has no error to read).
+template <class T>
+std::string why(const caf::expected<T>& x) {
+  return x ? std::string{} : troupe::describe(x.error());
+}
+
+} // namespace
+
 BOOST_AUTO_TEST_SUITE(node_address_parsing)
 
 BOOST_AUTO_TEST_CASE(ipv4_uri_parses_into_its_parts) {
-  std::string error;
-  auto addr = parse_node_address("ucx://127.0.0.1:7100", error);
-  BOOST_REQUIRE_MESSAGE(addr, error);
+  auto addr = parse_node_address("ucx://127.0.0.1:7100");
+  BOOST_REQUIRE_MESSAGE(addr, why(addr));
   BOOST_TEST(addr->protocol == "ucx");
   BOOST_TEST(addr->host == "127.0.0.1");
   BOOST_TEST(addr->port == 7100);
@@ -25,9 +35,8 @@ BOOST_AUTO_TEST_CASE(ipv4_uri_parses_into_its_parts) {
 }
 
 BOOST_AUTO_TEST_CASE(bracketed_ipv6_round_trips) {
-  std::string error;
-  auto addr = parse_node_address("ucx://[::1]:0", error);
-  BOOST_REQUIRE_MESSAGE(addr, error);
+  auto addr = parse_node_address("ucx://[::1]:0");
+  BOOST_REQUIRE_MESSAGE(addr, why(addr));
   BOOST_TEST(addr->host == "::1");
   BOOST_TEST(addr->port == 0);
   BOOST_TEST(addr->to_uri() == "ucx://[::1]:0");
@@ -46,9 +55,11 @@ BOOST_AUTO_TEST_CASE(malformed_uris_say_what_is_wrong) {
         bad_case{"ucx://host:70000", "out of range"},
         bad_case{"ucx://host:7x", "not a number"}, bad_case{"ucx://::1:7100", "brackets"},
         bad_case{"ucx://[::1:7100", "unterminated"}}) {
-    std::string error;
     BOOST_TEST_CONTEXT("uri " << c.uri) {
-      BOOST_TEST(!parse_node_address(c.uri, error));
+      auto parsed = parse_node_address(c.uri);
+      BOOST_REQUIRE(!parsed);
+      BOOST_TEST(troupe::has_code(parsed.error(), troupe::errc::invalid_config));
+      auto error = troupe::describe(parsed.error());
       BOOST_TEST(error.find(c.says) != std::string::npos, "error was: " << error);
     }
   }
@@ -59,12 +70,11 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(address_towards_a_peer)
 
 BOOST_AUTO_TEST_CASE(loopback_leads_to_loopback) {
-  std::string error;
-  auto v4 = local_address_towards("127.0.0.1", error);
-  BOOST_REQUIRE_MESSAGE(v4, error);
+  auto v4 = local_address_towards("127.0.0.1");
+  BOOST_REQUIRE_MESSAGE(v4, why(v4));
   BOOST_TEST(*v4 == "127.0.0.1");
-  auto by_name = local_address_towards("localhost", error);
-  BOOST_REQUIRE_MESSAGE(by_name, error);
+  auto by_name = local_address_towards("localhost");
+  BOOST_REQUIRE_MESSAGE(by_name, why(by_name));
   BOOST_TEST((*by_name == "127.0.0.1" || *by_name == "::1"), *by_name);
 }
 
@@ -73,15 +83,16 @@ BOOST_AUTO_TEST_CASE(a_peer_on_the_network_is_reached_from_this_host_s_address) 
   // a child of a parent at that address listens on.
   auto own = troupe::test::non_loopback_ipv4();
   BOOST_REQUIRE_MESSAGE(!own.empty(), "this test needs an interface beside loopback");
-  std::string error;
-  auto local = local_address_towards(own, error);
-  BOOST_REQUIRE_MESSAGE(local, error);
+  auto local = local_address_towards(own);
+  BOOST_REQUIRE_MESSAGE(local, why(local));
   BOOST_TEST(*local == own);
 }
 
 BOOST_AUTO_TEST_CASE(an_unknown_host_is_an_error_naming_it) {
-  std::string error;
-  BOOST_TEST(!local_address_towards("no-such-host.invalid", error));
+  auto local = local_address_towards("no-such-host.invalid");
+  BOOST_REQUIRE(!local);
+  BOOST_TEST(troupe::has_code(local.error(), troupe::errc::unreachable));
+  auto error = troupe::describe(local.error());
   BOOST_TEST(error.find("cannot resolve \"no-such-host.invalid\"") != std::string::npos, error);
 }
 

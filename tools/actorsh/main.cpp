@@ -150,9 +150,8 @@ int main(int argc, char** argv) {
   // this host's address towards another host (a node on loopback only reaches this
   // host's nodes).
   std::string listen = "127.0.0.1";
-  std::string ignored;
-  if (auto target = troupe::transport::parse_node_address(address, ignored))
-    if (auto local = troupe::transport::local_address_towards(target->host, ignored))
+  if (auto target = troupe::transport::parse_node_address(address))
+    if (auto local = troupe::transport::local_address_towards(target->host))
       listen = *local;
   troupe::node client{troupe::parse_node_config(
     nlohmann::json{{"threads", 1}, {"transport", {{"address", listen}}}}.dump(), "actorsh")};

@@ -304,12 +304,12 @@ private:
       50ms); // reading every log is not free while the joiners compete for the cores
     if (!all_waiting)
       throw std::runtime_error("the joiners did not come up within 300 s");
-    std::string view_text, error;
-    if (!read_file(leader_file, view_text, error))
-      throw std::runtime_error("the leader's view file: " + error);
+    auto view_text = read_file(leader_file);
+    if (!view_text)
+      throw std::runtime_error("the leader's view file: " + describe(view_text.error()));
     auto released = clock_type::now();
-    if (auto err = write_file_atomically(gate_file, view_text); !err.empty())
-      throw std::runtime_error(err);
+    if (auto err = write_file_atomically(gate_file, *view_text))
+      throw std::runtime_error(describe(err));
     wait_for_joins(joiners);
     auto joins = events_->times("joined");
     formation_result r;

@@ -8,6 +8,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "base/error.hpp"
 #include "base/files.hpp"
 
 namespace troupe::bench {
@@ -18,8 +19,8 @@ host::host(const std::string& actorhost, const std::string& dir, const std::stri
            const std::string& config_json)
   : address_file_(dir + "/" + name + ".address"), log_file_(dir + "/" + name + ".log") {
   auto config_file = dir + "/" + name + ".json";
-  if (auto err = write_file_atomically(config_file, config_json); !err.empty())
-    throw std::runtime_error(err);
+  if (auto err = write_file_atomically(config_file, config_json))
+    throw std::runtime_error(describe(err));
   auto parent = ::getpid();
   started_ = clock_type::now();
   pid_ = ::fork();
@@ -41,9 +42,9 @@ host::host(const std::string& actorhost, const std::string& dir, const std::stri
 const std::string& host::wait_address(std::chrono::milliseconds timeout) {
   auto deadline = clock_type::now() + timeout;
   while (address_.empty()) {
-    std::string text, error;
-    if (read_file(address_file_, text, error) && !text.empty() && text.back() == '\n') {
-      address_ = text.substr(0, text.size() - 1);
+    auto text = read_file(address_file_);
+    if (text && !text->empty() && text->back() == '\n') {
+      address_ = text->substr(0, text->size() - 1);
       ready_ = clock_type::now();
       break;
     }
@@ -59,9 +60,8 @@ double host::start_ms() const {
 }
 
 std::string host::log() const {
-  std::string text, error;
-  read_file(log_file_, text, error);
-  return text;
+  auto text = read_file(log_file_);
+  return text ? std::move(*text) : std::string{};
 }
 
 bool host::exited() {
