@@ -1,12 +1,19 @@
-# Fails when a README code block drifts from the example file the build compiles and
-# the tests run. Each example appears in README.md as one ```cpp block (the one with
-# the file's "// 1. " marker line) that is the file whole, but for the file's head:
+# Fails when a code block of the README or a guide (docs/*.md) drifts from the example
+# file the build compiles and the tests run. Each example appears in them as one
+# ```cpp block (the one with the file's "// 1. " marker line) that is the file whole,
+# but for the file's head:
 # the file must end with the block, and what comes before it may only be comments,
 # #include lines, using declarations and blank lines. A line more, less or different
 # in the block fails.
 cmake_minimum_required(VERSION 3.16)
 include(${CMAKE_CURRENT_LIST_DIR}/readme_text.cmake)
 file(READ ${SOURCE_DIR}/README.md readme)
+file(GLOB guides ${SOURCE_DIR}/docs/*.md)
+list(SORT guides)
+foreach(guide ${guides})
+  file(READ ${guide} text)
+  string(APPEND readme "\n${text}")
+endforeach()
 
 # The README's ```cpp blocks, without their fences: block_0 ... block_<n-1>.
 set(rest "${readme}")

@@ -4,9 +4,16 @@
 # that declares what the snippet takes as given.
 
 include(${CMAKE_CURRENT_LIST_DIR}/readme_text.cmake)
+# The README and the guides (docs/*.md), as one text.
+file(GLOB troupe_guides ${PROJECT_SOURCE_DIR}/docs/*.md)
+list(SORT troupe_guides)
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
-             ${PROJECT_SOURCE_DIR}/README.md)
+             ${PROJECT_SOURCE_DIR}/README.md ${troupe_guides})
 file(READ ${PROJECT_SOURCE_DIR}/README.md troupe_readme)
+foreach(guide ${troupe_guides})
+  file(READ ${guide} guide_text)
+  string(APPEND troupe_readme "\n${guide_text}")
+endforeach()
 
 # The README code from the first `first_line` to the end of its block, into `out`.
 function(troupe_readme_snippet out first_line)

@@ -54,8 +54,8 @@ Config keys (all optional):
   libraries   ["path/to/module.so", ...]   modules exporting TROUPE_MODULE
   providers   [{"type": "echo", "name": "echo", "provider_id": 1,
                 "config": {}, "dependencies": {"slot": "other-provider"}}]
-Built-in provider types: echo, group (see the README's "Groups"), offload (a child
-instance of the offload demo; see the README's "The offload demo").
+Built-in provider types: echo, group (see docs/groups.md), offload (a child instance
+of the offload demo; see docs/offload.md).
 
 With --size N: start a local instance instead of one node: N actorhost processes on
 loopback, each from this config with an ephemeral port, forming one centralized

@@ -38,10 +38,10 @@ void check_error(const std::string& text, const std::string& expected_prefix,
   }
 }
 
-/// The first code block of README.md after the first line that starts with `heading`,
-/// without its fences.
+/// The first code block of the guide docs/running-nodes.md after the first line that
+/// starts with `heading`, without its fences.
 std::string readme_block_after(const std::string& heading) {
-  std::ifstream in{std::string{TROUPE_SOURCE_DIR} + "/README.md"};
+  std::ifstream in{std::string{TROUPE_SOURCE_DIR} + "/docs/running-nodes.md"};
   std::string line;
   while (std::getline(in, line) && line.rfind(heading, 0) != 0) {
   }
@@ -51,7 +51,8 @@ std::string readme_block_after(const std::string& heading) {
   while (std::getline(in, line) && line.rfind("```", 0) != 0)
     block += line + "\n";
   if (block.empty())
-    throw std::runtime_error("README.md has no code block after \"" + heading + "\"");
+    throw std::runtime_error("docs/running-nodes.md has no code block after \"" + heading
+                             + "\"");
   return block;
 }
 
