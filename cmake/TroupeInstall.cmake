@@ -8,11 +8,15 @@ install(TARGETS troupe_base troupe_schema troupe_transport troupe_runtime troupe
         EXPORT troupeTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+# The public headers: everything but detail/ folders, and of those only what a public
+# header includes (a test compiles every installed header against the install alone).
 foreach(folder base transport runtime actors)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/${folder}/
           DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/troupe/${folder}
-          FILES_MATCHING PATTERN "*.hpp")
+          FILES_MATCHING PATTERN "*.hpp" PATTERN "detail" EXCLUDE)
 endforeach()
+install(FILES ${PROJECT_SOURCE_DIR}/transport/detail/word_buffer.hpp
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/troupe/transport/detail)
 install(DIRECTORY ${CMAKE_BINARY_DIR}/gen/schema/
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/troupe/schema
         FILES_MATCHING PATTERN "*.capnp.h")

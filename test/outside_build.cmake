@@ -50,6 +50,21 @@ if(NOT out MATCHES "^actorhost \\(Troupe\\) [0-9]+\\.[0-9]+\\.[0-9]+")
   message(FATAL_ERROR "the installed actorhost --version printed: ${out}")
 endif()
 
+# Every installed header compiles against the install alone (no header left out that
+# another includes).
+file(GLOB_RECURSE headers RELATIVE ${prefix}/include ${prefix}/include/troupe/*.hpp)
+set(all_headers "")
+foreach(header ${headers})
+  string(APPEND all_headers "#include <${header}>\n")
+endforeach()
+file(WRITE ${WORK}/all_headers.cpp "${all_headers}")
+set(ENV{PKG_CONFIG_PATH} ${prefix}/lib/pkgconfig)
+run("pkg-config" pkg-config --cflags troupe)
+string(STRIP "${out}" cflags)
+separate_arguments(cflags UNIX_COMMAND "${cflags}")
+run("compiling every installed header" ${CXX} -fsyntax-only ${cflags}
+    ${WORK}/all_headers.cpp)
+
 # find_package(troupe)
 run("configuring the application" ${CMAKE_COMMAND} -S ${SOURCE}/apps/examples/outside
     -B ${WORK}/with-cmake -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release)
