@@ -25,6 +25,18 @@ install(FILES ${PROJECT_SOURCE_DIR}/schema/envelope.capnp ${PROJECT_SOURCE_DIR}/
 install(TARGETS actorhost actorsh troupe-offload troupe-bench
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
+# The README, the guides and the examples: the configs the guides start nodes with,
+# the first actor and the project that builds it outside the tree.
+install(FILES ${PROJECT_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/docs/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/docs)
+install(FILES ${PROJECT_SOURCE_DIR}/apps/examples/node.json
+              ${PROJECT_SOURCE_DIR}/apps/examples/instance.json
+              ${PROJECT_SOURCE_DIR}/apps/examples/offload.json
+              ${PROJECT_SOURCE_DIR}/apps/examples/first_actor.cpp
+        DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/apps/examples/outside/
+        DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples/outside)
+
 # Man pages, made by help2man from each program's --help and --version (so they say
 # what the program does), and bash completion (tools/completion/troupe.bash, which
 # asks the program's --help for its options), one file per program name.

@@ -27,7 +27,8 @@ set(expected ./usr/bin/actorhost ./usr/bin/actorsh ./usr/bin/troupe-offload
     ./usr/bin/troupe-bench ./usr/lib/libtroupe_runtime.so.0.1.0
     ./usr/lib/libtroupe_runtime.so.0.1 ./usr/include/troupe/runtime/node.hpp
     ./usr/include/troupe/schema/envelope.capnp.h ./usr/lib/cmake/troupe/troupeConfig.cmake
-    ./usr/lib/pkgconfig/troupe.pc ./usr/share/bash-completion/completions/actorsh)
+    ./usr/lib/pkgconfig/troupe.pc ./usr/share/bash-completion/completions/actorsh
+    ./usr/share/doc/troupe/README.md ./usr/share/doc/troupe/examples/outside/CMakeLists.txt)
 if(MAN_PAGES)
   list(APPEND expected ./usr/share/man/man1/actorhost.1)
 endif()

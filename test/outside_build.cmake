@@ -1,6 +1,7 @@
-# An application outside the tree (apps/examples/outside), built against Troupe as
-# installed into a temporary prefix: once with find_package(troupe), once with
-# pkg-config; each build runs and must print the actor's answer and the op's result.
+# An application outside the tree (apps/examples/outside: the guide's first actor and
+# hello_troupe), built against Troupe as installed into a temporary prefix: once with
+# find_package(troupe), once with pkg-config; each build runs, hello_troupe against the
+# installed actorhost, and must print what it should.
 # Arguments: -DBUILD=<Troupe's build dir> -DSOURCE=<Troupe's source dir> -DWORK=<dir>
 #            -DCXX=<the C++ compiler> -DMAN_PAGES=<1 if help2man made man pages>
 file(REMOVE_RECURSE ${WORK})
@@ -15,17 +16,28 @@ function(run what)
   set(out "${out}" PARENT_SCOPE)
 endfunction()
 
-function(expect_greeting program)
-  run("${program}" ${program})
-  if(NOT out MATCHES "Hello, outside!\n" OR NOT out MATCHES "ping op: ping\n")
-    message(FATAL_ERROR "${program} printed:\n${out}")
+# The guide's first actor, and hello_troupe against the installed actorhost (a
+# request to its echo provider, its group through a client handle, a ping op).
+function(expect_greetings first_actor hello_troupe)
+  run("${first_actor}" ${first_actor})
+  if(NOT out STREQUAL "Hello, Troupe!\n")
+    message(FATAL_ERROR "${first_actor} printed:\n${out}")
+  endif()
+  run("${hello_troupe} against the installed actorhost"
+      bash ${SOURCE}/test/run_against_actorhost.sh ${prefix}/bin/actorhost
+      ${WORK}/actorhost ${hello_troupe})
+  if(NOT out MATCHES "echo: hello, echo\n" OR NOT out MATCHES "group: 1 member\\(s\\)\n"
+     OR NOT out MATCHES "ping op: ping\n")
+    message(FATAL_ERROR "${hello_troupe} printed:\n${out}")
   endif()
 endfunction()
 
 run("cmake --install" ${CMAKE_COMMAND} --install ${BUILD} --prefix ${prefix})
 set(expected include/troupe/runtime/node.hpp include/troupe/schema/envelope.capnp.h
     lib/cmake/troupe/troupeConfig.cmake lib/pkgconfig/troupe.pc bin/actorhost
-    bin/actorsh share/bash-completion/completions/actorsh)
+    bin/actorsh share/bash-completion/completions/actorsh share/doc/troupe/README.md
+    share/doc/troupe/docs/actors.md share/doc/troupe/examples/node.json
+    share/doc/troupe/examples/outside/CMakeLists.txt)
 if(MAN_PAGES) # help2man was found at configure time
   list(APPEND expected share/man/man1/actorhost.1 share/man/man1/actorsh.1
        share/man/man1/troupe-offload.1 share/man/man1/troupe-bench.1)
@@ -66,10 +78,11 @@ run("compiling every installed header" ${CXX} -fsyntax-only ${cflags}
     ${WORK}/all_headers.cpp)
 
 # find_package(troupe)
-run("configuring the application" ${CMAKE_COMMAND} -S ${SOURCE}/apps/examples/outside
+run("configuring the application" ${CMAKE_COMMAND}
+    -S ${prefix}/share/doc/troupe/examples/outside
     -B ${WORK}/with-cmake -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release)
 run("building the application" ${CMAKE_COMMAND} --build ${WORK}/with-cmake -j2)
-expect_greeting(${WORK}/with-cmake/hello_troupe)
+expect_greetings(${WORK}/with-cmake/first_actor ${WORK}/with-cmake/hello_troupe)
 
 # pkg-config --cflags --libs troupe
 set(ENV{PKG_CONFIG_PATH} ${prefix}/lib/pkgconfig)
@@ -78,8 +91,14 @@ string(STRIP "${out}" flags)
 separate_arguments(flags UNIX_COMMAND "${flags}")
 run("pkg-config's libdir" pkg-config --variable=libdir troupe)
 string(STRIP "${out}" libdir)
-run("compiling with pkg-config's flags" ${CXX} -O1
-    ${SOURCE}/apps/examples/outside/hello_troupe.cpp -o ${WORK}/hello_pkg_config ${flags}
-    -Wl,-rpath,${libdir})
-expect_greeting(${WORK}/hello_pkg_config)
+foreach(program first_actor hello_troupe)
+  if(program STREQUAL first_actor)
+    set(source ${SOURCE}/apps/examples/first_actor.cpp)
+  else()
+    set(source ${SOURCE}/apps/examples/outside/hello_troupe.cpp)
+  endif()
+  run("compiling ${program} with pkg-config's flags" ${CXX} -O1 ${source}
+      -o ${WORK}/${program}_pkg_config ${flags} -Wl,-rpath,${libdir})
+endforeach()
+expect_greetings(${WORK}/first_actor_pkg_config ${WORK}/hello_troupe_pkg_config)
 message(STATUS "the application built with find_package and with pkg-config, and ran")

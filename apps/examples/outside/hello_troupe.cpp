@@ -1,76 +1,64 @@
 // An application built against an installed Troupe (find_package(troupe) or
-// pkg-config): an actor served by a node, a request to it through the node's
-// transport from a second node, and an op.
+// pkg-config) that talks to a running actorhost: a request to its echo provider, its
+// group through a group client handle, and a ping op.
+//
+//   hello_troupe ucx://HOST:PORT   (an actorhost with providers echo:1 and group:42)
 #include <iostream>
 #include <string>
 
 #include <caf/actor_system.hpp>
-#include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
-#include <nlohmann/json.hpp>
 
 #include <troupe/actors/builtin.hpp>
+#include <troupe/actors/group/client.hpp>
 #include <troupe/actors/ops/ping.hpp>
 #include <troupe/base/error.hpp>
 #include <troupe/runtime/config.hpp>
 #include <troupe/runtime/node.hpp>
 #include <troupe/runtime/ops.hpp>
-#include <troupe/runtime/provider_registry.hpp>
 
-caf::behavior greeter(caf::event_based_actor*, std::string greeting) {
-  return {
-    [greeting](const std::string& who) { return greeting + ", " + who + "!"; },
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::cerr << "usage: hello_troupe ucx://HOST:PORT\n";
+    return 2;
+  }
+  std::string address = argv[1];
+  troupe::node client{troupe::parse_node_config("{}", "hello_troupe")};
+  auto err = troupe::actors::register_builtins(client);
+  if (!err)
+    err = client.start();
+  if (err) {
+    std::cerr << troupe::describe(err) << "\n";
+    return 1;
+  }
+  int rc = 0;
+  auto fail = [&](const caf::error& err) {
+    std::cerr << troupe::describe(err) << "\n";
+    rc = 1;
   };
-}
-
-int main() {
-  // A node that serves the actor as provider ("greeter", 7).
-  troupe::node server{troupe::parse_node_config(R"({
-    "providers": [{"type": "greeter", "name": "hello", "provider_id": 7,
-                   "config": {"greeting": "Hello"}}]
-  })",
-                                                 "server.json")};
-  if (auto err = troupe::actors::register_builtins(server)) {
-    std::cerr << troupe::describe(err) << "\n";
-    return 1;
+  // A remote request: the actorhost's echo provider answers with the message itself.
+  if (auto echo = client.remote_provider(address, "echo", 1, std::chrono::seconds(10))) {
+    caf::scoped_actor self{client.system()};
+    self->request(*echo, std::chrono::seconds(10), std::string{"hello, echo"})
+      .receive([](const std::string& back) { std::cout << "echo: " << back << "\n"; },
+               fail);
+  } else {
+    fail(echo.error());
   }
-  server.providers().add_type(
-    "greeter", [](const troupe::provider_context& ctx) -> caf::expected<caf::actor> {
-      return ctx.system.spawn(greeter, ctx.spec.config->value("greeting", "Hi"));
-    });
-  // A second node, the client: it reaches the provider by address over the transport.
-  troupe::node client{troupe::parse_node_config("{}", "client.json")};
-  if (auto err = troupe::actors::register_builtins(client)) {
-    std::cerr << troupe::describe(err) << "\n";
-    return 1;
+  // A group client handle: the group's view through one of its members.
+  if (auto group = troupe::group::group_client::open(client, address, 42)) {
+    std::cout << "group: " << group->view().members.size() << " member(s)\n";
+  } else {
+    fail(group.error());
   }
-  for (auto* n : {&server, &client})
-    if (auto err = n->start()) {
-      std::cerr << troupe::describe(err) << "\n";
-      return 1;
-    }
-  int rc = 1;
-  {
-    auto hello = client.remote_provider(server.address(), "greeter", 7,
-                                        std::chrono::seconds(10));
-    if (!hello) {
-      std::cerr << troupe::describe(hello.error()) << "\n";
-    } else {
-      caf::scoped_actor self{client.system()};
-      self->request(*hello, std::chrono::seconds(10), std::string{"outside"})
-        .receive([&](const std::string& reply) { std::cout << reply << "\n"; rc = 0; },
-                 [&](caf::error& err) { std::cerr << troupe::describe(err) << "\n"; });
-    }
-  }
-  // An op from the client to the server node.
-  auto pinged = troupe::ops::launch<troupe::actors::ping_op>(client, {server.address()},
-                                                              std::string{"ping"})
-                  .get();
+  // An op: ping the actorhost's node.
+  auto pinged =
+    troupe::ops::launch<troupe::actors::ping_op>(client, {address}, std::string{"ping"})
+      .get();
   if (pinged)
     std::cout << "ping op: " << pinged->get_as<std::string>(0) << "\n";
   else
-    rc = 1;
+    fail(pinged.error());
   client.stop();
-  server.stop();
   return rc;
 }
