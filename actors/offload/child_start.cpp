@@ -15,7 +15,7 @@
 #include <caf/scoped_actor.hpp>
 #include <nlohmann/json.hpp>
 
-#include "actors/offload/process_keeper.hpp"
+#include "base/process_keeper.hpp"
 #include "base/error.hpp"
 #include "base/files.hpp"
 #include "runtime/json_reader.hpp"
@@ -141,15 +141,17 @@ caf::expected<caf::actor> start_process(caf::actor_system& sys,
   if (auto err = write_file_atomically(cfg_path, cfg.dump(2) + "\n"))
     return make_error(errc::unreachable, "instance " + child.path + ": " + context_text(err));
   ::unlink(addr_path.c_str());
-  auto launched =
-    env->processes.launch({env->options.actorhost_path, "-c", cfg_path, "--address-file",
-                           addr_path},
-                          {{"TROUPE_PARENT_URI", env->options.node_address}}, stem + ".log");
+  child_spec program;
+  program.argv = {env->options.actorhost_path, "-c", cfg_path, "--address-file", addr_path};
+  program.env = {{"TROUPE_PARENT_URI", env->options.node_address}};
+  program.out = child_output::append_to(stem + ".log");
+  program.err = child_output::same_as_stdout();
+  auto launched = env->processes.launch(std::move(program));
   if (!launched)
     return make_error(errc::unreachable, "instance " + child.path + ": cannot start "
                                            + env->options.actorhost_path + ": "
                                            + context_text(launched.error()));
-  auto pid = *launched;
+  auto pid = launched->pid;
   last_pid = pid;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{20};
   std::string uri;

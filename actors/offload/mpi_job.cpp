@@ -20,7 +20,7 @@
 #include <caf/system_messages.hpp>
 #include <nlohmann/json.hpp>
 
-#include "actors/offload/process_keeper.hpp"
+#include "base/process_keeper.hpp"
 #include "base/error.hpp"
 #include "base/files.hpp"
 #include "base/log.hpp"
@@ -150,19 +150,21 @@ caf::expected<caf::actor> start_mpi_job(caf::actor_system& sys,
   for (auto arg : {std::string{"-np"}, std::to_string(ranks), opts.actorhost_path,
                    std::string{"--config-text"}, cfg.dump()})
     argv.push_back(std::move(arg));
-  auto launched = env_processes(*env).launch(
-    argv,
-    {{"TROUPE_PARENT_URI", opts.node_address},
-     {"OMPI_ALLOW_RUN_AS_ROOT", "1"},
-     {"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"}},
-    stem + ".log");
+  child_spec program;
+  program.argv = std::move(argv);
+  program.env = {{"TROUPE_PARENT_URI", opts.node_address},
+                 {"OMPI_ALLOW_RUN_AS_ROOT", "1"},
+                 {"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"}};
+  program.out = child_output::append_to(stem + ".log");
+  program.err = child_output::same_as_stdout();
+  auto launched = env_processes(*env).launch(std::move(program));
   if (!launched) {
     caf::anon_send_exit(job, caf::exit_reason::kill);
     return make_error(errc::unreachable, "instances under " + tmpl.path
                                            + ": cannot start mpirun: "
                                            + context_text(launched.error()));
   }
-  auto pid = *launched;
+  auto pid = launched->pid;
   pid_slot->store(pid);
   job_pid.store(pid);
   // Every rank says hello, or the start fails: at once when mpirun exits early.

@@ -6,18 +6,17 @@
 #include <csignal>
 #include <cstring>
 #include <memory>
-#include <string_view>
 #include <utility>
 
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern char** environ;
+#include "base/detail/child_exec.hpp"
+#include "base/error.hpp"
 
 namespace troupe::offload {
 
@@ -41,103 +40,32 @@ public:
     fd_ = fd;
   }
   int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
 
 private:
   int fd_;
 };
 
 /// A pipe whose ends are close-on-exec (so a command another thread starts at the
-/// same moment does not inherit them) and above 0..2 (so the child's dup2 onto
-/// stdin/stdout/stderr never meets its own source).
+/// same moment does not inherit them) and above 0..2 (see detail::fd_above_stdio).
 bool make_pipe(unique_fd& read_end, unique_fd& write_end) {
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0)
+  if (!detail::open_pipe_above_stdio(fds))
     return false;
-  for (int i = 0; i < 2; ++i) {
-    unique_fd& end = i == 0 ? read_end : write_end;
-    if (fds[i] > 2) {
-      end.reset(fds[i]);
-      continue;
-    }
-    end.reset(::fcntl(fds[i], F_DUPFD_CLOEXEC, 3));
-    ::close(fds[i]);
-    if (end.get() < 0)
-      return false;
-  }
+  read_end.reset(fds[0]);
+  write_end.reset(fds[1]);
   return true;
 }
 
-/// What the child writes to its error pipe when it cannot reach exec.
-struct child_failure {
-  int stage;
-  int error;
-};
-
-enum child_stage : int { stage_affinity = 1, stage_stdio, stage_exec };
-
-/// Everything the child needs, prepared before fork: after fork it may not allocate.
-struct child_plan {
-  pid_t parent;
-  int out_fd;
-  int error_fd;
-  cpu_set_t* cpus;
-  size_t cpus_size;
-  char** argv;
-  char** envp;
-};
-
-[[noreturn]] void fail_child(const child_plan& p, int stage) {
-  child_failure f{stage, errno};
-  auto n = ::write(p.error_fd, &f, sizeof(f));
-  (void)n;
-  ::_exit(127);
-}
-
-// Runs in the forked child of a multithreaded process: only async-signal-safe calls
-// (another thread may have held any lock at the fork).
-[[noreturn]] void exec_child(const child_plan& p) {
-  ::setpgid(0, 0);
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != p.parent) // the parent died before prctl took effect
-    ::_exit(127);
-  // Ignored signals and the blocked mask survive exec (actorhost blocks its shutdown
-  // signals); a command expects the defaults: a pipeline relies on SIGPIPE.
-  struct sigaction dfl;
-  std::memset(&dfl, 0, sizeof(dfl));
-  dfl.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < NSIG; ++sig)
-    if (sig != SIGKILL && sig != SIGSTOP)
-      ::sigaction(sig, &dfl, nullptr);
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  if (p.cpus != nullptr && ::sched_setaffinity(0, p.cpus_size, p.cpus) != 0)
-    fail_child(p, stage_affinity);
-  if (::dup2(p.out_fd, STDOUT_FILENO) < 0 || ::dup2(p.out_fd, STDERR_FILENO) < 0)
-    fail_child(p, stage_stdio);
-  int in = ::open("/dev/null", O_RDONLY);
-  if (in < 0 || (in != STDIN_FILENO && ::dup2(in, STDIN_FILENO) < 0))
-    fail_child(p, stage_stdio);
-  if (in != STDIN_FILENO)
-    ::close(in);
-#if defined(SYS_close_range)
-  // Descriptors opened elsewhere in the process without O_CLOEXEC must not leak into
-  // the command (a held socket or pipe end). Kernels before 5.11 refuse; harmless.
-  ::syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
-#endif
-  ::execve("/bin/sh", p.argv, p.envp);
-  fail_child(p, stage_exec);
-}
-
-std::string describe(const child_failure& f, const std::vector<unsigned>& cpus) {
+std::string describe(const detail::exec_failure& f, const std::vector<unsigned>& cpus) {
   std::string what;
   switch (f.stage) {
-    case stage_affinity:
+    case detail::exec_stage::affinity:
       what = "cannot bind to CPUs";
       for (size_t i = 0; i < cpus.size(); ++i)
         what += (i == 0 ? " " : ",") + std::to_string(cpus[i]);
       break;
-    case stage_stdio:
+    case detail::exec_stage::stdio:
       what = "cannot set up stdin/stdout/stderr";
       break;
     default:
@@ -177,23 +105,10 @@ shell_outcome run_shell(const std::string& command, const run_options& options) 
     result.error = std::move(why);
     return result;
   };
-  std::vector<std::string> env_strings;
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    std::string_view entry{*e};
-    auto name = entry.substr(0, entry.find('='));
-    if (std::none_of(options.env.begin(), options.env.end(),
-                     [&](const auto& kv) { return kv.first == name; }))
-      env_strings.emplace_back(entry);
-  }
-  for (const auto& [name, value] : options.env) {
-    if (name.empty() || name.find('=') != std::string::npos)
-      return not_started("invalid environment variable name \"" + name + "\"");
-    env_strings.push_back(name + "=" + value);
-  }
-  std::vector<char*> envp;
-  for (auto& e : env_strings)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
+  auto env_strings = detail::environment_with(options.env);
+  if (!env_strings)
+    return not_started(context_text(env_strings.error()));
+  auto envp = detail::exec_array(*env_strings);
   std::string sh = "sh", dash_c = "-c", text = command;
   char* argv[] = {sh.data(), dash_c.data(), text.data(), nullptr};
 
@@ -211,25 +126,41 @@ shell_outcome run_shell(const std::string& command, const run_options& options) 
       CPU_SET_S(c, cpus_size, cpus.get());
   }
 
-  unique_fd out_r, out_w, err_r, err_w;
-  if (!make_pipe(out_r, out_w) || !make_pipe(err_r, err_w))
+  unique_fd out_r, out_w, report_r, report_w;
+  if (!make_pipe(out_r, out_w) || !make_pipe(report_r, report_w))
     return not_started(std::string{"cannot start /bin/sh: pipe: "}
                        + std::strerror(errno));
+  unique_fd null_in{detail::fd_above_stdio(::open("/dev/null", O_RDONLY | O_CLOEXEC))};
+  if (null_in.get() < 0)
+    return not_started(std::string{"cannot start /bin/sh: /dev/null: "}
+                       + std::strerror(errno));
   const auto started = clock_type::now();
-  child_plan plan{::getpid(), out_w.get(), err_w.get(), cpus.get(),
-                  cpus_size,  argv,        envp.data()};
+  detail::exec_plan plan;
+  plan.parent = ::getpid();
+  plan.death_signal = SIGKILL;
+  plan.own_process_group = true;
+  plan.cpus = cpus.get();
+  plan.cpus_size = cpus_size;
+  plan.in_fd = null_in.get();
+  plan.out_fd = out_w.get();
+  plan.err_fd = out_w.get();
+  plan.report_fd = report_w.get();
+  plan.program = "/bin/sh";
+  plan.argv = argv;
+  plan.envp = envp.data();
   pid_t pid = ::fork();
   if (pid < 0)
     return not_started(std::string{"cannot start /bin/sh: fork: "}
                        + std::strerror(errno));
   if (pid == 0)
-    exec_child(plan);
+    detail::exec_child(plan);
   // Also done here, so that a timeout's kill(-pid) cannot come before the child's own.
   ::setpgid(pid, pid);
   if (options.on_start)
     options.on_start(pid);
   out_w.reset();
-  err_w.reset();
+  report_w.reset();
+  null_in.reset();
   auto reap = [pid](int& status) {
     while (::waitpid(pid, &status, 0) < 0)
       if (errno != EINTR)
@@ -237,17 +168,12 @@ shell_outcome run_shell(const std::string& command, const run_options& options) 
     return true;
   };
 
-  // The error pipe closes at exec, or carries why the child did not get there.
-  child_failure failure{};
-  ssize_t got;
-  while ((got = ::read(err_r.get(), &failure, sizeof(failure))) < 0 && errno == EINTR) {
-  }
-  if (got == static_cast<ssize_t>(sizeof(failure))) {
+  // The report pipe closes at exec, or carries why the child did not get there.
+  if (auto failure = detail::await_exec(report_r.release())) {
     int status;
     reap(status);
-    return not_started(describe(failure, options.cpus));
+    return not_started(describe(*failure, options.cpus));
   }
-  err_r.reset();
 
   ::fcntl(out_r.get(), F_SETFL, ::fcntl(out_r.get(), F_GETFL) | O_NONBLOCK);
   std::array<char, 16384> buf;

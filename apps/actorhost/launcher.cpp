@@ -7,8 +7,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -17,6 +15,7 @@
 
 #include "base/error.hpp"
 #include "base/files.hpp"
+#include "base/process_keeper.hpp"
 #include "runtime/config.hpp"
 
 namespace troupe::launcher {
@@ -76,80 +75,55 @@ json node_config_for(json cfg, unsigned rank, const std::string& view_file,
   return cfg;
 }
 
-pid_t start_node(const child& c, const std::string& verbosity) {
-  auto parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid != 0)
-    return pid;
-  // Child: die with the launcher, take signals normally again, become actorhost.
-  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-  if (::getppid() != parent)
-    ::_exit(1);
-  sigset_t all;
-  sigfillset(&all);
-  ::sigprocmask(SIG_UNBLOCK, &all, nullptr);
-  std::vector<std::string> args{"actorhost", "-c", c.config, "--address-file",
-                                c.address_file};
+/// Starts node `c` as this program again (/proc/self/exe: the same actorhost).
+caf::expected<started_child> start_node(process_keeper& keeper, const child& c,
+                                        const std::string& verbosity) {
+  child_spec node;
+  node.program = "/proc/self/exe";
+  node.argv = {"actorhost", "-c", c.config, "--address-file", c.address_file};
   if (!verbosity.empty()) {
-    args.push_back("-v");
-    args.push_back(verbosity);
+    node.argv.push_back("-v");
+    node.argv.push_back(verbosity);
   }
-  std::vector<char*> argv;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  ::execv("/proc/self/exe", argv.data());
-  std::perror("actorhost --size: exec");
-  ::_exit(127);
+  return keeper.launch(std::move(node)); // dies with the launcher: SIGTERM
 }
 
-/// Reaps children that ended; says which. Returns how many still run.
-size_t reap(std::vector<child>& nodes) {
-  int status = 0;
-  pid_t pid;
-  while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-    for (size_t i = 0; i < nodes.size(); ++i) {
-      if (nodes[i].pid != pid)
-        continue;
-      nodes[i].running = false;
-      std::cerr << "actorhost: node " << i << " (pid " << pid << ") ";
-      if (WIFSIGNALED(status))
-        std::cerr << "was killed by " << strsignal(WTERMSIG(status)) << "\n";
-      else
-        std::cerr << "exited with code " << WEXITSTATUS(status) << "\n";
+/// Notes (and says) which nodes have ended. Returns how many still run.
+size_t reap(process_keeper& keeper, std::vector<child>& nodes) {
+  size_t alive = 0;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    auto& n = nodes[i];
+    if (!n.running)
+      continue;
+    if (auto how = keeper.wait_exit(n.pid, std::chrono::milliseconds{0})) {
+      n.running = false;
+      std::cerr << "actorhost: node " << i << " (pid " << n.pid << ") " << how->describe()
+                << "\n";
+    } else {
+      ++alive;
     }
   }
-  size_t alive = 0;
-  for (const auto& n : nodes)
-    alive += n.running ? 1 : 0;
   return alive;
 }
 
 /// SIGTERM to every node still running, SIGKILL to those still there after `grace`.
-void stop_all(std::vector<child>& nodes, std::chrono::seconds grace) {
+void stop_all(process_keeper& keeper, std::vector<child>& nodes,
+              std::chrono::seconds grace) {
+  for (int pid : keeper.stop_all(grace))
+    std::cerr << "actorhost: node pid " << pid << " did not stop; killed it\n";
   for (auto& n : nodes)
-    if (n.running)
-      ::kill(n.pid, SIGTERM);
-  auto deadline = clock_type::now() + grace;
-  while (reap(nodes) > 0 && clock_type::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds{10});
-  for (auto& n : nodes)
-    if (n.running) {
-      std::cerr << "actorhost: node pid " << n.pid << " did not stop; killing it\n";
-      ::kill(n.pid, SIGKILL);
-      ::waitpid(n.pid, nullptr, 0);
-      n.running = false;
-    }
+    n.running = false;
 }
 
 /// Waits until node `c` wrote its address file; false if it ended or took too long.
-bool wait_ready(std::vector<child>& nodes, child& c, std::chrono::seconds limit) {
+bool wait_ready(process_keeper& keeper, std::vector<child>& nodes, child& c,
+                std::chrono::seconds limit) {
   auto deadline = clock_type::now() + limit;
   while (clock_type::now() < deadline) {
     std::ifstream in{c.address_file};
     if (in && std::getline(in, c.address) && !c.address.empty())
       return true;
-    reap(nodes);
+    reap(keeper, nodes);
     if (!c.running)
       return false;
     std::this_thread::sleep_for(std::chrono::milliseconds{10});
@@ -200,9 +174,10 @@ int run_instance(const instance_options& options) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGCHLD);
+  sigaddset(&signals, SIGCHLD); // a node ended: look at once
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  process_keeper keeper;
   std::vector<child> nodes(options.size);
   auto launch = [&](unsigned rank, const std::string& leader_address) {
     auto& c = nodes[rank];
@@ -215,26 +190,31 @@ int run_instance(const instance_options& options) {
       std::cerr << "actorhost: " << context_text(err) << "\n";
       return false;
     }
-    c.pid = start_node(c, options.verbosity);
-    c.running = c.pid > 0;
-    return c.running;
+    auto started = start_node(keeper, c, options.verbosity);
+    if (!started) {
+      std::cerr << "actorhost: " << context_text(started.error()) << "\n";
+      return false;
+    }
+    c.pid = started->pid;
+    c.running = true;
+    return true;
   };
   auto give_up = [&](const std::string& why) {
     std::cerr << "actorhost: the instance did not start: " << why << "\n";
-    stop_all(nodes, std::chrono::seconds{10});
+    stop_all(keeper, nodes, std::chrono::seconds{10});
     if (own_dir)
       fs::remove_all(dir);
     return 1;
   };
   constexpr std::chrono::seconds start_limit{60};
-  if (!launch(0, {}) || !wait_ready(nodes, nodes[0], start_limit))
+  if (!launch(0, {}) || !wait_ready(keeper, nodes, nodes[0], start_limit))
     return give_up("node 0 did not come up");
   // The others join at the same moment: the leader takes concurrent joins.
   for (unsigned rank = 1; rank < options.size; ++rank)
     if (!launch(rank, nodes[0].address))
       return give_up("cannot start node " + std::to_string(rank));
   for (unsigned rank = 1; rank < options.size; ++rank)
-    if (!wait_ready(nodes, nodes[rank], start_limit))
+    if (!wait_ready(keeper, nodes, nodes[rank], start_limit))
       return give_up("node " + std::to_string(rank) + " did not come up");
   std::cout << "actorhost instance ready: size=" << options.size << " view=" << view_file
             << " dir=" << dir << "\n";
@@ -244,13 +224,14 @@ int run_instance(const instance_options& options) {
   std::cout << "attach with: actorsh -f " << view_file << "\n"
             << "stop with Ctrl-C (or SIGTERM to pid " << ::getpid() << ")" << std::endl;
 
-  int signal_number = 0;
   int exit_code = 0;
+  // The keeper reaps the nodes, so a SIGCHLD may come before their end can be read:
+  // the wait also ends every 200 ms to look again.
+  const timespec look_again{0, 200'000'000};
   for (;;) {
-    if (sigwait(&signals, &signal_number) != 0)
-      continue;
-    if (signal_number == SIGCHLD) {
-      if (reap(nodes) == 0) {
+    int signal_number = sigtimedwait(&signals, nullptr, &look_again);
+    if (signal_number < 0 || signal_number == SIGCHLD) {
+      if (reap(keeper, nodes) == 0) {
         std::cerr << "actorhost: every node has ended\n";
         exit_code = 1;
         break;
@@ -261,7 +242,7 @@ int run_instance(const instance_options& options) {
               << options.size << " nodes\n";
     break;
   }
-  stop_all(nodes, std::chrono::seconds{10});
+  stop_all(keeper, nodes, std::chrono::seconds{10});
   if (own_dir)
     fs::remove_all(dir);
   std::cerr << "actorhost: instance stopped\n";

@@ -3,8 +3,8 @@
 // --test-size=N`). Forks N actorhost processes on loopback that form one centralized
 // group (rank 0 starts it, the others join it), writes the group's view file, prints
 // how to attach actorsh, and on SIGINT/SIGTERM stops every node that still runs.
-// Children die with the launcher (PR_SET_PDEATHSIG), so even a launcher killed with
-// SIGKILL leaves no orphan behind.
+// The nodes are started by a process_keeper (base/): they die with the launcher (the
+// parent-death signal), so even a launcher killed with SIGKILL leaves no orphan behind.
 
 #include <string>
 

@@ -15,7 +15,7 @@
 #include <caf/node_id.hpp>
 
 #include "actors/builtin.hpp"
-#include "actors/offload/process_keeper.hpp"
+#include "base/process_keeper.hpp"
 #include "apps/actorhost/launcher.hpp"
 #include "base/error.hpp"
 #include "base/exit_watchdog.hpp"
@@ -185,7 +185,7 @@ int main(int argc, char** argv) {
   }
   std::cerr << "actorhost: " << strsignal(signal_number) << ", shutting down\n";
   stop_bound.arm("actorhost", std::chrono::seconds{30}, exit_start_failed,
-                 troupe::offload::process_keeper::kill_all_children);
+                 troupe::process_keeper::kill_all_children);
   node.stop();
   if (!address_file.empty())
     ::unlink(address_file.c_str());

@@ -21,7 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/builtin.hpp"
-#include "actors/offload/process_keeper.hpp"
+#include "base/process_keeper.hpp"
 #include "actors/offload/hierarchy.hpp"
 #include "actors/offload/offload.hpp"
 #include "actors/offload/report.hpp"
@@ -250,7 +250,7 @@ int main(int argc, char** argv) {
     std::cout << plot << "\n";
   }
   stop_bound.arm("troupe-offload", std::chrono::seconds{10}, exit_failed,
-                 troupe::offload::process_keeper::kill_all_children);
+                 troupe::process_keeper::kill_all_children);
   node.stop();
   return rc;
 }

@@ -1,5 +1,8 @@
 #include "test/support/process.hpp"
 
+#include "base/error.hpp"
+#include "base/process_keeper.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -15,11 +18,8 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-extern char** environ;
 
 namespace troupe::test {
 
@@ -27,52 +27,26 @@ using clock_type = std::chrono::steady_clock;
 
 child_process::child_process(std::vector<std::string> argv,
                              std::vector<std::string> extra_env) {
-  int out_pipe[2];
-  int err_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0)
-    throw std::runtime_error("pipe2 failed");
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e)
-    env_strings.emplace_back(*e);
-  for (auto& e : extra_env)
-    env_strings.push_back(std::move(e));
-  std::vector<char*> args;
-  for (auto& a : argv)
-    args.push_back(a.data());
-  args.push_back(nullptr);
-  std::vector<char*> envp;
-  for (auto& e : env_strings)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
-  auto parent = ::getpid();
-  pid_ = ::fork();
-  if (pid_ < 0)
-    throw std::runtime_error(std::string{"fork failed: "} + std::strerror(errno));
-  if (pid_ == 0) {
-    // The kernel kills us if the test process dies first: no orphans.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent)
-      ::_exit(127);
-    ::dup2(out_pipe[1], STDOUT_FILENO);
-    ::dup2(err_pipe[1], STDERR_FILENO);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::execve(args[0], args.data(), envp.data());
-    auto msg = std::string{"exec "} + args[0] + ": " + std::strerror(errno) + "\n";
-    auto rc = ::write(STDERR_FILENO, msg.data(), msg.size());
-    (void)rc;
-    ::_exit(127);
+  child_spec spec;
+  spec.argv = std::move(argv);
+  for (auto& e : extra_env) {
+    auto eq = e.find('=');
+    spec.env.emplace_back(e.substr(0, eq), eq == std::string::npos ? "" : e.substr(eq + 1));
   }
-  ::close(out_pipe[1]);
-  ::close(err_pipe[1]);
-  out_fd_ = out_pipe[0];
-  err_fd_ = err_pipe[0];
+  spec.out = child_output::pipe();
+  spec.err = child_output::pipe();
+  spec.death_signal = SIGKILL; // the kernel kills it if the test process dies first
+  auto started = process_keeper::shared().launch(std::move(spec));
+  if (!started)
+    throw std::runtime_error(context_text(started.error()));
+  pid_ = started->pid;
+  out_fd_ = started->out_fd;
+  err_fd_ = started->err_fd;
 }
 
 child_process::~child_process() {
   if (!status_) {
-    ::kill(pid_, SIGKILL);
+    signal(SIGKILL);
     wait_exit(std::chrono::seconds(10));
   }
   if (out_fd_ >= 0)
@@ -140,26 +114,27 @@ bool child_process::wait_for_text_on_stderr(const std::string& needle,
 
 void child_process::signal(int signo) {
   if (!status_)
-    ::kill(pid_, signo);
+    process_keeper::shared().signal(pid_, signo);
 }
 
 std::optional<int> child_process::wait_exit(std::chrono::milliseconds timeout) {
   auto deadline = clock_type::now() + timeout;
+  auto& keeper = process_keeper::shared();
   while (!status_) {
-    int status = 0;
-    auto rc = ::waitpid(pid_, &status, WNOHANG);
-    if (rc == pid_) {
-      status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (auto how = keeper.wait_exit(pid_, std::chrono::milliseconds{0})) {
+      status_ = how->status();
       break;
     }
     auto now = clock_type::now();
     if (now >= deadline)
       return std::nullopt;
     // Keep the pipes drained so a chatty child never blocks on a full pipe.
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
-    pump(std::min(left, std::chrono::milliseconds(20)));
-    if (out_fd_ < 0 && err_fd_ < 0)
-      ::usleep(1000);
+    auto slice = std::min(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now),
+                          std::chrono::milliseconds(20));
+    if (out_fd_ >= 0 || err_fd_ >= 0)
+      pump(slice);
+    else if (auto how = keeper.wait_exit(pid_, slice))
+      status_ = how->status();
   }
   // Collect what is left in the pipes.
   while (out_fd_ >= 0 || err_fd_ >= 0)
@@ -193,6 +168,15 @@ bool process_stopped(int pid) {
       return false;
   }
   return true;
+}
+
+bool process_ignores(int pid, int signo) {
+  std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("SigIgn:", 0) == 0)
+      return ((std::stoull(line.substr(7), nullptr, 16) >> (signo - 1)) & 1U) != 0;
+  return false;
 }
 
 reserved_port::reserved_port() {

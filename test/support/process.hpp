@@ -1,8 +1,8 @@
 #pragma once
-// A child process for multi-process tests: started with fork/exec, its stdout and
-// stderr captured through pipes, killed with SIGKILL if the test forgets or fails
-// (and by the kernel if the test process itself dies: PR_SET_PDEATHSIG), so no test
-// leaves an orphan behind.
+// A child process for multi-process tests: started by the process's keeper
+// (base/process_keeper), its stdout and stderr captured through pipes, killed with
+// SIGKILL if the test forgets or fails (and by the kernel if the test process itself
+// dies: the keeper's parent-death signal), so no test leaves an orphan behind.
 
 #include <chrono>
 #include <cstdint>
@@ -16,7 +16,8 @@ namespace troupe::test {
 
 class child_process {
 public:
-  /// Starts `argv[0]` with `argv`. Throws std::runtime_error if fork or exec fails.
+  /// Starts `argv[0]` with `argv`, stdin /dev/null. Throws std::runtime_error if fork
+  /// or exec fails (exec's reason in the text).
   explicit child_process(std::vector<std::string> argv,
                          std::vector<std::string> extra_env = {});
   ~child_process();
@@ -67,6 +68,9 @@ bool process_gone(int pid);
 /// True when every thread of process `pid` is stopped (SIGSTOP takes effect
 /// asynchronously: a thread may still run for a moment after the signal is sent).
 bool process_stopped(int pid);
+
+/// True when process `pid` ignores signal `signo` (its SigIgn mask in /proc).
+bool process_ignores(int pid, int signo);
 
 /// A loopback TCP port held for one test: a socket bound to it (SO_REUSEADDR) but not
 /// listening. While it is held the OS gives the port to nobody else (a bind to port 0

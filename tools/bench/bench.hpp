@@ -84,11 +84,9 @@ std::string fixed(double v, int digits);
 int report(const std::string& name, bool as_json, const std::function<nlohmann::json()>& measure,
            const std::function<void(const nlohmann::json&, std::ostream&)>& print_table);
 
-/// In a forked child: runs `args[0]` with `args`; exits 127 if it cannot.
-[[noreturn]] void exec_program(std::vector<std::string> args);
-
-/// A server half in a child process (this same program, `serve <kind>`), killed when
-/// the object goes (and by the kernel if we die: no orphans).
+/// A server half in a child process (this same program, `serve <kind>`, started by the
+/// process's keeper), killed when the object goes (and by the kernel if we die: no
+/// orphans).
 class server_process {
 public:
   server_process(const std::string& kind, const std::string& tls,

@@ -3,13 +3,12 @@
 #include <csignal>
 #include <fcntl.h>
 #include <stdexcept>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 
 #include "base/error.hpp"
 #include "base/files.hpp"
+#include "base/process_keeper.hpp"
 
 namespace troupe::bench {
 
@@ -21,22 +20,17 @@ host::host(const std::string& actorhost, const std::string& dir, const std::stri
   auto config_file = dir + "/" + name + ".json";
   if (auto err = write_file_atomically(config_file, config_json))
     throw std::runtime_error(describe(err));
-  auto parent = ::getpid();
+  child_spec actorhost_run;
+  actorhost_run.argv = {actorhost, "-c", config_file, "-v", "info", "--address-file",
+                        address_file_};
+  actorhost_run.out = child_output::discard();
+  actorhost_run.err = child_output::replace(log_file_);
+  actorhost_run.death_signal = SIGKILL;
   started_ = clock_type::now();
-  pid_ = ::fork();
-  if (pid_ < 0)
-    throw std::runtime_error("fork failed");
-  if (pid_ == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent)
-      ::_exit(127);
-    int null_fd = ::open("/dev/null", O_WRONLY);
-    int log_fd = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(null_fd, STDOUT_FILENO);
-    ::dup2(log_fd, STDERR_FILENO);
-    exec_program(
-      {actorhost, "-c", config_file, "-v", "info", "--address-file", address_file_});
-  }
+  auto started = process_keeper::shared().launch(std::move(actorhost_run));
+  if (!started)
+    throw std::runtime_error(context_text(started.error()));
+  pid_ = started->pid;
 }
 
 const std::string& host::wait_address(std::chrono::milliseconds timeout) {
@@ -65,34 +59,23 @@ std::string host::log() const {
 }
 
 bool host::exited() {
-  if (pid_ <= 0)
-    return true;
-  int status = 0;
-  if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+  if (pid_ > 0 && process_keeper::shared().wait_exit(pid_, std::chrono::milliseconds{0}))
     pid_ = -1;
-    return true;
-  }
-  return false;
+  return pid_ <= 0;
 }
 
 void host::signal(int signo) {
   if (pid_ > 0)
-    ::kill(pid_, signo);
+    process_keeper::shared().signal(pid_, signo);
 }
 
 void host::stop(std::chrono::milliseconds grace) {
   if (pid_ <= 0)
     return;
-  ::kill(pid_, SIGCONT); // a stopped process cannot act on SIGTERM
-  ::kill(pid_, SIGTERM);
-  auto deadline = clock_type::now() + grace;
-  while (!exited() && clock_type::now() < deadline)
-    std::this_thread::sleep_for(5ms);
-  if (pid_ > 0) {
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
+  auto& keeper = process_keeper::shared();
+  keeper.terminate(pid_, grace); // SIGTERM (and SIGCONT), SIGKILL after the grace
+  keeper.wait_exit(pid_, grace + std::chrono::seconds{5});
+  pid_ = -1;
 }
 
 void stop_all(std::vector<std::unique_ptr<host>>& hosts) {

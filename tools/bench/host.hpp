@@ -11,8 +11,8 @@
 
 namespace troupe::bench {
 
-/// An actorhost process: stdout discarded, stderr to a log file (read for errors and
-/// for the joiners' "waiting" line), killed with us (PR_SET_PDEATHSIG).
+/// An actorhost process (started by the process's keeper): stdout discarded, stderr to
+/// a log file (read for errors and for the joiners' "waiting" line), killed with us.
 class host {
 public:
   /// Writes `config_json` to `dir/name.json` and starts actorhost on it.

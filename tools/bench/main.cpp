@@ -14,13 +14,13 @@
 #include <iostream>
 #include <poll.h>
 #include <sstream>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "base/error.hpp"
+#include "base/process_keeper.hpp"
 #include "base/version.hpp"
 #include "tools/bench/bench.hpp"
 
@@ -54,15 +54,6 @@ latency time_round_trips(int iterations, const std::function<bool()>& send) {
   return summarize(std::move(samples));
 }
 
-void exec_program(std::vector<std::string> args) {
-  std::vector<char*> argv;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  ::execv(argv[0], argv.data());
-  ::_exit(127);
-}
-
 std::string fixed(double v, int digits) {
   std::ostringstream os;
   os << std::fixed << std::setprecision(digits) << v;
@@ -86,27 +77,21 @@ int report(const std::string& name, bool as_json, const std::function<nlohmann::
 
 server_process::server_process(const std::string& kind, const std::string& tls,
                                std::vector<std::string> options) {
-  int out[2];
-  if (::pipe(out) != 0) {
-    error_ = "pipe failed";
+  child_spec server;
+  server.program = "/proc/self/exe";
+  server.argv = {"troupe-bench", "serve", kind};
+  server.argv.insert(server.argv.end(), options.begin(), options.end());
+  if (!tls.empty())
+    server.env = {{"UCX_TLS", tls}};
+  server.out = child_output::pipe();
+  server.death_signal = SIGKILL;
+  auto started = process_keeper::shared().launch(std::move(server));
+  if (!started) {
+    error_ = "the " + kind + " server did not start: " + context_text(started.error());
     return;
   }
-  auto parent = ::getpid();
-  pid_ = ::fork();
-  if (pid_ == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent)
-      ::_exit(127);
-    ::dup2(out[1], STDOUT_FILENO);
-    ::close(out[0]);
-    ::close(out[1]);
-    if (!tls.empty())
-      ::setenv("UCX_TLS", tls.c_str(), 1);
-    std::vector<std::string> args{"/proc/self/exe", "serve", kind};
-    args.insert(args.end(), options.begin(), options.end());
-    exec_program(std::move(args));
-  }
-  ::close(out[1]);
+  pid_ = started->pid;
+  int out = started->out_fd;
   // Wait for "address ..." with a deadline; the server may fail to start.
   // UCX may print warnings on stdout first: look for the line that starts "address ".
   std::string text;
@@ -116,16 +101,16 @@ server_process::server_process(const std::string& kind, const std::string& tls,
   auto deadline = clock_type::now() + std::chrono::seconds(30);
   while (!(has_address() && text.find('\n', text.find("address ")) != std::string::npos)
          && clock_type::now() < deadline) {
-    pollfd p{out[0], POLLIN, 0};
+    pollfd p{out, POLLIN, 0};
     if (::poll(&p, 1, 100) <= 0)
       continue;
     char buf[256];
-    auto n = ::read(out[0], buf, sizeof(buf));
+    auto n = ::read(out, buf, sizeof(buf));
     if (n <= 0)
       break;
     text.append(buf, static_cast<size_t>(n));
   }
-  ::close(out[0]);
+  ::close(out);
   if (has_address()) {
     auto start = text.rfind("address ", 0) == 0 ? 0 : text.find("\naddress ") + 1;
     auto line = text.substr(start, text.find('\n', start) - start);
@@ -137,8 +122,9 @@ server_process::server_process(const std::string& kind, const std::string& tls,
 
 server_process::~server_process() {
   if (pid_ > 0) {
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
+    auto& keeper = process_keeper::shared();
+    keeper.signal(pid_, SIGKILL);
+    keeper.wait_exit(pid_, std::chrono::seconds{10});
   }
 }
 

@@ -11,9 +11,9 @@
 #include "actors/offload/offload.hpp"
 #include "actors/supervisor/supervisor.hpp"
 
-namespace troupe::offload {
+namespace troupe {
 class process_keeper;
-} // namespace troupe::offload
+} // namespace troupe
 
 namespace troupe::offload::detail {
 
