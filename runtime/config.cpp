@@ -23,7 +23,7 @@ void read_transport(const json_reader& r, const json& section, transport_config&
   r.require_object(path, section);
   r.reject_unknown_keys(path, section,
                         {"protocol", "address", "port", "busy_poll", "keepalive_ms",
-                         "max_message_bytes", "spin_us"});
+                         "max_message_bytes", "spin_us", "batch_sends"});
   if (auto it = section.find("protocol"); it != section.end()) {
     out.protocol = r.read_string(path + ".protocol", *it);
     if (!transport::is_supported_protocol(out.protocol))
@@ -47,6 +47,11 @@ void read_transport(const json_reader& r, const json& section, transport_config&
     if (!it->is_boolean())
       r.expected(path + ".busy_poll", "true or false", *it);
     out.busy_poll = it->get<bool>();
+  }
+  if (auto it = section.find("batch_sends"); it != section.end()) {
+    if (!it->is_boolean())
+      r.expected(path + ".batch_sends", "true or false", *it);
+    out.batch_sends = it->get<bool>();
   }
   if (auto it = section.find("keepalive_ms"); it != section.end())
     out.keepalive_ms =
@@ -268,7 +273,8 @@ std::string to_json_text(const node_config& cfg, int indent) {
                       {"busy_poll", cfg.transport.busy_poll},
                       {"keepalive_ms", cfg.transport.keepalive_ms},
                       {"max_message_bytes", cfg.transport.max_message_bytes},
-                      {"spin_us", cfg.transport.spin_us}};
+                      {"spin_us", cfg.transport.spin_us},
+                      {"batch_sends", cfg.transport.batch_sends}};
   doc["ops"] = {{"deadline_ms", cfg.ops.deadline_ms},
                 {"store_max_bytes", cfg.ops.store_max_bytes}};
   doc["threads"] = cfg.threads == 0 ? json("auto") : json(cfg.threads);

@@ -199,6 +199,7 @@ node::node(node_config cfg) : impl_(std::make_unique<impl>()) {
   transport.keepalive = std::chrono::milliseconds{t.keepalive_ms};
   transport.max_message_bytes = static_cast<size_t>(t.max_message_bytes);
   transport.spin = std::chrono::microseconds{t.spin_us};
+  transport.batch_sends = t.batch_sends;
 }
 
 node::~node() {

@@ -97,6 +97,8 @@ void middleman::init(caf::actor_system_config& cfg) {
   d.opts.port = settings.port;
   d.opts.busy_poll = settings.busy_poll;
   d.opts.spin_window = settings.spin;
+  d.batch_sends = settings.batch_sends;
+  d.opts.batch_frames = settings.batch_sends;
   d.opts.max_payload = settings.max_message_bytes;
   // Through the environment, and without overwriting it (a UCX_* variable the user
   // set wins): UCX 1.13 applies only its own UCP-level settings to one context
@@ -297,6 +299,7 @@ transport_stats middleman::stats() const {
   s.op_in = d.op_in.load();
   s.sends_direct = d.sends_direct.load();
   s.sends_queued = d.sends_queued.load();
+  s.sends_deferred = d.sends_deferred.load();
   s.requests_awaiting = d.requests_awaiting.load();
   auto sched = progress_stats(d.sys);
   s.worker_sleeps = sched.sleeps;
@@ -306,6 +309,8 @@ transport_stats middleman::stats() const {
   if (d.engine) {
     s.remote_keys = d.engine->cached_remote_keys();
     s.standby_polls = d.engine->standby_polls();
+    s.frames_batched = d.engine->frames_batched();
+    s.batches_sent = d.engine->batches_sent();
     s.transports = d.engine->transports_in_use();
   }
   std::lock_guard<std::mutex> guard{d.drops_mtx};

@@ -53,6 +53,11 @@ struct transport_stats {
   uint64_t op_in = 0;
   uint64_t sends_direct = 0; ///< messages sent from the sender's own thread
   uint64_t sends_queued = 0; ///< ... queued for the worker lock's holder instead
+  /// ... held until the end of the sender's turn on a progress worker, then sent
+  /// together with the turn's other messages
+  uint64_t sends_deferred = 0;
+  uint64_t frames_batched = 0; ///< frames sent several to one active message
+  uint64_t batches_sent = 0;   ///< ... in that many active messages
   /// Requests sent to other nodes whose response has not come (each holds its
   /// requester, to answer it if the node dies).
   uint64_t requests_awaiting = 0;
@@ -71,8 +76,9 @@ struct transport_stats {
 
 /// The wire protocol version; a peer that speaks another is refused at handshake.
 /// (2: envelopes name actors by id alone; the connection names the nodes. 3: op
-/// framework messages in the envelope, `op_frame`.)
-constexpr uint32_t protocol_version = 3;
+/// framework messages in the envelope, `op_frame`. 4: batches, several envelope frames
+/// in one active message.)
+constexpr uint32_t protocol_version = 4;
 
 class middleman : public caf::actor_system::module, public caf::proxy_registry::backend {
 public:

@@ -131,6 +131,9 @@ void middleman::impl::on_frame(conn_id conn, frame&& f) {
       case am_kind::envelope:
         handle_envelope(conn, f);
         break;
+      case am_kind::batch: // the engine hands a batch's frames on one by one
+        count_drop(conn, "batch inside a batch");
+        break;
     }
   } catch (const kj::Exception&) {
     count_drop(conn, "malformed Cap'n Proto message");

@@ -269,6 +269,18 @@ void middleman::impl::forward(const caf::node_id& node, caf::actor_id dest,
       bounce(requester, request,
              make_error(errc::unreachable, "the transport has stopped"));
   };
+  if (batch_sends && opts.driven_externally && defer_until_turn_end(m.sender.get())) {
+    // The sender is the actor whose turn runs on this worker: its messages wait, in
+    // order, for the turn's end and then leave in batches (scheduler.cpp).
+    if (!engine->post_quietly([self = shared_from_this(), m = std::move(m)]() mutable {
+          self->route(m);
+        }))
+      stopped();
+    sends_deferred.fetch_add(1, std::memory_order_relaxed);
+    if (sends_deferred_in_turn() % max_sends_per_turn == 0)
+      engine->flush_posts(); // a long turn does not hold them all back
+    return;
+  }
   if (run_here_or_queue([this, m = std::move(m)]() mutable { route(m); }, stopped))
     sends_direct.fetch_add(1, std::memory_order_relaxed);
   else

@@ -13,6 +13,7 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/policy/unprofiled.hpp>
 #include <caf/resumable.hpp>
+#include <caf/scheduled_actor.hpp>
 #include <caf/scheduler/coordinator.hpp>
 
 #include "transport/detail/cpu_relax.hpp"
@@ -38,6 +39,11 @@ constexpr int unarmed_sleep_ms = 1;
 
 thread_local caf::execution_unit* this_thread_worker = nullptr;
 thread_local caf::execution_unit* this_thread_polling = nullptr;
+// The actor whose turn runs on this worker (while an engine is attached), and how
+// many of its messages to other nodes wait for the turn's end.
+thread_local const caf::actor_control_block* this_thread_turn = nullptr;
+thread_local unsigned this_thread_deferred = 0;
+thread_local unsigned this_thread_turn_sends = 0;
 
 enum worker_state : int { running_job, awake, asleep };
 
@@ -118,6 +124,30 @@ public:
   template <class Worker>
   void resume_job_later(Worker* self, caf::resumable* job) {
     push(self, job, true);
+  }
+
+  // -- an actor's turn -----------------------------------------------------------------
+
+  template <class Worker>
+  void before_resume(Worker* self, caf::resumable* job) {
+    if (self->parent()->data().engine.load(std::memory_order_relaxed) != nullptr
+        && job->subtype() == caf::resumable::scheduled_actor)
+      this_thread_turn = caf::actor_control_block::from(static_cast<caf::scheduled_actor*>(job));
+  }
+
+  template <class Worker>
+  void after_resume(Worker* self, caf::resumable*) {
+    this_thread_turn = nullptr;
+    this_thread_turn_sends = 0;
+    if (this_thread_deferred == 0)
+      return;
+    this_thread_deferred = 0;
+    // The turn's messages leave now, in batches (or the lock's holder sends them).
+    auto& shared = self->parent()->data();
+    if (auto e = use_engine(shared)) {
+      e->flush_posts();
+      release_engine(shared);
+    }
   }
 
   // -- dequeueing -------------------------------------------------------------------
@@ -377,6 +407,21 @@ caf::execution_unit* current_progress_worker() {
 
 caf::execution_unit* polling_progress_worker() {
   return this_thread_polling;
+}
+
+bool defer_until_turn_end(const caf::actor_control_block* sender) {
+  if (sender == nullptr || sender != this_thread_turn)
+    return false;
+  // The first leaves at once: a turn that sends one message (a reply, the next
+  // request) gains nothing by waiting. From the second on, they wait.
+  if (++this_thread_turn_sends == 1)
+    return false;
+  ++this_thread_deferred;
+  return true;
+}
+
+unsigned sends_deferred_in_turn() {
+  return this_thread_deferred;
 }
 
 void nudge_progress_scheduler(caf::actor_system& sys) {

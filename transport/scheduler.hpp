@@ -61,6 +61,19 @@ struct progress_scheduler_stats {
 /// Counters of `sys`'s progress scheduler (all zero if it runs another one).
 progress_scheduler_stats progress_stats(caf::actor_system& sys);
 
+/// Whether a message from `sender` (this thread's) may wait until the end of the
+/// turn of the actor running on this progress worker: true when `sender` is that
+/// actor and this is not its first message to another node in this turn (the first
+/// leaves at once). Its messages are then queued in order and sent together, in
+/// batches, when its turn ends (or every `max_sends_per_turn`). Counts it.
+bool defer_until_turn_end(const caf::actor_control_block* sender);
+
+/// How many messages of one turn wait at most before they are sent.
+constexpr unsigned max_sends_per_turn = 64;
+
+/// Sends deferred in this thread's current turn so far.
+unsigned sends_deferred_in_turn();
+
 namespace detail {
 
 /// The middleman's engine starts being polled by the scheduler's workers.

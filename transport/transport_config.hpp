@@ -31,6 +31,10 @@ struct transport_config {
   bool busy_poll = false;
   /// How long to keep polling after activity before sleeping.
   std::chrono::microseconds spin{50};
+  /// An actor's messages to other nodes during one turn on a progress worker wait for
+  /// the turn's end and leave together, several small ones to one peer in one UCX
+  /// message (throughput under load; off: each leaves at once, on its own).
+  bool batch_sends = true;
   /// UCX's keepalive interval: how soon a silent dead peer is noticed.
   std::chrono::milliseconds keepalive{500};
   /// Largest payload sent or accepted, in bytes.

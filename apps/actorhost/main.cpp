@@ -44,7 +44,8 @@ stderr (file, key path, what was expected, what was found) with exit code 2.
 Config keys (all optional):
   transport   {"protocol": "ucx", "address": "127.0.0.1", "port": 0,
                "busy_poll": false, "keepalive_ms": 500,
-               "max_message_bytes": 1073741824, "spin_us": 50}
+               "max_message_bytes": 1073741824, "spin_us": 50,
+               "batch_sends": true}
               (port 0 = any free port; "address": "towards:HOST" = this host's
               address on the route to HOST, so HOST can reach the node)
   threads     "auto" (one per core) or a number of CAF scheduler threads

@@ -613,9 +613,11 @@ BOOST_AUTO_TEST_CASE(a_rank_killed_mid_run_restarts_its_mpi_job_and_no_job_is_lo
 
 BOOST_AUTO_TEST_CASE(a_silent_rank_restarts_its_mpi_job_and_no_job_is_lost) {
   demo_run run;
+  // Enough work that the restarted job's two ranks both come up before it is done
+  // (with 300 jobs the rest could finish on the first new rank alone).
   child_process demo{run.argv(R"({"num_levels": 2, "levels": [
       {"num_children": 2, "cores_per_child": 2, "placement": "mpi"}],
-      "jobs": {"count": 300, "mix": [{"kind": "sleep", "duration_ms": 20}]}})",
+      "jobs": {"count": 800, "mix": [{"kind": "sleep", "duration_ms": 20}]}})",
                               {"--silence-ms", "2000"})};
   auto log = run.run_dir + "/instance-0-mpi.log";
   BOOST_REQUIRE(eventually(60s, [&] {
@@ -627,7 +629,7 @@ BOOST_AUTO_TEST_CASE(a_silent_rank_restarts_its_mpi_job_and_no_job_is_lost) {
   auto code = demo.wait_exit(120s);
   BOOST_REQUIRE_MESSAGE(code, "troupe-offload did not finish");
   BOOST_TEST(*code == 0, demo.out() << demo.err());
-  check_each_job_once(read_csv(run.csv), 300);
+  check_each_job_once(read_csv(run.csv), 800);
   BOOST_TEST(pids_in_log(log).size() == 4u, read_all(log));
   BOOST_TEST(eventually(15s, [&] { return process_gone(stopped); }),
              "the silent rank was left behind");

@@ -70,6 +70,7 @@ BOOST_AUTO_TEST_CASE(the_node_config_shown_in_the_readme_parses_to_what_it_says)
   BOOST_TEST(cfg.transport.keepalive_ms == 500u);
   BOOST_TEST(cfg.transport.max_message_bytes == 1073741824u);
   BOOST_TEST(cfg.transport.spin_us == 50u);
+  BOOST_TEST(cfg.transport.batch_sends);
   BOOST_TEST(cfg.ops.deadline_ms == 10000u);
   BOOST_TEST(cfg.ops.store_max_bytes == 1073741824u);
   BOOST_TEST(cfg.threads == 0u); // "auto"
@@ -87,6 +88,7 @@ BOOST_AUTO_TEST_CASE(the_node_config_shown_in_the_readme_parses_to_what_it_says)
   BOOST_TEST(cfg.transport.keepalive_ms == defaults.transport.keepalive_ms);
   BOOST_TEST(cfg.transport.max_message_bytes == defaults.transport.max_message_bytes);
   BOOST_TEST(cfg.transport.spin_us == defaults.transport.spin_us);
+  BOOST_TEST(cfg.transport.batch_sends == defaults.transport.batch_sends);
   BOOST_TEST(cfg.ops.deadline_ms == defaults.ops.deadline_ms);
   BOOST_TEST(cfg.ops.store_max_bytes == defaults.ops.store_max_bytes);
   BOOST_TEST(cfg.threads == defaults.threads);
@@ -205,6 +207,8 @@ BOOST_AUTO_TEST_CASE(transport_values_are_checked) {
   check_error(R"({"transport": {"address": ""}})",
               "node.json: transport.address: expected a non-empty string");
   check_error(R"({"transport": 5})", "node.json: transport: expected an object, found 5");
+  check_error(R"({"transport": {"batch_sends": 1}})",
+              "node.json: transport.batch_sends: expected true or false, found 1");
   check_error(R"({"transport": {"address": "towards:no-such-host.invalid"}})",
               "node.json: transport.address: cannot resolve \"no-such-host.invalid\"");
 }

@@ -6,6 +6,7 @@
 // drop, and keep serving a well-behaved client.
 
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <random>
 
@@ -33,6 +34,7 @@ namespace {
 
 constexpr unsigned am_hello = 1;
 constexpr unsigned am_envelope = 3;
+constexpr unsigned am_batch = 4;
 constexpr size_t max_message_bytes = 1 << 20;
 
 std::string bytes_of(capnp::MessageBuilder& message) {
@@ -267,6 +269,36 @@ BOOST_AUTO_TEST_CASE(active_messages_of_unknown_kinds_are_dropped) {
   for (unsigned id : {0u, 7u, 63u, 1000u, 65535u})
     raw.send(id, "junk", "more junk");
   BOOST_TEST(wait_for_drop("unknown active message id", before, &raw));
+  BOOST_TEST(ask_echo("still up") == "still up");
+  BOOST_TEST(!host.process().wait_exit(0ms).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(malformed_batches_are_dropped_and_counted) {
+  raw_client raw{host.address()};
+  fake_identity me;
+  BOOST_REQUIRE(raw.handshake(hello_bytes(me, transport::protocol_version)));
+  // A record is two uint32 byte counts (header, payload), then both, word-padded.
+  auto record = [](uint32_t header_bytes, uint32_t payload_bytes, size_t present) {
+    std::string bytes(8 + present, '\0');
+    std::memcpy(bytes.data(), &header_bytes, 4);
+    std::memcpy(bytes.data() + 4, &payload_bytes, 4);
+    return bytes;
+  };
+  struct malformed {
+    const char* what;
+    std::string data;
+  };
+  for (const auto& bad :
+       {malformed{"shorter than a record's sizes", std::string(5, '\x01')},
+        malformed{"a header longer than the batch", record(4096, 0, 16)},
+        malformed{"a payload longer than the batch", record(8, 1u << 31, 8)},
+        malformed{"an empty header", record(0, 8, 8)}}) {
+    BOOST_TEST_CONTEXT(bad.what) {
+      auto before = drops("malformed batch");
+      raw.send(am_batch, "", bad.data);
+      BOOST_TEST(wait_for_drop("malformed batch", before, &raw));
+    }
+  }
   BOOST_TEST(ask_echo("still up") == "still up");
   BOOST_TEST(!host.process().wait_exit(0ms).has_value());
 }

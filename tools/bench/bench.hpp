@@ -73,6 +73,8 @@ struct workload {
   /// Troupe's scheduler (node config "scheduler"): "progress", or CAF's "sharing"
   /// with the transport on a thread of its own (Troupe's first design).
   std::string scheduler = "progress";
+  /// Node config transport.batch_sends (troupe-unbatched: false).
+  bool batch_sends = true;
   double idle_seconds = 5;
 };
 
@@ -128,7 +130,7 @@ result_set measure_ucx(const std::string& address, const workload& w);
 result_set measure_caf(const std::string& address, const workload& w);
 
 // Server halves: print "address <...>" on stdout, then serve until killed.
-int serve_troupe(bool busy_poll, const std::string& scheduler);
+int serve_troupe(bool busy_poll, const std::string& scheduler, bool batch_sends);
 int serve_ucx();
 int serve_caf();
 

@@ -30,8 +30,9 @@ const auto request_timeout = std::chrono::seconds(30);
 /// A node config with the benchmark's transport and scheduler settings (and
 /// `extra`, more top-level keys, if given).
 std::string node_config_text(bool busy_poll, const std::string& scheduler,
-                             const std::string& extra = {}) {
+                             bool batch_sends, const std::string& extra = {}) {
   return std::string{R"({"transport": {"busy_poll": )"} + (busy_poll ? "true" : "false")
+         + R"(, "batch_sends": )" + (batch_sends ? "true" : "false")
          + R"(}, "scheduler": ")" + scheduler + "\"" + (extra.empty() ? "" : ", " + extra)
          + "}";
 }
@@ -90,7 +91,7 @@ run_driver(caf::actor_system& sys,
 
 } // namespace
 
-int serve_troupe(bool busy_poll, const std::string& scheduler) {
+int serve_troupe(bool busy_poll, const std::string& scheduler, bool batch_sends) {
   sigset_t stop;
   sigemptyset(&stop);
   sigaddset(&stop, SIGTERM);
@@ -98,7 +99,7 @@ int serve_troupe(bool busy_poll, const std::string& scheduler) {
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   node server{parse_node_config(
     node_config_text(
-      busy_poll, scheduler,
+      busy_poll, scheduler, batch_sends,
       R"("providers": [{"type": "bench", "name": "bench", "provider_id": 1}])"),
     "bench-server")};
   server.providers().add_type(
@@ -212,7 +213,7 @@ void measure_actor(caf::actor_system& sys, const caf::actor& target, const workl
 result_set measure_troupe(const std::string& address, const workload& w) {
   result_set r;
   node client{
-    parse_node_config(node_config_text(w.busy_poll, w.scheduler), "bench-client")};
+    parse_node_config(node_config_text(w.busy_poll, w.scheduler, w.batch_sends), "bench-client")};
   if (auto err = client.start()) {
     r.error = describe(err);
     return r;
@@ -274,7 +275,7 @@ result_set measure_troupe(const std::string& address, const workload& w) {
 
 result_set measure_local(const workload& w) {
   result_set r;
-  node here{parse_node_config(node_config_text(w.busy_poll, w.scheduler), "bench-local")};
+  node here{parse_node_config(node_config_text(w.busy_poll, w.scheduler, w.batch_sends), "bench-local")};
   if (auto err = here.start()) {
     r.error = describe(err);
     return r;

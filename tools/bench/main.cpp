@@ -274,6 +274,13 @@ int run_transport(bool as_json, bool quick, bool busy_poll, const std::string& o
       w.scheduler = "progress";
       measure("troupe", "troupe", tls, troupe_options, measure_troupe);
     }
+    if (wanted("troupe-unbatched")) {
+      w.batch_sends = false;
+      auto unbatched_options = troupe_options;
+      unbatched_options.push_back("--no-batching");
+      measure("troupe", "troupe-unbatched", tls, unbatched_options, measure_troupe);
+      w.batch_sends = true;
+    }
     if (wanted("troupe-v1")) {
       w.scheduler = "sharing";
       auto v1_options = troupe_options;
@@ -356,8 +363,9 @@ static int run_main(int argc, char** argv) {
   app.require_subcommand(1);
   auto transport = app.add_subcommand(
     "transport", "remote round trips (8 B, 64 B, 64 KiB), one-way 64 B throughput, "
-                 "requests with 1/8/64 in flight and 1 MiB RDMA gets: Troupe (and its "
-                 "first design, troupe-v1), raw UCX active messages and CAF's io "
+                 "requests with 1/8/64 in flight and 1 MiB RDMA gets: Troupe (also "
+                 "without batched sends, troupe-unbatched, and its first design, "
+                 "troupe-v1), raw UCX active messages and CAF's io "
                  "middleman, over shared memory and tcp; a local CAF round trip; the "
                  "CPU an idle node uses");
   bool as_json = false;
@@ -370,7 +378,8 @@ static int run_main(int argc, char** argv) {
                       "Troupe never lets the transport sleep: one thread always polls "
                       "(as raw UCX here always does)");
   transport->add_option("--only", only, "measure one system only")
-    ->check(CLI::IsMember({"troupe", "troupe-v1", "ucx", "caf", "caf-local"}));
+    ->check(CLI::IsMember(
+      {"troupe", "troupe-unbatched", "troupe-v1", "ucx", "caf", "caf-local"}));
   auto groups = app.add_subcommand(
     "groups", "a centralized group of actorhost processes: 8, 16 and 32 concurrent "
               "joins, refresh round trips (no change, full view), kill -9 and SIGSTOP "
@@ -402,6 +411,8 @@ static int run_main(int argc, char** argv) {
     ->required()
     ->check(CLI::IsMember({"troupe", "ucx", "caf"}));
   serve->add_flag("--busy-poll", busy_poll, "never let the transport sleep");
+  bool no_batching = false;
+  serve->add_flag("--no-batching", no_batching, "node config transport.batch_sends false");
   std::string scheduler = "progress";
   serve->add_option("--scheduler", scheduler, "Troupe's scheduler (node config)")
     ->check(CLI::IsMember({"progress", "sharing", "stealing"}));
@@ -412,7 +423,7 @@ static int run_main(int argc, char** argv) {
   }
   if (*serve) {
     if (kind == "troupe")
-      return serve_troupe(busy_poll, scheduler);
+      return serve_troupe(busy_poll, scheduler, !no_batching);
     if (kind == "ucx")
       return serve_ucx();
     return serve_caf();

@@ -111,11 +111,14 @@ void engine::impl::run() {
 bool engine::impl::drain_posts() {
   bool any = false;
   std::function<void()> fn;
+  holding_sends = true;
   while (queue.pop(fn)) {
     pending.fetch_sub(1);
     fn();
     any = true;
   }
+  holding_sends = false;
+  send_all_held();
   return any;
 }
 
@@ -192,7 +195,27 @@ uint16_t engine::port() const {
 }
 
 bool engine::post(std::function<void()> fn) {
+  return impl_->post(std::move(fn), true);
+}
+
+bool engine::post_quietly(std::function<void()> fn) {
+  return impl_->post(std::move(fn), false);
+}
+
+void engine::flush_posts() {
   auto& d = *impl_;
+  // If another thread holds the lock: a poller runs the posts before it lets go, a
+  // sender signals a sleeping poller for them when it lets go (and a spinning one
+  // polls anyway).
+  if (d.pending.load() == 0 || !d.try_lock())
+    return;
+  if (d.running.load(std::memory_order_relaxed))
+    d.drain_posts();
+  d.unlock(false);
+}
+
+bool engine::impl::post(std::function<void()> fn, bool wake) {
+  auto& d = *this;
   d.producers.fetch_add(1);
   if (!d.accepting_posts.load() || d.worker == nullptr) {
     d.producers.fetch_sub(1);
@@ -208,7 +231,7 @@ bool engine::post(std::function<void()> fn) {
   // Whoever holds the lock runs it before letting go (unlock re-checks). Otherwise a
   // poller asleep on the worker must wake: ucp_worker_signal is the one worker call
   // that is safe from any thread, and it costs a system call, so only then.
-  if (d.armed.load() != 0 && !d.locked.load())
+  if (wake && d.armed.load() != 0 && !d.locked.load())
     ucp_worker_signal(d.worker);
   d.producers.fetch_sub(1);
   return true;
@@ -240,6 +263,14 @@ void engine::unlock() {
 
 bool engine::has_posts() const {
   return impl_->pending.load() != 0;
+}
+
+uint64_t engine::frames_batched() const {
+  return impl_->frames_batched.load(std::memory_order_relaxed);
+}
+
+uint64_t engine::batches_sent() const {
+  return impl_->batches_sent.load(std::memory_order_relaxed);
 }
 
 const engine_options& engine::options() const {

@@ -27,8 +27,9 @@ namespace troupe::transport::detail {
 
 using conn_id = uint64_t;
 
-/// Active message ids.
-enum class am_kind : uint16_t { hello = 1, hello_ack = 2, envelope = 3 };
+/// Active message ids. A batch carries several envelope frames of one connection in
+/// one active message (see `engine::send`); the receiver hands them on one by one.
+enum class am_kind : uint16_t { hello = 1, hello_ack = 2, envelope = 3, batch = 4 };
 
 struct frame {
   am_kind kind;
@@ -56,6 +57,8 @@ struct engine_options {
   bool busy_poll = false;
   /// Without busy_poll: how long to keep polling after activity before sleeping.
   std::chrono::microseconds spin_window{50};
+  /// Small envelope frames sent while posted work runs leave in batches (`send`).
+  bool batch_frames = true;
   /// Largest payload accepted from a peer, in bytes; bigger frames are dropped.
   size_t max_payload = size_t{1} << 30;
   /// Something else (the progress scheduler's workers) polls the engine; its own
@@ -113,6 +116,12 @@ public:
   /// go, or the next poll does. Safe from any thread. False (and `fn` dropped) once
   /// the engine stops: the caller owes whoever waits for `fn` an answer.
   bool post(std::function<void()> fn);
+  /// The same without waking a sleeping poller: the caller calls `flush_posts` soon.
+  bool post_quietly(std::function<void()> fn);
+
+  /// Runs the posted work now if the worker lock is free (sends held back go out in
+  /// batches); otherwise its holder runs it before letting go.
+  void flush_posts();
 
   // -- the worker lock (any thread) -------------------------------------------------
 
@@ -154,8 +163,15 @@ public:
   /// Sends at once, even before the connection is ready (for the handshake).
   void send_now(conn_id conn, am_kind kind, word_buffer header, word_buffer payload);
 
-  /// Sends once the connection is ready, in call order.
+  /// Sends once the connection is ready, in call order. Small envelope frames sent
+  /// while posted work runs are held back and go out together, several in one active
+  /// message, when the posted work is done (one UCX send and one receive callback
+  /// for many messages: what a burst of requests or replies costs).
   void send(conn_id conn, am_kind kind, word_buffer header, word_buffer payload);
+
+  /// Frames sent in batches and batches sent, since the start.
+  uint64_t frames_batched() const;
+  uint64_t batches_sent() const;
 
   /// Flushes the connection's wireup, then sends what `send` queued and sends
   /// directly from then on.

@@ -260,6 +260,8 @@ void engine::close(conn_id conn, bool force) {
   auto c = d.find(conn);
   if (c == nullptr || c->closing)
     return;
+  if (!c->failed)
+    d.send_held(*c); // sent before the close, like everything sent before it
   c->closing = true;
   d.count_transports(*c, false);
   c->ready = false;

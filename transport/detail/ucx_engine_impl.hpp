@@ -73,6 +73,7 @@ struct engine::impl {
     bool closing = false; ///< a close has begun: nothing may be sent on `ep` any more
     bool failed = false;
     std::deque<pending_send> waiting;
+    std::vector<pending_send> held; ///< envelope frames held back for a batch
     std::deque<slot_ptr> inbox;
     /// Unpacked remote keys by packed form; they belong to `ep` and must be
     /// destroyed before it closes. Bounded: ops expose a fresh region each, so a
@@ -143,7 +144,7 @@ struct engine::impl {
   ucp_listener_h listener = nullptr;
   int worker_fd = -1;
   int epoll_fd = -1;
-  am_handler_arg handler_args[3];
+  am_handler_arg handler_args[4];
 
   std::thread thread;
   std::atomic<bool> stop_requested{false};
@@ -174,6 +175,11 @@ struct engine::impl {
   // progressed, without an event on the worker's fd: pollers do not sleep meanwhile.
   uint64_t rma_in_flight = 0; // lock holder
   std::atomic<bool> accepting_posts{true};
+  // While posted work runs, small envelope frames are held back per connection and
+  // sent in batches after it (send_held). Lock holder.
+  bool holding_sends = false;
+  std::vector<conn_id> conns_with_held;
+  std::atomic<uint64_t> frames_batched{0}, batches_sent{0};
   std::atomic<int> producers{0};
 
   // The engine's own thread, standing by when the scheduler drives the engine.
@@ -215,6 +221,7 @@ struct engine::impl {
   void unlock(bool drain = true);
   bool round();
   bool drain_posts();
+  bool post(std::function<void()> fn, bool wake);
   void dispatch();
 
   // -- setup and teardown (ucx_engine_setup.cpp) ------------------------------------
@@ -244,6 +251,12 @@ struct engine::impl {
   // -- active messages out and in (ucx_engine_io.cpp) -------------------------------
 
   void start_send(connection& c, am_kind kind, word_buffer header, word_buffer payload);
+  /// Sends the frames held back on `c` (as batches of several, or alone).
+  void send_held(connection& c);
+  void send_all_held();
+  /// Hands the frames of a batch to the handler, in order. False if `id` went away
+  /// meanwhile (the handler closed it).
+  bool deliver_batch(conn_id id, const word_buffer& batch);
   ucs_status_t handle_am(am_kind kind, const void* header, size_t header_length,
                          void* data, size_t length, const ucp_am_recv_param_t* param);
   void start_rndv(conn_id owner, const slot_ptr& slot);

@@ -4,10 +4,35 @@
 
 #include "transport/detail/ucx_engine_impl.hpp"
 
+#include <cstring>
 #include <memory>
 #include <new>
 
 namespace troupe::transport::detail {
+
+namespace {
+
+// A batch's data is a sequence of records, each on an 8-byte boundary: the header's
+// and the payload's byte counts (two little-endian uint32), the header, the payload,
+// each padded to whole words. The active message header is empty.
+constexpr size_t record_prefix = 8;
+
+size_t padded(size_t bytes) {
+  return (bytes + 7) & ~size_t{7};
+}
+
+size_t record_size(const word_buffer& header, const word_buffer& payload) {
+  return record_prefix + padded(header.size()) + padded(payload.size());
+}
+
+/// Frames larger than this go alone: batching saves per-message costs, which a large
+/// message does not notice.
+constexpr size_t max_batched_frame = 1024;
+/// A batch stays below UCX's shared-memory fragment (8 KiB by default) so that it
+/// goes out as one eager message, never by rendezvous.
+constexpr size_t max_batch_bytes = 7 * 1024;
+
+} // namespace
 
 // -- UCX callbacks ---------------------------------------------------------------------
 
@@ -81,14 +106,74 @@ void engine::send_now(conn_id conn, am_kind kind, word_buffer header,
 }
 
 void engine::send(conn_id conn, am_kind kind, word_buffer header, word_buffer payload) {
-  auto c = impl_->find(conn);
+  auto& d = *impl_;
+  auto c = d.find(conn);
   if (!impl::usable(c))
     return;
   if (!c->ready) {
     c->waiting.push_back({kind, std::move(header), std::move(payload)});
     return;
   }
-  impl_->start_send(*c, kind, std::move(header), std::move(payload));
+  if (d.holding_sends && d.opts.batch_frames && kind == am_kind::envelope
+      && header.size() + payload.size() <= max_batched_frame) {
+    if (c->held.empty())
+      d.conns_with_held.push_back(conn);
+    c->held.push_back({kind, std::move(header), std::move(payload)});
+    return;
+  }
+  d.send_held(*c); // what was held back goes first
+  d.start_send(*c, kind, std::move(header), std::move(payload));
+}
+
+void engine::impl::send_held(connection& c) {
+  if (c.held.empty())
+    return;
+  auto held = std::move(c.held);
+  c.held.clear();
+  size_t i = 0;
+  while (i < held.size()) {
+    // As many as fit one batch; a lone frame goes as itself.
+    size_t end = i;
+    size_t bytes = 0;
+    auto size_of = [&](size_t k) { return record_size(held[k].header, held[k].payload); };
+    while (end < held.size() && (end == i || bytes + size_of(end) <= max_batch_bytes))
+      bytes += size_of(end++);
+    if (end - i == 1) {
+      start_send(c, held[i].kind, std::move(held[i].header), std::move(held[i].payload));
+      ++i;
+      continue;
+    }
+    word_buffer batch{bytes};
+    auto* out = batch.data();
+    for (; i < end; ++i) {
+      auto& f = held[i];
+      uint32_t sizes[2] = {static_cast<uint32_t>(f.header.size()),
+                           static_cast<uint32_t>(f.payload.size())};
+      std::memcpy(out, sizes, sizeof sizes);
+      out += record_prefix;
+      std::memcpy(out, f.header.data(), f.header.size());
+      std::memset(out + f.header.size(), 0, padded(f.header.size()) - f.header.size());
+      out += padded(f.header.size());
+      if (!f.payload.empty())
+        std::memcpy(out, f.payload.data(), f.payload.size());
+      std::memset(out + f.payload.size(), 0, padded(f.payload.size()) - f.payload.size());
+      out += padded(f.payload.size());
+      frames_batched.fetch_add(1, std::memory_order_relaxed);
+    }
+    batches_sent.fetch_add(1, std::memory_order_relaxed);
+    start_send(c, am_kind::batch, word_buffer{}, std::move(batch));
+  }
+}
+
+void engine::impl::send_all_held() {
+  auto ids = std::move(conns_with_held);
+  conns_with_held.clear();
+  for (auto id : ids) {
+    if (auto c = find(id); usable(c))
+      send_held(*c);
+    else if (c != nullptr)
+      c->held.clear();
+  }
 }
 
 // -- receiving ------------------------------------------------------------------------
@@ -180,12 +265,46 @@ void engine::impl::deliver(conn_id id) {
       handler.on_drop(id, "payload receive failed");
       continue;
     }
+    if (slot->f.kind == am_kind::batch) {
+      if (!deliver_batch(id, slot->f.payload))
+        return;
+      c = find(id);
+      continue;
+    }
     handler.on_frame(id, std::move(slot->f));
     // The handler may have failed or closed this connection.
     c = find(id);
     if (c == nullptr)
       return;
   }
+}
+
+bool engine::impl::deliver_batch(conn_id id, const word_buffer& batch) {
+  const uint8_t* at = batch.data();
+  size_t left = batch.size();
+  while (left != 0) {
+    uint32_t sizes[2];
+    if (left < record_prefix) {
+      handler.on_drop(id, "malformed batch");
+      return find(id) != nullptr;
+    }
+    std::memcpy(sizes, at, sizeof sizes);
+    size_t need = record_prefix + padded(sizes[0]) + padded(sizes[1]);
+    if (sizes[0] == 0 || need > left) {
+      handler.on_drop(id, "malformed batch"); // the rest cannot be framed
+      return find(id) != nullptr;
+    }
+    frame f;
+    f.kind = am_kind::envelope;
+    f.header = word_buffer::copy_of(at + record_prefix, sizes[0]);
+    f.payload = word_buffer::copy_of(at + record_prefix + padded(sizes[0]), sizes[1]);
+    at += need;
+    left -= need;
+    handler.on_frame(id, std::move(f));
+    if (find(id) == nullptr)
+      return false; // the handler closed or failed the connection
+  }
+  return true;
 }
 
 } // namespace troupe::transport::detail

@@ -52,7 +52,7 @@ std::string engine::impl::setup() {
   if (status != UCS_OK)
     return "ucp_worker_create: " + status_text(status);
 
-  for (auto kind : {am_kind::hello, am_kind::hello_ack, am_kind::envelope}) {
+  for (auto kind : {am_kind::hello, am_kind::hello_ack, am_kind::envelope, am_kind::batch}) {
     auto& arg = handler_args[static_cast<int>(kind) - 1];
     arg = {this, kind};
     ucp_am_handler_param_t hp{};
@@ -71,7 +71,7 @@ std::string engine::impl::setup() {
   // no handler (seen here: a hostile client took a node down with one frame). Every
   // other id gets a handler that drops and counts.
   for (unsigned id = 0; id <= max_am_id; ++id) {
-    if (id >= 1 && id <= 3)
+    if (id >= 1 && id <= 4)
       continue;
     ucp_am_handler_param_t hp{};
     hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB
