@@ -39,6 +39,22 @@ word_buffer to_words(capnp::MessageBuilder& message) {
 
 } // namespace
 
+void middleman::impl::keep_registered(const caf::strong_actor_ptr& actor) {
+  // CAF 0.17's registry put takes its lock exclusively and allocates a map node even
+  // when the actor is there already: once per actor and thread is enough. Actor ids
+  // are never reused within a system, and an entry stays until its actor ends (after
+  // which it sends nothing), so remembering the last one put is safe. The system is
+  // named by this middleman's serial number, not its address: a system made after
+  // another one ended may get the same address, and its ids start again at 1.
+  thread_local uint64_t last_middleman = 0;
+  thread_local caf::actor_id last_id = 0;
+  if (last_middleman == serial && last_id == actor->id())
+    return;
+  sys.registry().put(actor->id(), actor);
+  last_middleman = serial;
+  last_id = actor->id();
+}
+
 // -- frames and envelopes -------------------------------------------------------------
 
 word_buffer middleman::impl::make_envelope(caf::actor_id src, caf::actor_id dst,
@@ -179,7 +195,7 @@ void middleman::impl::forward(const caf::node_id& node, caf::actor_id dest,
                               caf::message content) {
   // Replies must find the sender by its id: keep it in the registry.
   if (sender && sender->node() == sys.node())
-    sys.registry().put(sender->id(), sender);
+    keep_registered(sender);
   if (sender && sender->node() != sys.node()) {
     // A message sent on behalf of an actor of a third node (a CAF delegation or a
     // forward). Envelopes name actors of the sending node only, and the receiver
@@ -208,7 +224,7 @@ void middleman::impl::forward(const caf::node_id& node, caf::actor_id dest,
         count_drop(0, "op message watching an actor of another node");
         return;
       }
-      sys.registry().put(op.watch.id(), caf::actor_cast<caf::strong_actor_ptr>(op.watch));
+      keep_registered(caf::actor_cast<caf::strong_actor_ptr>(op.watch));
     }
     auto bytes = op.payload.size_bytes();
     m.header = make_op_envelope(dest, op, bytes);

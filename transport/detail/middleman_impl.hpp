@@ -117,6 +117,12 @@ struct middleman::impl : detail::engine_handler,
   caf::error start_err;
   std::string address_uri;
   uint64_t incarnation = 0;
+  /// Unique among the middlemen this process ever made (keep_registered).
+  const uint64_t serial = next_serial();
+  static uint64_t next_serial() {
+    static std::atomic<uint64_t> made{0};
+    return ++made;
+  }
 
   std::atomic<uint64_t> msgs_out{0}, bytes_out{0}, msgs_in{0}, bytes_in{0};
   std::atomic<uint64_t> sends_direct{0}, sends_queued{0}, sends_deferred{0};
@@ -229,6 +235,8 @@ struct middleman::impl : detail::engine_handler,
   void reply_error(conn_id conn, caf::actor_id requester, caf::actor_id from,
                    caf::message_id mid, caf::error err);
 
+  /// Puts a local actor into CAF's registry, where answers find it by its id.
+  void keep_registered(const caf::strong_actor_ptr& actor);
   void route(outgoing_message& m);
   void bounce(const caf::strong_actor_ptr& requester, caf::message_id mid,
               caf::error err);

@@ -105,6 +105,9 @@ struct engine::impl {
     conn_id conn;
     word_buffer header;
     word_buffer payload;
+    // In the list of sends UCX has not completed (`sends_pending`) while it runs.
+    send_op* prev = nullptr;
+    send_op* next = nullptr;
   };
 
   struct recv_op {
@@ -168,6 +171,9 @@ struct engine::impl {
   std::atomic<uint64_t> pending{0};
   std::atomic<int> armed{0};
   bool sends_in_progress = false; // lock holder: a send left for progress to finish
+  // Sends UCX has not completed yet (lock holder). A worker destroyed with sends
+  // still in flight never calls their callbacks: shutdown frees what is left here.
+  send_op* sends_pending = nullptr;
   // Set when a thread that does not poll left an operation in progress; until the
   // next round, no poller may go to sleep (arming does not see such work).
   bool needs_progress = false; // lock holder

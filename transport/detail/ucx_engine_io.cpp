@@ -40,6 +40,12 @@ void engine::impl::on_send_done(void* request, ucs_status_t status, void* user_d
   auto op = static_cast<send_op*>(user_data);
   if (status != UCS_OK && status != UCS_ERR_CANCELED)
     op->self->fails.emplace_back(op->conn, "send failed: " + status_text(status));
+  if (op->prev != nullptr)
+    op->prev->next = op->next;
+  else
+    op->self->sends_pending = op->next;
+  if (op->next != nullptr)
+    op->next->prev = op->prev;
   delete op;
   ucp_request_free(request);
 }
@@ -91,6 +97,10 @@ void engine::impl::start_send(connection& c, am_kind kind, word_buffer header,
     delete op; // completed in place
   } else if (UCS_PTR_IS_PTR(req)) {
     sends_in_progress = true; // someone must progress the worker for it
+    op->next = sends_pending;
+    if (sends_pending != nullptr)
+      sends_pending->prev = op;
+    sends_pending = op;
   } else if (UCS_PTR_IS_ERR(req)) {
     fails.emplace_back(c.id, "send failed: " + status_text(UCS_PTR_STATUS(req)));
     delete op;

@@ -184,6 +184,12 @@ void engine::impl::shutdown() {
   if (worker != nullptr)
     ucp_worker_destroy(worker);
   worker = nullptr;
+  // Sends the worker took with it: their callbacks never come.
+  while (sends_pending != nullptr) {
+    auto* op = sends_pending;
+    sends_pending = op->next;
+    delete op;
+  }
   // The context goes when the last mapped region does.
   std::atomic_store(&context_ref, std::shared_ptr<void>{});
   context = nullptr;
