@@ -10,6 +10,16 @@ function(troupe_target_defaults target)
   endif()
 endfunction()
 
+# troupe_program_allocator(<target>)
+# Links mimalloc into a program, so it replaces malloc and operator new process-wide
+# (it comes before libc in the lookup order). Not under the sanitizers, which bring
+# their own allocator.
+function(troupe_program_allocator target)
+  if(NOT TROUPE_SANITIZE)
+    target_link_libraries(${target} PRIVATE mimalloc)
+  endif()
+endfunction()
+
 # troupe_capnp_library(<target> <schema.capnp>...)
 # Compiles Cap'n Proto schemas into a static library. Generated code goes to
 # ${CMAKE_BINARY_DIR}/gen/<path relative to the project root>, so a schema at

@@ -10,6 +10,7 @@ packages=(
   libcapnp-dev capnproto     # Cap'n Proto: the wire format and its compiler
   libhwloc-dev               # hwloc: topology discovery and thread placement
   libboost-test-dev          # Boost.Test: the test suites
+  libmimalloc-dev            # mimalloc: the programs' memory allocator
   libopenmpi-dev openmpi-bin # Open MPI: the mpi group bootstrap
   nlohmann-json3-dev         # JSON configs and view files
   libcli11-dev               # command-line parsing

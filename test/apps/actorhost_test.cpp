@@ -49,6 +49,14 @@ BOOST_AUTO_TEST_CASE(prints_its_address_and_exits_zero_on_sigterm) {
   BOOST_TEST(!std::filesystem::exists(addr_file));
 }
 
+BOOST_AUTO_TEST_CASE(runs_with_mimalloc_as_its_allocator) {
+  // Linked before libc, mimalloc's malloc is the one every library of the process
+  // calls (the allocator the performance figures were measured with).
+  host_process host{R"({"providers": [{"type": "echo", "name": "echo", "provider_id": 1}]})"};
+  auto maps = read_all("/proc/" + std::to_string(host.process().pid()) + "/maps");
+  BOOST_TEST(maps.find("libmimalloc") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(a_config_on_the_command_line_starts_like_a_file) {
   // --config-text is how mpirun's ranks on other hosts get theirs; errors name it.
   child_process host{{bin_path("actorhost"), "--config-text",
