@@ -75,6 +75,8 @@ struct workload {
   std::string scheduler = "progress";
   /// Node config transport.batch_sends (troupe-unbatched: false).
   bool batch_sends = true;
+  /// Raw UCX endpoints with UCP_ERR_HANDLING_MODE_PEER, as Troupe's (ucx-peer).
+  bool ucx_peer_errors = false;
   double idle_seconds = 5;
 };
 
@@ -131,7 +133,7 @@ result_set measure_caf(const std::string& address, const workload& w);
 
 // Server halves: print "address <...>" on stdout, then serve until killed.
 int serve_troupe(bool busy_poll, const std::string& scheduler, bool batch_sends);
-int serve_ucx();
+int serve_ucx(bool peer_errors);
 int serve_caf();
 
 /// `troupe-bench ops`: the op framework against plain requests and raw UCX, with

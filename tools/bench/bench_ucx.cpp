@@ -181,6 +181,7 @@ public:
   ucp_listener_h listener_ = nullptr;
   ucp_ep_h ep_ = nullptr; // the client's endpoint
   std::vector<ucp_ep_h> accepted_;
+  bool peer_errors = false; // accepted endpoints with UCP_ERR_HANDLING_MODE_PEER
   std::vector<ucp_mem_h> mapped_;
   std::deque<std::unique_ptr<inbound>> inbox_;
   std::vector<inbound*> rndv_pending_; // in inbox_, receive not started yet
@@ -218,8 +219,9 @@ std::string header_for(unsigned id, const std::string& rest = {}) {
 
 } // namespace
 
-int serve_ucx() {
+int serve_ucx(bool peer_errors) {
   ucx_peer peer;
+  peer.peer_errors = peer_errors;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -234,6 +236,10 @@ int serve_ucx() {
     ucp_ep_params_t ep{};
     ep.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST;
     ep.conn_request = req;
+    if (p->peer_errors) {
+      ep.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+      ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    }
     ucp_ep_h handle = nullptr;
     if (ucp_ep_create(p->worker_, &ep, &handle) == UCS_OK)
       p->accepted_.push_back(handle);
@@ -295,6 +301,10 @@ result_set measure_ucx(const std::string& address, const workload& w) {
     ep.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
     ep.sockaddr.addr = reinterpret_cast<const sockaddr*>(&addr);
     ep.sockaddr.addrlen = sizeof(addr);
+    if (w.ucx_peer_errors) {
+      ep.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+      ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    }
     ucx_peer::check(ucp_ep_create(peer.worker_, &ep, &peer.ep_), "connect");
     std::string phase = "connecting";
     auto await = [&](unsigned id) {

@@ -23,6 +23,7 @@
 #include "base/process_keeper.hpp"
 #include "base/version.hpp"
 #include "tools/bench/bench.hpp"
+#include "transport/transport_config.hpp"
 
 namespace troupe::bench {
 
@@ -237,7 +238,8 @@ json ratios(const std::vector<result_set>& rs) {
   return j;
 }
 
-int run_transport(bool as_json, bool quick, bool busy_poll, const std::string& only) {
+int run_transport(bool as_json, bool quick, bool busy_poll, const std::string& only,
+                  int rdma_gets, int rdma_window) {
   workload w;
   w.busy_poll = busy_poll;
   if (quick) {
@@ -248,8 +250,18 @@ int run_transport(bool as_json, bool quick, bool busy_poll, const std::string& o
     w.in_flight_requests = 3000;
     w.rdma_iterations = 64;
   }
+  if (rdma_gets > 0)
+    w.rdma_iterations = rdma_gets;
+  if (rdma_window > 0)
+    w.rdma_window = rdma_window;
   std::vector<result_set> results;
   auto wanted = [&](const std::string& s) { return only.empty() || only == s; };
+  // Every system runs with the UCX settings Troupe's middleman sets (shared memory's
+  // error handling, the keepalive, ...): the raw UCX peers too, whichever runs first,
+  // so that a row differs from another only in what its name says.
+  for (const auto& [name, value] :
+       troupe::transport::ucx_settings_for(troupe::transport::transport_config{}))
+    ::setenv(("UCX_" + name).c_str(), value.c_str(), 0);
   // One server process per measurement; `tls` empty means "not over UCX".
   auto measure = [&](const std::string& kind, const std::string& system,
                      const std::string& tls, std::vector<std::string> options,
@@ -290,6 +302,13 @@ int run_transport(bool as_json, bool quick, bool busy_poll, const std::string& o
     }
     if (wanted("ucx"))
       measure("ucx", "ucx", tls, {}, measure_ucx);
+    if (wanted("ucx-peer")) {
+      // Raw UCX with the peer error handling Troupe's endpoints need (to learn of a
+      // dead peer): the fair floor for Troupe's RDMA.
+      w.ucx_peer_errors = true;
+      measure("ucx", "ucx-peer", tls, {"--peer-errors"}, measure_ucx);
+      w.ucx_peer_errors = false;
+    }
   }
   ::unsetenv("UCX_TLS");
   if (wanted("caf"))
@@ -308,7 +327,8 @@ int run_transport(bool as_json, bool quick, bool busy_poll, const std::string& o
                      {"one_way_messages", w.one_way_messages},
                      {"in_flight_requests", w.in_flight_requests},
                      {"rdma_bytes", w.rdma_bytes},
-                     {"rdma_iterations", w.rdma_iterations}};
+                     {"rdma_iterations", w.rdma_iterations},
+                     {"rdma_window", w.rdma_window}};
   for (const auto& r : results)
     doc["results"].push_back(to_json(r));
   doc["ratios"] = ratios(results);
@@ -377,9 +397,15 @@ static int run_main(int argc, char** argv) {
   transport->add_flag("--busy-poll", busy_poll,
                       "Troupe never lets the transport sleep: one thread always polls "
                       "(as raw UCX here always does)");
+  int rdma_gets = 0;
+  int rdma_window = 0;
+  transport->add_option("--rdma-gets", rdma_gets, "RDMA gets of 1 MiB to time (default 512)")
+    ->check(CLI::Range(1, 1 << 20));
+  transport->add_option("--rdma-window", rdma_window, "RDMA gets in flight (default 4)")
+    ->check(CLI::Range(1, 256));
   transport->add_option("--only", only, "measure one system only")
     ->check(CLI::IsMember(
-      {"troupe", "troupe-unbatched", "troupe-v1", "ucx", "caf", "caf-local"}));
+      {"troupe", "troupe-unbatched", "troupe-v1", "ucx", "ucx-peer", "caf", "caf-local"}));
   auto groups = app.add_subcommand(
     "groups", "a centralized group of actorhost processes: 8, 16 and 32 concurrent "
               "joins, refresh round trips (no change, full view), kill -9 and SIGSTOP "
@@ -411,6 +437,9 @@ static int run_main(int argc, char** argv) {
     ->required()
     ->check(CLI::IsMember({"troupe", "ucx", "caf"}));
   serve->add_flag("--busy-poll", busy_poll, "never let the transport sleep");
+  bool peer_errors = false;
+  serve->add_flag("--peer-errors", peer_errors,
+                  "ucx: endpoints with UCP_ERR_HANDLING_MODE_PEER");
   bool no_batching = false;
   serve->add_flag("--no-batching", no_batching, "node config transport.batch_sends false");
   std::string scheduler = "progress";
@@ -425,7 +454,7 @@ static int run_main(int argc, char** argv) {
     if (kind == "troupe")
       return serve_troupe(busy_poll, scheduler, !no_batching);
     if (kind == "ucx")
-      return serve_ucx();
+      return serve_ucx(peer_errors);
     return serve_caf();
   }
   if (*groups)
@@ -434,5 +463,5 @@ static int run_main(int argc, char** argv) {
     return run_ops(as_json, quick, actorhost);
   if (*offload_cmd)
     return run_offload(as_json, quick, actorhost);
-  return run_transport(as_json, quick, busy_poll, only);
+  return run_transport(as_json, quick, busy_poll, only, rdma_gets, rdma_window);
 }
