@@ -7,14 +7,7 @@
 file(REMOVE_RECURSE ${WORK})
 set(prefix ${WORK}/prefix)
 
-function(run what)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out
-                  ERROR_VARIABLE err TIMEOUT 600)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "${what} failed (${rc}):\n${out}\n${err}")
-  endif()
-  set(out "${out}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/run_step.cmake)
 
 # The guide's first actor, and hello_troupe against the installed actorhost (a
 # request to its echo provider, its group through a client handle, a ping op).

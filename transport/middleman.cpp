@@ -97,8 +97,7 @@ void middleman::init(caf::actor_system_config& cfg) {
   d.opts.port = settings.port;
   d.opts.busy_poll = settings.busy_poll;
   d.opts.spin_window = settings.spin;
-  d.batch_sends = settings.batch_sends;
-  d.opts.batch_frames = settings.batch_sends;
+  d.opts.batch_frames = settings.batch_sends; // frames in batches, sends deferred
   d.opts.max_payload = settings.max_message_bytes;
   // Through the environment, and without overwriting it (a UCX_* variable the user
   // set wins): UCX 1.13 applies only its own UCP-level settings to one context

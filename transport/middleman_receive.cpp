@@ -131,8 +131,8 @@ void middleman::impl::on_frame(conn_id conn, frame&& f) {
       case am_kind::envelope:
         handle_envelope(conn, f);
         break;
-      case am_kind::batch: // the engine hands a batch's frames on one by one
-        count_drop(conn, "batch inside a batch");
+      case am_kind::batch: // never: the engine hands a batch's frames on one by one
+        count_drop(conn, "unexpected batch frame");
         break;
     }
   } catch (const kj::Exception&) {

@@ -285,7 +285,8 @@ void middleman::impl::forward(const caf::node_id& node, caf::actor_id dest,
       bounce(requester, request,
              make_error(errc::unreachable, "the transport has stopped"));
   };
-  if (batch_sends && opts.driven_externally && defer_until_turn_end(m.sender.get())) {
+  if (opts.batch_frames && opts.driven_externally
+      && defer_until_turn_end(m.sender.get())) {
     // The sender is the actor whose turn runs on this worker: its messages wait, in
     // order, for the turn's end and then leave in batches (scheduler.cpp).
     if (!engine->post_quietly([self = shared_from_this(), m = std::move(m)]() mutable {

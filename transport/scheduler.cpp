@@ -8,6 +8,7 @@
 #include <sys/eventfd.h>
 #include <thread>
 #include <unistd.h>
+#include <utility>
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -40,9 +41,9 @@ constexpr int unarmed_sleep_ms = 1;
 thread_local caf::execution_unit* this_thread_worker = nullptr;
 thread_local caf::execution_unit* this_thread_polling = nullptr;
 // The actor whose turn runs on this worker (while an engine is attached), and how
-// many of its messages to other nodes wait for the turn's end.
+// many messages to other nodes it sent in this turn (all but the first wait for the
+// turn's end).
 thread_local const caf::actor_control_block* this_thread_turn = nullptr;
-thread_local unsigned this_thread_deferred = 0;
 thread_local unsigned this_thread_turn_sends = 0;
 
 enum worker_state : int { running_job, awake, asleep };
@@ -132,16 +133,16 @@ public:
   void before_resume(Worker* self, caf::resumable* job) {
     if (self->parent()->data().engine.load(std::memory_order_relaxed) != nullptr
         && job->subtype() == caf::resumable::scheduled_actor)
-      this_thread_turn = caf::actor_control_block::from(static_cast<caf::scheduled_actor*>(job));
+      this_thread_turn =
+        caf::actor_control_block::from(static_cast<caf::scheduled_actor*>(job));
   }
 
   template <class Worker>
   void after_resume(Worker* self, caf::resumable*) {
     this_thread_turn = nullptr;
-    this_thread_turn_sends = 0;
-    if (this_thread_deferred == 0)
-      return;
-    this_thread_deferred = 0;
+    auto sent = std::exchange(this_thread_turn_sends, 0u);
+    if (sent < 2)
+      return; // nothing waited
     // The turn's messages leave now, in batches (or the lock's holder sends them).
     auto& shared = self->parent()->data();
     if (auto e = use_engine(shared)) {
@@ -414,14 +415,11 @@ bool defer_until_turn_end(const caf::actor_control_block* sender) {
     return false;
   // The first leaves at once: a turn that sends one message (a reply, the next
   // request) gains nothing by waiting. From the second on, they wait.
-  if (++this_thread_turn_sends == 1)
-    return false;
-  ++this_thread_deferred;
-  return true;
+  return ++this_thread_turn_sends > 1;
 }
 
 unsigned sends_deferred_in_turn() {
-  return this_thread_deferred;
+  return this_thread_turn_sends > 0 ? this_thread_turn_sends - 1 : 0;
 }
 
 void nudge_progress_scheduler(caf::actor_system& sys) {

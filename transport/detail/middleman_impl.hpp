@@ -126,7 +126,6 @@ struct middleman::impl : detail::engine_handler,
 
   std::atomic<uint64_t> msgs_out{0}, bytes_out{0}, msgs_in{0}, bytes_in{0};
   std::atomic<uint64_t> sends_direct{0}, sends_queued{0}, sends_deferred{0};
-  bool batch_sends = true; // transport_config::batch_sends
   std::atomic<uint64_t> typed_out{0}, typed_in{0}, caf_out{0}, caf_in{0};
   std::atomic<uint64_t> op_out{0}, op_in{0};
   std::atomic<uint64_t> requests_awaiting{0}; // entries of every peer's `pending`
