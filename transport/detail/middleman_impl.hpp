@@ -16,6 +16,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -223,7 +224,8 @@ struct middleman::impl : detail::engine_handler,
   /// stopped meanwhile, `refused` runs instead (it owes a waiter its answer).
   /// (Defined below: forward and middleman::rdma both instantiate it.)
   template <class F, class G>
-  bool run_here_or_queue(F&& fn, G&& refused);
+  bool run_here_or_queue(F&& fn, G&& refused,
+                         std::chrono::microseconds patience = std::chrono::microseconds{0});
 
   /// Every frame leaves through here, so the counters see what on_frame sees on the
   /// other side (handshakes and control traffic included).
@@ -253,14 +255,21 @@ struct middleman::impl : detail::engine_handler,
 };
 
 template <class F, class G>
-bool middleman::impl::run_here_or_queue(F&& fn, G&& refused) {
-  if (engine->try_lock()) {
+bool middleman::impl::run_here_or_queue(F&& fn, G&& refused,
+                                        std::chrono::microseconds patience) {
+  if (patience.count() > 0 ? engine->try_lock_for(patience) : engine->try_lock()) {
     if (!engine->has_posts()) {
-      fn();
+      // `fn` may say whether it left anything for UCX to progress (an RDMA that
+      // completed inside the call did not).
+      bool in_flight = true;
+      if constexpr (std::is_same_v<decltype(fn()), bool>)
+        in_flight = fn();
+      else
+        fn();
       engine->unlock();
       // A thread that is not a worker (a blocking actor, typically) waits for the
       // answer elsewhere: get a worker polling while it travels.
-      if (opts.driven_externally && current_progress_worker() == nullptr
+      if (in_flight && opts.driven_externally && current_progress_worker() == nullptr
           && !blocking_waiter::active_on_this_thread())
         nudge_progress_scheduler(sys);
       return true;

@@ -36,6 +36,22 @@ bool engine::impl::try_lock() {
   return true;
 }
 
+bool engine::impl::try_lock_for(std::chrono::microseconds patience) {
+  if (try_lock())
+    return true;
+  if (lock_held_by_this_thread == this)
+    return false;
+  auto deadline = std::chrono::steady_clock::now() + patience;
+  do {
+    for (int i = 0; i < 16; ++i) {
+      cpu_relax();
+      if (!locked.load(std::memory_order_relaxed) && try_lock())
+        return true;
+    }
+  } while (std::chrono::steady_clock::now() < deadline);
+  return false;
+}
+
 void engine::impl::lock() {
   // Holders keep it for one round or one send: a short spin, then yield.
   for (int i = 0; !try_lock(); ++i) {
@@ -60,8 +76,6 @@ void engine::impl::unlock(bool drain) {
   }
   // A send that did not complete at once needs progress; a poller's next round
   // gives it that, anybody else's release wakes a sleeping poller.
-  // So does an RDMA that completed at once: its completion is reported by the next
-  // round's dispatch.
   bool kick = (sends_in_progress || !rma_completions.empty()) && !drain;
   sends_in_progress = false;
   if (kick)
@@ -145,15 +159,7 @@ void engine::impl::dispatch() {
         [this](auto& pending) { start_rndv(pending.first, pending.second); });
   drain(drops, [this](auto& drop) { handler.on_drop(drop.first, drop.second); });
   drain(ready_to_deliver, [this](auto id) { deliver(id); });
-  drain(rma_completions, [this](auto& state) {
-    if (auto c = find(state->conn)) {
-      auto i = c->rkeys.find(state->packed_rkey);
-      if (i != c->rkeys.end() && i->second.users > 0)
-        --i->second.users;
-      trim_rkeys(*c);
-    }
-    state->done(state->error);
-  });
+  drain(rma_completions, [this](auto& state) { finish_rma(*state); });
   drain(fails, [this](auto& failed) { fail_connection(failed.first, failed.second); });
 }
 
@@ -249,6 +255,17 @@ poll_outcome engine::poll() {
 bool engine::try_lock() {
   auto& d = *impl_;
   if (!d.try_lock())
+    return false;
+  if (!d.running.load(std::memory_order_relaxed)) {
+    d.unlock(false);
+    return false;
+  }
+  return true;
+}
+
+bool engine::try_lock_for(std::chrono::microseconds patience) {
+  auto& d = *impl_;
+  if (!d.try_lock_for(patience))
     return false;
   if (!d.running.load(std::memory_order_relaxed)) {
     d.unlock(false);

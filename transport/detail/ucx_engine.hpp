@@ -133,6 +133,9 @@ public:
   /// thread holds it, or this one already does (never recursive).
   bool try_lock();
 
+  /// try_lock, retried for up to `patience` while another thread holds the lock.
+  bool try_lock_for(std::chrono::microseconds patience);
+
   /// Lets go of the worker lock. Posted work left behind is announced to a sleeping
   /// poller (the next poll runs it).
   void unlock();
@@ -184,8 +187,10 @@ public:
   /// RDMA between `local` (inside memory mapped by this engine) and `remote_address`
   /// on the peer of `conn`, described by its packed rkey. A put completes after a
   /// flush, i.e. once the data is in the peer's memory. `keep_alive` is held until
-  /// `done` has run (the local region, typically).
-  void rma(conn_id conn, bool is_put, void* local, size_t length, uint64_t remote_address,
+  /// `done` has run (the local region, typically). Returns whether the operation is
+  /// still in flight (false: `done` has run already, as over shared memory, where UCX
+  /// copies inside the call).
+  bool rma(conn_id conn, bool is_put, void* local, size_t length, uint64_t remote_address,
            const std::string& packed_rkey, rma_callback done,
            std::shared_ptr<void> keep_alive);
 

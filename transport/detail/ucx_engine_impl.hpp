@@ -9,6 +9,7 @@
 // remote keys, RMA). Includes UCX: for those files only.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -223,6 +224,7 @@ struct engine::impl {
 
   void run();
   bool try_lock();
+  bool try_lock_for(std::chrono::microseconds patience);
   void lock();
   void unlock(bool drain = true);
   bool round();
@@ -281,6 +283,8 @@ struct engine::impl {
   void drop_rkeys(connection& c);
   /// Destroys the least recently used keys no operation uses, down to the cap.
   void trim_rkeys(connection& c);
+  /// Lock holder: releases the operation's use of its remote key and runs `done`.
+  void finish_rma(rma_state& state);
 
   static void on_rma_put_done(void* request, ucs_status_t status, void* user_data);
   static void on_rma_done(void* request, ucs_status_t status, void* user_data);
