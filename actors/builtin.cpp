@@ -3,6 +3,7 @@
 #include "actors/echo/echo.hpp"
 #include "actors/group/group.hpp"
 #include "actors/offload/offload.hpp"
+#include "actors/overlay/overlay.hpp"
 #include "actors/ops/dht.hpp"
 #include "actors/ops/ping.hpp"
 #include "actors/ops/rdma_ping.hpp"
@@ -18,6 +19,7 @@ void register_builtin_providers(provider_registry& registry) {
   register_echo_provider(registry);
   group::register_group_provider(registry);
   offload::register_offload_provider(registry);
+  overlay::register_overlay_provider(registry);
 }
 
 caf::error register_builtin_ops(ops::op_registry& registry) {
@@ -42,6 +44,7 @@ void register_builtin_types(caf::actor_system_config& cfg) {
   group::register_group_types(cfg);
   supervision::register_supervision_types(cfg);
   offload::register_offload_types(cfg);
+  overlay::register_overlay_types(cfg);
 }
 
 } // namespace troupe::actors

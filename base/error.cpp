@@ -29,6 +29,8 @@ const char* to_string(errc code) {
       return "gave_up";
     case errc::io:
       return "io";
+    case errc::invalid_argument:
+      return "invalid_argument";
   }
   return "unknown";
 }

@@ -37,6 +37,9 @@ enum class errc : uint8_t {
   /// A file or directory could not be read or written; the text names the path, the
   /// failing step and the system's reason.
   io,
+  /// A request's arguments do not fit what it asks for (e.g. a reduction that sums
+  /// texts); the text says which argument and what was expected.
+  invalid_argument,
 };
 
 const char* to_string(errc code);

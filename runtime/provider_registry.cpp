@@ -84,7 +84,8 @@ caf::expected<caf::actor> provider_registry::spawn(caf::actor_system& system,
     }
   }
   // The factory runs unlocked: it may spawn actors that look up other providers.
-  provider_context ctx{system, spec, std::move(deps), node_address, locator, job_types};
+  provider_context ctx{system,  spec,      std::move(deps), node_address,
+                       locator, job_types, weak_from_this()};
   auto handle = factory(ctx);
   if (!handle)
     return handle.error();

@@ -18,6 +18,7 @@
 namespace troupe {
 
 class job_type_registry;
+class provider_registry;
 
 /// What a provider factory gets to build its actor from.
 struct provider_context {
@@ -32,6 +33,9 @@ struct provider_context {
   caf::actor locator;
   /// The node's job types (runtime/job_types.hpp); null outside a node.
   job_type_registry* job_types = nullptr;
+  /// The registry spawning the provider: services that hand messages to a provider
+  /// of this node by name (the overlay) find it here.
+  std::weak_ptr<provider_registry> providers;
 };
 
 /// Spawns a provider's actor. Returns an error (category troupe, `invalid_config` for

@@ -72,6 +72,19 @@ json node_config_for(json cfg, unsigned rank, const std::string& view_file,
     gc["bootstrap"] = "join";
     gc["join_address"] = leader_address;
   }
+  // (Last: adding to the providers moves them, and `group` with them.)
+  auto group_name = group->value("name", "group");
+  // Every instance has its tree overlay (actors/overlay/), unless the config names
+  // one of its own (its fanout, say).
+  bool has_overlay = false;
+  for (const auto& p : cfg["providers"])
+    has_overlay = has_overlay || p.value("type", "") == "overlay";
+  if (!has_overlay)
+    cfg["providers"].push_back({{"type", "overlay"},
+                                {"name", "overlay"},
+                                {"provider_id", 1},
+                                {"dependencies", {{"group", group_name}}},
+                                {"config", json::object()}});
   return cfg;
 }
 

@@ -14,6 +14,9 @@
 //               with the pattern of seed (test/support/pattern.hpp) and answers its
 //               descriptor; (region_read_atom, offset, length) answers those bytes of
 //               the region as a string, so the test checks what RDMA wrote itself.
+//   "tally"     keeps every string it is sent; answers (get_atom) with how many (an
+//               int64_t) and (get_atom, index) with the string at index.
+// Reduction functions (actors/overlay): "bitor", the bitwise or of integers.
 #include <thread>
 #include <cctype>
 #include <chrono>
@@ -26,6 +29,8 @@
 #include <caf/stateful_actor.hpp>
 #include <nlohmann/json.hpp>
 
+#include "actors/overlay/overlay.hpp"
+#include "base/error.hpp"
 #include "runtime/locator.hpp"
 #include "runtime/job_types.hpp"
 #include "runtime/module.hpp"
@@ -148,9 +153,45 @@ caf::behavior region_actor(caf::stateful_actor<region_state>* self) {
   };
 }
 
+struct tally_state {
+  std::vector<std::string> seen;
+};
+
+caf::behavior tally_actor(caf::stateful_actor<tally_state>* self) {
+  return {
+    [self](std::string& text) { self->state.seen.push_back(std::move(text)); },
+    [self](caf::get_atom) { return static_cast<int64_t>(self->state.seen.size()); },
+    [self](caf::get_atom, int64_t index) -> caf::result<std::string> {
+      if (index < 0 || static_cast<size_t>(index) >= self->state.seen.size())
+        return caf::sec::invalid_argument;
+      return self->state.seen[static_cast<size_t>(index)];
+    },
+  };
+}
+
 } // namespace
 
 TROUPE_MODULE(ctx) {
+  ctx.providers.add_type(
+    "tally", [](const troupe::provider_context& p) -> caf::expected<caf::actor> {
+      return p.system.spawn(tally_actor);
+    });
+  // Kept while the module is loaded (a static of the module's): its function leaves
+  // the table when the module is unloaded. (A second node in the same process loads
+  // the module again: the static is made once.)
+  static auto bitor_registration = troupe::overlay::register_reduction(
+    "bitor", [](troupe::overlay::value& acc, const troupe::overlay::value& next) {
+      if (acc.kind != troupe::overlay::value::integer
+          || next.kind != troupe::overlay::value::integer)
+        return troupe::make_error(troupe::errc::invalid_argument,
+                                  "bitor combines integers");
+      acc.i |= next.i;
+      return caf::error{};
+    });
+  if (bitor_registration.error()) {
+    ctx.error = troupe::describe(bitor_registration.error());
+    return 1;
+  }
   ctx.providers.add_type(
     "region", [](const troupe::provider_context& p) -> caf::expected<caf::actor> {
       return p.system.spawn(region_actor);

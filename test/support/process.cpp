@@ -297,9 +297,9 @@ std::string test_library(const std::string& name) {
   return std::string{TROUPE_LIB_DIR} + "/" + name;
 }
 
-actorhost_instance::actorhost_instance(unsigned size) {
-  // With a comment: the launcher reads configs as the node does.
-  auto cfg = dir.write("node.json", "// one scheduler thread per node\n{\"threads\": 1}");
+actorhost_instance::actorhost_instance(unsigned size, const std::string& config) {
+  // (The default has a comment: the launcher reads configs as the node does.)
+  auto cfg = dir.write("node.json", config);
   launcher = std::make_unique<child_process>(
     std::vector<std::string>{bin_path("actorhost"), "--size", std::to_string(size),
                              "--instance-dir", dir.path() + "/inst", "-c", cfg});

@@ -167,7 +167,11 @@ struct actorhost_instance {
   std::vector<int> pids;
   std::vector<std::string> addresses;
 
-  explicit actorhost_instance(unsigned size);
+  /// `config`: the node config every node starts from (the launcher adds the group,
+  /// and the overlay unless the config has one).
+  explicit actorhost_instance(unsigned size,
+                              const std::string& config = "// one scheduler thread per "
+                                                          "node\n{\"threads\": 1}");
   bool all_gone() const;
 };
 

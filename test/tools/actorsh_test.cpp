@@ -228,7 +228,7 @@ BOOST_AUTO_TEST_CASE(help_documents_every_command) {
   BOOST_TEST(r.exit_code == 0);
   for (auto cmd :
        {"connect", "info", "providers", "actors", "stats", "topology", "config", "ops",
-        "view", "metadata", "watch", "ping", "shutdown", "help", "quit"})
+        "view", "metadata", "watch", "ping", "shutdown", "overlay", "help", "quit"})
     BOOST_TEST(r.out.find(std::string{"  "} + cmd) != std::string::npos,
                "help lacks " << cmd);
 }
@@ -463,6 +463,15 @@ BOOST_AUTO_TEST_CASE(a_three_node_instance_driven_from_its_view_file) {
   BOOST_TEST(removed[0]["removed"] == true);
   BOOST_TEST(removed[0]["version"] == epoch + std::to_string(version + 2));
   BOOST_TEST(removed[1]["metadata"].empty(), removed[1].dump());
+  // overlay: every rank reports its place in the instance's tree (fanout 8 by
+  // default: 1 and 2 under the root).
+  auto o = actorsh({"-f", inst.view_file, "-c", "overlay"});
+  BOOST_REQUIRE_MESSAGE(o.exit_code == 0, o.err);
+  BOOST_TEST(o.out.find("overlay: 3 ranks, fanout 8, 3 up, 0 lost\n0 " + addresses[0]
+                        + " up")
+               == 0u,
+             o.out);
+  BOOST_TEST(o.out.find("\n  2 " + addresses[2] + " up") != std::string::npos, o.out);
   auto rank_ping = actorsh({"-f", inst.view_file, "-c", "ping 9"});
   BOOST_TEST(rank_ping.exit_code == 1);
   BOOST_TEST(rank_ping.err.find("no rank 9: the group has 3 members")
@@ -474,6 +483,14 @@ BOOST_AUTO_TEST_CASE(a_three_node_instance_driven_from_its_view_file) {
   BOOST_TEST(eventually(5s, [&] {
     auto again = actorsh({"-f", inst.view_file, "--json", "-c", "view"});
     return again.exit_code == 0 && json::parse(again.out)["members"].size() == 2u;
+  }));
+  // ... and the overlay rebuilds its tree without it.
+  BOOST_TEST(eventually(5s, [&] {
+    auto tree = actorsh({"-f", inst.view_file, "--json", "-c", "overlay"});
+    if (tree.exit_code != 0)
+      return false;
+    auto j = json::parse(tree.out);
+    return j["size"] == 2 && j["up"].size() == 2u && j["lost"].empty();
   }));
   // SIGTERM to the launcher stops every node.
   inst.launcher->signal(SIGTERM);

@@ -159,6 +159,12 @@ session::session(node& client, options opts) : client_(client), opts_(opts) {
        return fault(args, out, err);
      },
      false},
+    {"overlay", "overlay",
+     "the instance's tree overlay: every rank's place (parent, children, view) as it "
+     "reports it through the tree, and the ranks that did not answer (lost)",
+     [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+       return overlay_status(args, out, err);
+     }},
     {"tree", "tree",
      "the offload instance on the node (troupe-offload's tree): its path, parent, and "
      "children with their supervision state, restarts and queue counters",

@@ -82,6 +82,8 @@ private:
                 std::ostream& err);
   // fault_commands.cpp: fault injection.
   bool fault(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+  bool overlay_status(const std::vector<std::string>& args, std::ostream& out,
+                      std::ostream& err);
   // offload_commands.cpp: the connected node's offload instance.
   caf::expected<caf::actor> offload_instance(std::ostream& err);
   bool offload_tree(const std::vector<std::string>& args, std::ostream& out,
