@@ -1,6 +1,7 @@
 #include "actors/builtin.hpp"
 
 #include "actors/echo/echo.hpp"
+#include "actors/events/events.hpp"
 #include "actors/group/group.hpp"
 #include "actors/offload/offload.hpp"
 #include "actors/overlay/overlay.hpp"
@@ -20,6 +21,7 @@ void register_builtin_providers(provider_registry& registry) {
   group::register_group_provider(registry);
   offload::register_offload_provider(registry);
   overlay::register_overlay_provider(registry);
+  events::register_events_provider(registry);
 }
 
 caf::error register_builtin_ops(ops::op_registry& registry) {
@@ -45,6 +47,7 @@ void register_builtin_types(caf::actor_system_config& cfg) {
   supervision::register_supervision_types(cfg);
   offload::register_offload_types(cfg);
   overlay::register_overlay_types(cfg);
+  events::register_events_types(cfg);
 }
 
 } // namespace troupe::actors

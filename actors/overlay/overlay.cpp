@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <utility>
 
@@ -52,6 +53,11 @@ struct overlay_state {
   /// The overlay providers of other ranks, by peer_key (a node restarted at the same
   /// address is a new member, with a new incarnation, and a new actor).
   std::map<std::string, caf::actor> peers;
+  /// Work waiting for a peer's lookup, in the order it came: everything this rank
+  /// sends a peer leaves in the order it was asked for (a broadcast's events too),
+  /// even while the first lookup of that peer is under way.
+  std::map<std::string, std::vector<std::function<void(caf::expected<caf::actor>)>>>
+    waiting_for_peer;
 };
 
 using overlay_actor = caf::stateful_actor<overlay_state>;
@@ -107,7 +113,8 @@ void refresh_view(overlay_actor* self) {
           });
 }
 
-/// Calls `then` with the overlay of `rank` (this actor for its own rank).
+/// Calls `then` with the overlay of `rank` (this actor for its own rank), in the
+/// order of the calls for the same rank.
 template <class F>
 void with_peer(overlay_actor* self, uint32_t rank, milliseconds timeout, F then) {
   auto& st = self->state;
@@ -121,18 +128,27 @@ void with_peer(overlay_actor* self, uint32_t rank, milliseconds timeout, F then)
   auto key = peer_key(st.view.members[rank]);
   if (auto i = st.peers.find(key); i != st.peers.end())
     return then(caf::expected<caf::actor>{i->second});
+  auto& queue = st.waiting_for_peer[key];
+  queue.emplace_back(std::move(then));
+  if (queue.size() > 1)
+    return; // its lookup is under way
+  auto finish = [self, key](caf::expected<caf::actor> peer) {
+    auto& st = self->state;
+    if (peer)
+      st.peers[key] = *peer;
+    auto waiting = std::move(st.waiting_for_peer[key]);
+    st.waiting_for_peer.erase(key);
+    for (auto& f : waiting)
+      f(peer);
+  };
   self
     ->request(st.locator, timeout, locate_atom::value, address, std::string{"overlay"},
               st.provider_id)
-    .then(
-      [self, key, then](const caf::actor& peer) mutable {
-        self->state.peers[key] = peer;
-        then(caf::expected<caf::actor>{peer});
-      },
-      [address, then](caf::error& err) mutable {
-        then(caf::expected<caf::actor>{make_error(
-          errc::unreachable, "no overlay at " + address + ": " + describe(err))});
-      });
+    .then([finish](const caf::actor& peer) { finish(caf::expected<caf::actor>{peer}); },
+          [finish, address](caf::error& err) {
+            finish(caf::expected<caf::actor>{make_error(
+              errc::unreachable, "no overlay at " + address + ": " + describe(err))});
+          });
 }
 
 caf::expected<caf::actor> local_provider(overlay_actor* self, const std::string& name) {

@@ -74,17 +74,28 @@ json node_config_for(json cfg, unsigned rank, const std::string& view_file,
   }
   // (Last: adding to the providers moves them, and `group` with them.)
   auto group_name = group->value("name", "group");
-  // Every instance has its tree overlay (actors/overlay/), unless the config names
-  // one of its own (its fanout, say).
-  bool has_overlay = false;
-  for (const auto& p : cfg["providers"])
-    has_overlay = has_overlay || p.value("type", "") == "overlay";
-  if (!has_overlay)
+  // Every instance has its services (actors/overlay/, actors/events/), unless the
+  // config names its own (an overlay's fanout, say).
+  auto find_type = [&](const std::string& type) -> const json* {
+    for (const auto& p : cfg["providers"])
+      if (p.value("type", "") == type)
+        return &p;
+    return nullptr;
+  };
+  if (find_type("overlay") == nullptr)
     cfg["providers"].push_back({{"type", "overlay"},
                                 {"name", "overlay"},
                                 {"provider_id", 1},
                                 {"dependencies", {{"group", group_name}}},
                                 {"config", json::object()}});
+  if (find_type("events") == nullptr) {
+    auto overlay_name = find_type("overlay")->value("name", "overlay");
+    cfg["providers"].push_back({{"type", "events"},
+                                {"name", "events"},
+                                {"provider_id", 1},
+                                {"dependencies", {{"overlay", overlay_name}}},
+                                {"config", json::object()}});
+  }
   return cfg;
 }
 

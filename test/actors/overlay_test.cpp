@@ -11,7 +11,7 @@
 
 #include "actors/group/view.hpp"
 #include "actors/overlay/overlay.hpp"
-#include "test/actors/group_client_fixture.hpp"
+#include "test/actors/instance_fixture.hpp"
 #include "test/support/module_host.hpp"
 #include "test/support/process.hpp"
 #include "test/support/timing.hpp"
@@ -121,72 +121,6 @@ BOOST_AUTO_TEST_CASE(values_combine_by_op_and_mismatches_are_errors) {
 
 BOOST_AUTO_TEST_SUITE_END()
 
-namespace {
-
-/// The config of an instance whose ranks run the test module's tally and an overlay
-/// of `fanout` (omitted: the overlay actorhost adds by itself, fanout 8).
-std::string instance_config(std::optional<uint32_t> fanout) {
-  std::string providers =
-    R"([{"type": "group", "name": "group", "provider_id": 1, "config": {}},
-        {"type": "tally", "name": "tally", "provider_id": 3})";
-  if (fanout)
-    providers += R"(, {"type": "overlay", "name": "overlay", "provider_id": 1,
-                      "dependencies": {"group": "group"},
-                      "config": {"fanout": )"
-                 + std::to_string(*fanout) + R"(, "timeout_ms": 3000}})";
-  providers += "]";
-  return R"({"threads": 1, "transport": {)" + keepalive_setting()
-         + R"(}, "libraries": [")" + test_library("troupe_test_module.so")
-         + R"("], "providers": )" + providers + "}";
-}
-
-struct instance_fixture : group_client_fixture {
-  std::unique_ptr<actorhost_instance> instance;
-  std::vector<std::string> rank_addresses; // by rank, from the view file
-  std::vector<caf::actor> overlays;        // by rank
-
-  void start(unsigned size, std::optional<uint32_t> fanout) {
-    instance = std::make_unique<actorhost_instance>(size, instance_config(fanout));
-    auto view = group::read_view_file(instance->view_file);
-    BOOST_REQUIRE_EQUAL(view.members.size(), size_t{size});
-    rank_addresses.clear();
-    overlays.clear();
-    for (const auto& m : view.members) {
-      rank_addresses.push_back(m.address);
-      auto o = client.remote_provider(m.address, "overlay", 1, 20s);
-      BOOST_REQUIRE_MESSAGE(o, "no overlay at " << m.address);
-      overlays.push_back(*o);
-    }
-    BOOST_REQUIRE(every_rank_sees(size));
-  }
-
-  /// Waits until every overlay still listed has a tree of `size` ranks.
-  bool every_rank_sees(unsigned size) {
-    return eventually(10s, [&] {
-      for (const auto& o : overlays) {
-        auto s = ask<ov::status>(o, ov::status_atom::value);
-        if (!s || s->size != size || s->rank == ov::no_rank)
-          return false;
-      }
-      return true;
-    });
-  }
-
-  ov::reduction_result reduce(size_t at, ov::reduction spec) {
-    auto r = ask<ov::reduction_result>(overlays.at(at), ov::reduce_atom::value, spec);
-    BOOST_REQUIRE_MESSAGE(r, "reduction failed: " << error_of(r));
-    return *r;
-  }
-
-  static ov::reduction spec(std::string op, std::string contribution) {
-    ov::reduction s;
-    s.op = std::move(op);
-    s.contribution = std::move(contribution);
-    return s;
-  }
-};
-
-} // namespace
 
 BOOST_FIXTURE_TEST_SUITE(instance, instance_fixture)
 

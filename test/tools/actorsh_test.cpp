@@ -228,7 +228,8 @@ BOOST_AUTO_TEST_CASE(help_documents_every_command) {
   BOOST_TEST(r.exit_code == 0);
   for (auto cmd :
        {"connect", "info", "providers", "actors", "stats", "topology", "config", "ops",
-        "view", "metadata", "watch", "ping", "shutdown", "overlay", "help", "quit"})
+        "view", "metadata", "watch", "ping", "shutdown", "overlay", "event", "help",
+        "quit"})
     BOOST_TEST(r.out.find(std::string{"  "} + cmd) != std::string::npos,
                "help lacks " << cmd);
 }
@@ -472,6 +473,22 @@ BOOST_AUTO_TEST_CASE(a_three_node_instance_driven_from_its_view_file) {
                == 0u,
              o.out);
   BOOST_TEST(o.out.find("\n  2 " + addresses[2] + " up") != std::string::npos, o.out);
+  // event: a subscriber at rank 2 prints what is published at rank 0.
+  child_process sub{{bin_path("actorsh"), "-a", addresses[2], "-c", "event sub a. -n 2"}};
+  BOOST_REQUIRE_MESSAGE(sub.wait_for_line("subscribed to \"a.\"", 20s), sub.err());
+  for (auto topic : {"b.skipped", "a.one", "a.two"}) {
+    auto pub = actorsh({"-a", addresses[0], "-c", std::string{"event pub "} + topic + " hi there"});
+    BOOST_REQUIRE_MESSAGE(pub.exit_code == 0, pub.err);
+    BOOST_TEST(pub.out.find("published " + std::string{topic} + ": seq 1") == 0u, pub.out);
+    BOOST_TEST(pub.out.find("3 ranks got it") != std::string::npos, pub.out);
+  }
+  BOOST_TEST(sub.wait_exit(20s).value_or(-1) == 0, sub.err());
+  BOOST_TEST(sub.out().find("a.one  seq 1  hi there\n") != std::string::npos, sub.out());
+  BOOST_TEST(sub.out().find("a.two  seq 1  hi there\n") != std::string::npos, sub.out());
+  BOOST_TEST(sub.out().find("b.skipped") == std::string::npos, sub.out());
+  auto bad_event = actorsh({"-f", inst.view_file, "-c", "event shout x"});
+  BOOST_TEST(bad_event.exit_code == 1);
+  BOOST_TEST(bad_event.err.find("usage: event pub TOPIC") == 0u, bad_event.err);
   auto rank_ping = actorsh({"-f", inst.view_file, "-c", "ping 9"});
   BOOST_TEST(rank_ping.exit_code == 1);
   BOOST_TEST(rank_ping.err.find("no rank 9: the group has 3 members")

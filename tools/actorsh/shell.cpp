@@ -165,6 +165,13 @@ session::session(node& client, options opts) : client_(client), opts_(opts) {
      [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
        return overlay_status(args, out, err);
      }},
+    {"event", "event pub TOPIC [PAYLOAD...] | event sub PREFIX [-n EVENTS] [--for MS]",
+     "instance events: publish one (it reaches every rank; prints its numbers), or "
+     "print those whose topic starts with PREFIX as they come (global number, topic, "
+     "seq within the topic, payload) until Ctrl-C, EVENTS events or MS milliseconds",
+     [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+       return event(args, out, err);
+     }},
     {"tree", "tree",
      "the offload instance on the node (troupe-offload's tree): its path, parent, and "
      "children with their supervision state, restarts and queue counters",
@@ -422,23 +429,31 @@ bool session::metadata(const std::vector<std::string>& args, std::ostream& out,
   return ok;
 }
 
-bool session::watch(const std::vector<std::string>& args, std::ostream& out,
-                    std::ostream& err) {
-  long count = -1;
-  long for_ms = -1;
-  for (size_t i = 1; i < args.size(); ++i) {
+bool read_count_and_time(const std::vector<std::string>& args, size_t first, long& count,
+                         long& for_ms, const std::string& usage, std::ostream& err) {
+  for (size_t i = first; i < args.size(); ++i) {
     long* into = args[i] == "-n" ? &count : args[i] == "--for" ? &for_ms : nullptr;
     if (into == nullptr || i + 1 >= args.size()) {
-      err << "usage: watch [-n EVENTS] [--for MS]\n";
+      err << usage;
       return false;
     }
     try {
       *into = std::stol(args[++i]);
     } catch (const std::exception&) {
-      err << "watch: '" << args[i] << "' is not a number\n";
+      err << args[0] << ": '" << args[i] << "' is not a number\n";
       return false;
     }
   }
+  return true;
+}
+
+bool session::watch(const std::vector<std::string>& args, std::ostream& out,
+                    std::ostream& err) {
+  long count = -1;
+  long for_ms = -1;
+  if (!read_count_and_time(args, 1, count, for_ms, "usage: watch [-n EVENTS] [--for MS]\n",
+                           err))
+    return false;
   auto g = group_provider(err, std::nullopt);
   if (!g)
     return false;

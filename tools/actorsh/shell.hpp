@@ -30,6 +30,12 @@ struct options {
 
 enum class outcome { ok, failed, quit };
 
+/// Reads `-n COUNT` and `--for MS` from args[first...] (the options of the commands
+/// that print as things happen: watch, event sub). False, with `usage` or the bad
+/// number in `err`, on anything else.
+bool read_count_and_time(const std::vector<std::string>& args, size_t first, long& count,
+                         long& for_ms, const std::string& usage, std::ostream& err);
+
 class session {
 public:
   session(node& client, options opts);
@@ -84,6 +90,7 @@ private:
   bool fault(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   bool overlay_status(const std::vector<std::string>& args, std::ostream& out,
                       std::ostream& err);
+  bool event(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   // offload_commands.cpp: the connected node's offload instance.
   caf::expected<caf::actor> offload_instance(std::ostream& err);
   bool offload_tree(const std::vector<std::string>& args, std::ostream& out,
