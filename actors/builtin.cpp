@@ -1,5 +1,6 @@
 #include "actors/builtin.hpp"
 
+#include "actors/barrier/barrier.hpp"
 #include "actors/echo/echo.hpp"
 #include "actors/events/events.hpp"
 #include "actors/group/group.hpp"
@@ -22,6 +23,7 @@ void register_builtin_providers(provider_registry& registry) {
   offload::register_offload_provider(registry);
   overlay::register_overlay_provider(registry);
   events::register_events_provider(registry);
+  barrier::register_barrier_provider(registry);
 }
 
 caf::error register_builtin_ops(ops::op_registry& registry) {
@@ -48,6 +50,7 @@ void register_builtin_types(caf::actor_system_config& cfg) {
   offload::register_offload_types(cfg);
   overlay::register_overlay_types(cfg);
   events::register_events_types(cfg);
+  barrier::register_barrier_types(cfg);
 }
 
 } // namespace troupe::actors

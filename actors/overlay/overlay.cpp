@@ -14,6 +14,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include "actors/group/follow.hpp"
 #include "actors/group/group.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
@@ -428,17 +429,8 @@ caf::behavior overlay_actor_fn(overlay_actor* self, overlay_settings settings,
   st.providers = std::move(providers);
   st.address = std::move(address);
   st.provider_id = provider_id;
-  self->monitor(group);
-  self->set_down_handler([self](const caf::down_msg& dm) {
-    if (dm.source == self->state.group)
-      self->quit(dm.reason);
-  });
-  self->request(group, caf::infinite, caf::subscribe_atom::value, caf::actor{self})
-    .then([self](group::group_view& v) { adopt(self, std::move(v)); },
-          [self](caf::error& err) {
-            TROUPE_LOG_ERROR("overlay", "cannot follow the group: " << describe(err));
-            self->quit(err);
-          });
+  group::follow_group(self, group, "overlay",
+                      [self](group::group_view v) { adopt(self, std::move(v)); });
   return overlay_behavior(self);
 }
 

@@ -74,7 +74,7 @@ json node_config_for(json cfg, unsigned rank, const std::string& view_file,
   }
   // (Last: adding to the providers moves them, and `group` with them.)
   auto group_name = group->value("name", "group");
-  // Every instance has its services (actors/overlay/, actors/events/), unless the
+  // Every instance has its services (actors/overlay/, events/, barrier/), unless the
   // config names its own (an overlay's fanout, say).
   auto find_type = [&](const std::string& type) -> const json* {
     for (const auto& p : cfg["providers"])
@@ -85,6 +85,12 @@ json node_config_for(json cfg, unsigned rank, const std::string& view_file,
   if (find_type("overlay") == nullptr)
     cfg["providers"].push_back({{"type", "overlay"},
                                 {"name", "overlay"},
+                                {"provider_id", 1},
+                                {"dependencies", {{"group", group_name}}},
+                                {"config", json::object()}});
+  if (find_type("barrier") == nullptr)
+    cfg["providers"].push_back({{"type", "barrier"},
+                                {"name", "barrier"},
                                 {"provider_id", 1},
                                 {"dependencies", {{"group", group_name}}},
                                 {"config", json::object()}});

@@ -24,12 +24,7 @@ struct events_fixture : instance_fixture {
 
   void start_events(unsigned size) {
     start(size, 2);
-    events.clear();
-    for (const auto& address : rank_addresses) {
-      auto e = client.remote_provider(address, "events", 1, 20s);
-      BOOST_REQUIRE_MESSAGE(e, "no events provider at " << address);
-      events.push_back(*e);
-    }
+    events = every_rank_s("events");
   }
 
   /// Subscribes `self` at rank `rank` to `prefix`.

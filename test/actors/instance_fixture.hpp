@@ -56,6 +56,17 @@ struct instance_fixture : group_client_fixture {
     BOOST_REQUIRE(every_rank_sees(size));
   }
 
+  /// Provider `type` (id 1) of every rank, by rank.
+  std::vector<caf::actor> every_rank_s(const std::string& type) {
+    std::vector<caf::actor> found;
+    for (const auto& address : rank_addresses) {
+      auto p = client.remote_provider(address, type, 1, 20s);
+      BOOST_REQUIRE_MESSAGE(p, "no " << type << " provider at " << address);
+      found.push_back(*p);
+    }
+    return found;
+  }
+
   /// Waits until every overlay still listed has a tree of `size` ranks.
   bool every_rank_sees(unsigned size) {
     return eventually(10s, [&] {
