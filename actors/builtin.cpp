@@ -4,6 +4,7 @@
 #include "actors/echo/echo.hpp"
 #include "actors/events/events.hpp"
 #include "actors/group/group.hpp"
+#include "actors/logs/logs.hpp"
 #include "actors/offload/offload.hpp"
 #include "actors/overlay/overlay.hpp"
 #include "actors/ops/dht.hpp"
@@ -24,6 +25,7 @@ void register_builtin_providers(provider_registry& registry) {
   overlay::register_overlay_provider(registry);
   events::register_events_provider(registry);
   barrier::register_barrier_provider(registry);
+  logs::register_logs_provider(registry);
 }
 
 caf::error register_builtin_ops(ops::op_registry& registry) {
@@ -51,6 +53,7 @@ void register_builtin_types(caf::actor_system_config& cfg) {
   overlay::register_overlay_types(cfg);
   events::register_events_types(cfg);
   barrier::register_barrier_types(cfg);
+  logs::register_logs_types(cfg);
 }
 
 } // namespace troupe::actors

@@ -1,5 +1,8 @@
 #pragma once
 
+#include <atomic>
+#include <cstdint>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -19,11 +22,29 @@ level current_level();
 bool parse_level(std::string_view text, level& out);
 
 /// Writes one line "troupe[<pid>] <LEVEL> <component>: <text>" to stderr in a single
-/// write, so lines from several threads never interleave.
+/// write (so lines from several threads never interleave) when `lvl` passes the
+/// threshold, and hands it to the sinks that want it.
 void write(level lvl, std::string_view component, std::string_view text);
 
+/// A receiver of log lines besides stderr (the log service forwards them to its
+/// instance's root). Called on the thread that logs, never recursively (a line logged
+/// while a sink runs on the same thread goes to stderr only); it must not block.
+using sink_fn = std::function<void(level lvl, std::string_view component,
+                                   std::string_view text)>;
+
+/// Adds a sink that gets lines up to `up_to` (also when stderr's threshold is lower).
+/// Returns its id for remove_sink.
+uint64_t add_sink(level up_to, sink_fn fn);
+void remove_sink(uint64_t id);
+
+namespace detail {
+/// The highest level any sink wants, or -1 (kept apart so enabled() stays cheap).
+extern std::atomic<int> sink_threshold;
+} // namespace detail
+
 inline bool enabled(level lvl) {
-  return static_cast<int>(lvl) <= static_cast<int>(current_level());
+  return static_cast<int>(lvl) <= static_cast<int>(current_level())
+         || static_cast<int>(lvl) <= detail::sink_threshold.load(std::memory_order_relaxed);
 }
 
 } // namespace troupe::log

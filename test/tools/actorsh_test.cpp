@@ -228,8 +228,8 @@ BOOST_AUTO_TEST_CASE(help_documents_every_command) {
   BOOST_TEST(r.exit_code == 0);
   for (auto cmd :
        {"connect", "info", "providers", "actors", "stats", "topology", "config", "ops",
-        "view", "metadata", "watch", "ping", "shutdown", "overlay", "event", "help",
-        "quit"})
+        "view", "metadata", "watch", "ping", "shutdown", "overlay", "event", "dmesg",
+        "log", "help", "quit"})
     BOOST_TEST(r.out.find(std::string{"  "} + cmd) != std::string::npos,
                "help lacks " << cmd);
 }
@@ -486,6 +486,19 @@ BOOST_AUTO_TEST_CASE(a_three_node_instance_driven_from_its_view_file) {
   BOOST_TEST(sub.out().find("a.one  seq 1  hi there\n") != std::string::npos, sub.out());
   BOOST_TEST(sub.out().find("a.two  seq 1  hi there\n") != std::string::npos, sub.out());
   BOOST_TEST(sub.out().find("b.skipped") == std::string::npos, sub.out());
+  // log and dmesg: a line logged at rank 2 is in the instance's log, read at rank 1.
+  auto logged = actorsh({"-a", addresses[2], "-c", "log --level warning hello from two"});
+  BOOST_REQUIRE_MESSAGE(logged.exit_code == 0, logged.err);
+  std::string dmesg_out;
+  BOOST_TEST(eventually(10s, [&] {
+    auto d = actorsh({"-a", addresses[1], "-c", "dmesg --level warning"});
+    dmesg_out = d.out;
+    return d.exit_code == 0
+           && d.out.find(" WARN rank 2 actorsh: hello from two\n") != std::string::npos;
+  }), dmesg_out);
+  auto bad_level = actorsh({"-a", addresses[1], "-c", "dmesg --level loud"});
+  BOOST_TEST(bad_level.exit_code == 1);
+  BOOST_TEST(bad_level.err.find("dmesg: unknown level 'loud'") == 0u, bad_level.err);
   auto bad_event = actorsh({"-f", inst.view_file, "-c", "event shout x"});
   BOOST_TEST(bad_event.exit_code == 1);
   BOOST_TEST(bad_event.err.find("usage: event pub TOPIC") == 0u, bad_event.err);

@@ -4,7 +4,9 @@
 #include "tools/actorsh/shell.hpp"
 
 #include <chrono>
+#include <ctime>
 #include <functional>
+#include <iomanip>
 #include <iostream>
 #include <set>
 
@@ -12,8 +14,10 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/events/events.hpp"
+#include "actors/logs/logs.hpp"
 #include "actors/overlay/overlay.hpp"
 #include "base/error.hpp"
+#include "base/log.hpp"
 #include "runtime/node.hpp"
 
 namespace troupe::shell {
@@ -159,6 +163,113 @@ bool session::event(const std::vector<std::string>& args, std::ostream& out,
   }
   caf::anon_send(*events, caf::unsubscribe_atom::value, caf::actor{self});
   return true;
+}
+
+caf::expected<caf::actor> session::logs_provider(const char* command, std::ostream& err) {
+  auto logs = client_.remote_provider(address_, "logs", 1, opts_.timeout);
+  if (!logs)
+    err << command << ": "
+        << (has_code(logs.error(), errc::not_found)
+              ? address_ + " runs no logs provider (type \"logs\", id 1)"
+              : describe(logs.error()))
+        << "\n";
+  return logs;
+}
+
+bool session::dmesg(const std::vector<std::string>& args, std::ostream& out,
+                    std::ostream& err) {
+  bool follow = false;
+  auto max_level = log::level::trace;
+  for (size_t i = 1; i < args.size(); ++i) {
+    if (args[i] == "-f") {
+      follow = true;
+    } else if (args[i] == "--level" && i + 1 < args.size()) {
+      if (!log::parse_level(args[++i], max_level)) {
+        err << "dmesg: unknown level '" << args[i]
+            << "' (error, warning, info, debug, trace)\n";
+        return false;
+      }
+    } else {
+      err << "usage: dmesg [-f] [--level LEVEL]\n";
+      return false;
+    }
+  }
+  auto logs = logs_provider("dmesg", err);
+  if (!logs)
+    return false;
+  caf::scoped_actor self{client_.system()};
+  uint64_t after = 0;
+  interrupted_ = false;
+  for (;;) {
+    bool ok = false;
+    self
+      ->request(*logs, opts_.timeout, logs::dmesg_atom::value, after,
+                static_cast<uint8_t>(max_level))
+      .receive(
+        [&](const std::vector<logs::log_record>& lines) {
+          ok = true;
+          for (const auto& r : lines) {
+            after = std::max(after, r.seq);
+            if (opts_.json) {
+              out << nlohmann::json{{"seq", r.seq},         {"level", logs::level_name(r.level)},
+                                    {"rank", r.rank},       {"address", r.address},
+                                    {"time_ms", r.time_ms}, {"component", r.component},
+                                    {"text", r.text}}
+                       .dump()
+                  << std::endl;
+              continue;
+            }
+            auto t = std::chrono::system_clock::time_point{std::chrono::milliseconds{r.time_ms}};
+            auto secs = std::chrono::system_clock::to_time_t(t);
+            char stamp[32];
+            std::strftime(stamp, sizeof stamp, "%H:%M:%S", std::gmtime(&secs));
+            out << stamp << "." << std::setw(3) << std::setfill('0') << r.time_ms % 1000
+                << std::setfill(' ') << " " << logs::level_name(r.level) << " rank "
+                << r.rank << " " << r.component << ": " << r.text << std::endl;
+          }
+        },
+        [&](const caf::error& e) { err << "dmesg: " << describe(e) << "\n"; });
+    if (!ok)
+      return false;
+    if (!follow || interrupted_)
+      return true;
+    self->receive(caf::after(std::chrono::milliseconds{200}) >> [] {});
+    if (interrupted_)
+      return true;
+  }
+}
+
+bool session::log_line(const std::vector<std::string>& args, std::ostream& out,
+                       std::ostream& err) {
+  auto lvl = log::level::info;
+  size_t first = 1;
+  if (args.size() > 2 && args[1] == "--level") {
+    if (!log::parse_level(args[2], lvl)) {
+      err << "log: unknown level '" << args[2] << "' (error, warning, info, debug, trace)\n";
+      return false;
+    }
+    first = 3;
+  }
+  if (first >= args.size()) {
+    err << "usage: log [--level LEVEL] TEXT...\n";
+    return false;
+  }
+  std::string text;
+  for (size_t i = first; i < args.size(); ++i)
+    text += (i > first ? " " : "") + args[i];
+  auto logs = logs_provider("log", err);
+  if (!logs)
+    return false;
+  caf::scoped_actor self{client_.system()};
+  bool ok = false;
+  self
+    ->request(*logs, opts_.timeout, logs::log_atom::value, static_cast<uint8_t>(lvl),
+              std::string{"actorsh"}, text)
+    .receive([&] { ok = true; },
+             [&](const caf::error& e) { err << "log: " << describe(e) << "\n"; });
+  if (ok && opts_.json)
+    out << nlohmann::json{{"logged", text}, {"node", address_}}.dump() << "\n";
+  return ok;
 }
 
 } // namespace troupe::shell

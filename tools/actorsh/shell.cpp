@@ -172,6 +172,18 @@ session::session(node& client, options opts) : client_(client), opts_(opts) {
      [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
        return event(args, out, err);
      }},
+    {"dmesg", "dmesg [-f] [--level LEVEL]",
+     "the instance's log: the lines every rank logged (up to its logs provider's level), "
+     "kept at the root: time, level, rank, component, text; -f follows until Ctrl-C",
+     [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+       return dmesg(args, out, err);
+     }},
+    {"log", "log [--level LEVEL] TEXT...",
+     "log a line on the connected node (level info unless given): it joins the "
+     "instance's log (dmesg)",
+     [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+       return log_line(args, out, err);
+     }},
     {"tree", "tree",
      "the offload instance on the node (troupe-offload's tree): its path, parent, and "
      "children with their supervision state, restarts and queue counters",

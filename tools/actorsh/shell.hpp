@@ -91,6 +91,9 @@ private:
   bool overlay_status(const std::vector<std::string>& args, std::ostream& out,
                       std::ostream& err);
   bool event(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+  bool dmesg(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+  bool log_line(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+  caf::expected<caf::actor> logs_provider(const char* command, std::ostream& err);
   // offload_commands.cpp: the connected node's offload instance.
   caf::expected<caf::actor> offload_instance(std::ostream& err);
   bool offload_tree(const std::vector<std::string>& args, std::ostream& out,

@@ -1,0 +1,264 @@
+// The logs actor (logs.hpp): takes its process's log lines, sends them to the root in
+// batches; the root keeps them in a ring.
+
+#include "actors/logs/logs.hpp"
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <utility>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "actors/group/follow.hpp"
+#include "actors/overlay/overlay.hpp"
+#include "base/error.hpp"
+#include "base/log.hpp"
+#include "runtime/json_reader.hpp"
+#include "runtime/provider_registry.hpp"
+
+namespace troupe::logs {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+using flush_atom = caf::atom_constant<caf::atom("lgflush")>;
+using append_atom = caf::atom_constant<caf::atom("lgappend")>;
+
+constexpr milliseconds forward_timeout{5000};
+
+struct logs_settings {
+  log::level capture = log::level::info;
+  size_t ring_size = 1024;
+};
+
+/// Lines the sink took, waiting for the actor (the sink runs on any thread).
+struct captured_lines {
+  std::mutex mtx;
+  std::vector<log_record> lines;
+};
+
+struct logs_state {
+  static inline const char* name = "troupe.logs";
+  logs_settings settings;
+  caf::actor group;
+  caf::actor overlay;
+  std::string provider_name;
+  std::string address;
+  uint32_t rank = UINT32_MAX;
+  std::shared_ptr<captured_lines> captured;
+  uint64_t sink_id = 0;
+  // At the root:
+  std::deque<log_record> ring;
+  uint64_t next_seq = 1;
+  logs_stats stats;
+
+  ~logs_state() {
+    if (sink_id != 0)
+      log::remove_sink(sink_id);
+  }
+};
+
+using logs_actor = caf::stateful_actor<logs_state>;
+
+void append(logs_actor* self, std::vector<log_record>& lines) {
+  auto& st = self->state;
+  for (auto& line : lines) {
+    line.seq = st.next_seq++;
+    st.ring.push_back(std::move(line));
+    if (st.ring.size() > st.settings.ring_size) {
+      st.ring.pop_front();
+      ++st.stats.dropped;
+    }
+  }
+  st.stats.kept = st.ring.size();
+}
+
+/// Sends what the sink took to the root (or keeps it, at the root). Failures are
+/// counted, never logged: a line about a lost line would be a line to lose.
+void flush(logs_actor* self) {
+  auto& st = self->state;
+  std::vector<log_record> lines;
+  {
+    std::lock_guard<std::mutex> guard{st.captured->mtx};
+    lines.swap(st.captured->lines);
+  }
+  if (lines.empty())
+    return;
+  for (auto& line : lines) {
+    line.rank = st.rank;
+    line.address = st.address;
+  }
+  if (st.rank == 0) {
+    append(self, lines);
+    return;
+  }
+  auto n = lines.size();
+  if (st.rank == UINT32_MAX) {
+    st.stats.lost += n;
+    return;
+  }
+  self
+    ->request(st.overlay, forward_timeout, overlay::route_atom::value, uint32_t{0},
+              st.provider_name, caf::make_message(append_atom::value, std::move(lines)))
+    .then([self, n] { self->state.stats.forwarded += n; },
+          [self, n](caf::error&) { self->state.stats.lost += n; });
+}
+
+void adopt(logs_actor* self, const group::group_view& v) {
+  self->state.rank = UINT32_MAX;
+  for (size_t i = 0; i < v.members.size(); ++i)
+    if (v.members[i].address == self->state.address)
+      self->state.rank = static_cast<uint32_t>(i);
+}
+
+/// After a membership change: this node's rank in the new view.
+void refresh_rank(logs_actor* self) {
+  self->request(self->state.group, forward_timeout, caf::get_atom::value)
+    .then([self](const group::group_view& v) { adopt(self, v); }, [](caf::error&) {});
+}
+
+caf::behavior logs_behavior(logs_actor* self) {
+  return {
+    [self](log_atom, uint8_t level, const std::string& component,
+           const std::string& text) -> caf::result<void> {
+      if (level > static_cast<uint8_t>(log::level::trace))
+        return make_error(errc::invalid_argument,
+                          "log level " + std::to_string(level) + " (0 error ... 4 trace)");
+      TROUPE_LOG_IMPL(static_cast<log::level>(level), component, text);
+      return caf::unit;
+    },
+    [self](flush_atom) { flush(self); },
+    [self](append_atom, std::vector<log_record>& lines) { append(self, lines); },
+    [self](dmesg_atom, uint64_t after, uint8_t max_level)
+      -> caf::result<std::vector<log_record>> {
+      auto& st = self->state;
+      if (st.rank == 0) {
+        std::vector<log_record> out;
+        for (const auto& line : st.ring)
+          if (line.seq > after && line.level <= max_level)
+            out.push_back(line);
+        return out;
+      }
+      if (st.rank == UINT32_MAX)
+        return make_error(errc::refused, "the logs provider at " + st.address
+                                           + " is not in a view of its group yet");
+      auto rp = self->make_response_promise<std::vector<log_record>>();
+      self
+        ->request(st.overlay, forward_timeout, overlay::route_atom::value, uint32_t{0},
+                  st.provider_name, caf::make_message(dmesg_atom::value, after, max_level))
+        .then([rp](std::vector<log_record>& lines) mutable { rp.deliver(lines); },
+              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
+    [self](caf::get_atom) { return self->state.stats; },
+    [self](group::member_joined_atom, const group::member&, const group::view_version&) {
+      refresh_rank(self);
+    },
+    [self](group::member_left_atom, const group::member&, const group::view_version&) {
+      refresh_rank(self);
+    },
+    [self](group::member_died_atom, const group::member&, const group::view_version&) {
+      refresh_rank(self);
+    },
+    [](group::metadata_changed_atom, const std::string&, const std::string&, bool,
+       const group::view_version&) {},
+  };
+}
+
+caf::behavior logs_actor_fn(logs_actor* self, logs_settings settings, caf::actor group,
+                            caf::actor overlay, std::string provider_name,
+                            std::string address) {
+  auto& st = self->state;
+  st.settings = settings;
+  st.overlay = std::move(overlay);
+  st.provider_name = std::move(provider_name);
+  st.address = std::move(address);
+  st.captured = std::make_shared<captured_lines>();
+  st.group = group;
+  group::follow_group(self, group, "logs",
+                      [self](const group::group_view& v) { adopt(self, v); });
+  // The sink: a line is stored, and the actor told when the first of a batch comes.
+  // (It holds the actor weakly: the sink table must not keep it alive.)
+  auto me = caf::actor_cast<caf::weak_actor_ptr>(self);
+  std::weak_ptr<captured_lines> weak = st.captured;
+  st.sink_id = log::add_sink(settings.capture, [weak, me](log::level lvl,
+                                                          std::string_view component,
+                                                          std::string_view text) {
+    auto lines = weak.lock();
+    if (!lines)
+      return;
+    log_record r;
+    r.level = static_cast<uint8_t>(lvl);
+    r.time_ms = std::chrono::duration_cast<milliseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
+    r.component = std::string{component};
+    r.text = std::string{text};
+    bool first = false;
+    {
+      std::lock_guard<std::mutex> guard{lines->mtx};
+      first = lines->lines.empty();
+      lines->lines.push_back(std::move(r));
+    }
+    if (first)
+      if (auto strong = caf::actor_cast<caf::strong_actor_ptr>(me))
+        caf::anon_send(caf::actor_cast<caf::actor>(strong), flush_atom::value);
+  });
+  return logs_behavior(self);
+}
+
+caf::expected<caf::actor> make_logs(const provider_context& ctx) {
+  logs_settings settings;
+  try {
+    const auto& cfg = *ctx.spec.config;
+    json_reader r{ctx.spec.origin, "."};
+    if (!cfg.is_null()) {
+      r.require_object("config", cfg);
+      r.reject_unknown_keys("config", cfg, {"level", "ring_size"});
+      if (auto l = cfg.find("level"); l != cfg.end()) {
+        auto text = r.read_string("config.level", *l);
+        if (!log::parse_level(text, settings.capture))
+          r.expected("config.level", "error, warning, info, debug or trace", *l);
+      }
+      if (auto n = cfg.find("ring_size"); n != cfg.end())
+        settings.ring_size =
+          static_cast<size_t>(r.read_integer("config.ring_size", *n, 1, 10000000));
+    }
+  } catch (const config_error& e) {
+    return make_error(errc::invalid_config, e.what());
+  }
+  auto g = ctx.dependencies.find("group");
+  auto o = ctx.dependencies.find("overlay");
+  if (g == ctx.dependencies.end() || o == ctx.dependencies.end())
+    return make_error(errc::invalid_config,
+                      ctx.spec.origin + ".dependencies: logs need \"group\" and \"overlay\": "
+                                        "the names of this node's group and overlay providers");
+  return ctx.system.spawn(logs_actor_fn, settings, g->second, o->second, ctx.spec.name,
+                          ctx.node_address);
+}
+
+} // namespace
+
+const char* level_name(uint8_t level) {
+  static const char* names[] = {"ERROR", "WARN", "INFO", "DEBUG", "TRACE"};
+  return level < 5 ? names[level] : "?";
+}
+
+void register_logs_provider(provider_registry& registry) {
+  registry.add_type("logs", make_logs);
+}
+
+void register_logs_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<log_record>("troupe::logs::log_record");
+  cfg.add_message_type<std::vector<log_record>>("std::vector<troupe::logs::log_record>");
+  cfg.add_message_type<logs_stats>("troupe::logs::logs_stats");
+}
+
+} // namespace troupe::logs
