@@ -4,6 +4,7 @@
 #include "actors/echo/echo.hpp"
 #include "actors/events/events.hpp"
 #include "actors/group/group.hpp"
+#include "actors/heartbeat/heartbeat.hpp"
 #include "actors/logs/logs.hpp"
 #include "actors/offload/offload.hpp"
 #include "actors/overlay/overlay.hpp"
@@ -26,6 +27,7 @@ void register_builtin_providers(provider_registry& registry) {
   events::register_events_provider(registry);
   barrier::register_barrier_provider(registry);
   logs::register_logs_provider(registry);
+  heartbeat::register_heartbeat_provider(registry);
 }
 
 caf::error register_builtin_ops(ops::op_registry& registry) {

@@ -16,6 +16,7 @@
 
 #include "actors/group/follow.hpp"
 #include "actors/group/group.hpp"
+#include "actors/service_config.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "runtime/json_reader.hpp"
@@ -268,28 +269,21 @@ caf::behavior barrier_actor_fn(barrier_actor* self, barrier_settings settings,
 
 caf::expected<caf::actor> make_barrier(const provider_context& ctx) {
   barrier_settings settings;
-  try {
-    const auto& cfg = *ctx.spec.config;
-    json_reader r{ctx.spec.origin, "."};
-    if (!cfg.is_null()) {
-      r.require_object("config", cfg);
-      r.reject_unknown_keys("config", cfg, {"timeout_ms"});
+  auto err = actors::read_service_config(
+    ctx, {"timeout_ms"}, [&](json_reader& r, const nlohmann::json& cfg) {
       if (auto t = cfg.find("timeout_ms"); t != cfg.end())
         settings.timeout =
           milliseconds{r.read_integer("config.timeout_ms", *t, 1, 24 * 3600 * 1000)};
-    }
-  } catch (const config_error& e) {
-    return make_error(errc::invalid_config, e.what());
-  }
-  auto g = ctx.dependencies.find("group");
-  if (g == ctx.dependencies.end())
-    return make_error(errc::invalid_config,
-                      ctx.spec.origin + ".dependencies: the barrier needs \"group\": the "
-                                        "name of this node's group provider");
+    });
+  if (err)
+    return err;
+  auto group = actors::dependency(ctx, "group");
+  if (!group)
+    return group.error();
   if (!ctx.locator || ctx.node_address.empty())
     return make_error(errc::invalid_config,
                       ctx.spec.origin + ": the barrier needs a node with a transport");
-  return ctx.system.spawn(barrier_actor_fn, settings, g->second, ctx.locator,
+  return ctx.system.spawn(barrier_actor_fn, settings, *group, ctx.locator,
                           ctx.node_address, ctx.spec.provider_id);
 }
 

@@ -16,6 +16,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "actors/overlay/overlay.hpp"
+#include "actors/service_config.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "runtime/json_reader.hpp"
@@ -204,34 +205,23 @@ caf::behavior events_actor_fn(events_actor* self, events_settings settings,
   return events_behavior(self);
 }
 
-events_settings read_settings(const provider_context& ctx) {
-  const auto& cfg = *ctx.spec.config;
-  json_reader r{ctx.spec.origin, "."};
-  events_settings s;
-  if (cfg.is_null())
-    return s;
-  r.require_object("config", cfg);
-  r.reject_unknown_keys("config", cfg, {"gap_wait_ms", "timeout_ms"});
-  if (auto g = cfg.find("gap_wait_ms"); g != cfg.end())
-    s.gap_wait = milliseconds{r.read_integer("config.gap_wait_ms", *g, 1, 600 * 1000)};
-  if (auto t = cfg.find("timeout_ms"); t != cfg.end())
-    s.timeout = milliseconds{r.read_integer("config.timeout_ms", *t, 1, 3600 * 1000)};
-  return s;
-}
-
 caf::expected<caf::actor> make_events(const provider_context& ctx) {
   events_settings settings;
-  try {
-    settings = read_settings(ctx);
-  } catch (const config_error& e) {
-    return make_error(errc::invalid_config, e.what());
-  }
-  auto o = ctx.dependencies.find("overlay");
-  if (o == ctx.dependencies.end())
-    return make_error(errc::invalid_config,
-                      ctx.spec.origin + ".dependencies: events need \"overlay\": the name "
-                                        "of this node's overlay provider");
-  return ctx.system.spawn(events_actor_fn, settings, o->second, ctx.spec.name,
+  auto err = actors::read_service_config(
+    ctx, {"gap_wait_ms", "timeout_ms"}, [&](json_reader& r, const nlohmann::json& cfg) {
+      if (auto g = cfg.find("gap_wait_ms"); g != cfg.end())
+        settings.gap_wait =
+          milliseconds{r.read_integer("config.gap_wait_ms", *g, 1, 600 * 1000)};
+      if (auto t = cfg.find("timeout_ms"); t != cfg.end())
+        settings.timeout =
+          milliseconds{r.read_integer("config.timeout_ms", *t, 1, 3600 * 1000)};
+    });
+  if (err)
+    return err;
+  auto overlay = actors::dependency(ctx, "overlay");
+  if (!overlay)
+    return overlay.error();
+  return ctx.system.spawn(events_actor_fn, settings, *overlay, ctx.spec.name,
                           ctx.node_address);
 }
 

@@ -1,7 +1,12 @@
 #pragma once
 // For actors that build on a node's group (the instance services): follow its view.
 
+#include <chrono>
+#include <cstdint>
+#include <string>
+
 #include <caf/actor.hpp>
+#include <caf/message_handler.hpp>
 #include <caf/system_messages.hpp>
 #include <caf/duration.hpp>
 
@@ -29,6 +34,31 @@ void follow_group(Self* self, const caf::actor& group, const char* component,
             TROUPE_LOG_ERROR(component, "cannot follow the group: " << describe(err));
             self->quit(err);
           });
+}
+
+/// Handlers for the group's membership events (after follow_group): each change reads
+/// the view again and hands it to `adopt`; metadata changes are ignored.
+template <class Self, class Adopt>
+caf::message_handler view_updates(Self* self, const caf::actor& group, Adopt adopt) {
+  auto reread = [self, group, adopt]() {
+    self->request(group, std::chrono::seconds{10}, caf::get_atom::value)
+      .then([adopt](group_view& v) mutable { adopt(std::move(v)); }, [](caf::error&) {});
+  };
+  return {
+    [reread](member_joined_atom, const member&, const view_version&) { reread(); },
+    [reread](member_left_atom, const member&, const view_version&) { reread(); },
+    [reread](member_died_atom, const member&, const view_version&) { reread(); },
+    [](metadata_changed_atom, const std::string&, const std::string&, bool,
+       const view_version&) {},
+  };
+}
+
+/// The rank of the member at `address` in `v`, or UINT32_MAX.
+inline uint32_t rank_of_address(const group_view& v, const std::string& address) {
+  for (size_t i = 0; i < v.members.size(); ++i)
+    if (v.members[i].address == address)
+      return static_cast<uint32_t>(i);
+  return UINT32_MAX;
 }
 
 } // namespace troupe::group

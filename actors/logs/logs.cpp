@@ -17,6 +17,7 @@
 
 #include "actors/group/follow.hpp"
 #include "actors/overlay/overlay.hpp"
+#include "actors/service_config.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "runtime/json_reader.hpp"
@@ -111,21 +112,11 @@ void flush(logs_actor* self) {
           [self, n](caf::error&) { self->state.stats.lost += n; });
 }
 
-void adopt(logs_actor* self, const group::group_view& v) {
-  self->state.rank = UINT32_MAX;
-  for (size_t i = 0; i < v.members.size(); ++i)
-    if (v.members[i].address == self->state.address)
-      self->state.rank = static_cast<uint32_t>(i);
-}
-
-/// After a membership change: this node's rank in the new view.
-void refresh_rank(logs_actor* self) {
-  self->request(self->state.group, forward_timeout, caf::get_atom::value)
-    .then([self](const group::group_view& v) { adopt(self, v); }, [](caf::error&) {});
-}
-
 caf::behavior logs_behavior(logs_actor* self) {
-  return {
+  auto adopt = [self](const group::group_view& v) {
+    self->state.rank = group::rank_of_address(v, self->state.address);
+  };
+  return group::view_updates(self, self->state.group, adopt).or_else(caf::message_handler{
     [self](log_atom, uint8_t level, const std::string& component,
            const std::string& text) -> caf::result<void> {
       if (level > static_cast<uint8_t>(log::level::trace))
@@ -158,18 +149,7 @@ caf::behavior logs_behavior(logs_actor* self) {
       return rp;
     },
     [self](caf::get_atom) { return self->state.stats; },
-    [self](group::member_joined_atom, const group::member&, const group::view_version&) {
-      refresh_rank(self);
-    },
-    [self](group::member_left_atom, const group::member&, const group::view_version&) {
-      refresh_rank(self);
-    },
-    [self](group::member_died_atom, const group::member&, const group::view_version&) {
-      refresh_rank(self);
-    },
-    [](group::metadata_changed_atom, const std::string&, const std::string&, bool,
-       const group::view_version&) {},
-  };
+  });
 }
 
 caf::behavior logs_actor_fn(logs_actor* self, logs_settings settings, caf::actor group,
@@ -182,8 +162,9 @@ caf::behavior logs_actor_fn(logs_actor* self, logs_settings settings, caf::actor
   st.address = std::move(address);
   st.captured = std::make_shared<captured_lines>();
   st.group = group;
-  group::follow_group(self, group, "logs",
-                      [self](const group::group_view& v) { adopt(self, v); });
+  group::follow_group(self, group, "logs", [self](const group::group_view& v) {
+    self->state.rank = group::rank_of_address(v, self->state.address);
+  });
   // The sink: a line is stored, and the actor told when the first of a batch comes.
   // (It holds the actor weakly: the sink table must not keep it alive.)
   auto me = caf::actor_cast<caf::weak_actor_ptr>(self);
@@ -216,12 +197,8 @@ caf::behavior logs_actor_fn(logs_actor* self, logs_settings settings, caf::actor
 
 caf::expected<caf::actor> make_logs(const provider_context& ctx) {
   logs_settings settings;
-  try {
-    const auto& cfg = *ctx.spec.config;
-    json_reader r{ctx.spec.origin, "."};
-    if (!cfg.is_null()) {
-      r.require_object("config", cfg);
-      r.reject_unknown_keys("config", cfg, {"level", "ring_size"});
+  auto err = actors::read_service_config(
+    ctx, {"level", "ring_size"}, [&](json_reader& r, const nlohmann::json& cfg) {
       if (auto l = cfg.find("level"); l != cfg.end()) {
         auto text = r.read_string("config.level", *l);
         if (!log::parse_level(text, settings.capture))
@@ -230,17 +207,14 @@ caf::expected<caf::actor> make_logs(const provider_context& ctx) {
       if (auto n = cfg.find("ring_size"); n != cfg.end())
         settings.ring_size =
           static_cast<size_t>(r.read_integer("config.ring_size", *n, 1, 10000000));
-    }
-  } catch (const config_error& e) {
-    return make_error(errc::invalid_config, e.what());
-  }
-  auto g = ctx.dependencies.find("group");
-  auto o = ctx.dependencies.find("overlay");
-  if (g == ctx.dependencies.end() || o == ctx.dependencies.end())
-    return make_error(errc::invalid_config,
-                      ctx.spec.origin + ".dependencies: logs need \"group\" and \"overlay\": "
-                                        "the names of this node's group and overlay providers");
-  return ctx.system.spawn(logs_actor_fn, settings, g->second, o->second, ctx.spec.name,
+    });
+  if (err)
+    return err;
+  auto group = actors::dependency(ctx, "group");
+  auto overlay = actors::dependency(ctx, "overlay");
+  if (!group || !overlay)
+    return group ? overlay.error() : group.error();
+  return ctx.system.spawn(logs_actor_fn, settings, *group, *overlay, ctx.spec.name,
                           ctx.node_address);
 }
 

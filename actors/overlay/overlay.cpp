@@ -16,6 +16,7 @@
 
 #include "actors/group/follow.hpp"
 #include "actors/group/group.hpp"
+#include "actors/service_config.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "runtime/json_reader.hpp"
@@ -434,37 +435,25 @@ caf::behavior overlay_actor_fn(overlay_actor* self, overlay_settings settings,
   return overlay_behavior(self);
 }
 
-overlay_settings read_settings(const provider_context& ctx) {
-  const auto& cfg = *ctx.spec.config;
-  json_reader r{ctx.spec.origin, "."};
-  overlay_settings s;
-  if (cfg.is_null())
-    return s;
-  r.require_object("config", cfg);
-  r.reject_unknown_keys("config", cfg, {"fanout", "timeout_ms"});
-  if (auto f = cfg.find("fanout"); f != cfg.end())
-    s.fanout = static_cast<uint32_t>(r.read_integer("config.fanout", *f, 1, 1024));
-  if (auto t = cfg.find("timeout_ms"); t != cfg.end())
-    s.timeout = milliseconds{r.read_integer("config.timeout_ms", *t, 1, 3600 * 1000)};
-  return s;
-}
-
 caf::expected<caf::actor> make_overlay(const provider_context& ctx) {
   overlay_settings settings;
-  try {
-    settings = read_settings(ctx);
-  } catch (const config_error& e) {
-    return make_error(errc::invalid_config, e.what());
-  }
-  auto g = ctx.dependencies.find("group");
-  if (g == ctx.dependencies.end())
-    return make_error(errc::invalid_config,
-                      ctx.spec.origin + ".dependencies: the overlay needs \"group\": the "
-                                        "name of this node's group provider");
+  auto err = actors::read_service_config(
+    ctx, {"fanout", "timeout_ms"}, [&](json_reader& r, const nlohmann::json& cfg) {
+      if (auto f = cfg.find("fanout"); f != cfg.end())
+        settings.fanout = static_cast<uint32_t>(r.read_integer("config.fanout", *f, 1, 1024));
+      if (auto t = cfg.find("timeout_ms"); t != cfg.end())
+        settings.timeout =
+          milliseconds{r.read_integer("config.timeout_ms", *t, 1, 3600 * 1000)};
+    });
+  if (err)
+    return err;
+  auto group = actors::dependency(ctx, "group");
+  if (!group)
+    return group.error();
   if (!ctx.locator || ctx.node_address.empty())
     return make_error(errc::invalid_config,
                       ctx.spec.origin + ": the overlay needs a node with a transport");
-  return ctx.system.spawn(overlay_actor_fn, settings, g->second, ctx.locator,
+  return ctx.system.spawn(overlay_actor_fn, settings, *group, ctx.locator,
                           ctx.providers, ctx.node_address, ctx.spec.provider_id);
 }
 

@@ -74,8 +74,8 @@ json node_config_for(json cfg, unsigned rank, const std::string& view_file,
   }
   // (Last: adding to the providers moves them, and `group` with them.)
   auto group_name = group->value("name", "group");
-  // Every instance has its services (actors/overlay/, events/, barrier/, logs/),
-  // unless the config names its own (an overlay's fanout, say).
+  // Every instance has its services (actors/overlay/, events/, barrier/, logs/,
+  // heartbeat/), unless the config names its own (an overlay's fanout, say).
   auto find_type = [&](const std::string& type) -> const json* {
     for (const auto& p : cfg["providers"])
       if (p.value("type", "") == type)
@@ -99,6 +99,13 @@ json node_config_for(json cfg, unsigned rank, const std::string& view_file,
     cfg["providers"].push_back(
       {{"type", "logs"},
        {"name", "logs"},
+       {"provider_id", 1},
+       {"dependencies", {{"group", group_name}, {"overlay", overlay_name}}},
+       {"config", json::object()}});
+  if (find_type("heartbeat") == nullptr)
+    cfg["providers"].push_back(
+      {{"type", "heartbeat"},
+       {"name", "heartbeat"},
        {"provider_id", 1},
        {"dependencies", {{"group", group_name}, {"overlay", overlay_name}}},
        {"config", json::object()}});

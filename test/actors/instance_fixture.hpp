@@ -21,7 +21,9 @@ using namespace std::chrono_literals;
 
 /// The config of an instance whose ranks run the test module's tally and an overlay
 /// of `fanout` (omitted: the overlay actorhost adds by itself, fanout 8).
-inline std::string instance_config(std::optional<uint32_t> fanout) {
+/// `extra`: more providers (JSON objects, comma-separated).
+inline std::string instance_config(std::optional<uint32_t> fanout,
+                                   const std::string& extra = {}) {
   std::string providers =
     R"([{"type": "group", "name": "group", "provider_id": 1, "config": {}},
         {"type": "tally", "name": "tally", "provider_id": 3})";
@@ -30,6 +32,8 @@ inline std::string instance_config(std::optional<uint32_t> fanout) {
                       "dependencies": {"group": "group"},
                       "config": {"fanout": )"
                  + std::to_string(*fanout) + R"(, "timeout_ms": 3000}})";
+  if (!extra.empty())
+    providers += ", " + extra;
   providers += "]";
   return R"({"threads": 1, "transport": {)" + keepalive_setting()
          + R"(}, "libraries": [")" + test_library("troupe_test_module.so")
@@ -41,8 +45,10 @@ struct instance_fixture : group_client_fixture {
   std::vector<std::string> rank_addresses; // by rank, from the view file
   std::vector<caf::actor> overlays;        // by rank
 
-  void start(unsigned size, std::optional<uint32_t> fanout) {
-    instance = std::make_unique<actorhost_instance>(size, instance_config(fanout));
+  void start(unsigned size, std::optional<uint32_t> fanout,
+             const std::string& extra_providers = {}) {
+    instance =
+      std::make_unique<actorhost_instance>(size, instance_config(fanout, extra_providers));
     auto view = group::read_view_file(instance->view_file);
     BOOST_REQUIRE_EQUAL(view.members.size(), size_t{size});
     rank_addresses.clear();

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/events/events.hpp"
+#include "actors/heartbeat/heartbeat.hpp"
 #include "actors/logs/logs.hpp"
 #include "actors/overlay/overlay.hpp"
 #include "base/error.hpp"
@@ -43,6 +44,31 @@ bool session::overlay_status(const std::vector<std::string>& args, std::ostream&
   // Ranks that do not answer in half the shell's time are reported lost.
   spec.timeout_ms = static_cast<uint32_t>(std::max<int64_t>(1, opts_.timeout.count() / 2));
   caf::scoped_actor self{client_.system()};
+  // Each rank's heartbeat, if it runs one (heartbeat.hpp), gathered the same way.
+  std::map<uint32_t, nlohmann::json> beats;
+  auto beat_spec = spec;
+  beat_spec.contribution = "query";
+  beat_spec.provider = "heartbeat";
+  beat_spec.content = caf::make_message(heartbeat::status_atom::value);
+  beat_spec.answer = overlay::value::texts;
+  self->request(*overlay, opts_.timeout, overlay::reduce_atom::value, beat_spec)
+    .receive(
+      [&](overlay::reduction_result& r) {
+        for (const auto& [rank, text] : r.result.by_rank)
+          beats[rank] = nlohmann::json::parse(text, nullptr, false);
+      },
+      [](const caf::error&) {});
+  auto beat_text = [&](uint32_t rank) -> std::string {
+    auto b = beats.find(rank);
+    if (b == beats.end() || !b->second.is_object())
+      return {};
+    auto age = b->second.value("age_ms", int64_t{-1});
+    std::string text = b->second.value("missed", false) ? ", MISSED HEARTBEATS" : "";
+    if (age < 0)
+      return text + ", no heartbeat yet";
+    return text + ", beat " + std::to_string(b->second.value("seq", uint64_t{0})) + " "
+           + std::to_string(age) + " ms ago";
+  };
   bool ok = false;
   self->request(*overlay, opts_.timeout, overlay::reduce_atom::value, spec)
     .receive(
@@ -53,8 +79,11 @@ bool session::overlay_status(const std::vector<std::string>& args, std::ostream&
           ranks[rank] = nlohmann::json::parse(text, nullptr, false);
         if (opts_.json) {
           auto up = nlohmann::json::array();
-          for (auto& [rank, j] : ranks)
+          for (auto& [rank, j] : ranks) {
+            if (auto b = beats.find(rank); b != beats.end())
+              j["heartbeat"] = b->second;
             up.push_back(j);
+          }
           out << nlohmann::json{{"size", r.size}, {"up", up}, {"lost", r.missing}}.dump()
               << "\n";
           return;
@@ -68,7 +97,7 @@ bool session::overlay_status(const std::vector<std::string>& args, std::ostream&
           out << std::string(2 * depth, ' ') << rank << " ";
           if (auto i = ranks.find(rank); i != ranks.end())
             out << i->second.value("address", "") << " up (view "
-                << i->second.value("view", "") << ")\n";
+                << i->second.value("view", "") << beat_text(rank) << ")\n";
           else
             out << (lost.count(rank) ? "lost" : "unknown") << "\n";
           if (fanout > 0)
