@@ -29,7 +29,7 @@ expect "actorsh --" "$(complete_words "$bin/actorsh" --)" \
 expect "actorsh -" "$(complete_words "$bin/actorsh" -)" -a -f -c
 expect "troupe-offload --" "$(complete_words "$bin/troupe-offload" --)" \
   --config --jobs --silence-ms --version
-expect "troupe-bench" "$(complete_words "$bin/troupe-bench" "")" transport groups ops offload
+expect "troupe-bench" "$(complete_words "$bin/troupe-bench" "")" transport groups ops offload services
 expect "troupe-bench ops --" "$(complete_words "$bin/troupe-bench" ops --)" --json --quick
 expect "actorhost -v" "$(complete_words "$bin/actorhost" -v "")" error warning info debug trace
 # Nothing but options after a bare "--": no stray words from the help's prose.

@@ -144,6 +144,10 @@ int run_ops(bool as_json, bool quick, const std::string& actorhost);
 /// group of `actorhost` processes; prints JSON or a table. Exit code.
 int run_groups(bool as_json, bool quick, const std::string& actorhost);
 
+/// `troupe-bench services`: the instance services over an `actorhost --size 8`
+/// instance (bench_services.cpp).
+int run_services(bool as_json, bool quick, const std::string& actorhost);
+
 /// `troupe-bench offload`: no-op and sleep jobs through offload trees of 1 to 3
 /// levels (in-process and actorhost instances), and a run with a mid-level instance
 /// killed; prints JSON or a table. Exit code.

@@ -431,6 +431,14 @@ static int run_main(int argc, char** argv) {
   offload_cmd->add_flag("--quick", quick, "fewer jobs (a smoke run)");
   offload_cmd->add_option("--actorhost", actorhost, "the actorhost program to start")
     ->capture_default_str();
+  auto services_cmd = app.add_subcommand(
+    "services", "the instance services over an actorhost --size 8 instance: reduction, "
+                "event fan-out and barrier latency, against a plain request in the same "
+                "run");
+  services_cmd->add_flag("--json", as_json, "print JSON instead of a table");
+  services_cmd->add_flag("--quick", quick, "fewer iterations (a smoke run)");
+  services_cmd->add_option("--actorhost", actorhost, "the actorhost program to start")
+    ->capture_default_str();
   auto serve = app.add_subcommand("serve", "run a server half (used by the benchmarks)");
   std::string kind;
   serve->add_option("kind", kind, "troupe, ucx or caf")
@@ -463,5 +471,7 @@ static int run_main(int argc, char** argv) {
     return run_ops(as_json, quick, actorhost);
   if (*offload_cmd)
     return run_offload(as_json, quick, actorhost);
+  if (*services_cmd)
+    return run_services(as_json, quick, actorhost);
   return run_transport(as_json, quick, busy_poll, only, rdma_gets, rdma_window);
 }

@@ -33,7 +33,7 @@ _troupe_complete() {
   local command=("$program")
   if [ "$(basename -- "$program")" = troupe-bench ]; then
     if [ "$COMP_CWORD" -eq 1 ]; then
-      COMPREPLY=($(compgen -W "transport groups ops offload" -- "$cur"))
+      COMPREPLY=($(compgen -W "transport groups ops offload services" -- "$cur"))
       return 0
     fi
     command+=("${COMP_WORDS[1]}")

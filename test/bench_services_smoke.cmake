@@ -1,0 +1,22 @@
+# Runs `troupe-bench services --quick --json` (a real actorhost --size 8 instance) and
+# checks that every figure is there and positive, and that stdout is nothing but the
+# JSON. Speed is not judged here.
+execute_process(COMMAND ${BENCH} services --quick --json
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err
+                TIMEOUT 240)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "troupe-bench services failed (${rc}):\n${err}\n${out}")
+endif()
+foreach(figure floor_request_us reduction_at_root_us reduction_at_leaf_us
+               event_fan_out_us barrier_us)
+  string(JSON p50 GET "${out}" ${figure} p50)
+  if(p50 LESS_EQUAL 0)
+    message(FATAL_ERROR "implausible ${figure}:\n${out}")
+  endif()
+endforeach()
+string(JSON ranks GET "${out}" ranks)
+string(JSON barriers GET "${out}" barriers)
+if(NOT ranks EQUAL 8 OR barriers LESS 20)
+  message(FATAL_ERROR "implausible figures:\n${out}")
+endif()
+message(STATUS "troupe-bench services ran:\n${out}")
