@@ -473,6 +473,19 @@ BOOST_AUTO_TEST_CASE(a_three_node_instance_driven_from_its_view_file) {
                == 0u,
              o.out);
   BOOST_TEST(o.out.find("\n  2 " + addresses[2] + " up") != std::string::npos, o.out);
+  // ... with each rank's heartbeat (the root beats every second by default).
+  std::string with_beats;
+  BOOST_TEST(eventually(10s, [&] {
+    auto b = actorsh({"-f", inst.view_file, "--json", "-c", "overlay"});
+    if (b.exit_code != 0)
+      return false;
+    with_beats = b.out;
+    auto up = json::parse(b.out)["up"];
+    return up.size() == 3u && std::all_of(up.begin(), up.end(), [](const json& r) {
+             return r.contains("heartbeat") && r["heartbeat"]["seq"].get<uint64_t>() > 0
+                    && r["heartbeat"]["missed"] == false;
+           });
+  }), with_beats);
   // event: a subscriber at rank 2 prints what is published at rank 0.
   child_process sub{{bin_path("actorsh"), "-a", addresses[2], "-c", "event sub a. -n 2"}};
   BOOST_REQUIRE_MESSAGE(sub.wait_for_line("subscribed to \"a.\"", 20s), sub.err());
