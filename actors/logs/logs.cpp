@@ -41,8 +41,12 @@ struct logs_settings {
 
 /// Lines the sink took, waiting for the actor (the sink runs on any thread).
 struct captured_lines {
+  /// Beyond this many lines waiting, lines are counted as lost, not kept (a process
+  /// that logs faster than its lines can leave must not grow without bound).
+  static constexpr size_t max_waiting = 10000;
   std::mutex mtx;
   std::vector<log_record> lines;
+  uint64_t dropped = 0;
 };
 
 struct logs_state {
@@ -89,7 +93,10 @@ void flush(logs_actor* self) {
   {
     std::lock_guard<std::mutex> guard{st.captured->mtx};
     lines.swap(st.captured->lines);
+    st.stats.lost += st.captured->dropped;
+    st.captured->dropped = 0;
   }
+  st.stats.captured += lines.size();
   if (lines.empty())
     return;
   for (auto& line : lines) {
@@ -185,6 +192,10 @@ caf::behavior logs_actor_fn(logs_actor* self, logs_settings settings, caf::actor
     bool first = false;
     {
       std::lock_guard<std::mutex> guard{lines->mtx};
+      if (lines->lines.size() >= captured_lines::max_waiting) {
+        ++lines->dropped;
+        return;
+      }
       first = lines->lines.empty();
       lines->lines.push_back(std::move(r));
     }

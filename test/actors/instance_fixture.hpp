@@ -34,6 +34,13 @@ inline std::string instance_config(std::optional<uint32_t> fanout,
                  + std::to_string(*fanout) + R"(, "timeout_ms": 3000}})";
   if (!extra.empty())
     providers += ", " + extra;
+  // A heartbeat that stays quiet during a test (actorhost would add one beating every
+  // second, whose broadcasts would share the wire with what a test counts or drops),
+  // unless the test brings its own (or leaves the overlay to actorhost too).
+  if (fanout && extra.find("\"heartbeat\"") == std::string::npos)
+    providers += R"(, {"type": "heartbeat", "name": "heartbeat", "provider_id": 1,
+                     "dependencies": {"group": "group", "overlay": "overlay"},
+                     "config": {"period_ms": 3600000}})";
   providers += "]";
   return R"({"threads": 1, "transport": {)" + keepalive_setting()
          + R"(}, "libraries": [")" + test_library("troupe_test_module.so")

@@ -70,6 +70,18 @@ BOOST_AUTO_TEST_CASE(a_line_logged_on_the_farthest_rank_is_in_the_root_s_ring) {
   BOOST_REQUIRE(later);
   for (const auto& r : *later)
     BOOST_TEST(r.seq > seen.back().seq);
+  // Rank 6 counted what it took and sent (the root's answer to its batch may still be
+  // on its way).
+  std::optional<logs::logs_stats> stats;
+  BOOST_TEST(eventually(5s, [&] {
+    auto s = ask<logs::logs_stats>(logs.at(6), caf::get_atom::value);
+    if (s)
+      stats = *s;
+    return s && s->forwarded >= 1u;
+  }));
+  BOOST_REQUIRE(stats);
+  BOOST_TEST(stats->captured >= 1u);
+  BOOST_TEST(stats->lost == 0u);
   // A bad level is refused.
   BOOST_TEST(has_code(log_at(2, 9, "x"), errc::invalid_argument));
 }
