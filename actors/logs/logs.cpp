@@ -89,6 +89,10 @@ void append(logs_actor* self, std::vector<log_record>& lines) {
 /// counted, never logged: a line about a lost line would be a line to lose.
 void flush(logs_actor* self) {
   auto& st = self->state;
+  // Until the node is in a view (its first lines: listening, joining) its lines wait:
+  // they leave with its rank once it has one.
+  if (st.rank == UINT32_MAX)
+    return;
   std::vector<log_record> lines;
   {
     std::lock_guard<std::mutex> guard{st.captured->mtx};
@@ -108,10 +112,6 @@ void flush(logs_actor* self) {
     return;
   }
   auto n = lines.size();
-  if (st.rank == UINT32_MAX) {
-    st.stats.lost += n;
-    return;
-  }
   self
     ->request(st.overlay, forward_timeout, overlay::route_atom::value, uint32_t{0},
               st.provider_name, caf::make_message(append_atom::value, std::move(lines)))
@@ -122,6 +122,7 @@ void flush(logs_actor* self) {
 caf::behavior logs_behavior(logs_actor* self) {
   auto adopt = [self](const group::group_view& v) {
     self->state.rank = group::rank_of_address(v, self->state.address);
+    flush(self);
   };
   return group::view_updates(self, self->state.group, adopt).or_else(caf::message_handler{
     [self](log_atom, uint8_t level, const std::string& component,
@@ -171,6 +172,7 @@ caf::behavior logs_actor_fn(logs_actor* self, logs_settings settings, caf::actor
   st.group = group;
   group::follow_group(self, group, "logs", [self](const group::group_view& v) {
     self->state.rank = group::rank_of_address(v, self->state.address);
+    flush(self);
   });
   // The sink: a line is stored, and the actor told when the first of a batch comes.
   // (It holds the actor weakly: the sink table must not keep it alive.)

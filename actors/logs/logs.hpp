@@ -8,7 +8,8 @@
 // It takes the lines its process logs (base/log.hpp) up to `level`, whether stderr
 // shows them or not, and sends them, a batch at a time, up the tree to the root
 // (rank 0), which keeps the last `ring_size` in a ring, numbered in arrival order.
-// (Lines are the process's: two nodes in one process both see them.)
+// Lines wait while the node is not in a view yet. (Lines are the process's: two nodes
+// in one process both see them.)
 //
 // Protocol:
 //   (log_atom, level, component, text)      -> caf::unit: logs a line on this node
