@@ -10,8 +10,10 @@
 #include <map>
 #include <regex>
 
+#include "actors/barrier/barrier.hpp"
 #include "actors/group/client.hpp"
 #include "actors/group/view.hpp"
+#include "actors/overlay/overlay.hpp"
 #include "test/actors/group_client_fixture.hpp"
 #include "test/support/process.hpp"
 
@@ -29,6 +31,19 @@ std::string mpi_group_config(const std::string& type, const std::string& file) {
              "name": "g", "provider_id": 42, "config": {"bootstrap": "mpi",
              "file": ")"
          + file + R"(", "group": {"type": ")" + type + R"("}}}]})";
+}
+
+/// The same group with the instance services on it (under mpirun they are listed in
+/// the node config: only `actorhost --size` adds them by itself).
+std::string mpi_services_config(const std::string& file) {
+  return R"({"transport": {"port": 0}, "threads": 1, "providers": [{"type": "group",
+             "name": "g", "provider_id": 42, "config": {"bootstrap": "mpi",
+             "file": ")"
+         + file + R"(", "group": {"type": "centralized"}}},
+           {"type": "overlay", "name": "overlay", "provider_id": 1,
+            "dependencies": {"group": "g"}, "config": {"fanout": 2}},
+           {"type": "barrier", "name": "barrier", "provider_id": 1,
+            "dependencies": {"group": "g"}}]})";
 }
 
 /// An MPI job of `ranks` actorhost processes; stopped (SIGTERM to mpirun) on scope exit.
@@ -155,6 +170,40 @@ BOOST_AUTO_TEST_CASE(mpirun_np2_forms_one_static_group) {
   BOOST_CHECK_EQUAL(view.leader, 0u);
   for (const auto& m : view.members)
     BOOST_CHECK_EQUAL(view_of(m.address).digest(), view.digest());
+}
+
+BOOST_AUTO_TEST_CASE(the_instance_services_run_over_an_mpirun_job) {
+  temp_dir dir;
+  auto file = dir.path() + "/g.json";
+  auto config = dir.write("group.json", mpi_services_config(file));
+  mpi_job job{4, config};
+  BOOST_REQUIRE_MESSAGE(job.wait_ready(4, 60s), "mpirun output:\n"
+                                                  << job.mpirun->out() << "\n"
+                                                  << job.mpirun->err());
+  BOOST_REQUIRE(view_file_has(file, 4));
+  auto view = group::read_view_file(file);
+  // A reduction of the MPI ranks' tree ranks: 0 + 1 + 2 + 3, asked at the last rank.
+  auto overlay_at = client.remote_provider(view.members[3].address, "overlay", 1, 20s);
+  BOOST_REQUIRE(overlay_at);
+  overlay::reduction sum;
+  sum.op = "sum";
+  sum.contribution = "rank";
+  BOOST_CHECK(eventually(10s, [&] {
+    auto r = ask<overlay::reduction_result>(*overlay_at, overlay::reduce_atom::value, sum);
+    return r && r->contributors == 4u && r->result.i == 6;
+  }));
+  // A barrier of the 4 ranks, one entry at each.
+  caf::scoped_actor self{client.system()};
+  std::vector<caf::response_handle<caf::blocking_actor, caf::message, true>> entries;
+  for (const auto& m : view.members) {
+    auto b = client.remote_provider(m.address, "barrier", 1, 20s);
+    BOOST_REQUIRE(b);
+    entries.push_back(self->request(*b, 20s, barrier::enter_atom::value,
+                                    std::string{"mpi"}, uint32_t{4}));
+  }
+  for (auto& e : entries)
+    e.receive([](const barrier::barrier_done& d) { BOOST_CHECK_EQUAL(d.count, 4u); },
+              [](caf::error& err) { BOOST_FAIL("barrier: " << describe(err)); });
 }
 
 BOOST_AUTO_TEST_CASE(with_enable_recovery_a_killed_rank_is_removed_and_the_rest_go_on) {
