@@ -15,9 +15,9 @@
 // Protocol (every rank answers):
 //   (status_atom)                               -> status (this rank's place)
 //   (route_atom, rank, provider name, message)  -> what that provider on `rank`
-//       answers; the request travels the tree (up, then down), the answer comes
-//       straight back. troupe.not_found for a rank outside the view or a provider
-//       the rank does not run.
+//       answers; the request travels the tree (up, then down) and the answer the
+//       same way back, hop by hop. troupe.not_found for a rank outside the view or
+//       a provider the rank does not run.
 //   (route_atom, rank, std::vector<uint32_t> path) -> the path with every rank that
 //       passed it on and `rank` itself appended (to see the routes)
 //   (reduce_atom, reduction)                    -> reduction_result over every rank
