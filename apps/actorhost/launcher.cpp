@@ -1,5 +1,6 @@
 #include "apps/actorhost/launcher.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -32,6 +33,52 @@ struct child {
   std::string address;
   bool running = false;
 };
+
+/// Adds the instance services (actors/overlay/, events/, barrier/, logs/, heartbeat/)
+/// on the group provider `group_name` to a node config, except those the config has
+/// already (an overlay with its own fanout, say).
+void add_instance_services(json& cfg, const std::string& group_name) {
+  auto find_type = [&](const std::string& type) -> const json* {
+    for (const auto& p : cfg["providers"])
+      if (p.value("type", "") == type)
+        return &p;
+    return nullptr;
+  };
+  if (find_type("overlay") == nullptr)
+    cfg["providers"].push_back({{"type", "overlay"},
+                                {"name", "overlay"},
+                                {"provider_id", 1},
+                                {"dependencies", {{"group", group_name}}},
+                                {"config", json::object()}});
+  if (find_type("barrier") == nullptr)
+    cfg["providers"].push_back({{"type", "barrier"},
+                                {"name", "barrier"},
+                                {"provider_id", 1},
+                                {"dependencies", {{"group", group_name}}},
+                                {"config", json::object()}});
+  auto overlay_name = find_type("overlay")->value("name", "overlay");
+  if (find_type("logs") == nullptr)
+    cfg["providers"].push_back(
+      {{"type", "logs"},
+       {"name", "logs"},
+       {"provider_id", 1},
+       {"dependencies", {{"group", group_name}, {"overlay", overlay_name}}},
+       {"config", json::object()}});
+  if (find_type("heartbeat") == nullptr)
+    cfg["providers"].push_back(
+      {{"type", "heartbeat"},
+       {"name", "heartbeat"},
+       {"provider_id", 1},
+       {"dependencies", {{"group", group_name}, {"overlay", overlay_name}}},
+       {"config", json::object()}});
+  if (find_type("events") == nullptr) {
+    cfg["providers"].push_back({{"type", "events"},
+                                {"name", "events"},
+                                {"provider_id", 1},
+                                {"dependencies", {{"overlay", overlay_name}}},
+                                {"config", json::object()}});
+  }
+}
 
 /// The node config of node `rank`: the user's config with an ephemeral port and the
 /// group provider set to form (rank 0) or join (the others) a centralized group.
@@ -74,48 +121,7 @@ json node_config_for(json cfg, unsigned rank, const std::string& view_file,
   }
   // (Last: adding to the providers moves them, and `group` with them.)
   auto group_name = group->value("name", "group");
-  // Every instance has its services (actors/overlay/, events/, barrier/, logs/,
-  // heartbeat/), unless the config names its own (an overlay's fanout, say).
-  auto find_type = [&](const std::string& type) -> const json* {
-    for (const auto& p : cfg["providers"])
-      if (p.value("type", "") == type)
-        return &p;
-    return nullptr;
-  };
-  if (find_type("overlay") == nullptr)
-    cfg["providers"].push_back({{"type", "overlay"},
-                                {"name", "overlay"},
-                                {"provider_id", 1},
-                                {"dependencies", {{"group", group_name}}},
-                                {"config", json::object()}});
-  if (find_type("barrier") == nullptr)
-    cfg["providers"].push_back({{"type", "barrier"},
-                                {"name", "barrier"},
-                                {"provider_id", 1},
-                                {"dependencies", {{"group", group_name}}},
-                                {"config", json::object()}});
-  auto overlay_name = find_type("overlay")->value("name", "overlay");
-  if (find_type("logs") == nullptr)
-    cfg["providers"].push_back(
-      {{"type", "logs"},
-       {"name", "logs"},
-       {"provider_id", 1},
-       {"dependencies", {{"group", group_name}, {"overlay", overlay_name}}},
-       {"config", json::object()}});
-  if (find_type("heartbeat") == nullptr)
-    cfg["providers"].push_back(
-      {{"type", "heartbeat"},
-       {"name", "heartbeat"},
-       {"provider_id", 1},
-       {"dependencies", {{"group", group_name}, {"overlay", overlay_name}}},
-       {"config", json::object()}});
-  if (find_type("events") == nullptr) {
-    cfg["providers"].push_back({{"type", "events"},
-                                {"name", "events"},
-                                {"provider_id", 1},
-                                {"dependencies", {{"overlay", overlay_name}}},
-                                {"config", json::object()}});
-  }
+  add_instance_services(cfg, group_name);
   return cfg;
 }
 
@@ -291,6 +297,27 @@ int run_instance(const instance_options& options) {
     fs::remove_all(dir);
   std::cerr << "actorhost: instance stopped\n";
   return exit_code;
+}
+
+std::string with_services_under_mpi(const std::string& config_text) {
+  auto doc = json::parse(config_text, nullptr, /*allow_exceptions=*/false,
+                         /*ignore_comments=*/true);
+  if (!doc.is_object() || !doc.contains("providers") || !doc["providers"].is_array())
+    return config_text; // the node's own parse says what is wrong
+  for (const auto& p : doc["providers"]) {
+    if (!p.is_object() || p.value("type", "") != "group" || !p.contains("config")
+        || !p["config"].is_object())
+      continue;
+    const auto& bootstrap = p["config"].value("bootstrap", json{});
+    bool mpi = bootstrap == "mpi"
+               || (bootstrap.is_array()
+                   && std::find(bootstrap.begin(), bootstrap.end(), "mpi") != bootstrap.end());
+    if (mpi && p.contains("name") && p["name"].is_string()) {
+      add_instance_services(doc, p["name"].get<std::string>());
+      return doc.dump();
+    }
+  }
+  return config_text;
 }
 
 } // namespace troupe::launcher

@@ -22,4 +22,9 @@ struct instance_options {
 /// clean stop, 2 for a bad config, 1 when the nodes cannot be started).
 int run_instance(const instance_options& options);
 
+/// A node config whose group provider bootstraps with "mpi" (an `mpirun` job is an
+/// instance too), with the instance services added as `--size` adds them; any other
+/// config (or one that is not valid JSON) unchanged.
+std::string with_services_under_mpi(const std::string& config_text);
+
 } // namespace troupe::launcher

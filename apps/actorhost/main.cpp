@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <string>
 #include <iostream>
 #include <pthread.h>
 #include <unistd.h>
@@ -130,9 +131,16 @@ int main(int argc, char** argv) {
 
   troupe::node_config cfg;
   try {
-    cfg = config_text_opt->count() > 0
-            ? troupe::parse_node_config(config_text, "--config-text")
-            : troupe::load_node_config(config_path);
+    std::string text = config_text;
+    std::string source = "--config-text";
+    if (config_text_opt->count() == 0) {
+      auto read = troupe::read_file(config_path);
+      if (!read)
+        throw troupe::config_error(troupe::context_text(read.error()));
+      text = *read;
+      source = config_path;
+    }
+    cfg = troupe::parse_node_config(troupe::launcher::with_services_under_mpi(text), source);
   } catch (const troupe::config_error& e) {
     std::cerr << "actorhost: bad config: " << e.what() << "\n";
     return exit_bad_config;

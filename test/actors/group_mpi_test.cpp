@@ -33,8 +33,8 @@ std::string mpi_group_config(const std::string& type, const std::string& file) {
          + file + R"(", "group": {"type": ")" + type + R"("}}}]})";
 }
 
-/// The same group with the instance services on it (under mpirun they are listed in
-/// the node config: only `actorhost --size` adds them by itself).
+/// The same group with two of the instance services named in the config (actorhost
+/// adds the others, as it adds all of them to a group-only config).
 std::string mpi_services_config(const std::string& file) {
   return R"({"transport": {"port": 0}, "threads": 1, "providers": [{"type": "group",
              "name": "g", "provider_id": 42, "config": {"bootstrap": "mpi",
@@ -151,6 +151,17 @@ BOOST_AUTO_TEST_CASE(mpirun_np4_forms_one_centralized_group_led_by_rank_0) {
     auto handle = group::group_client::open_file(client, file);
     BOOST_REQUIRE_MESSAGE(handle, error_of(handle));
     BOOST_CHECK_EQUAL(handle->view().digest(), view.digest());
+    // The job is an instance: actorhost added the services to the group-only config
+    // (an overlay of fanout 8: a reduction over the 4 ranks, asked at the last).
+    auto overlay_at = client.remote_provider(view.members[3].address, "overlay", 1, 20s);
+    BOOST_REQUIRE(overlay_at);
+    overlay::reduction sum;
+    sum.op = "sum";
+    sum.contribution = "rank";
+    BOOST_CHECK(eventually(10s, [&] {
+      auto r = ask<overlay::reduction_result>(*overlay_at, overlay::reduce_atom::value, sum);
+      return r && r->contributors == 4u && r->result.i == 6;
+    }));
   }
   // mpirun stopped: so did every rank.
   BOOST_CHECK(
