@@ -111,7 +111,27 @@ int mpi_rank_of(int pid) {
 
 } // namespace
 
-BOOST_FIXTURE_TEST_SUITE(mpi_bootstrap, group_client_fixture)
+/// The group client fixture, and a reduction through the overlay of the node at an
+/// address.
+struct mpi_fixture : group_client_fixture {
+  /// Whether a sum of the ranks asked at `address` comes to 0 + 1 + ... + (ranks - 1),
+  /// every rank contributing (waiting until the overlays have the whole view).
+  bool ranks_sum_up(const std::string& address, uint32_t ranks) {
+    auto overlay_at = client.remote_provider(address, "overlay", 1, 20s);
+    if (!overlay_at)
+      return false;
+    overlay::reduction sum;
+    sum.op = "sum";
+    sum.contribution = "rank";
+    return eventually(10s, [&] {
+      auto r = ask<overlay::reduction_result>(*overlay_at, overlay::reduce_atom::value, sum);
+      return r && r->contributors == ranks
+             && r->result.i == int64_t{ranks} * (ranks - 1) / 2;
+    });
+  }
+};
+
+BOOST_FIXTURE_TEST_SUITE(mpi_bootstrap, mpi_fixture)
 
 BOOST_AUTO_TEST_CASE(mpirun_np4_forms_one_centralized_group_led_by_rank_0) {
   temp_dir dir;
@@ -153,15 +173,7 @@ BOOST_AUTO_TEST_CASE(mpirun_np4_forms_one_centralized_group_led_by_rank_0) {
     BOOST_CHECK_EQUAL(handle->view().digest(), view.digest());
     // The job is an instance: actorhost added the services to the group-only config
     // (an overlay of fanout 8: a reduction over the 4 ranks, asked at the last).
-    auto overlay_at = client.remote_provider(view.members[3].address, "overlay", 1, 20s);
-    BOOST_REQUIRE(overlay_at);
-    overlay::reduction sum;
-    sum.op = "sum";
-    sum.contribution = "rank";
-    BOOST_CHECK(eventually(10s, [&] {
-      auto r = ask<overlay::reduction_result>(*overlay_at, overlay::reduce_atom::value, sum);
-      return r && r->contributors == 4u && r->result.i == 6;
-    }));
+    BOOST_CHECK(ranks_sum_up(view.members[3].address, 4));
   }
   // mpirun stopped: so did every rank.
   BOOST_CHECK(
@@ -194,15 +206,7 @@ BOOST_AUTO_TEST_CASE(the_instance_services_run_over_an_mpirun_job) {
   BOOST_REQUIRE(view_file_has(file, 4));
   auto view = group::read_view_file(file);
   // A reduction of the MPI ranks' tree ranks: 0 + 1 + 2 + 3, asked at the last rank.
-  auto overlay_at = client.remote_provider(view.members[3].address, "overlay", 1, 20s);
-  BOOST_REQUIRE(overlay_at);
-  overlay::reduction sum;
-  sum.op = "sum";
-  sum.contribution = "rank";
-  BOOST_CHECK(eventually(10s, [&] {
-    auto r = ask<overlay::reduction_result>(*overlay_at, overlay::reduce_atom::value, sum);
-    return r && r->contributors == 4u && r->result.i == 6;
-  }));
+  BOOST_CHECK(ranks_sum_up(view.members[3].address, 4));
   // A barrier of the 4 ranks, one entry at each.
   caf::scoped_actor self{client.system()};
   std::vector<caf::response_handle<caf::blocking_actor, caf::message, true>> entries;
