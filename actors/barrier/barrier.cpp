@@ -73,10 +73,7 @@ void adopt(barrier_actor* self, group::group_view view) {
   if (!st.view.members.empty() && view.version < st.view.version)
     return;
   st.view = std::move(view);
-  st.rank = UINT32_MAX;
-  for (size_t i = 0; i < st.view.members.size(); ++i)
-    if (st.view.members[i].address == st.address)
-      st.rank = static_cast<uint32_t>(i);
+  st.rank = group::rank_of_address(st.view, st.address);
 }
 
 void refresh_view(barrier_actor* self) {
@@ -195,9 +192,8 @@ caf::result<barrier_done> enter(barrier_actor* self, std::string& name, uint32_t
                 static_cast<uint32_t>(timeout.count()))
       .then([rp](barrier_done& done) mutable { rp.deliver(done); },
             [rp, name, root_address](caf::error& err) mutable {
-              if (has_code(err, errc::unreachable) || has_code(err, errc::timeout)
-                  || has_code(err, errc::invalid_argument) || has_code(err, errc::refused))
-                rp.deliver(std::move(err)); // the root's own words
+              if (err.category() == error_category_atom)
+                rp.deliver(std::move(err)); // the root's (or the transport's) own words
               else
                 rp.deliver(make_error(errc::unreachable,
                                       "barrier '" + name + "': the root (rank 0, "

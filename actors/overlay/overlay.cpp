@@ -94,25 +94,13 @@ void adopt(overlay_actor* self, group::group_view view) {
   if (!st.view.members.empty() && view.version < st.view.version)
     return; // an older view overtaken by a newer one
   st.view = std::move(view);
-  st.rank = no_rank;
-  for (size_t i = 0; i < st.view.members.size(); ++i)
-    if (st.view.members[i].address == st.address)
-      st.rank = static_cast<uint32_t>(i);
+  st.rank = group::rank_of_address(st.view, st.address);
   for (auto i = st.peers.begin(); i != st.peers.end();) {
     bool kept = std::any_of(st.view.members.begin(), st.view.members.end(),
                             [&](const group::member& m) { return peer_key(m) == i->first; });
     i = kept ? std::next(i) : st.peers.erase(i);
   }
   ++st.rebuilds;
-}
-
-/// Asks the group for its current view (after a change it told us about).
-void refresh_view(overlay_actor* self) {
-  self->request(self->state.group, self->state.settings.timeout, caf::get_atom::value)
-    .then([self](group::group_view& v) { adopt(self, std::move(v)); },
-          [self](caf::error& err) {
-            TROUPE_LOG_WARNING("overlay", "cannot read the group's view: " << describe(err));
-          });
 }
 
 /// Calls `then` with the overlay of `rank` (this actor for its own rank), in the
@@ -337,7 +325,11 @@ void pass_on(overlay_actor* self, caf::response_promise rp, uint32_t to,
 }
 
 caf::behavior overlay_behavior(overlay_actor* self) {
-  return {
+  // The group's news: any change means a new view.
+  auto updates = group::view_updates(self, self->state.group, [self](group::group_view v) {
+    adopt(self, std::move(v));
+  });
+  return updates.or_else(caf::message_handler{
     [self](status_atom) { return status_of(self->state); },
     // Routing: pass it on to the next hop, or hand it to the named provider.
     [self](route_atom, uint32_t to, const std::string& provider,
@@ -404,19 +396,7 @@ caf::behavior overlay_behavior(overlay_actor* self) {
       spec.content = std::move(content);
       return self->delegate(caf::actor{self}, reduce_atom::value, std::move(spec));
     },
-    // The group's news: any change means a new view.
-    [self](group::member_joined_atom, const group::member&, const group::view_version&) {
-      refresh_view(self);
-    },
-    [self](group::member_left_atom, const group::member&, const group::view_version&) {
-      refresh_view(self);
-    },
-    [self](group::member_died_atom, const group::member&, const group::view_version&) {
-      refresh_view(self);
-    },
-    [](group::metadata_changed_atom, const std::string&, const std::string&, bool,
-       const group::view_version&) {},
-  };
+  });
 }
 
 caf::behavior overlay_actor_fn(overlay_actor* self, overlay_settings settings,

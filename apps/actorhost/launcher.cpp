@@ -44,38 +44,32 @@ void add_instance_services(json& cfg, const std::string& group_name) {
         return &p;
     return nullptr;
   };
-  if (find_type("overlay") == nullptr)
-    cfg["providers"].push_back({{"type", "overlay"},
-                                {"name", "overlay"},
+  // Each service named after its type, id 1, on the group, the overlay (the config's
+  // own if it has one) or both, as it needs.
+  auto overlay_name = [&] {
+    auto o = find_type("overlay");
+    return o != nullptr ? o->value("name", "overlay") : std::string{"overlay"};
+  }();
+  struct service {
+    const char* type;
+    bool on_group;
+    bool on_overlay;
+  };
+  for (auto [type, on_group, on_overlay] :
+       {service{"overlay", true, false}, service{"barrier", true, false},
+        service{"logs", true, true}, service{"heartbeat", true, true},
+        service{"events", false, true}}) {
+    if (find_type(type) != nullptr)
+      continue;
+    json deps = json::object();
+    if (on_group)
+      deps["group"] = group_name;
+    if (on_overlay)
+      deps["overlay"] = overlay_name;
+    cfg["providers"].push_back({{"type", type},
+                                {"name", type},
                                 {"provider_id", 1},
-                                {"dependencies", {{"group", group_name}}},
-                                {"config", json::object()}});
-  if (find_type("barrier") == nullptr)
-    cfg["providers"].push_back({{"type", "barrier"},
-                                {"name", "barrier"},
-                                {"provider_id", 1},
-                                {"dependencies", {{"group", group_name}}},
-                                {"config", json::object()}});
-  auto overlay_name = find_type("overlay")->value("name", "overlay");
-  if (find_type("logs") == nullptr)
-    cfg["providers"].push_back(
-      {{"type", "logs"},
-       {"name", "logs"},
-       {"provider_id", 1},
-       {"dependencies", {{"group", group_name}, {"overlay", overlay_name}}},
-       {"config", json::object()}});
-  if (find_type("heartbeat") == nullptr)
-    cfg["providers"].push_back(
-      {{"type", "heartbeat"},
-       {"name", "heartbeat"},
-       {"provider_id", 1},
-       {"dependencies", {{"group", group_name}, {"overlay", overlay_name}}},
-       {"config", json::object()}});
-  if (find_type("events") == nullptr) {
-    cfg["providers"].push_back({{"type", "events"},
-                                {"name", "events"},
-                                {"provider_id", 1},
-                                {"dependencies", {{"overlay", overlay_name}}},
+                                {"dependencies", deps},
                                 {"config", json::object()}});
   }
 }

@@ -29,15 +29,9 @@ bool session::overlay_status(const std::vector<std::string>& args, std::ostream&
     err << "usage: overlay\n";
     return false;
   }
-  auto overlay = client_.remote_provider(address_, "overlay", 1, opts_.timeout);
-  if (!overlay) {
-    err << "overlay at " << address_ << ": "
-        << (has_code(overlay.error(), errc::not_found)
-              ? std::string{"the node runs no overlay (provider type \"overlay\", id 1)"}
-              : describe(overlay.error()))
-        << "\n";
+  auto overlay = service_provider("overlay", "overlay", err);
+  if (!overlay)
     return false;
-  }
   overlay::reduction spec;
   spec.op = "concat";
   spec.contribution = "status";
@@ -130,15 +124,9 @@ bool session::event(const std::vector<std::string>& args, std::ostream& out,
   } else if (!read_count_and_time(args, 3, count, for_ms, usage, err)) {
     return false;
   }
-  auto events = client_.remote_provider(address_, "events", 1, opts_.timeout);
-  if (!events) {
-    err << "events at " << address_ << ": "
-        << (has_code(events.error(), errc::not_found)
-              ? std::string{"the node runs no events provider (type \"events\", id 1)"}
-              : describe(events.error()))
-        << "\n";
+  auto events = service_provider("events", "event", err);
+  if (!events)
     return false;
-  }
   caf::scoped_actor self{client_.system()};
   const auto& topic = args[2];
   if (args[1] == "pub") {
@@ -194,15 +182,16 @@ bool session::event(const std::vector<std::string>& args, std::ostream& out,
   return true;
 }
 
-caf::expected<caf::actor> session::logs_provider(const char* command, std::ostream& err) {
-  auto logs = client_.remote_provider(address_, "logs", 1, opts_.timeout);
-  if (!logs)
+caf::expected<caf::actor> session::service_provider(const char* type, const char* command,
+                                                    std::ostream& err) {
+  auto found = client_.remote_provider(address_, type, 1, opts_.timeout);
+  if (!found)
     err << command << ": "
-        << (has_code(logs.error(), errc::not_found)
-              ? address_ + " runs no logs provider (type \"logs\", id 1)"
-              : describe(logs.error()))
+        << (has_code(found.error(), errc::not_found)
+              ? address_ + " runs no " + type + " provider (type \"" + type + "\", id 1)"
+              : describe(found.error()))
         << "\n";
-  return logs;
+  return found;
 }
 
 bool session::dmesg(const std::vector<std::string>& args, std::ostream& out,
@@ -223,7 +212,7 @@ bool session::dmesg(const std::vector<std::string>& args, std::ostream& out,
       return false;
     }
   }
-  auto logs = logs_provider("dmesg", err);
+  auto logs = service_provider("logs", "dmesg", err);
   if (!logs)
     return false;
   caf::scoped_actor self{client_.system()};
@@ -286,7 +275,7 @@ bool session::log_line(const std::vector<std::string>& args, std::ostream& out,
   std::string text;
   for (size_t i = first; i < args.size(); ++i)
     text += (i > first ? " " : "") + args[i];
-  auto logs = logs_provider("log", err);
+  auto logs = service_provider("logs", "log", err);
   if (!logs)
     return false;
   caf::scoped_actor self{client_.system()};

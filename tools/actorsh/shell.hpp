@@ -93,7 +93,10 @@ private:
   bool event(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   bool dmesg(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   bool log_line(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
-  caf::expected<caf::actor> logs_provider(const char* command, std::ostream& err);
+  /// The connected node's instance service `type` (provider id 1); a one-line error
+  /// naming `command` and the node if it has none.
+  caf::expected<caf::actor> service_provider(const char* type, const char* command,
+                                             std::ostream& err);
   // offload_commands.cpp: the connected node's offload instance.
   caf::expected<caf::actor> offload_instance(std::ostream& err);
   bool offload_tree(const std::vector<std::string>& args, std::ostream& out,

@@ -257,7 +257,7 @@ struct middleman::impl : detail::engine_handler,
 template <class F, class G>
 bool middleman::impl::run_here_or_queue(F&& fn, G&& refused,
                                         std::chrono::microseconds patience) {
-  if (patience.count() > 0 ? engine->try_lock_for(patience) : engine->try_lock()) {
+  if (engine->try_lock_for(patience)) {
     if (!engine->has_posts()) {
       // `fn` may say whether it left anything for UCX to progress (an RDMA that
       // completed inside the call did not).

@@ -39,7 +39,7 @@ bool engine::impl::try_lock() {
 bool engine::impl::try_lock_for(std::chrono::microseconds patience) {
   if (try_lock())
     return true;
-  if (lock_held_by_this_thread == this)
+  if (patience.count() <= 0 || lock_held_by_this_thread == this)
     return false;
   auto deadline = std::chrono::steady_clock::now() + patience;
   do {
@@ -253,14 +253,7 @@ poll_outcome engine::poll() {
 }
 
 bool engine::try_lock() {
-  auto& d = *impl_;
-  if (!d.try_lock())
-    return false;
-  if (!d.running.load(std::memory_order_relaxed)) {
-    d.unlock(false);
-    return false;
-  }
-  return true;
+  return try_lock_for(std::chrono::microseconds{0});
 }
 
 bool engine::try_lock_for(std::chrono::microseconds patience) {
