@@ -5,6 +5,7 @@
 #include "actors/events/events.hpp"
 #include "actors/group/group.hpp"
 #include "actors/heartbeat/heartbeat.hpp"
+#include "actors/kvs/kvs.hpp"
 #include "actors/logs/logs.hpp"
 #include "actors/offload/offload.hpp"
 #include "actors/overlay/overlay.hpp"
@@ -28,6 +29,7 @@ void register_builtin_providers(provider_registry& registry) {
   barrier::register_barrier_provider(registry);
   logs::register_logs_provider(registry);
   heartbeat::register_heartbeat_provider(registry);
+  kvs::register_kvs_provider(registry);
 }
 
 caf::error register_builtin_ops(ops::op_registry& registry) {
@@ -56,6 +58,7 @@ void register_builtin_types(caf::actor_system_config& cfg) {
   events::register_events_types(cfg);
   barrier::register_barrier_types(cfg);
   logs::register_logs_types(cfg);
+  kvs::register_kvs_types(cfg);
 }
 
 } // namespace troupe::actors

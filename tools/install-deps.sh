@@ -13,6 +13,7 @@ packages=(
   libmimalloc-dev            # mimalloc: the programs' memory allocator
   libopenmpi-dev openmpi-bin # Open MPI: the mpi group bootstrap
   nlohmann-json3-dev         # JSON configs and view files
+  libsqlite3-dev             # SQLite: the KVS root's durable store
   libcli11-dev               # command-line parsing
   libreadline-dev            # line editing, history and completion in actorsh
   gnuplot-nox                # the offload demo's plot of completions (PNG, SVG)

@@ -16,11 +16,11 @@
 
 #include "actors/group/follow.hpp"
 #include "actors/group/group.hpp"
+#include "actors/group/peer_providers.hpp"
 #include "actors/service_config.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "runtime/json_reader.hpp"
-#include "runtime/locator.hpp"
 #include "runtime/provider_registry.hpp"
 
 namespace troupe::barrier {
@@ -56,11 +56,9 @@ struct barrier_state {
   uint16_t provider_id = 0;
   group::group_view view;
   uint32_t rank = UINT32_MAX;
-  caf::actor root;      // the root's barrier, once looked up
-  std::string root_key; // whose it is: address#incarnation
-  /// Entries waiting for the root's lookup, in order (a rank's entries reach the root
-  /// in the order they came).
-  std::vector<std::function<void(caf::expected<caf::actor>)>> waiting_for_root;
+  /// The root's barrier, looked up once per root; a rank's entries reach the root in
+  /// the order they came, even during the lookup.
+  group::peer_providers roots{"barrier", 1};
   // As the root:
   std::map<std::string, waiting_barrier> waiting;
   std::map<std::string, uint64_t> generations;
@@ -139,29 +137,8 @@ void root_enter(barrier_actor* self, const std::string& name, uint32_t count,
 template <class F>
 void with_root(barrier_actor* self, F then) {
   auto& st = self->state;
-  const auto& root = st.view.members.front();
-  auto key = root.address + "#" + std::to_string(root.incarnation);
-  if (st.root && st.root_key == key && st.waiting_for_root.empty())
-    return then(caf::expected<caf::actor>{st.root});
-  st.waiting_for_root.emplace_back(std::move(then));
-  if (st.waiting_for_root.size() > 1)
-    return; // a lookup is under way
-  auto finish = [self, key](caf::expected<caf::actor> found) {
-    auto& st = self->state;
-    if (found) {
-      st.root = *found;
-      st.root_key = key;
-    }
-    auto waiting = std::move(st.waiting_for_root);
-    st.waiting_for_root.clear();
-    for (auto& f : waiting)
-      f(found);
-  };
-  self
-    ->request(st.locator, std::chrono::seconds{10}, locate_atom::value, root.address,
-              std::string{"barrier"}, st.provider_id)
-    .then([finish](const caf::actor& found) { finish(caf::expected<caf::actor>{found}); },
-          [finish](caf::error& err) { finish(caf::expected<caf::actor>{std::move(err)}); });
+  st.roots.with(self, st.locator, st.view.members.front(), std::chrono::seconds{10},
+                std::move(then));
 }
 
 caf::result<barrier_done> enter(barrier_actor* self, std::string& name, uint32_t count,
@@ -182,7 +159,7 @@ caf::result<barrier_done> enter(barrier_actor* self, std::string& name, uint32_t
   with_root(self, [self, rp, name, count, timeout,
                    root_address](caf::expected<caf::actor> root) mutable {
     if (!root) {
-      rp.deliver(make_error(errc::unreachable, "barrier '" + name + "': no barrier at the root ("
+      rp.deliver(make_error(errc::unreachable, "barrier '" + name + "': the root (rank 0, "
                                                  + root_address + "): "
                                                  + describe(root.error())));
       return;
@@ -258,6 +235,7 @@ caf::behavior barrier_actor_fn(barrier_actor* self, barrier_settings settings,
   st.locator = std::move(locator);
   st.address = std::move(address);
   st.provider_id = provider_id;
+  st.roots = group::peer_providers{"barrier", provider_id};
   group::follow_group(self, group, "barrier",
                       [self](group::group_view v) { adopt(self, std::move(v)); });
   return barrier_behavior(self);

@@ -34,10 +34,12 @@ struct child {
   bool running = false;
 };
 
-/// Adds the instance services (actors/overlay/, events/, barrier/, logs/, heartbeat/)
-/// on the group provider `group_name` to a node config, except those the config has
-/// already (an overlay with its own fanout, say).
-void add_instance_services(json& cfg, const std::string& group_name) {
+/// Adds the instance services (actors/overlay/, events/, barrier/, logs/, heartbeat/,
+/// kvs/) on the group provider `group_name` to a node config, except those the config
+/// has already (an overlay with its own fanout, say). The KVS root keeps its store at
+/// `kvs_store` ("": in memory only).
+void add_instance_services(json& cfg, const std::string& group_name,
+                           const std::string& kvs_store) {
   auto find_type = [&](const std::string& type) -> const json* {
     for (const auto& p : cfg["providers"])
       if (p.value("type", "") == type)
@@ -58,7 +60,7 @@ void add_instance_services(json& cfg, const std::string& group_name) {
   for (auto [type, on_group, on_overlay] :
        {service{"overlay", true, false}, service{"barrier", true, false},
         service{"logs", true, true}, service{"heartbeat", true, true},
-        service{"events", false, true}}) {
+        service{"events", false, true}, service{"kvs", true, true}}) {
     if (find_type(type) != nullptr)
       continue;
     json deps = json::object();
@@ -66,18 +68,21 @@ void add_instance_services(json& cfg, const std::string& group_name) {
       deps["group"] = group_name;
     if (on_overlay)
       deps["overlay"] = overlay_name;
+    json config = json::object();
+    if (std::string{type} == "kvs" && !kvs_store.empty())
+      config["store"] = kvs_store;
     cfg["providers"].push_back({{"type", type},
                                 {"name", type},
                                 {"provider_id", 1},
                                 {"dependencies", deps},
-                                {"config", json::object()}});
+                                {"config", config}});
   }
 }
 
 /// The node config of node `rank`: the user's config with an ephemeral port and the
 /// group provider set to form (rank 0) or join (the others) a centralized group.
 json node_config_for(json cfg, unsigned rank, const std::string& view_file,
-                     const std::string& leader_address) {
+                     const std::string& leader_address, const std::string& kvs_store) {
   if (!cfg.contains("transport"))
     cfg["transport"] = json::object();
   cfg["transport"]["port"] = 0;
@@ -115,7 +120,7 @@ json node_config_for(json cfg, unsigned rank, const std::string& view_file,
   }
   // (Last: adding to the providers moves them, and `group` with them.)
   auto group_name = group->value("name", "group");
-  add_instance_services(cfg, group_name);
+  add_instance_services(cfg, group_name, kvs_store);
   return cfg;
 }
 
@@ -229,7 +234,7 @@ int run_instance(const instance_options& options) {
     c.address_file = dir + "/node" + std::to_string(rank) + ".address";
     ::unlink(c.address_file.c_str());
     auto err = write_file_atomically(
-      c.config, node_config_for(cfg, rank, view_file, leader_address).dump(2) + "\n");
+      c.config, node_config_for(cfg, rank, view_file, leader_address, dir + "/kvs.sqlite").dump(2) + "\n");
     if (err) {
       std::cerr << "actorhost: " << context_text(err) << "\n";
       return false;
@@ -307,7 +312,8 @@ std::string with_services_under_mpi(const std::string& config_text) {
                || (bootstrap.is_array()
                    && std::find(bootstrap.begin(), bootstrap.end(), "mpi") != bootstrap.end());
     if (mpi && p.contains("name") && p["name"].is_string()) {
-      add_instance_services(doc, p["name"].get<std::string>());
+      // No store: an mpirun job has no directory of its own to keep one in.
+      add_instance_services(doc, p["name"].get<std::string>(), "");
       return doc.dump();
     }
   }

@@ -63,7 +63,7 @@ struct instance_fixture : group_client_fixture {
     for (const auto& m : view.members) {
       rank_addresses.push_back(m.address);
       auto o = client.remote_provider(m.address, "overlay", 1, 20s);
-      BOOST_REQUIRE_MESSAGE(o, "no overlay at " << m.address);
+      BOOST_REQUIRE_MESSAGE(o, "no overlay at " << m.address << ": " << error_of(o));
       overlays.push_back(*o);
     }
     BOOST_REQUIRE(every_rank_sees(size));
@@ -74,7 +74,8 @@ struct instance_fixture : group_client_fixture {
     std::vector<caf::actor> found;
     for (const auto& address : rank_addresses) {
       auto p = client.remote_provider(address, type, 1, 20s);
-      BOOST_REQUIRE_MESSAGE(p, "no " << type << " provider at " << address);
+      BOOST_REQUIRE_MESSAGE(p, "no " << type << " provider at " << address << ": "
+                                      << error_of(p));
       found.push_back(*p);
     }
     return found;

@@ -5,6 +5,7 @@
 // unreachable nodes, and one interactive session through a pseudo-terminal.
 
 #include <algorithm>
+#include <filesystem>
 #include <chrono>
 #include <sstream>
 #include <fstream>
@@ -229,7 +230,7 @@ BOOST_AUTO_TEST_CASE(help_documents_every_command) {
   for (auto cmd :
        {"connect", "info", "providers", "actors", "stats", "topology", "config", "ops",
         "view", "metadata", "watch", "ping", "shutdown", "overlay", "event", "dmesg",
-        "log", "help", "quit"})
+        "log", "kvs", "help", "quit"})
     BOOST_TEST(r.out.find(std::string{"  "} + cmd) != std::string::npos,
                "help lacks " << cmd);
 }
@@ -373,6 +374,9 @@ BOOST_AUTO_TEST_CASE(tab_completes_the_targets_of_the_group_a_shell_attached_to)
   BOOST_TEST(shell.read_until("ping all"), shell.screen());
   shell.type("\x15ping " + prefix + "\t"); // Ctrl-U clears the line first
   BOOST_TEST(shell.read_until("ping " + target), shell.screen());
+  // A command's subcommands complete after it.
+  shell.type("\x15kvs du\t");
+  BOOST_TEST(shell.read_until("kvs dump"), shell.screen());
   shell.type("\x15");
   BOOST_TEST((shell.quit() == 0), shell.screen());
   inst.launcher->signal(SIGTERM);
@@ -541,6 +545,73 @@ BOOST_AUTO_TEST_CASE(a_three_node_instance_driven_from_its_view_file) {
   BOOST_REQUIRE(code.has_value());
   BOOST_TEST(*code == 0, inst.launcher->err());
   BOOST_TEST(eventually(5s, [&] { return inst.all_gone(); }));
+}
+
+BOOST_AUTO_TEST_CASE(kvs_commands_drive_the_instance_s_store) {
+  actorhost_instance inst{3};
+  auto v = actorsh({"-f", inst.view_file, "--json", "-c", "view"});
+  BOOST_REQUIRE_MESSAGE(v.exit_code == 0, v.err);
+  std::vector<std::string> addresses;
+  auto view = json::parse(v.out);
+  for (const auto& m : view["members"])
+    addresses.push_back(m["address"]);
+  // A watch at rank 2 prints the changes committed at ranks 0 and 1.
+  child_process watch{{bin_path("actorsh"), "-a", addresses[2], "-c", "kvs watch job -n 2"}};
+  BOOST_REQUIRE_MESSAGE(watch.wait_for_line("watching \"job\" in primary", 20s), watch.err());
+  auto put = actorsh({"-a", addresses[0], "-c", "kvs put job.state running now"});
+  BOOST_REQUIRE_MESSAGE(put.exit_code == 0, put.err);
+  BOOST_TEST(put.out == "committed version 1\n", put.out);
+  auto put_json = actorsh({"-a", addresses[1], "--json", "-c",
+                           R"(kvs put job.spec {"ranks": 4} --json-value)"});
+  BOOST_REQUIRE_MESSAGE(put_json.exit_code == 0, put_json.err);
+  BOOST_TEST(json::parse(put_json.out)["version"] == 2);
+  BOOST_TEST(watch.wait_exit(20s).value_or(-1) == 0, watch.err());
+  BOOST_TEST(watch.out().find("version 1  job.state = running now\n") != std::string::npos,
+             watch.out());
+  BOOST_TEST(watch.out().find(R"(version 2  job.spec = {"ranks": 4})") != std::string::npos,
+             watch.out());
+  // Reads at another rank: get, ls, dump, as text and as JSON.
+  auto reads = actorsh({"-a", addresses[2], "-c", "kvs get job.state; kvs ls; kvs ls job; kvs dump"});
+  BOOST_REQUIRE_MESSAGE(reads.exit_code == 0, reads.err);
+  BOOST_TEST(reads.out == "running now\njob.\nspec\nstate\njob.spec = {\"ranks\": 4}\n"
+                          "job.state = running now\n",
+             reads.out);
+  auto get_json = actorsh({"-a", addresses[1], "--json", "-c", "kvs get job.spec"});
+  BOOST_REQUIRE_MESSAGE(get_json.exit_code == 0, get_json.err);
+  auto got = json::parse(get_json.out);
+  BOOST_TEST(got["value"]["ranks"] == 4);
+  BOOST_TEST(got["version"] == 2);
+  // Errors name what is wrong.
+  auto dir = actorsh({"-a", addresses[1], "-c", "kvs get job"});
+  BOOST_TEST(dir.exit_code == 1);
+  BOOST_TEST(dir.err.find("kvs get: troupe.invalid_argument: 'job' is a directory") == 0u, dir.err);
+  auto bad_json = actorsh({"-a", addresses[1], "-c", "kvs put x {oops --json-value"});
+  BOOST_TEST(bad_json.exit_code == 1);
+  BOOST_TEST(bad_json.err.find("key 'x': the value is not valid JSON") != std::string::npos,
+             bad_json.err);
+  // A namespace takes commits from its owner only.
+  auto ns = actorsh({"-a", addresses[1], "-c",
+                     "kvs ns create jobs alice; kvs put j1 queued --ns jobs --as alice; "
+                     "kvs get j1 --ns jobs"});
+  BOOST_REQUIRE_MESSAGE(ns.exit_code == 0, ns.err);
+  BOOST_TEST(ns.out.find("queued\n") != std::string::npos, ns.out);
+  auto not_owner = actorsh({"-a", addresses[2], "-c", "kvs put j2 x --ns jobs --as bob"});
+  BOOST_TEST(not_owner.exit_code == 1);
+  BOOST_TEST(not_owner.err.find("namespace 'jobs' is owned by 'alice'") != std::string::npos,
+             not_owner.err);
+  auto usage = actorsh({"-a", addresses[1], "-c", "kvs frobnicate"});
+  BOOST_TEST(usage.exit_code == 1);
+  BOOST_TEST(usage.err.find("usage: kvs get KEY") == 0u, usage.err);
+  // The root keeps its store in the instance's directory.
+  auto stats = actorsh({"-a", addresses[0], "--json", "-c", "kvs stats"});
+  BOOST_REQUIRE_MESSAGE(stats.exit_code == 0, stats.err);
+  auto s = json::parse(stats.out);
+  BOOST_TEST(s["root"] == true);
+  BOOST_TEST(s["store"] == inst.dir.path() + "/inst/kvs.sqlite");
+  BOOST_TEST(s["commits"] == 4);
+  BOOST_TEST(std::filesystem::exists(s["store"].get<std::string>()));
+  inst.launcher->signal(SIGTERM);
+  BOOST_REQUIRE(inst.launcher->wait_exit(30s).has_value());
 }
 
 BOOST_AUTO_TEST_CASE(a_launcher_killed_with_sigkill_leaves_no_orphans) {

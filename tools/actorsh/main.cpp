@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <unistd.h>
@@ -32,6 +33,7 @@ namespace {
 
 troupe::shell::session* current_session = nullptr; // for completion
 bool completing_command = true;
+std::vector<std::string> subcommands; // of the command word, when completing the next
 
 char* command_generator(const char* text, int state) {
   static size_t index;
@@ -40,6 +42,7 @@ char* command_generator(const char* text, int state) {
     index = 0;
     names = current_session == nullptr ? std::vector<std::string>{}
             : completing_command       ? current_session->command_names()
+            : !subcommands.empty()     ? subcommands
                                        : current_session->member_targets();
   }
   std::string prefix{text};
@@ -54,9 +57,13 @@ char* command_generator(const char* text, int state) {
 char** complete(const char* text, int start, int) {
   rl_attempted_completion_over = 1; // no file name completion
   // The command word completes to commands; later words to member ranks/addresses.
-  completing_command =
-    std::string{rl_line_buffer, static_cast<size_t>(start)}.find_first_not_of(' ')
-    == std::string::npos;
+  std::istringstream before{std::string{rl_line_buffer, static_cast<size_t>(start)}};
+  std::vector<std::string> words{std::istream_iterator<std::string>{before},
+                                 std::istream_iterator<std::string>{}};
+  completing_command = words.empty();
+  // The word after a command with subcommands (kvs, event, metadata) completes to them.
+  subcommands = words.size() == 1 ? troupe::shell::session::subcommands_of(words.front())
+                                  : std::vector<std::string>{};
   return rl_completion_matches(text, command_generator);
 }
 

@@ -157,15 +157,11 @@ bool session::event(const std::vector<std::string>& args, std::ostream& out,
     return false;
   if (!opts_.json)
     out << "subscribed to \"" << topic << "\" (Ctrl-C stops)" << std::endl;
-  using clock_type = std::chrono::steady_clock;
-  auto deadline = for_ms >= 0 ? clock_type::now() + std::chrono::milliseconds{for_ms}
-                              : clock_type::time_point::max();
-  long seen = 0;
-  interrupted_ = false;
-  while (!interrupted_ && (count < 0 || seen < count) && clock_type::now() < deadline) {
+  follow_limits limits{count, for_ms, interrupted_};
+  while (limits.more()) {
     self->receive(
       [&](const events::event& ev) {
-        ++seen;
+        limits.saw();
         if (opts_.json)
           out << nlohmann::json{{"topic", ev.topic},   {"seq", ev.seq},
                                 {"global", ev.global}, {"payload", ev.payload},

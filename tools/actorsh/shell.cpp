@@ -184,6 +184,16 @@ session::session(node& client, options opts) : client_(client), opts_(opts) {
      [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
        return log_line(args, out, err);
      }},
+    {"kvs",
+     "kvs get KEY | put KEY VALUE... [--json-value] | unlink KEY | ls [DIR] | dump [DIR] | "
+     "watch KEY [-n CHANGES] [--for MS] | ns create NAME [OWNER] | ns remove NAME | stats "
+     "[--ns NAMESPACE] [--as NAME]",
+     "the instance's key-value store: keys a.b.c, read at the connected node's replica "
+     "(never older than what this session saw), committed at the root; watch prints "
+     "each change to KEY or below it; ns makes a namespace only OWNER may commit to",
+     [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+       return kvs(args, out, err);
+     }},
     {"tree", "tree",
      "the offload instance on the node (troupe-offload's tree): its path, parent, and "
      "children with their supervision state, restarts and queue counters",
@@ -212,6 +222,16 @@ std::vector<std::string> session::command_names() const {
     names.push_back(c.name);
   names.push_back("exit"); // an alias of quit
   return names;
+}
+
+std::vector<std::string> session::subcommands_of(const std::string& command) {
+  if (command == "kvs")
+    return {"get", "put", "unlink", "ls", "dump", "watch", "ns", "stats"};
+  if (command == "event")
+    return {"pub", "sub"};
+  if (command == "metadata")
+    return {"set", "rm"};
+  return {};
 }
 
 const session::command* session::find(const std::string& name) const {
@@ -491,30 +511,27 @@ bool session::watch(const std::vector<std::string>& args, std::ostream& out,
     else
       out << group::to_string(v) << "  " << kind << "  " << what << std::endl;
   };
-  auto deadline = for_ms >= 0 ? clock_type::now() + std::chrono::milliseconds{for_ms}
-                              : clock_type::time_point::max();
-  long seen = 0;
-  interrupted_ = false;
-  while (!interrupted_ && (count < 0 || seen < count) && clock_type::now() < deadline) {
+  follow_limits limits{count, for_ms, interrupted_};
+  while (limits.more()) {
     self->receive(
       [&](group::member_joined_atom, const group::member& m,
           const group::view_version& v) {
         print("joined", m.address, v);
-        ++seen;
+        limits.saw();
       },
       [&](group::member_left_atom, const group::member& m, const group::view_version& v) {
         print("left", m.address, v);
-        ++seen;
+        limits.saw();
       },
       [&](group::member_died_atom, const group::member& m, const group::view_version& v) {
         print("died", m.address, v);
-        ++seen;
+        limits.saw();
       },
       [&](group::metadata_changed_atom, const std::string& key, const std::string& value,
           bool removed, const group::view_version& v) {
         print(removed ? "metadata-removed" : "metadata-set",
               removed ? key : key + "=" + value, v);
-        ++seen;
+        limits.saw();
       },
       caf::after(std::chrono::milliseconds{100}) >> [] {});
   }

@@ -36,6 +36,31 @@ enum class outcome { ok, failed, quit };
 bool read_count_and_time(const std::vector<std::string>& args, size_t first, long& count,
                          long& for_ms, const std::string& usage, std::ostream& err);
 
+/// How long a command that prints as things happen (watch, event sub, kvs watch)
+/// goes on: until Ctrl-C (`interrupted` set), `count` things (-1: no limit) or
+/// `for_ms` milliseconds (-1: no limit).
+class follow_limits {
+public:
+  using clock_type = std::chrono::steady_clock;
+  follow_limits(long count, long for_ms, std::atomic<bool>& interrupted)
+    : count_(count),
+      deadline_(for_ms >= 0 ? clock_type::now() + std::chrono::milliseconds{for_ms}
+                            : clock_type::time_point::max()),
+      interrupted_(interrupted) {
+    interrupted_ = false;
+  }
+  bool more() const {
+    return !interrupted_ && (count_ < 0 || seen_ < count_) && clock_type::now() < deadline_;
+  }
+  void saw() { ++seen_; }
+
+private:
+  long count_;
+  long seen_ = 0;
+  clock_type::time_point deadline_;
+  std::atomic<bool>& interrupted_;
+};
+
 class session {
 public:
   session(node& client, options opts);
@@ -58,6 +83,10 @@ public:
 
   /// Command names, for completion and help.
   std::vector<std::string> command_names() const;
+
+  /// The words that may follow `command` as its first argument (its subcommands), or
+  /// none when it has none.
+  static std::vector<std::string> subcommands_of(const std::string& command);
 
 private:
   struct command {
@@ -93,6 +122,8 @@ private:
   bool event(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   bool dmesg(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   bool log_line(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+  // kvs_commands.cpp: the instance's KVS.
+  bool kvs(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   /// The connected node's instance service `type` (provider id 1); a one-line error
   /// naming `command` and the node if it has none.
   caf::expected<caf::actor> service_provider(const char* type, const char* command,
@@ -114,6 +145,7 @@ private:
   std::optional<uint16_t> group_provider_id_;
   std::optional<group::group_view> view_;
   std::vector<command> commands_;
+  uint64_t kvs_seen_ = 0; // the highest KVS version this session saw (monotonic reads)
 };
 
 } // namespace troupe::shell

@@ -3,6 +3,10 @@
 // - reduction latency (sum of ranks, asked at rank 0 and at a leaf);
 // - event fan-out: a publish at rank 0 until subscribers at all 8 ranks have it;
 // - barrier latency: 8 entries, one at each rank, until all are answered;
+// - the KVS: a get at a replica (rank 7) and at the root, a commit with one in flight
+//   and commits per second with 64 in flight, each durable (the root's SQLite store,
+//   sync "full") and in memory only (a second KVS provider without a store), and a
+//   watch's latency (a commit at rank 0 until a watcher at rank 7 is told);
 // with, in the same run, the transport's floor: a plain request to rank 0's node
 // service (no timeout), and the worker sleeps per reduction over the 8 nodes (each a
 // wakeup later). (MPI_Barrier over the same ranks is not measured yet.)
@@ -20,6 +24,7 @@
 #include "actors/builtin.hpp"
 #include "actors/events/events.hpp"
 #include "actors/group/view.hpp"
+#include "actors/kvs/kvs.hpp"
 #include "actors/overlay/overlay.hpp"
 #include "base/error.hpp"
 #include "base/files.hpp"
@@ -50,6 +55,34 @@ std::optional<latency> time_each(int rounds, const std::function<bool()>& once) 
   return summarize(std::move(samples));
 }
 
+/// Commits per second with `window` in flight: `total` one-key commits sent to `kvs`
+/// (answers come back as messages), or nothing if one failed.
+std::optional<double> commit_rate(caf::scoped_actor& self, const caf::actor& kvs,
+                                  size_t total, size_t window) {
+  auto start = clock_type::now();
+  size_t sent = 0;
+  size_t answered = 0;
+  bool ok = true;
+  auto send_one = [&] {
+    kvs::transaction txn;
+    txn.put("bench.rate." + std::to_string(sent % 1024), "v");
+    self->send(kvs, kvs::commit_atom::value, std::move(txn));
+    ++sent;
+  };
+  while (sent < std::min(window, total))
+    send_one();
+  while (answered < sent) {
+    self->receive([&](const kvs::commit_receipt&) {}, [&](const caf::error&) { ok = false; },
+                  caf::after(30s) >> [&] { ok = false; });
+    ++answered;
+    if (!ok)
+      return std::nullopt;
+    if (sent < total)
+      send_one();
+  }
+  return double(total) / (micros_since(start) / 1e6);
+}
+
 json to_json(const std::optional<latency>& l) {
   if (!l)
     return nullptr;
@@ -65,7 +98,21 @@ int run_services(bool as_json, bool quick, const std::string& actorhost) {
     return 1;
   }
   auto config = *dir + "/node.json";
-  if (auto err = write_file_atomically(config, R"({"threads": 1})")) {
+  // Two KVS providers: the one actorhost would add (its store in the instance
+  // directory, sync "full"), and one in memory only; actorhost adds the rest.
+  auto kvs_provider = [](const char* name, int id, const std::string& kvs_config) {
+    return std::string{R"({"type": "kvs", "name": ")"} + name + R"(", "provider_id": )"
+           + std::to_string(id)
+           + R"(, "dependencies": {"group": "group", "overlay": "overlay"}, "config": )"
+           + kvs_config + "}";
+  };
+  auto node_config = R"({"threads": 1, "providers": [)"
+                     R"({"type": "group", "name": "group", "provider_id": 1, "config": {}}, )"
+                     R"({"type": "overlay", "name": "overlay", "provider_id": 1, )"
+                     R"("dependencies": {"group": "group"}, "config": {}}, )"
+                     + kvs_provider("kvs", 1, R"({"store": ")" + *dir + R"(/kvs.sqlite"})")
+                     + ", " + kvs_provider("kvs-memory", 2, "{}") + "]}";
+  if (auto err = write_file_atomically(config, node_config)) {
     std::cerr << "troupe-bench: " << describe(err) << "\n";
     return 1;
   }
@@ -93,6 +140,8 @@ int run_services(bool as_json, bool quick, const std::string& actorhost) {
     }
     if (view.members.size() == instance_size)
       break;
+    if (process_keeper::shared().wait_exit(launcher->pid, 0ms))
+      break; // it ended (a bad config): its log says why
     std::this_thread::sleep_for(20ms); // polling a file another process writes
   }
   int rc = 1;
@@ -103,17 +152,21 @@ int run_services(bool as_json, bool quick, const std::string& actorhost) {
       std::cerr << "troupe-bench: " << describe(err) << "\n";
       return 1;
     }
-    std::vector<caf::actor> overlays, events, barriers;
+    std::vector<caf::actor> overlays, events, barriers, durable_kvs, memory_kvs;
     bool found = view.members.size() == instance_size;
     for (const auto& m : view.members) {
       auto o = client.remote_provider(m.address, "overlay", 1, 20s);
       auto e = client.remote_provider(m.address, "events", 1, 20s);
       auto b = client.remote_provider(m.address, "barrier", 1, 20s);
-      found = found && o && e && b;
+      auto k = client.remote_provider(m.address, "kvs", 1, 20s);
+      auto km = client.remote_provider(m.address, "kvs", 2, 20s);
+      found = found && o && e && b && k && km;
       if (found) {
         overlays.push_back(*o);
         events.push_back(*e);
         barriers.push_back(*b);
+        durable_kvs.push_back(*k);
+        memory_kvs.push_back(*km);
       }
     }
     if (!found) {
@@ -202,6 +255,73 @@ int run_services(bool as_json, bool quick, const std::string& actorhost) {
                     [&](caf::error&) { ok = false; });
         return ok;
       });
+      // The KVS. A key to read, at a replica (rank 7) and at the root.
+      auto leaf = instance_size - 1;
+      kvs::transaction seed;
+      seed.put("bench.key", std::string(64, 'v'));
+      uint64_t seeded = 0;
+      self->request(durable_kvs[0], 30s, kvs::commit_atom::value, seed)
+        .receive([&](const kvs::commit_receipt& r) { seeded = r.version; },
+                 [](caf::error&) {});
+      // Gets interleaved with plain requests to the same node, so that the ratio holds
+      // on a noisy machine (each set alone swings 2x between runs here).
+      std::vector<double> floor_samples, replica_samples, root_samples;
+      bool gets_ok = seeded > 0;
+      auto time_one = [&](std::vector<double>& into, const caf::actor& to, auto answer,
+                          const auto&... request) {
+        auto start = clock_type::now();
+        bool ok = false;
+        self->request(to, caf::infinite, request...)
+          .receive([&](const decltype(answer)&) { ok = true; }, [](caf::error&) {});
+        into.push_back(micros_since(start));
+        return ok;
+      };
+      auto replica_service = client.remote_node(view.members[leaf].address, 20s);
+      gets_ok = gets_ok && static_cast<bool>(replica_service);
+      const std::string key = "bench.key";
+      for (int i = 0; gets_ok && i < rounds; ++i)
+        gets_ok = time_one(floor_samples, *replica_service, std::string{}, ping_atom::value,
+                           std::string{"x"})
+                  && time_one(replica_samples, durable_kvs[leaf], kvs::entry{},
+                              kvs::lookup_atom::value, kvs::primary_namespace, key, seeded)
+                  && time_one(root_samples, durable_kvs[0], kvs::entry{},
+                              kvs::lookup_atom::value, kvs::primary_namespace, key, seeded);
+      std::optional<latency> get_floor, get_replica, get_root;
+      if (gets_ok) {
+        get_floor = summarize(std::move(floor_samples));
+        get_replica = summarize(std::move(replica_samples));
+        get_root = summarize(std::move(root_samples));
+      }
+      auto commit_one = [&](std::vector<caf::actor>& kvs_at, int n) {
+        return time_each(n, [&] {
+          bool ok = false;
+          kvs::transaction txn;
+          txn.put("bench.one", "v");
+          self->request(kvs_at[leaf], caf::infinite, kvs::commit_atom::value, txn)
+            .receive([&](const kvs::commit_receipt&) { ok = true; }, [](caf::error&) {});
+          return ok;
+        });
+      };
+      auto commit_durable = commit_one(durable_kvs, quick ? 20 : 300);
+      auto commit_memory = commit_one(memory_kvs, quick ? 20 : 1000);
+      auto rate_durable = commit_rate(self, durable_kvs[leaf], quick ? 200 : 5000, 64);
+      auto rate_memory = commit_rate(self, memory_kvs[leaf], quick ? 200 : 20000, 64);
+      // A watch at rank 7, commits at rank 0 (in memory: the broadcast, not the fsync).
+      caf::scoped_actor watcher{client.system()};
+      watcher->request(memory_kvs[leaf], 10s, kvs::watch_atom::value, kvs::primary_namespace,
+                       std::string{"bench.w"}, caf::actor{watcher})
+        .receive([](uint64_t) {}, [](caf::error&) {});
+      auto watch_latency = time_each(quick ? 20 : 500, [&] {
+        kvs::transaction txn;
+        txn.put("bench.w", "v");
+        self->send(memory_kvs[0], kvs::commit_atom::value, std::move(txn));
+        bool told = false;
+        watcher->receive([&](const kvs::change&) { told = true; }, caf::after(10s) >> [] {});
+        bool committed = false;
+        self->receive([&](const kvs::commit_receipt&) { committed = true; },
+                      [](caf::error&) {}, caf::after(10s) >> [] {});
+        return told && committed;
+      });
       json doc{{"ranks", instance_size},
                {"fanout", 8},
                {"floor_request_us", to_json(floor)},
@@ -210,8 +330,18 @@ int run_services(bool as_json, bool quick, const std::string& actorhost) {
                {"event_fan_out_us", to_json(fan_out)},
                {"barrier_us", to_json(barrier)},
                {"barriers", generation},
-               {"worker_sleeps_per_reduction", sleeps_per_reduction}};
-      bool all = floor && reduce_root && reduce_leaf && fan_out && barrier;
+               {"worker_sleeps_per_reduction", sleeps_per_reduction},
+               {"kvs_get_floor_us", to_json(get_floor)},
+               {"kvs_get_at_replica_us", to_json(get_replica)},
+               {"kvs_get_at_root_us", to_json(get_root)},
+               {"kvs_commit_durable_us", to_json(commit_durable)},
+               {"kvs_commit_memory_us", to_json(commit_memory)},
+               {"kvs_commits_per_s_durable_64", rate_durable ? json(*rate_durable) : json()},
+               {"kvs_commits_per_s_memory_64", rate_memory ? json(*rate_memory) : json()},
+               {"kvs_watch_us", to_json(watch_latency)}};
+      bool all = floor && reduce_root && reduce_leaf && fan_out && barrier && get_replica
+                 && get_root && commit_durable && commit_memory && rate_durable
+                 && rate_memory && watch_latency;
       if (as_json) {
         std::cout << doc.dump() << "\n";
       } else {
@@ -233,6 +363,21 @@ int run_services(bool as_json, bool quick, const std::string& actorhost) {
         row("barrier of 8 (one entry per rank)", barrier, "(all 8 answered)");
         std::cout << "  worker sleeps over the 8 nodes per reduction (each a wakeup later): "
                   << std::fixed << std::setprecision(1) << sleeps_per_reduction << "\n";
+        row("request to rank 7's node service", get_floor, "(interleaved with the gets)");
+        row("kvs get at a replica (rank 7)", get_replica, "(aim: 1.2x the line above)");
+        row("kvs get at the root (rank 0)", get_root, "");
+        row("kvs commit at rank 7, durable", commit_durable, "(SQLite, sync full: fsync)");
+        row("kvs commit at rank 7, memory only", commit_memory, "");
+        row("kvs watch: commit at 0 -> told at 7", watch_latency, "(memory only)");
+        auto rate = [](const char* what, const std::optional<double>& r) {
+          std::cout << "  " << std::left << std::setw(40) << what;
+          if (r)
+            std::cout << std::fixed << std::setprecision(0) << *r << " commits/s\n";
+          else
+            std::cout << "failed\n";
+        };
+        rate("kvs, 64 in flight at rank 7, durable", rate_durable);
+        rate("kvs, 64 in flight at rank 7, memory", rate_memory);
       }
       rc = all ? 0 : 1;
       if (!all)
