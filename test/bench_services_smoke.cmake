@@ -9,7 +9,8 @@ if(NOT rc EQUAL 0)
 endif()
 foreach(figure floor_request_us reduction_at_root_us reduction_at_leaf_us
                event_fan_out_us barrier_us kvs_get_at_replica_us kvs_get_at_root_us
-               kvs_commit_durable_us kvs_commit_memory_us kvs_watch_us)
+               kvs_commit_durable_us kvs_commit_memory_us kvs_watch_us
+               kvs_get_cached_us kvs_get_local_request_us)
   string(JSON p50 GET "${out}" ${figure} p50)
   if(p50 LESS_EQUAL 0)
     message(FATAL_ERROR "implausible ${figure}:\n${out}")

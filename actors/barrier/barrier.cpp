@@ -155,9 +155,10 @@ caf::result<barrier_done> enter(barrier_actor* self, std::string& name, uint32_t
     root_enter(self, name, count, timeout, rp);
     return rp;
   }
-  auto root_address = st.view.members.front().address;
-  with_root(self, [self, rp, name, count, timeout,
-                   root_address](caf::expected<caf::actor> root) mutable {
+  auto root_member = st.view.members.front();
+  auto root_address = root_member.address;
+  with_root(self, [self, rp, name, count, timeout, root_address,
+                   root_member](caf::expected<caf::actor> root) mutable {
     if (!root) {
       rp.deliver(make_error(errc::unreachable, "barrier '" + name + "': the root (rank 0, "
                                                  + root_address + "): "
@@ -168,14 +169,17 @@ caf::result<barrier_done> enter(barrier_actor* self, std::string& name, uint32_t
       ->request(*root, timeout + way_to_root, root_enter_atom::value, name, count,
                 static_cast<uint32_t>(timeout.count()))
       .then([rp](barrier_done& done) mutable { rp.deliver(done); },
-            [rp, name, root_address](caf::error& err) mutable {
-              if (err.category() == error_category_atom)
+            [self, rp, name, root_address, root_member](caf::error& err) mutable {
+              if (err.category() == error_category_atom) {
                 rp.deliver(std::move(err)); // the root's (or the transport's) own words
-              else
-                rp.deliver(make_error(errc::unreachable,
-                                      "barrier '" + name + "': the root (rank 0, "
-                                        + root_address + ") did not answer: "
-                                        + describe(err)));
+                return;
+              }
+              if (err != caf::sec::request_timeout)
+                self->state.roots.forget(root_member); // gone: look it up again
+              rp.deliver(make_error(errc::unreachable,
+                                    "barrier '" + name + "': the root (rank 0, "
+                                      + root_address + ") did not answer: "
+                                      + describe(err)));
             });
   });
   return rp;

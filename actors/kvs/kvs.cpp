@@ -4,6 +4,9 @@
 #include "actors/kvs/kvs.hpp"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
 #include <utility>
 
 #include <caf/actor_system.hpp>
@@ -12,6 +15,7 @@
 
 #include "actors/group/follow.hpp"
 #include "actors/kvs/detail/kvs_actor.hpp"
+#include "actors/overlay/overlay.hpp"
 #include "actors/service_config.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
@@ -23,6 +27,11 @@ namespace troupe::kvs {
 // -- the replica --------------------------------------------------------------------
 
 namespace {
+
+/// This process's KVS actors, for local_reader::of.
+std::mutex local_replicas_mutex;
+std::map<const caf::actor_control_block*, std::weak_ptr<const detail::shared_replica>>
+  local_replicas;
 
 void tell_watchers(kvs_actor* self, const std::string& ns, const applied_change& c,
                    uint64_t version) {
@@ -46,12 +55,14 @@ void take_whole(kvs_actor* self, const sync_reply& reply) {
   auto& st = self->state;
   std::vector<replica::keys_type> before;
   for (const auto& w : st.watches)
-    before.push_back(st.data.under(w.ns, w.key));
-  st.data.replace(reply.version, reply.namespaces, reply.entries);
+    before.push_back(st.shared->data.under(w.ns, w.key));
+  std::unique_lock<std::shared_mutex> guard{st.shared->mutex};
+  st.shared->data.replace(reply.version, reply.namespaces, reply.entries);
+  guard.unlock();
   for (size_t i = 0; i < st.watches.size(); ++i) {
     const auto& w = st.watches[i];
-    auto after = st.data.under(w.ns, w.key);
-    applied_change c;
+    auto after = st.shared->data.under(w.ns, w.key);
+    change c{w.ns, w.key, reply.version, {}, {}};
     for (const auto& [key, s] : after) {
       auto b = before[i].find(key);
       if (b == before[i].end() || b->second.version != s.version)
@@ -60,7 +71,8 @@ void take_whole(kvs_actor* self, const sync_reply& reply) {
     for (const auto& kv : before[i])
       if (after.count(kv.first) == 0)
         c.removed.push_back(kv.first);
-    tell_watchers(self, w.ns, c, reply.version);
+    if (!c.set.empty() || !c.removed.empty())
+      self->send(w.who, std::move(c)); // this watch's own difference, once
   }
   ++st.stats.snapshots;
 }
@@ -75,16 +87,16 @@ void flush_ahead(kvs_actor* self) {
   }
   while (!st.ahead.empty()) {
     auto first = st.ahead.begin();
-    if (first->first <= st.data.version()) {
+    if (first->first <= st.shared->data.version()) {
       st.ahead.erase(first); // had it
-    } else if (first->first == st.data.version() + 1) {
+    } else if (first->first == st.shared->data.version() + 1) {
       apply_record(self, first->second);
       st.ahead.erase(first);
     } else {
       if (!st.gap_check_pending) {
         st.gap_check_pending = true;
         self->delayed_send(self, st.settings.gap_wait, gap_check_atom::value,
-                           st.data.version());
+                           st.shared->data.version());
       }
       break;
     }
@@ -112,7 +124,7 @@ void on_sync(kvs_actor* self, sync_reply& reply) {
       return;
     }
     for (const auto& r : reply.records)
-      if (r.version == st.data.version() + 1)
+      if (r.version == st.shared->data.version() + 1)
         apply_record(self, r);
   }
   st.following = reply.root;
@@ -146,14 +158,17 @@ void start_sync(kvs_actor* self) {
       return;
     }
     auto following = st.synced ? st.following : std::string{};
-    self->request(*root, st.settings.timeout, sync_atom::value, following, st.data.version())
+    self->request(*root, st.settings.timeout, sync_atom::value, following, st.shared->data.version())
       .then(
         [self](sync_reply& reply) {
           self->state.syncing = false;
           on_sync(self, reply);
         },
         [self](const caf::error& err) {
-          self->state.syncing = false;
+          auto& st = self->state;
+          st.syncing = false;
+          if (!st.view.members.empty())
+            st.roots.forget(st.view.members.front()); // looked up again next time
           TROUPE_LOG_DEBUG("kvs", "catching up from the root failed: " << describe(err));
           schedule_resync(self);
         });
@@ -162,7 +177,7 @@ void start_sync(kvs_actor* self) {
 
 /// Whether the replica can answer a read that needs `min_version`.
 bool ready_for(const kvs_state& st, uint64_t min_version) {
-  return st.synced && st.data.version() >= min_version;
+  return st.synced && st.shared->data.version() >= min_version;
 }
 
 /// Runs `then` once the replica reached `min_version`, or with troupe.timeout.
@@ -175,6 +190,8 @@ void when_ready(kvs_actor* self, uint64_t min_version, std::function<void(caf::e
   self->delayed_send(self, st.settings.timeout, read_expire_atom::value, id);
   if (!st.synced)
     start_sync(self);
+  else // the commits up to it may have been lost on the way: ask if they do not come
+    self->delayed_send(self, st.settings.gap_wait, behind_check_atom::value);
 }
 
 /// A read: answered now when the replica is there, else once it is.
@@ -203,6 +220,13 @@ void adopt(kvs_actor* self, group::group_view v) {
     return; // an older view, answered late
   st.view = std::move(v);
   st.rank = group::rank_of_address(st.view, st.address);
+  if (!st.view.members.empty()) {
+    const auto& first = st.view.members.front();
+    auto root_member = first.address + "#" + std::to_string(first.incarnation);
+    if (!st.root_member.empty() && root_member != st.root_member && st.rank != 0)
+      st.synced = false; // another root: take its state before answering again
+    st.root_member = std::move(root_member);
+  }
   if (st.rank == 0 && !st.is_root)
     become_root(self);
   else if (st.rank != 0 && st.is_root)
@@ -211,13 +235,10 @@ void adopt(kvs_actor* self, group::group_view v) {
     start_sync(self);
 }
 
-caf::result<commit_receipt> commit(kvs_actor* self, transaction& txn) {
+/// Sends a checked transaction on its way: to the root, or into the root's batch here.
+void forward_commit(kvs_actor* self, transaction txn,
+                    caf::typed_response_promise<commit_receipt> rp) {
   auto& st = self->state;
-  if (auto err = check_transaction(txn, st.settings.max_txn_bytes)) {
-    ++st.stats.refused;
-    return err;
-  }
-  auto rp = self->make_response_promise<commit_receipt>();
   auto ns = txn.ns;
   auto ops = static_cast<uint32_t>(txn.ops.size());
   auto answer = [rp, ns, ops](const commit_record& r) mutable {
@@ -230,7 +251,7 @@ caf::result<commit_receipt> commit(kvs_actor* self, transaction& txn) {
       else
         rp.deliver(std::move(r.error()));
     });
-    return rp;
+    return;
   }
   with_root(self, [self, rp, answer, txn = std::move(txn)](caf::expected<caf::actor> root) mutable {
     auto& st = self->state;
@@ -238,7 +259,8 @@ caf::result<commit_receipt> commit(kvs_actor* self, transaction& txn) {
       rp.deliver(std::move(root.error()));
       return;
     }
-    auto root_address = st.view.members.front().address;
+    auto root_member = st.view.members.front();
+    auto root_address = root_member.address;
     self->request(*root, st.settings.timeout, root_commit_atom::value, std::move(txn))
       .then(
         [self, rp, answer](sync_reply& made) mutable {
@@ -256,12 +278,38 @@ caf::result<commit_receipt> commit(kvs_actor* self, transaction& txn) {
               answer(commit_record{version, {}});
           });
         },
-        [self, rp, root_address](caf::error& err) mutable {
-          if (err.category() != error_category_atom)
+        [self, rp, root_address, root_member](caf::error& err) mutable {
+          if (err == caf::sec::request_timeout) {
+            err = make_error(errc::timeout, "the KVS root (rank 0, " + root_address
+                                              + ") did not answer in time; the commit "
+                                                "may have been made (read its keys)");
+          } else if (err.category() != error_category_atom) {
+            self->state.roots.forget(root_member); // looked up again next time
             err = make_error(errc::unreachable, "the KVS root (rank 0, " + root_address
-                                                  + ") did not answer: " + describe(err));
+                                                  + ") is gone: " + describe(err));
+          }
           rp.deliver(std::move(err));
         });
+  });
+}
+
+caf::result<commit_receipt> commit(kvs_actor* self, transaction& txn) {
+  auto& st = self->state;
+  if (auto err = check_transaction(txn, st.settings.max_txn_bytes)) {
+    ++st.stats.refused;
+    return err;
+  }
+  auto rp = self->make_response_promise<commit_receipt>();
+  if (ready_for(st, 0)) {
+    forward_commit(self, std::move(txn), rp);
+    return rp;
+  }
+  // Not in a view (or not caught up) yet, as at a node's start: wait for it, as reads do.
+  when_ready(self, 0, [self, rp, txn = std::move(txn)](caf::error err) mutable {
+    if (err)
+      rp.deliver(std::move(err));
+    else
+      forward_commit(self, std::move(txn), rp);
   });
   return rp;
 }
@@ -270,7 +318,9 @@ caf::result<commit_receipt> commit(kvs_actor* self, transaction& txn) {
 
 void apply_record(kvs_actor* self, const commit_record& record) {
   auto& st = self->state;
-  auto changed = st.data.apply(record);
+  std::unique_lock<std::shared_mutex> guard{st.shared->mutex};
+  auto changed = st.shared->data.apply(record);
+  guard.unlock();
   ++st.stats.applied;
   tell_watchers(self, record.txn.ns, changed, record.version);
 }
@@ -285,7 +335,7 @@ void receive_records(kvs_actor* self, const std::string& root,
     st.ahead_root = root;
   }
   for (auto& r : records)
-    if (r.version > st.data.version() || root != st.following)
+    if (r.version > st.shared->data.version() || root != st.following)
       st.ahead.emplace(r.version, std::move(r));
   if (!st.synced || root != st.following) {
     start_sync(self); // a new root (or none yet): take its state first
@@ -298,7 +348,7 @@ void run_ready_waits(kvs_actor* self) {
   auto& st = self->state;
   if (!st.synced)
     return;
-  while (!st.waits.empty() && st.waits.begin()->first <= st.data.version()) {
+  while (!st.waits.empty() && st.waits.begin()->first <= st.shared->data.version()) {
     auto w = std::move(st.waits.begin()->second);
     st.waits.erase(st.waits.begin());
     w.run(caf::none);
@@ -320,7 +370,7 @@ caf::behavior kvs_behavior(kvs_actor* self) {
       if (auto err = check_key(key))
         return err;
       return read_at<entry>(self, min_version, [self, ns, key] {
-        return self->state.data.lookup(ns, key);
+        return self->state.shared->data.lookup(ns, key);
       });
     },
     [self](list_atom, const std::string& ns, const std::string& dir,
@@ -329,7 +379,7 @@ caf::behavior kvs_behavior(kvs_actor* self) {
         if (auto err = check_key(dir, "directory"))
           return err;
       return read_at<listing>(self, min_version,
-                              [self, ns, dir] { return self->state.data.list(ns, dir); });
+                              [self, ns, dir] { return self->state.shared->data.list(ns, dir); });
     },
     [self](dump_atom, const std::string& ns, const std::string& dir,
            uint64_t min_version) -> caf::result<dump> {
@@ -337,7 +387,7 @@ caf::behavior kvs_behavior(kvs_actor* self) {
         if (auto err = check_key(dir, "directory"))
           return err;
       return read_at<dump>(self, min_version,
-                           [self, ns, dir] { return self->state.data.dump_under(ns, dir); });
+                           [self, ns, dir] { return self->state.shared->data.dump_under(ns, dir); });
     },
     [self](watch_atom, std::string& ns, std::string& key,
            const caf::actor& who) -> caf::result<uint64_t> {
@@ -350,7 +400,7 @@ caf::behavior kvs_behavior(kvs_actor* self) {
       self->monitor(who);
       st.watches.push_back({who, std::move(ns), std::move(key)});
       st.stats.watches = st.watches.size();
-      return st.data.version();
+      return st.shared->data.version();
     },
     [self](unwatch_atom, const caf::actor& who) {
       auto& ws = self->state.watches;
@@ -361,9 +411,9 @@ caf::behavior kvs_behavior(kvs_actor* self) {
     },
     [self](caf::get_atom) {
       auto& st = self->state;
-      st.stats.version = st.data.version();
-      st.stats.keys = st.data.key_count();
-      st.stats.namespaces = st.data.namespaces().size();
+      st.stats.version = st.shared->data.version();
+      st.stats.keys = st.shared->data.key_count();
+      st.stats.namespaces = st.shared->data.namespaces().size();
       return st.stats;
     },
     // Between ranks.
@@ -395,10 +445,31 @@ caf::behavior kvs_behavior(kvs_actor* self) {
       st.gap_check_pending = false;
       if (st.ahead.empty())
         return;
-      if (st.data.version() == at_version)
+      if (st.shared->data.version() == at_version)
         start_sync(self); // what was missing did not come
       else
         flush_ahead(self); // some came: wait again for the rest
+    },
+    [self](behind_check_atom) {
+      auto& st = self->state;
+      if (!st.waits.empty() && st.waits.rbegin()->first > st.shared->data.version())
+        start_sync(self); // what is waited for did not come
+    },
+    // The root: tell every rank the version it is at (some missed a broadcast).
+    [self](tip_atom) {
+      auto& st = self->state;
+      if (!st.is_root)
+        return;
+      self
+        ->request(st.overlay, st.settings.timeout, overlay::broadcast_atom::value,
+                  st.provider_name,
+                  caf::make_message(tip_atom::value, st.root_id, st.shared->data.version()))
+        .then([](const overlay::reduction_result&) {}, [](const caf::error&) {});
+    },
+    [self](tip_atom, const std::string& root, uint64_t version) {
+      auto& st = self->state;
+      if (!st.is_root && (root != st.following || version > st.shared->data.version()))
+        start_sync(self);
     },
     [self](resync_atom) {
       auto& st = self->state;
@@ -414,7 +485,10 @@ caf::behavior kvs_behavior(kvs_actor* self) {
           st.waits.erase(i);
           w.run(make_error(errc::timeout,
                            "this rank's KVS replica is at version "
-                             + std::to_string(st.data.version()) + (st.synced ? "" : " (not caught up with the root yet)")
+                             + std::to_string(st.shared->data.version())
+                             + (st.rank == UINT32_MAX ? " (this node is not in a view of its group)"
+                                : st.synced        ? ""
+                                                   : " (not caught up with the root yet)")
                              + " and did not reach version " + std::to_string(wanted)
                              + " within " + std::to_string(st.settings.timeout.count())
                              + " ms"));
@@ -426,7 +500,8 @@ caf::behavior kvs_behavior(kvs_actor* self) {
 
 caf::behavior kvs_actor_fn(kvs_actor* self, kvs_settings settings, caf::actor group,
                            caf::actor overlay, caf::actor locator, std::string provider_name,
-                           uint16_t provider_id, std::string address) {
+                           uint16_t provider_id, std::string address,
+                           std::shared_ptr<detail::shared_replica> shared) {
   auto& st = self->state;
   st.settings = std::move(settings);
   st.group = group;
@@ -436,6 +511,12 @@ caf::behavior kvs_actor_fn(kvs_actor* self, kvs_settings settings, caf::actor gr
   st.roots = group::peer_providers{"kvs", provider_id};
   st.address = std::move(address);
   st.stats.store = st.settings.store_path;
+  st.shared = std::move(shared);
+  // (Run after the state is gone: it captures what it needs.)
+  self->attach_functor([ctrl = self->ctrl()] {
+    std::lock_guard<std::mutex> guard{local_replicas_mutex};
+    local_replicas.erase(ctrl);
+  });
   group::follow_group(self, group, "kvs",
                       [self](group::group_view v) { adopt(self, std::move(v)); });
   self->monitor(st.overlay);
@@ -454,17 +535,14 @@ caf::behavior kvs_actor_fn(kvs_actor* self, kvs_settings settings, caf::actor gr
              ws.end());
     st.stats.watches = ws.size();
   });
-  self->attach_functor([self] {
-    if (self->state.writer)
-      caf::anon_send_exit(self->state.writer, caf::exit_reason::user_shutdown);
-  });
   return kvs_behavior(self);
 }
 
 caf::expected<caf::actor> make_kvs(const provider_context& ctx) {
   kvs_settings settings;
   auto err = actors::read_service_config(
-    ctx, {"store", "sync", "max_txn_bytes", "timeout_ms", "gap_wait_ms", "log_records"},
+    ctx,
+    {"store", "sync", "max_txn_bytes", "timeout_ms", "gap_wait_ms", "log_records", "log_bytes"},
     [&](json_reader& r, const nlohmann::json& cfg) {
       if (auto s = cfg.find("store"); s != cfg.end() && !s->is_null())
         settings.store_path = r.read_string("config.store", *s);
@@ -486,6 +564,9 @@ caf::expected<caf::actor> make_kvs(const provider_context& ctx) {
         settings.timeout = milliseconds{r.read_integer("config.timeout_ms", *t, 1, 3600 * 1000)};
       if (auto g = cfg.find("gap_wait_ms"); g != cfg.end())
         settings.gap_wait = milliseconds{r.read_integer("config.gap_wait_ms", *g, 1, 600 * 1000)};
+      if (auto l = cfg.find("log_bytes"); l != cfg.end())
+        settings.log_bytes = static_cast<uint64_t>(
+          r.read_integer("config.log_bytes", *l, 0, int64_t{1} << 40));
       if (auto l = cfg.find("log_records"); l != cfg.end())
         settings.log_records =
           static_cast<size_t>(r.read_integer("config.log_records", *l, 0, 1 << 24));
@@ -501,11 +582,43 @@ caf::expected<caf::actor> make_kvs(const provider_context& ctx) {
   if (!ctx.locator || ctx.node_address.empty())
     return make_error(errc::invalid_config,
                       ctx.spec.origin + ": the KVS needs a node with a transport");
-  return ctx.system.spawn(kvs_actor_fn, std::move(settings), *group, *overlay, ctx.locator,
-                          ctx.spec.name, ctx.spec.provider_id, ctx.node_address);
+  // The replica is made here, so that local readers find it as soon as the handle is
+  // out (the actor's own start runs later, on a worker).
+  auto shared = std::make_shared<detail::shared_replica>();
+  auto handle = ctx.system.spawn(kvs_actor_fn, std::move(settings), *group, *overlay,
+                                 ctx.locator, ctx.spec.name, ctx.spec.provider_id,
+                                 ctx.node_address, shared);
+  std::lock_guard<std::mutex> guard{local_replicas_mutex};
+  local_replicas[caf::actor_cast<caf::actor_control_block*>(handle)] = shared;
+  return handle;
 }
 
 } // namespace
+
+caf::expected<local_reader> local_reader::of(const caf::actor& kvs) {
+  auto ctrl = caf::actor_cast<caf::actor_control_block*>(kvs);
+  std::lock_guard<std::mutex> guard{local_replicas_mutex};
+  auto i = local_replicas.find(ctrl);
+  if (ctrl == nullptr || i == local_replicas.end())
+    return make_error(errc::not_found, "no KVS provider of this process has that handle "
+                                       "(a provider on another node is read with requests)");
+  auto replica = i->second.lock();
+  if (!replica)
+    return make_error(errc::not_found, "that KVS provider has ended");
+  return local_reader{std::move(replica)};
+}
+
+caf::expected<entry> local_reader::lookup(const std::string& ns, const std::string& key) const {
+  if (auto err = check_key(key))
+    return err;
+  std::shared_lock<std::shared_mutex> guard{replica_->mutex};
+  return replica_->data.lookup(ns, key);
+}
+
+uint64_t local_reader::version() const {
+  std::shared_lock<std::shared_mutex> guard{replica_->mutex};
+  return replica_->data.version();
+}
 
 void register_kvs_provider(provider_registry& registry) {
   registry.add_type("kvs", make_kvs);

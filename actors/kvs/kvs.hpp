@@ -46,10 +46,12 @@
 // States: one (root or replica, by rank). Owner: the node's provider registry.
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <caf/atom.hpp>
+#include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 #include <caf/meta/type_name.hpp>
 
@@ -203,6 +205,33 @@ struct kvs_stats {
              x.namespaces, x.root, x.commits, x.batches, x.refused, x.applied, x.syncs,
              x.snapshots, x.watches, x.store);
   }
+};
+
+namespace detail {
+struct shared_replica;
+} // namespace detail
+
+/// Reads of a KVS replica without a message, for code in the same process as the
+/// `kvs` provider (an actor of a module loaded on that node): a cached get costs a
+/// lock and a copy, well under a microsecond, where a request to the provider costs a
+/// local actor round trip. Reads see the replica as its actor last applied a commit
+/// (the same monotonic order its requests answer in); safe from any thread. A reader
+/// kept after the provider ended reads the last state it had.
+class local_reader {
+public:
+  /// The reader of provider `kvs` if it runs in this process; troupe.not_found
+  /// otherwise (a provider on another node: ask it with lookup_atom).
+  static caf::expected<local_reader> of(const caf::actor& kvs);
+
+  /// As (lookup_atom, ns, key, 0) would answer.
+  caf::expected<entry> lookup(const std::string& ns, const std::string& key) const;
+  /// The replica's version.
+  uint64_t version() const;
+
+private:
+  explicit local_reader(std::shared_ptr<const detail::shared_replica> replica)
+    : replica_(std::move(replica)) {}
+  std::shared_ptr<const detail::shared_replica> replica_;
 };
 
 /// Registers provider type "kvs".

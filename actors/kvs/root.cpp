@@ -1,6 +1,7 @@
 // The KVS root's half (kvs_actor.hpp): checks transactions, gives them versions, makes
 // a batch durable in the store, then applies, answers and broadcasts it.
 
+#include <algorithm>
 #include <random>
 #include <utility>
 
@@ -17,6 +18,8 @@ namespace troupe::kvs {
 void become_root(kvs_actor* self) {
   auto& st = self->state;
   st.is_root = true;
+  ++st.root_term;
+  st.writing = false;
   std::random_device rd;
   st.root_id = st.address + "#" + std::to_string(rd());
   st.stats.root = true;
@@ -28,17 +31,25 @@ void become_root(kvs_actor* self) {
     if (opened)
       contents = (*opened)->load();
     if (!opened || !contents) {
-      st.store_error = opened ? contents.error() : opened.error();
-      TROUPE_LOG_ERROR("kvs", "the KVS root cannot use its store; commits are refused: "
-                                << describe(st.store_error));
+      st.store_error = make_error(
+        errc::refused, "the KVS root at " + st.address
+                         + " refuses commits: its store could not be opened when it became "
+                           "root: "
+                         + describe(opened ? contents.error() : opened.error()));
+      TROUPE_LOG_ERROR("kvs", describe(st.store_error));
     } else {
-      if (contents->version < st.data.version())
+      if (contents->version < st.shared->data.version())
         TROUPE_LOG_WARNING("kvs", "the store " << st.settings.store_path << " is at version "
                                                << contents->version << ", this replica at "
-                                               << st.data.version()
+                                               << st.shared->data.version()
                                                << "; the store's contents count");
-      st.data.replace(contents->version, contents->namespaces, contents->entries);
-      st.writer = spawn_store_writer(self->system(), std::move(*opened));
+      // Versions never go back for a reader that saw this replica's: the next commit
+      // comes after both.
+      std::unique_lock<std::shared_mutex> guard{st.shared->mutex};
+      st.shared->data.replace(std::max(contents->version, st.shared->data.version()), contents->namespaces,
+                      contents->entries);
+      guard.unlock();
+      st.writer = spawn_store_writer(self->system(), std::move(*opened), caf::actor{self});
       TROUPE_LOG_INFO("kvs", "KVS root at version " << contents->version << " from "
                                                     << st.settings.store_path << " ("
                                                     << contents->entries.size()
@@ -51,6 +62,7 @@ void become_root(kvs_actor* self) {
   st.following = st.root_id;
   st.ahead.clear();
   st.log.clear();
+  st.log_size = 0;
   run_ready_waits(self);
 }
 
@@ -65,6 +77,7 @@ void stop_being_root(kvs_actor* self) {
   if (st.writer)
     self->send_exit(st.writer, caf::exit_reason::user_shutdown);
   st.writer = nullptr;
+  st.writing = false;
   st.synced = false; // follow the new root from its state
 }
 
@@ -95,8 +108,12 @@ void finish_batch(kvs_actor* self, std::vector<commit_record> records,
   for (size_t i = 0; i < records.size(); ++i) {
     apply_record(self, records[i]);
     st.log.push_back(records[i]);
-    if (st.log.size() > st.settings.log_records)
+    st.log_size += transaction_bytes(records[i].txn);
+    while (!st.log.empty()
+           && (st.log.size() > st.settings.log_records || st.log_size > st.settings.log_bytes)) {
+      st.log_size -= transaction_bytes(st.log.front().txn);
       st.log.pop_front();
+    }
     ++st.stats.commits;
     callbacks[i](records[i]);
   }
@@ -106,10 +123,15 @@ void finish_batch(kvs_actor* self, std::vector<commit_record> records,
     ->request(st.overlay, st.settings.timeout, overlay::broadcast_atom::value,
               st.provider_name,
               caf::make_message(apply_atom::value, st.root_id, commit_batch{std::move(records)}))
-    .then([](const overlay::reduction_result& r) {
-            if (!r.missing.empty())
-              TROUPE_LOG_DEBUG("kvs", r.missing.size()
-                                        << " ranks missed a commit broadcast; they catch up");
+    .then([self](const overlay::reduction_result& r) {
+            if (r.missing.empty())
+              return;
+            // Those ranks learn of this version later, when the root tells every rank
+            // its version: a rank behind it then catches up (so a lost last commit is
+            // not waited for until the next one).
+            TROUPE_LOG_DEBUG("kvs", r.missing.size()
+                                      << " ranks missed a commit broadcast; they catch up");
+            self->delayed_send(self, self->state.settings.gap_wait, tip_atom::value);
           },
           [](const caf::error& err) {
             TROUPE_LOG_WARNING("kvs", "a commit broadcast failed (replicas catch up): "
@@ -128,8 +150,8 @@ void root_flush(kvs_actor* self) {
   st.pending.clear();
   // Each transaction is checked against the namespaces as the ones before it in the
   // batch leave them.
-  auto namespaces = st.data.namespaces();
-  auto version = st.data.version();
+  auto namespaces = st.shared->data.namespaces();
+  auto version = st.shared->data.version();
   std::vector<commit_record> records;
   std::vector<record_callback> callbacks;
   for (auto& p : pending) {
@@ -149,14 +171,28 @@ void root_flush(kvs_actor* self) {
   // No timeout: a write that ended late must still be applied, or the store and the
   // replicas would disagree; a committer's own request times out meanwhile.
   auto batch = commit_batch{records};
+  auto term = st.root_term;
   self->request(st.writer, caf::infinite, write_atom::value, std::move(batch))
     .then(
-      [self, records, callbacks](uint64_t) mutable {
+      [self, records, callbacks, term](uint64_t) mutable {
+        if (term != self->state.root_term) {
+          // Written by this rank as an earlier root: the store has it, the replicas
+          // follow another root now.
+          for (auto& done : callbacks)
+            done(make_error(errc::refused, "the KVS root changed while this commit was "
+                                           "written; it may be in the store"));
+          return;
+        }
         self->state.writing = false;
         finish_batch(self, std::move(records), std::move(callbacks));
         root_flush(self);
       },
-      [self, callbacks](const caf::error& err) {
+      [self, callbacks, term](const caf::error& err) {
+        if (term != self->state.root_term) {
+          for (auto& done : callbacks)
+            done(err);
+          return;
+        }
         self->state.writing = false;
         TROUPE_LOG_ERROR("kvs", "a commit batch was not written: " << describe(err));
         self->state.stats.refused += callbacks.size();
@@ -173,17 +209,17 @@ caf::expected<sync_reply> root_sync(kvs_actor* self, const std::string& root,
     return make_error(errc::refused, st.address + " is not the KVS root (rank 0)");
   sync_reply reply;
   reply.root = st.root_id;
-  reply.version = st.data.version();
+  reply.version = st.shared->data.version();
   auto have_log = !st.log.empty() && st.log.front().version <= from_version + 1;
-  if (root == st.root_id && from_version <= st.data.version()
-      && (from_version == st.data.version() || have_log)) {
+  if (root == st.root_id && from_version <= st.shared->data.version()
+      && (from_version == st.shared->data.version() || have_log)) {
     for (const auto& r : st.log)
       if (r.version > from_version)
         reply.records.push_back(r);
     return reply;
   }
   reply.whole = true;
-  st.data.whole(reply.namespaces, reply.entries);
+  st.shared->data.whole(reply.namespaces, reply.entries);
   return reply;
 }
 

@@ -93,6 +93,8 @@ caf::expected<std::unique_ptr<store>> store::open(const std::string& path, sync_
   if (q != nullptr && sqlite3_step(q) == SQLITE_ROW)
     format = sqlite3_column_int64(q, 0);
   sqlite3_finalize(q);
+  if (format == 0)
+    return s->failed("reading its format");
   if (format != store_format)
     return make_error(errc::io, "the KVS store " + path + " has format "
                                   + std::to_string(format) + "; this Troupe reads format "
@@ -280,9 +282,12 @@ caf::error store::write(const std::vector<commit_record>& records) {
   return caf::none;
 }
 
-caf::actor spawn_store_writer(caf::actor_system& system, std::unique_ptr<store> s) {
+caf::actor spawn_store_writer(caf::actor_system& system, std::unique_ptr<store> s,
+                              const caf::actor& owner) {
   std::shared_ptr<store> owned{std::move(s)};
-  return system.spawn<caf::detached>([owned](caf::event_based_actor*) -> caf::behavior {
+  return system.spawn<caf::detached>([owned, owner](caf::event_based_actor* self) -> caf::behavior {
+    self->monitor(owner);
+    self->set_down_handler([self](const caf::down_msg& dm) { self->quit(dm.reason); });
     return {
       [owned](write_atom, const commit_batch& batch) -> caf::result<uint64_t> {
         if (auto err = owned->write(batch.records))

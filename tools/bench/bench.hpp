@@ -148,6 +148,9 @@ int run_groups(bool as_json, bool quick, const std::string& actorhost);
 /// instance (bench_services.cpp).
 int run_services(bool as_json, bool quick, const std::string& actorhost);
 
+/// `troupe-bench mpi-barrier`, run as each rank of an mpirun job (bench_mpi_barrier.cpp).
+int run_mpi_barrier(bool as_json, bool quick);
+
 /// `troupe-bench offload`: no-op and sleep jobs through offload trees of 1 to 3
 /// levels (in-process and actorhost instances), and a run with a mid-level instance
 /// killed; prints JSON or a table. Exit code.

@@ -32,6 +32,7 @@
 #include "runtime/config.hpp"
 #include "runtime/node.hpp"
 #include "runtime/node_service.hpp"
+#include "runtime/provider_registry.hpp"
 #include "tools/bench/bench.hpp"
 
 namespace troupe::bench {
@@ -81,6 +82,57 @@ std::optional<double> commit_rate(caf::scoped_actor& self, const caf::actor& kvs
       send_one();
   }
   return double(total) / (micros_since(start) / 1e6);
+}
+
+/// A cached get in this process: a one-node instance here (a group of itself, its
+/// overlay, a KVS in memory), a key committed, then the same lookup by local_reader and
+/// by a request to the KVS actor, alternating. {reader, request}, or nothing.
+std::optional<std::pair<latency, latency>> local_gets(int rounds) {
+  node local{parse_node_config(R"({"threads": 1, "transport": {"port": 0}, "providers": [
+      {"type": "group", "name": "group", "provider_id": 1, "config": {"bootstrap": "self"}},
+      {"type": "overlay", "name": "overlay", "provider_id": 1,
+       "dependencies": {"group": "group"}},
+      {"type": "kvs", "name": "kvs", "provider_id": 1,
+       "dependencies": {"group": "group", "overlay": "overlay"}}]})",
+                               "bench-local.json")};
+  if (actors::register_builtins(local) || local.start())
+    return std::nullopt;
+  std::optional<std::pair<latency, latency>> out;
+  {
+    auto provider = local.providers().find("kvs");
+    auto reader = provider ? kvs::local_reader::of(provider->handle)
+                           : caf::expected<kvs::local_reader>{caf::error{}};
+    caf::scoped_actor self{local.system()};
+    kvs::transaction txn;
+    txn.put("bench.key", std::string(64, 'v'));
+    bool committed = false;
+    if (reader)
+      self->request(provider->handle, 30s, kvs::commit_atom::value, txn)
+        .receive([&](const kvs::commit_receipt&) { committed = true; }, [](caf::error&) {});
+    if (committed) {
+      // A read by the reader is far below the clock's resolution: time 100 at once.
+      constexpr int batch = 100;
+      std::vector<double> by_reader, by_request;
+      bool ok = true;
+      const std::string ns = kvs::primary_namespace;
+      const std::string key = "bench.key";
+      for (int i = 0; ok && i < rounds; ++i) {
+        auto start = clock_type::now();
+        for (int j = 0; j < batch; ++j)
+          ok = ok && static_cast<bool>(reader->lookup(ns, key));
+        by_reader.push_back(micros_since(start) / batch);
+        start = clock_type::now();
+        self->request(provider->handle, caf::infinite, kvs::lookup_atom::value, ns, key,
+                      uint64_t{0})
+          .receive([](const kvs::entry&) {}, [&](caf::error&) { ok = false; });
+        by_request.push_back(micros_since(start));
+      }
+      if (ok)
+        out = std::make_pair(summarize(std::move(by_reader)), summarize(std::move(by_request)));
+    }
+  }
+  local.stop();
+  return out;
 }
 
 json to_json(const std::optional<latency>& l) {
@@ -322,6 +374,12 @@ int run_services(bool as_json, bool quick, const std::string& actorhost) {
                       [](caf::error&) {}, caf::after(10s) >> [] {});
         return told && committed;
       });
+      auto local = local_gets(rounds);
+      std::optional<latency> get_cached, get_local_request;
+      if (local) {
+        get_cached = local->first;
+        get_local_request = local->second;
+      }
       json doc{{"ranks", instance_size},
                {"fanout", 8},
                {"floor_request_us", to_json(floor)},
@@ -331,6 +389,8 @@ int run_services(bool as_json, bool quick, const std::string& actorhost) {
                {"barrier_us", to_json(barrier)},
                {"barriers", generation},
                {"worker_sleeps_per_reduction", sleeps_per_reduction},
+               {"kvs_get_cached_us", to_json(get_cached)},
+               {"kvs_get_local_request_us", to_json(get_local_request)},
                {"kvs_get_floor_us", to_json(get_floor)},
                {"kvs_get_at_replica_us", to_json(get_replica)},
                {"kvs_get_at_root_us", to_json(get_root)},
@@ -341,7 +401,7 @@ int run_services(bool as_json, bool quick, const std::string& actorhost) {
                {"kvs_watch_us", to_json(watch_latency)}};
       bool all = floor && reduce_root && reduce_leaf && fan_out && barrier && get_replica
                  && get_root && commit_durable && commit_memory && rate_durable
-                 && rate_memory && watch_latency;
+                 && rate_memory && watch_latency && get_cached && get_local_request;
       if (as_json) {
         std::cout << doc.dump() << "\n";
       } else {
@@ -363,6 +423,8 @@ int run_services(bool as_json, bool quick, const std::string& actorhost) {
         row("barrier of 8 (one entry per rank)", barrier, "(all 8 answered)");
         std::cout << "  worker sleeps over the 8 nodes per reduction (each a wakeup later): "
                   << std::fixed << std::setprecision(1) << sleeps_per_reduction << "\n";
+        row("kvs cached get (local_reader)", get_cached, "(in this process; aim <= 1 us)");
+        row("kvs get by a request, same process", get_local_request, "(a local actor round trip)");
         row("request to rank 7's node service", get_floor, "(interleaved with the gets)");
         row("kvs get at a replica (rank 7)", get_replica, "(aim: 1.2x the line above)");
         row("kvs get at the root (rank 0)", get_root, "");

@@ -439,6 +439,12 @@ static int run_main(int argc, char** argv) {
   services_cmd->add_flag("--quick", quick, "fewer iterations (a smoke run)");
   services_cmd->add_option("--actorhost", actorhost, "the actorhost program to start")
     ->capture_default_str();
+  auto mpi_barrier_cmd = app.add_subcommand(
+    "mpi-barrier", "run under mpirun (mpirun -np 8 --oversubscribe troupe-bench "
+                   "mpi-barrier): every rank a Troupe node of one group (bootstrap mpi); "
+                   "Troupe's barrier against MPI_Barrier over the same ranks, alternating");
+  mpi_barrier_cmd->add_flag("--json", as_json, "print JSON instead of a table");
+  mpi_barrier_cmd->add_flag("--quick", quick, "fewer rounds (a smoke run)");
   auto serve = app.add_subcommand("serve", "run a server half (used by the benchmarks)");
   std::string kind;
   serve->add_option("kind", kind, "troupe, ucx or caf")
@@ -473,5 +479,7 @@ static int run_main(int argc, char** argv) {
     return run_offload(as_json, quick, actorhost);
   if (*services_cmd)
     return run_services(as_json, quick, actorhost);
+  if (*mpi_barrier_cmd)
+    return run_mpi_barrier(as_json, quick);
   return run_transport(as_json, quick, busy_poll, only, rdma_gets, rdma_window);
 }

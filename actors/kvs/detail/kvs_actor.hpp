@@ -7,6 +7,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,8 @@ using flush_atom = caf::atom_constant<caf::atom("kvflush")>;
 using gap_check_atom = caf::atom_constant<caf::atom("kvgapchk")>;
 using resync_atom = caf::atom_constant<caf::atom("kvresync")>;
 using read_expire_atom = caf::atom_constant<caf::atom("kvrexpire")>;
+using behind_check_atom = caf::atom_constant<caf::atom("kvbehind")>;
+using tip_atom = caf::atom_constant<caf::atom("kvtip")>;
 
 struct kvs_settings {
   std::string store_path;          ///< "" = the root keeps everything in memory only
@@ -40,6 +43,7 @@ struct kvs_settings {
   milliseconds timeout{10000};     ///< a commit's way to the root; a read's wait
   milliseconds gap_wait{200};      ///< a missing commit is asked for after this
   size_t log_records = 4096;       ///< recent commits the root keeps for catch-ups
+  uint64_t log_bytes = 64 << 20;   ///< ... and at most this many bytes of them
 };
 
 /// What waits for the replica to reach a version (a read with min_version, a commit's
@@ -74,9 +78,11 @@ struct kvs_state {
   group::group_view view;
   uint32_t rank = UINT32_MAX;
   group::peer_providers roots{"kvs", 1};
+  std::string root_member; // the view's rank 0 (address#incarnation) last seen
 
-  // Every rank: the replica, and the root whose commits it holds.
-  replica data;
+  // Every rank: the replica (shared with this process's local readers: changed only
+  // under its lock), and the root whose commits it holds.
+  std::shared_ptr<detail::shared_replica> shared = std::make_shared<detail::shared_replica>();
   bool synced = false;      // holds some root's state (from the start at the root)
   std::string following;    // that root's identity
   std::string ahead_root;   // whose commits `ahead` holds
@@ -95,7 +101,10 @@ struct kvs_state {
   std::vector<pending_commit> pending;
   bool writing = false;
   bool flush_scheduled = false;
-  std::deque<commit_record> log; // the last log_records commits
+  uint64_t root_term = 0;  // +1 each time this rank becomes root: late writes of an
+                           // earlier term are not applied
+  std::deque<commit_record> log; // the last commits (log_records, log_bytes)
+  uint64_t log_size = 0;   // bytes in `log`
 
   kvs_stats stats;
 };

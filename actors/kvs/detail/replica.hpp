@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -136,6 +137,17 @@ private:
   namespace_table namespaces_;
   std::map<std::string, keys_type> data_; // namespace -> keys
 };
+
+namespace detail {
+
+/// A rank's replica as the KVS actor and the local readers (kvs.hpp) share it: the
+/// actor takes the lock exclusively to change it, readers share it.
+struct shared_replica {
+  mutable std::shared_mutex mutex;
+  replica data;
+};
+
+} // namespace detail
 
 /// Whether `key` is `prefix` or below it (prefix "" holds every key).
 bool at_or_under(std::string_view key, std::string_view prefix);

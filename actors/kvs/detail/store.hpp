@@ -73,10 +73,12 @@ private:
 };
 
 /// A detached actor that owns `s` and writes batches to it, so that a commit's fsync
-/// blocks neither the scheduler's threads nor the KVS's reads.
+/// blocks neither the scheduler's threads nor the KVS's reads. It ends (closing the
+/// store) when `owner` ends.
 ///   (write_atom, commit_batch) -> uint64_t (the batch's last version), or
 ///   troupe.refused naming the store and SQLite's reason.
 using write_atom = caf::atom_constant<caf::atom("kvwrite")>;
-caf::actor spawn_store_writer(caf::actor_system& system, std::unique_ptr<store> s);
+caf::actor spawn_store_writer(caf::actor_system& system, std::unique_ptr<store> s,
+                              const caf::actor& owner);
 
 } // namespace troupe::kvs
