@@ -30,4 +30,9 @@ std::vector<std::string> job_type_registry::names() const {
   return result;
 }
 
+bool job_type_registry::remove(const std::string& name) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return types_.erase(name) > 0;
+}
+
 } // namespace troupe

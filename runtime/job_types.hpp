@@ -49,6 +49,8 @@ public:
 
   std::optional<job_function> find(const std::string& name) const;
   std::vector<std::string> names() const;
+  /// Unregisters `name` (a module being unloaded). False if there is none.
+  bool remove(const std::string& name);
 
 private:
   mutable std::mutex mtx_;

@@ -226,6 +226,31 @@ caf::actor_system_config& node::system_config() {
   return *impl_->system_cfg;
 }
 
+std::vector<module_info> node::modules() const {
+  return impl_->modules.list();
+}
+
+caf::expected<module_info> node::load_module(const std::string& path) {
+  if (!impl_->system)
+    return make_error(errc::refused, "load_module: the node is not running (list the "
+                                     "library under `libraries` instead)");
+  return impl_->modules.load_running(path, *impl_->system_cfg, *impl_->providers,
+                                     impl_->ops.registry(), impl_->job_types);
+}
+
+caf::expected<module_info> node::removable_module(const std::string& name) const {
+  const auto* m = impl_->modules.find(name);
+  if (m == nullptr)
+    return make_error(errc::not_found, "no module '" + name + "' is loaded on this node");
+  if (auto err = impl_->modules.removable(*m))
+    return err;
+  return *m;
+}
+
+caf::error node::unload_module(const std::string& name) {
+  return impl_->modules.unload(name, *impl_->providers, impl_->job_types);
+}
+
 caf::error node::start() {
   if (impl_->system)
     return make_error(errc::invalid_config, "node already started");

@@ -12,6 +12,7 @@
 #include <caf/fwd.hpp>
 
 #include "runtime/config.hpp"
+#include "runtime/module.hpp"
 
 namespace troupe::transport {
 class middleman;
@@ -94,6 +95,17 @@ public:
   caf::expected<caf::actor> remote_provider(const std::string& uri,
                                             const std::string& type, uint16_t provider_id,
                                             std::chrono::milliseconds timeout);
+
+  /// The modules this node loaded, at start (`libraries`) and since.
+  std::vector<module_info> modules() const;
+  /// Loads a module into the running node (module_set::load_running: a failed load
+  /// leaves the node as it was). Call from one actor at a time (the node service).
+  caf::expected<module_info> load_module(const std::string& path);
+  /// Module `name` (its path or file name) if it may be unloaded; else why not
+  /// (troupe.not_found, or troupe.refused naming what keeps it).
+  caf::expected<module_info> removable_module(const std::string& name) const;
+  /// Unloads module `name`. Its providers must have ended: their code goes with it.
+  caf::error unload_module(const std::string& name);
 
   /// The CAF scheduler thread count actually used (config or topology).
   unsigned scheduler_threads() const;

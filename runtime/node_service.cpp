@@ -1,6 +1,8 @@
 #include "runtime/node_service.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <memory>
 #include <string>
 #include <unistd.h>
 
@@ -54,8 +56,18 @@ std::map<std::string, uint64_t> flatten(const transport::transport_stats& s) {
   return out;
 }
 
+json module_json(const module_info& m) {
+  return {{"path", m.path},
+          {"at_start", m.at_start},
+          {"provider_types", m.provider_types},
+          {"job_types", m.job_types},
+          {"op_types", m.op_types},
+          {"message_types", m.message_types}};
+}
+
 struct node_service_state {
   node* owner = nullptr;
+  bool removing = false; // a forced module removal waits for its providers to end
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   static inline const char* name = "troupe.node";
 
@@ -128,7 +140,69 @@ struct node_service_state {
   }
 };
 
-caf::behavior node_service(caf::stateful_actor<node_service_state>* self, node* owner) {
+using node_service_actor = caf::stateful_actor<node_service_state>;
+
+/// Unloads module `name`, stopping its running providers first when `force`.
+caf::result<std::string> remove_module(node_service_actor* self, const std::string& name,
+                                       bool force) {
+  auto* owner = self->state.owner;
+  if (self->state.removing)
+    return make_error(errc::refused, "a module removal is under way on this node; "
+                                     "try again when it is done");
+  auto m = owner->removable_module(name);
+  if (!m)
+    return std::move(m.error());
+  std::vector<provider_entry> running;
+  for (const auto& p : owner->providers().list())
+    if (std::find(m->provider_types.begin(), m->provider_types.end(), p.type)
+        != m->provider_types.end())
+      running.push_back(p);
+  json stopped = json::array();
+  for (const auto& p : running)
+    stopped.push_back(p.name);
+  if (!running.empty() && !force) {
+    std::string names;
+    for (const auto& p : running)
+      names += (names.empty() ? "" : ", ") + p.name + " (type " + p.type + ")";
+    return make_error(errc::refused, "module '" + m->path + "' has running providers: "
+                                       + names + "; --force stops them first");
+  }
+  auto done = [owner, path = m->path, stopped]() -> caf::expected<std::string> {
+    if (auto err = owner->unload_module(path))
+      return err;
+    return json{{"removed", path}, {"stopped", stopped}}.dump();
+  };
+  if (running.empty()) {
+    auto out = done();
+    if (!out)
+      return std::move(out.error());
+    return *out;
+  }
+  // Their code goes with the library: unload once every one of them has ended.
+  auto rp = self->make_response_promise<std::string>();
+  self->state.removing = true;
+  auto left = std::make_shared<size_t>(running.size());
+  for (const auto& p : running) {
+    owner->providers().remove(p.name);
+    self->monitor(p.handle);
+    self->send_exit(p.handle, caf::exit_reason::user_shutdown);
+  }
+  auto answer = std::make_shared<caf::typed_response_promise<std::string>>(rp);
+  self->set_down_handler([self, answer, left, done](const caf::down_msg&) {
+    if (--*left > 0)
+      return;
+    self->set_down_handler(nullptr);
+    self->state.removing = false;
+    auto out = done();
+    if (out)
+      answer->deliver(*out);
+    else
+      answer->deliver(std::move(out.error()));
+  });
+  return rp;
+}
+
+caf::behavior node_service(node_service_actor* self, node* owner) {
   self->state.owner = owner;
   return {
     [self](stats_atom) {
@@ -154,6 +228,32 @@ caf::behavior node_service(caf::stateful_actor<node_service_state>* self, node* 
                           "no fault kind \"" + kind + "\" (known: drop-in)");
       transport::middleman::of(self->system()).drop_incoming(type_name, count);
       return std::string{"ok"};
+    },
+    [self](module_atom, const std::string& what) -> caf::result<std::string> {
+      if (what != "list")
+        return make_error(errc::not_found, "no module request \"" + what
+                                             + "\" (known: list, load PATH, remove NAME)");
+      json out = json::array();
+      for (const auto& m : self->state.owner->modules())
+        out.push_back(module_json(m));
+      return out.dump();
+    },
+    [self](module_atom, const std::string& what,
+           const std::string& path) -> caf::result<std::string> {
+      if (what != "load")
+        return make_error(errc::not_found, "no module request \"" + what
+                                             + "\" (known: list, load PATH, remove NAME)");
+      auto m = self->state.owner->load_module(path);
+      if (!m)
+        return std::move(m.error());
+      return module_json(*m).dump();
+    },
+    [self](module_atom, const std::string& what, const std::string& name,
+           bool force) -> caf::result<std::string> {
+      if (what != "remove")
+        return make_error(errc::not_found, "no module request \"" + what
+                                             + "\" (known: list, load PATH, remove NAME)");
+      return remove_module(self, name, force);
     },
   };
 }

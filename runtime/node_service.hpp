@@ -21,6 +21,15 @@
 //   (fault_atom, "drop-in", type_name, count) -> "ok": fault injection, the next
 //       `count` messages from other nodes holding a `type_name` are dropped
 //       (transport::middleman::drop_incoming); another fault kind is troupe.not_found.
+//   (module_atom, "list") -> JSON text: [{path, at_start, provider_types, job_types,
+//       op_types, message_types}, ...]
+//   (module_atom, "load", path) -> JSON text: that module's entry; a failed load
+//       (troupe.module_load_failed: bad path, not a module, another ABI, its init
+//       failed, message types) leaves the node as it was.
+//   (module_atom, "remove", name, force) -> JSON text {"removed": path, "stopped":
+//       [provider names]}: refused (troupe.refused) while providers of its types run
+//       unless `force`, which stops them first (and waits until they ended), and
+//       always for a module with op, job or message types.
 // States: one. Owner: troupe::node, which spawns it at start and stops it last.
 
 #include <cstdint>
@@ -39,6 +48,7 @@ using stats_atom = caf::atom_constant<caf::atom("stats")>;
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
 using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
 using fault_atom = caf::atom_constant<caf::atom("fault")>;
+using module_atom = caf::atom_constant<caf::atom("module")>;
 using stats_map = std::map<std::string, uint64_t>;
 
 /// The key the node service is published under.

@@ -25,6 +25,11 @@ caf::error provider_registry::add_type(const std::string& type,
   return caf::none;
 }
 
+bool provider_registry::remove_type(const std::string& type) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return types_.erase(type) > 0;
+}
+
 bool provider_registry::has_type(const std::string& type) const {
   std::lock_guard<std::mutex> guard{mtx_};
   return types_.count(type) > 0;

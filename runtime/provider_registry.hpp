@@ -61,6 +61,9 @@ public:
   /// Registers a provider type. Registering a name twice is an error.
   caf::error add_type(const std::string& type, provider_factory factory);
   bool has_type(const std::string& type) const;
+  /// Unregisters a provider type (a module being unloaded); running providers of it
+  /// are not touched. False if there is none by that name.
+  bool remove_type(const std::string& type);
   std::vector<std::string> type_names() const;
 
   /// Spawns the provider `spec` describes and registers it. Fails with

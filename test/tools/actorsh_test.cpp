@@ -230,7 +230,7 @@ BOOST_AUTO_TEST_CASE(help_documents_every_command) {
   for (auto cmd :
        {"connect", "info", "providers", "actors", "stats", "topology", "config", "ops",
         "view", "metadata", "watch", "ping", "shutdown", "overlay", "event", "dmesg",
-        "log", "kvs", "help", "quit"})
+        "log", "kvs", "module", "help", "quit"})
     BOOST_TEST(r.out.find(std::string{"  "} + cmd) != std::string::npos,
                "help lacks " << cmd);
 }
@@ -610,6 +610,90 @@ BOOST_AUTO_TEST_CASE(kvs_commands_drive_the_instance_s_store) {
   BOOST_TEST(s["store"] == inst.dir.path() + "/inst/kvs.sqlite");
   BOOST_TEST(s["commits"] == 4);
   BOOST_TEST(std::filesystem::exists(s["store"].get<std::string>()));
+  inst.launcher->signal(SIGTERM);
+  BOOST_REQUIRE(inst.launcher->wait_exit(30s).has_value());
+}
+
+namespace {
+
+/// How often `needle` occurs in `text`.
+size_t count_of(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1))
+    ++n;
+  return n;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(modules_are_loaded_listed_and_removed_in_running_nodes) {
+  auto lib = [](const std::string& name) { return test_library(name); };
+  auto runtime_module = lib("troupe_runtime_module.so");
+  // Two nodes that load the module at start and run a provider of its type.
+  actorhost_instance inst{2, R"({"threads": 1, "libraries": [")" + runtime_module
+                               + R"("], "providers": [{"type": "greeter", "name": "greeter",
+                                  "provider_id": 1}]})"};
+  auto at_all = [&](const std::string& command) {
+    return actorsh({"-f", inst.view_file, "-c", command + " --all"});
+  };
+  auto list = at_all("module list");
+  BOOST_REQUIRE_MESSAGE(list.exit_code == 0, list.err);
+  BOOST_TEST(count_of(list.out, runtime_module + "  at start; providers greeter; jobs -; ops -")
+               == 2u,
+             list.out);
+  // Not while its provider runs ...
+  auto refused = at_all("module remove troupe_runtime_module.so");
+  BOOST_TEST(refused.exit_code == 1);
+  BOOST_TEST(count_of(refused.err, "has running providers: greeter (type greeter); --force "
+                                   "stops them first")
+               == 2u,
+             refused.err);
+  // ... unless forced: the provider is stopped, then the module goes.
+  auto forced = at_all("module remove troupe_runtime_module.so --force");
+  BOOST_REQUIRE_MESSAGE(forced.exit_code == 0, forced.err);
+  BOOST_TEST(count_of(forced.out, "removed " + runtime_module + " (stopped greeter)") == 2u,
+             forced.out);
+  BOOST_TEST(count_of(at_all("module list").out, "no modules") == 2u);
+  auto view = json::parse(actorsh({"-f", inst.view_file, "--json", "-c", "view"}).out);
+  std::string first = view["members"][0]["address"];
+  auto providers = actorsh({"-a", first, "-c", "providers"});
+  BOOST_TEST(providers.out.find("greeter") == std::string::npos, providers.out);
+  // Bad modules are refused, naming why, and leave the node as it was.
+  struct bad_case {
+    std::string path;
+    std::string why;
+  };
+  for (const auto& [path, why] :
+       std::vector<bad_case>{{"/nonexistent/module.so", "cannot open shared object file"},
+                             {lib("troupe_not_a_module.so"), "not a Troupe module"},
+                             {lib("troupe_other_abi_module.so"), "built for module ABI 999"},
+                             {lib("troupe_typed_module.so"),
+                              "it registers message type 'troupe_test_point', and a running "
+                              "node's message types are fixed"}}) {
+    auto bad = actorsh({"-a", first, "-c", "module load " + path});
+    BOOST_TEST(bad.exit_code == 1);
+    BOOST_TEST(bad.err.find("module load: troupe.module_load_failed") == 0u, bad.err);
+    BOOST_TEST(bad.err.find(why) != std::string::npos, bad.err);
+  }
+  BOOST_TEST(actorsh({"-a", first, "-c", "module list"}).out == "no modules\n");
+  // Loaded again into the running nodes: its provider type is back.
+  auto loaded = at_all("module load " + runtime_module);
+  BOOST_REQUIRE_MESSAGE(loaded.exit_code == 0, loaded.err);
+  BOOST_TEST(count_of(loaded.out, runtime_module + "  loaded; providers greeter") == 2u,
+             loaded.out);
+  auto twice = actorsh({"-a", first, "-c", "module load " + runtime_module});
+  BOOST_TEST(twice.err.find("is loaded already") != std::string::npos, twice.err);
+  // A module with op types stays until the node restarts.
+  auto with_ops = actorsh({"-a", first, "-c", "module load " + lib("troupe_test_module.so")
+                                                + "; module remove troupe_test_module.so"});
+  BOOST_TEST(with_ops.exit_code == 1);
+  BOOST_TEST(with_ops.err.find("cannot be unloaded: it registered op types") != std::string::npos,
+             with_ops.err);
+  auto json_list = actorsh({"-a", first, "--json", "-c", "module list"});
+  auto listed = json::parse(json_list.out);
+  BOOST_TEST(listed["list"].size() == 2u, json_list.out);
+  auto removed = actorsh({"-a", first, "-c", "module remove troupe_runtime_module.so"});
+  BOOST_TEST(removed.exit_code == 0, removed.err);
   inst.launcher->signal(SIGTERM);
   BOOST_REQUIRE(inst.launcher->wait_exit(30s).has_value());
 }

@@ -194,6 +194,14 @@ session::session(node& client, options opts) : client_(client), opts_(opts) {
      [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
        return kvs(args, out, err);
      }},
+    {"module", "module list [--all] | module load PATH [--all] | module remove NAME [--force] [--all]",
+     "modules in the running node, or in every member of its group (--all): list them "
+     "(what each registered); load one (PATH as the node opens it; a failed load leaves "
+     "the node as it was); remove one (NAME: its path or file name), refused while "
+     "providers of its types run unless --force stops them first",
+     [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+       return module(args, out, err);
+     }},
     {"tree", "tree",
      "the offload instance on the node (troupe-offload's tree): its path, parent, and "
      "children with their supervision state, restarts and queue counters",
@@ -231,6 +239,8 @@ std::vector<std::string> session::subcommands_of(const std::string& command) {
     return {"pub", "sub"};
   if (command == "metadata")
     return {"set", "rm"};
+  if (command == "module")
+    return {"list", "load", "remove"};
   return {};
 }
 

@@ -122,6 +122,8 @@ private:
   bool event(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   bool dmesg(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   bool log_line(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+  // module_commands.cpp: modules in running nodes.
+  bool module(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   // kvs_commands.cpp: the instance's KVS.
   bool kvs(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   /// The connected node's instance service `type` (provider id 1); a one-line error
