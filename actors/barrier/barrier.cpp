@@ -68,10 +68,7 @@ using barrier_actor = caf::stateful_actor<barrier_state>;
 
 void adopt(barrier_actor* self, group::group_view view) {
   auto& st = self->state;
-  if (!st.view.members.empty() && view.version < st.view.version)
-    return;
-  st.view = std::move(view);
-  st.rank = group::rank_of_address(st.view, st.address);
+  group::adopt_view(st.view, st.rank, std::move(view), st.address);
 }
 
 void refresh_view(barrier_actor* self) {

@@ -57,6 +57,7 @@ struct events_state {
   std::string following;
   uint64_t next_global = 0;
   std::map<uint64_t, event> ahead;
+  bool gap_check_pending = false; // one check at a time, not one per early event
   std::vector<subscription> subscriptions;
   events_stats stats;
 };
@@ -79,9 +80,11 @@ void flush(events_actor* self) {
     hand_to_subscribers(self, i->second);
     ++st.next_global;
   }
-  if (!st.ahead.empty())
+  if (!st.ahead.empty() && !st.gap_check_pending) {
+    st.gap_check_pending = true;
     self->delayed_send(self, st.settings.gap_wait, gap_check_atom::value, st.following,
                        st.next_global);
+  }
 }
 
 void receive_event(events_actor* self, event& ev) {
@@ -145,8 +148,13 @@ caf::behavior events_behavior(events_actor* self) {
     [self](deliver_atom, event& ev) { receive_event(self, ev); },
     [self](gap_check_atom, const std::string& root, uint64_t expected) {
       auto& st = self->state;
-      if (root != st.following || st.next_global != expected || st.ahead.empty())
+      st.gap_check_pending = false;
+      if (st.ahead.empty())
         return; // it came meanwhile
+      if (root != st.following || st.next_global != expected) {
+        flush(self); // some came, more is missing: wait again for the rest
+        return;
+      }
       // Give up on what is missing: go on from the first event held.
       st.stats.gaps += st.ahead.begin()->first - st.next_global;
       TROUPE_LOG_WARNING("events", "events " << st.next_global << " to "

@@ -61,4 +61,17 @@ inline uint32_t rank_of_address(const group_view& v, const std::string& address)
   return UINT32_MAX;
 }
 
+/// Takes view `v` into `held` unless it is older than the one held (each change
+/// rereads the view, and the answers can come out of order), and sets `rank` to the
+/// rank of the member at `address` in it (UINT32_MAX if it is not in it). True if
+/// taken.
+inline bool adopt_view(group_view& held, uint32_t& rank, group_view v,
+                       const std::string& address) {
+  if (!held.members.empty() && v.version < held.version)
+    return false;
+  held = std::move(v);
+  rank = rank_of_address(held, address);
+  return true;
+}
+
 } // namespace troupe::group

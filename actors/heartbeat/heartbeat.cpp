@@ -40,6 +40,7 @@ struct heartbeat_state {
   caf::actor overlay;
   std::string provider_name;
   std::string address;
+  group::group_view view; // the latest the group gave
   uint32_t rank = UINT32_MAX;
   uint64_t beats_sent = 0; // as the root
   uint64_t last_seq = 0;
@@ -76,7 +77,7 @@ void tick(heartbeat_actor* self) {
 
 caf::behavior heartbeat_behavior(heartbeat_actor* self) {
   auto adopt = [self](const group::group_view& v) {
-    self->state.rank = group::rank_of_address(v, self->state.address);
+    group::adopt_view(self->state.view, self->state.rank, v, self->state.address);
   };
   return group::view_updates(self, self->state.group, adopt).or_else(caf::message_handler{
     [self](tick_atom) { tick(self); },
@@ -130,10 +131,10 @@ caf::behavior heartbeat_actor_fn(heartbeat_actor* self, heartbeat_settings setti
   st.provider_name = std::move(provider_name);
   st.address = std::move(address);
   group::follow_group(self, group, "heartbeat", [self](const group::group_view& v) {
-    self->state.rank = group::rank_of_address(v, self->state.address);
+    group::adopt_view(self->state.view, self->state.rank, v, self->state.address);
   });
-  // (follow_group's down handler ends this actor with its group; subscribers that
-  // exit are dropped here.)
+  // This replaces follow_group's down handler, so it ends the actor with its group as
+  // that one would, and drops subscribers that exit.
   self->set_down_handler([self, group](const caf::down_msg& dm) {
     if (dm.source == group.address()) {
       self->quit(dm.reason);

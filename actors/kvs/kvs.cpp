@@ -216,10 +216,8 @@ caf::result<T> read_at(kvs_actor* self, uint64_t min_version, Read read) {
 
 void adopt(kvs_actor* self, group::group_view v) {
   auto& st = self->state;
-  if (!st.view.members.empty() && v.version < st.view.version)
+  if (!group::adopt_view(st.view, st.rank, std::move(v), st.address))
     return; // an older view, answered late
-  st.view = std::move(v);
-  st.rank = group::rank_of_address(st.view, st.address);
   if (!st.view.members.empty()) {
     const auto& first = st.view.members.front();
     auto root_member = first.address + "#" + std::to_string(first.incarnation);

@@ -56,6 +56,7 @@ struct logs_state {
   caf::actor overlay;
   std::string provider_name;
   std::string address;
+  group::group_view view; // the latest the group gave
   uint32_t rank = UINT32_MAX;
   std::shared_ptr<captured_lines> captured;
   uint64_t sink_id = 0;
@@ -121,7 +122,7 @@ void flush(logs_actor* self) {
 
 caf::behavior logs_behavior(logs_actor* self) {
   auto adopt = [self](const group::group_view& v) {
-    self->state.rank = group::rank_of_address(v, self->state.address);
+    group::adopt_view(self->state.view, self->state.rank, v, self->state.address);
     flush(self);
   };
   return group::view_updates(self, self->state.group, adopt).or_else(caf::message_handler{
@@ -171,7 +172,7 @@ caf::behavior logs_actor_fn(logs_actor* self, logs_settings settings, caf::actor
   st.captured = std::make_shared<captured_lines>();
   st.group = group;
   group::follow_group(self, group, "logs", [self](const group::group_view& v) {
-    self->state.rank = group::rank_of_address(v, self->state.address);
+    group::adopt_view(self->state.view, self->state.rank, v, self->state.address);
     flush(self);
   });
   // The sink: a line is stored, and the actor told when the first of a batch comes.

@@ -91,10 +91,8 @@ status status_of(const overlay_state& st) {
 /// Takes a view: this node's rank in it, the tree, and peers no longer in it dropped.
 void adopt(overlay_actor* self, group::group_view view) {
   auto& st = self->state;
-  if (!st.view.members.empty() && view.version < st.view.version)
+  if (!group::adopt_view(st.view, st.rank, std::move(view), st.address))
     return; // an older view overtaken by a newer one
-  st.view = std::move(view);
-  st.rank = group::rank_of_address(st.view, st.address);
   for (auto i = st.peers.begin(); i != st.peers.end();) {
     bool kept = std::any_of(st.view.members.begin(), st.view.members.end(),
                             [&](const group::member& m) { return peer_key(m) == i->first; });
