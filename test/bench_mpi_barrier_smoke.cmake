@@ -9,7 +9,7 @@ execute_process(COMMAND ${MPIEXEC} -np 4 --oversubscribe ${BENCH} mpi-barrier --
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "troupe-bench mpi-barrier failed (${rc}):\n${err}\n${out}")
 endif()
-foreach(figure mpi_barrier_us troupe_barrier_us)
+foreach(figure mpi_barrier_us troupe_barrier_us troupe_barrier_polling_us)
   string(JSON p50 GET "${out}" ${figure} p50)
   if(p50 LESS_EQUAL 0)
     message(FATAL_ERROR "implausible ${figure}:\n${out}")
