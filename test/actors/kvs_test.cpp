@@ -134,6 +134,68 @@ struct kvs_fixture : instance_fixture {
     return *d;
   }
 
+  /// Commits from every rank until ~150 are acknowledged, kills rank 0's process -9,
+  /// goes on until commits fail, and waits until every commit in flight ended: the
+  /// acknowledged ones, key -> version.
+  std::map<std::string, uint64_t> kill_root_mid_stream(const std::string& prefix) {
+    std::vector<size_t> ranks;
+    for (size_t r = 0; r < kvs.size(); ++r)
+      ranks.push_back(r);
+    auto log = commit_from(ranks, prefix, 100000, 12);
+    BOOST_REQUIRE(eventually(60s, [&] { return log->acked_count() >= 150; }));
+    // The root's process, found by its address.
+    int root_pid = -1;
+    for (size_t i = 0; i < instance->addresses.size(); ++i)
+      if (instance->addresses[i] == rank_addresses[0])
+        root_pid = instance->pids[i];
+    BOOST_REQUIRE(root_pid > 0);
+    ::kill(root_pid, SIGKILL);
+    // Commits go on until some fail: the root died with commits on their way to it.
+    BOOST_REQUIRE(eventually(60s, [&] {
+      std::lock_guard<std::mutex> guard{log->mutex};
+      return !log->failures.empty();
+    }));
+    log->stop = true;
+    // Every commit in flight ends, acknowledged or failed, within its timeouts.
+    BOOST_REQUIRE(eventually(60s, [&] {
+      std::lock_guard<std::mutex> guard{log->mutex};
+      return log->acked.size() + log->failures.size() == log->done;
+    }));
+    std::lock_guard<std::mutex> guard{log->mutex};
+    BOOST_TEST_MESSAGE(log->acked.size() << " commits acknowledged (highest version "
+                                         << highest_version(log->acked) << "), "
+                                         << log->failures.size() << " failed");
+    return log->acked;
+  }
+
+  static uint64_t highest_version(const std::map<std::string, uint64_t>& acked) {
+    uint64_t highest = 0;
+    for (const auto& kv : acked)
+      highest = std::max(highest, kv.second);
+    return highest;
+  }
+
+  /// Every key of `acked` holds its commit's value at each of `ranks`.
+  void check_all_there(const std::map<std::string, uint64_t>& acked,
+                       std::vector<size_t> ranks) {
+    auto highest = highest_version(acked);
+    for (size_t rank : ranks) {
+      auto d = dump_at(rank, highest);
+      std::map<std::string, std::string> values;
+      for (const auto& e : d.entries)
+        values[e.key] = e.value;
+      size_t missing = 0;
+      for (const auto& [key, version] : acked) {
+        auto i = values.find(key);
+        if (i == values.end() || i->second != key.substr(key.find(".n") + 2))
+          ++missing;
+      }
+      BOOST_TEST(missing == 0u, "rank " << rank << ": " << missing << " of " << acked.size()
+                                        << " acknowledged commits lost");
+      BOOST_TEST(d.version >= highest);
+    }
+  }
+
   /// Runs a committer in the client; returns once it ended (or after `limit`).
   std::shared_ptr<commit_log> commit_from(std::vector<size_t> ranks, const std::string& prefix,
                                           size_t total, size_t window) {
@@ -397,58 +459,33 @@ BOOST_AUTO_TEST_CASE(a_rank_that_lost_a_commit_catches_up_from_the_root) {
 
 BOOST_AUTO_TEST_CASE(a_kill_9_of_the_root_mid_commit_loses_no_acknowledged_commit) {
   start_kvs(3);
-  auto log = commit_from({0, 1, 2}, "k", 100000, 12);
-  BOOST_REQUIRE(eventually(60s, [&] { return log->acked_count() >= 150; }));
-  // The root's process, found by its address.
-  int root_pid = -1;
-  for (size_t i = 0; i < instance->addresses.size(); ++i)
-    if (instance->addresses[i] == rank_addresses[0])
-      root_pid = instance->pids[i];
-  BOOST_REQUIRE(root_pid > 0);
-  ::kill(root_pid, SIGKILL);
-  // Commits go on until some fail: the root died with commits on their way to it.
-  BOOST_REQUIRE(eventually(60s, [&] {
-    std::lock_guard<std::mutex> guard{log->mutex};
-    return !log->failures.empty();
-  }));
-  log->stop = true;
-  // Every commit in flight ends, acknowledged or failed, within its timeouts.
-  BOOST_REQUIRE(eventually(60s, [&] {
-    std::lock_guard<std::mutex> guard{log->mutex};
-    return log->acked.size() + log->failures.size() == log->done;
-  }));
-  std::map<std::string, uint64_t> acked;
-  {
-    std::lock_guard<std::mutex> guard{log->mutex};
-    acked = log->acked;
-  }
-  uint64_t highest = 0;
-  for (const auto& kv : acked)
-    highest = std::max(highest, kv.second);
-  BOOST_TEST_MESSAGE(acked.size() << " commits acknowledged (highest version " << highest
-                                  << "), " << log->failures.size() << " failed");
+  auto acked = kill_root_mid_stream("k");
+  auto highest = highest_version(acked);
   // A new instance on the same store has every acknowledged commit.
   instance.reset();
   start_kvs(3);
-  for (size_t rank : {0, 2}) {
-    auto d = dump_at(rank, highest);
-    std::map<std::string, std::string> values;
-    for (const auto& e : d.entries)
-      values[e.key] = e.value;
-    size_t missing = 0;
-    for (const auto& [key, version] : acked) {
-      auto i = values.find(key);
-      if (i == values.end() || i->second != key.substr(key.find(".n") + 2))
-        ++missing;
-    }
-    BOOST_TEST(missing == 0u, "rank " << rank << ": " << missing << " of " << acked.size()
-                                      << " acknowledged commits lost");
-    BOOST_TEST(d.version >= highest);
-  }
+  check_all_there(acked, {0, 2});
   // And it goes on from there.
   kvs::transaction more;
   more.put("k.after", "restart");
   BOOST_TEST(commit_at(1, more).version > highest);
+}
+
+// Soak (ctest label "soak", run explicitly): ten rounds over one store, each an
+// instance of 8 whose root is killed -9 in the middle of commits from every rank; every
+// round starts from the store and finds every commit acknowledged in all rounds before.
+BOOST_AUTO_TEST_CASE(kill_restart_rounds_lose_no_acknowledged_commit,
+                     *boost::unit_test::disabled()) {
+  std::map<std::string, uint64_t> acked;
+  for (int round = 0; round < 10; ++round) {
+    start_kvs(8);
+    check_all_there(acked, {0, 7});
+    auto more = kill_root_mid_stream("s" + std::to_string(round));
+    acked.insert(more.begin(), more.end());
+    instance.reset();
+  }
+  start_kvs(8);
+  check_all_there(acked, {0, 3, 7});
 }
 
 BOOST_AUTO_TEST_CASE(a_local_reader_reads_the_replica_of_its_own_process_only) {
