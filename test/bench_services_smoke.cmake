@@ -1,7 +1,13 @@
-# Runs `troupe-bench services --quick --json` (a real actorhost --size 8 instance) and
+# Runs `troupe-bench services --quick --json` (a real actorhost --size 8 instance, or
+# with -DMPIRUN=1 an mpirun job of 8 actorhost ranks) and
 # checks that every figure is there and positive, and that stdout is nothing but the
 # JSON. Speed is not judged here.
-execute_process(COMMAND ${BENCH} services --quick --json
+# -DMPIRUN=1: the ranks as an mpirun job (troupe-bench services --mpirun).
+set(extra)
+if(MPIRUN)
+  set(extra --mpirun)
+endif()
+execute_process(COMMAND ${BENCH} services --quick --json ${extra}
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err
                 TIMEOUT 240)
 if(NOT rc EQUAL 0)
@@ -22,6 +28,10 @@ foreach(rate kvs_commits_per_s_durable_64 kvs_commits_per_s_memory_64)
     message(FATAL_ERROR "implausible ${rate}:\n${out}")
   endif()
 endforeach()
+string(JSON launched_by GET "${out}" launched_by)
+if(MPIRUN AND NOT launched_by STREQUAL "mpirun")
+  message(FATAL_ERROR "not run under mpirun:\n${out}")
+endif()
 string(JSON ranks GET "${out}" ranks)
 string(JSON barriers GET "${out}" barriers)
 if(NOT ranks EQUAL 8 OR barriers LESS 20)

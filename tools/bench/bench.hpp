@@ -146,7 +146,8 @@ int run_groups(bool as_json, bool quick, const std::string& actorhost);
 
 /// `troupe-bench services`: the instance services over an `actorhost --size 8`
 /// instance (bench_services.cpp).
-int run_services(bool as_json, bool quick, const std::string& actorhost);
+int run_services(bool as_json, bool quick, const std::string& actorhost,
+                 bool under_mpirun = false);
 
 /// `troupe-bench mpi-barrier`, run as each rank of an mpirun job (bench_mpi_barrier.cpp).
 int run_mpi_barrier(bool as_json, bool quick);

@@ -143,7 +143,7 @@ json to_json(const std::optional<latency>& l) {
 
 } // namespace
 
-int run_services(bool as_json, bool quick, const std::string& actorhost) {
+int run_services(bool as_json, bool quick, const std::string& actorhost, bool under_mpirun) {
   auto dir = make_temp_dir("troupe-bench-services");
   if (!dir) {
     std::cerr << "troupe-bench: " << describe(dir.error()) << "\n";
@@ -158,8 +158,16 @@ int run_services(bool as_json, bool quick, const std::string& actorhost) {
            + R"(, "dependencies": {"group": "group", "overlay": "overlay"}, "config": )"
            + kvs_config + "}";
   };
+  // Under mpirun the group forms from the ranks (bootstrap mpi) and its rank 0
+  // writes the view file; with --size the launcher sets the group up.
+  auto view_file = *dir + "/inst/group.json";
+  auto group_config =
+    under_mpirun ? R"({"bootstrap": "mpi", "file": ")" + view_file
+                     + R"(", "group": {"type": "centralized"}})"
+                 : std::string{"{}"};
   auto node_config = R"({"threads": 1, "providers": [)"
-                     R"({"type": "group", "name": "group", "provider_id": 1, "config": {}}, )"
+                     R"({"type": "group", "name": "group", "provider_id": 1, "config": )"
+                     + group_config + "}, "
                      R"({"type": "overlay", "name": "overlay", "provider_id": 1, )"
                      R"("dependencies": {"group": "group"}, "config": {}}, )"
                      + kvs_provider("kvs", 1, R"({"store": ")" + *dir + R"(/kvs.sqlite"})")
@@ -169,8 +177,21 @@ int run_services(bool as_json, bool quick, const std::string& actorhost) {
     return 1;
   }
   child_spec launcher_spec;
-  launcher_spec.argv = {actorhost, "--size", std::to_string(instance_size),
-                        "--instance-dir", *dir + "/inst", "-c", config};
+  if (under_mpirun) {
+    auto mpirun = find_in_path("mpirun"); // the keeper execs a path: it does not search
+    if (!mpirun) {
+      std::cerr << "troupe-bench services --mpirun: no mpirun in PATH\n";
+      return 1;
+    }
+    std::filesystem::create_directories(*dir + "/inst");
+    launcher_spec.argv = {*mpirun, "--oversubscribe", "--bind-to", "none", "-np",
+                          std::to_string(instance_size), actorhost, "-c", config};
+    launcher_spec.env = {{"OMPI_ALLOW_RUN_AS_ROOT", "1"},
+                         {"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"}};
+  } else {
+    launcher_spec.argv = {actorhost, "--size", std::to_string(instance_size),
+                          "--instance-dir", *dir + "/inst", "-c", config};
+  }
   launcher_spec.out = child_output::discard();
   launcher_spec.err = child_output::append_to(*dir + "/instance.log");
   auto launcher = process_keeper::shared().launch(std::move(launcher_spec));
@@ -182,7 +203,6 @@ int run_services(bool as_json, bool quick, const std::string& actorhost) {
     auto text = read_file(*dir + "/instance.log");
     return text ? *text : std::string{};
   };
-  auto view_file = *dir + "/inst/group.json";
   group::group_view view;
   auto until = clock_type::now() + 60s;
   while (clock_type::now() < until) {
@@ -381,6 +401,7 @@ int run_services(bool as_json, bool quick, const std::string& actorhost) {
         get_local_request = local->second;
       }
       json doc{{"ranks", instance_size},
+               {"launched_by", under_mpirun ? "mpirun" : "actorhost --size"},
                {"fanout", 8},
                {"floor_request_us", to_json(floor)},
                {"reduction_at_root_us", to_json(reduce_root)},
@@ -414,8 +435,9 @@ int run_services(bool as_json, bool quick, const std::string& actorhost) {
             std::cout << "failed";
           std::cout << "  " << note << "\n";
         };
-        std::cout << "instance services over " << instance_size
-                  << " actorhost ranks (fanout 8), us p50 / p99:\n";
+        std::cout << "instance services over " << instance_size << " actorhost ranks ("
+                  << (under_mpirun ? "an mpirun job" : "actorhost --size")
+                  << ", fanout 8), us p50 / p99:\n";
         row("request to rank 0's node service", floor, "(the transport's floor)");
         row("reduction (sum of ranks), asked at 0", reduce_root, "");
         row("reduction, asked at rank 7", reduce_leaf, "(one hop more each way)");

@@ -437,6 +437,10 @@ static int run_main(int argc, char** argv) {
                 "run");
   services_cmd->add_flag("--json", as_json, "print JSON instead of a table");
   services_cmd->add_flag("--quick", quick, "fewer iterations (a smoke run)");
+  bool under_mpirun = false;
+  services_cmd->add_flag("--mpirun", under_mpirun,
+                         "start the 8 ranks as an mpirun job (group bootstrap mpi) instead "
+                         "of actorhost --size");
   services_cmd->add_option("--actorhost", actorhost, "the actorhost program to start")
     ->capture_default_str();
   auto mpi_barrier_cmd = app.add_subcommand(
@@ -478,7 +482,7 @@ static int run_main(int argc, char** argv) {
   if (*offload_cmd)
     return run_offload(as_json, quick, actorhost);
   if (*services_cmd)
-    return run_services(as_json, quick, actorhost);
+    return run_services(as_json, quick, actorhost, under_mpirun);
   if (*mpi_barrier_cmd)
     return run_mpi_barrier(as_json, quick);
   return run_transport(as_json, quick, busy_poll, only, rdma_gets, rdma_window);
