@@ -230,7 +230,7 @@ BOOST_AUTO_TEST_CASE(help_documents_every_command) {
   for (auto cmd :
        {"connect", "info", "providers", "actors", "stats", "topology", "config", "ops",
         "view", "metadata", "watch", "ping", "shutdown", "overlay", "event", "dmesg",
-        "log", "kvs", "module", "help", "quit"})
+        "log", "barrier", "kvs", "module", "help", "quit"})
     BOOST_TEST(r.out.find(std::string{"  "} + cmd) != std::string::npos,
                "help lacks " << cmd);
 }
@@ -513,6 +513,21 @@ BOOST_AUTO_TEST_CASE(a_three_node_instance_driven_from_its_view_file) {
     return d.exit_code == 0
            && d.out.find(" WARN rank 2 actorsh: hello from two\n") != std::string::npos;
   }), dmesg_out);
+  // barrier: two shells at ranks 1 and 2, each done once both entered.
+  child_process first_in{{bin_path("actorsh"), "-a", addresses[1], "-c", "barrier demo 2"}};
+  auto second_in = actorsh({"-a", addresses[2], "-c", "barrier demo 2"});
+  BOOST_TEST(second_in.exit_code == 0, second_in.err);
+  BOOST_TEST(second_in.out == "barrier demo: 2 entered (generation 1)\n", second_in.out);
+  BOOST_TEST(first_in.wait_exit(20s).value_or(-1) == 0, first_in.err());
+  BOOST_TEST(first_in.out() == "barrier demo: 2 entered (generation 1)\n", first_in.out());
+  auto alone = actorsh({"-a", addresses[1], "-c", "barrier lonely 2 --timeout 200"});
+  BOOST_TEST(alone.exit_code == 1);
+  BOOST_TEST(alone.err.find("barrier: troupe.timeout: barrier 'lonely': 1 of 2 entered "
+                            "within 200 ms")
+               == 0u,
+             alone.err);
+  auto bad_barrier = actorsh({"-a", addresses[1], "-c", "barrier demo zero"});
+  BOOST_TEST(bad_barrier.err.find("usage: barrier NAME COUNT") == 0u, bad_barrier.err);
   auto bad_level = actorsh({"-a", addresses[1], "-c", "dmesg --level loud"});
   BOOST_TEST(bad_level.exit_code == 1);
   BOOST_TEST(bad_level.err.find("dmesg: unknown level 'loud'") == 0u, bad_level.err);

@@ -13,6 +13,7 @@
 #include <caf/scoped_actor.hpp>
 #include <nlohmann/json.hpp>
 
+#include "actors/barrier/barrier.hpp"
 #include "actors/events/events.hpp"
 #include "actors/heartbeat/heartbeat.hpp"
 #include "actors/logs/logs.hpp"
@@ -283,6 +284,55 @@ bool session::log_line(const std::vector<std::string>& args, std::ostream& out,
              [&](const caf::error& e) { err << "log: " << describe(e) << "\n"; });
   if (ok && opts_.json)
     out << nlohmann::json{{"logged", text}, {"node", address_}}.dump() << "\n";
+  return ok;
+}
+
+bool session::barrier(const std::vector<std::string>& args, std::ostream& out,
+                      std::ostream& err) {
+  const char* usage = "usage: barrier NAME COUNT [--timeout MS]\n";
+  uint32_t count = 0;
+  uint32_t timeout_ms = 0;
+  bool usage_ok = args.size() == 3 || (args.size() == 5 && args[3] == "--timeout");
+  try {
+    size_t used = 0;
+    if (usage_ok) {
+      auto n = std::stoul(args[2], &used);
+      usage_ok = used == args[2].size() && n > 0 && n <= UINT32_MAX;
+      count = static_cast<uint32_t>(n);
+    }
+    if (usage_ok && args.size() == 5) {
+      auto ms = std::stoul(args[4], &used);
+      usage_ok = used == args[4].size() && ms > 0 && ms <= 24ul * 3600 * 1000;
+      timeout_ms = static_cast<uint32_t>(ms);
+    }
+  } catch (const std::exception&) {
+    usage_ok = false;
+  }
+  if (!usage_ok) {
+    err << usage;
+    return false;
+  }
+  auto barriers = service_provider("barrier", "barrier", err);
+  if (!barriers)
+    return false;
+  caf::scoped_actor self{client_.system()};
+  bool ok = false;
+  // The barrier's own timeout bounds the wait (its provider's, or --timeout), not the
+  // shell's: entering waits for the others.
+  self->request(*barriers, caf::infinite, barrier::enter_atom::value, args[1], count, timeout_ms)
+    .receive(
+      [&](const barrier::barrier_done& d) {
+        ok = true;
+        if (opts_.json)
+          out << nlohmann::json{{"barrier", d.name}, {"count", d.count},
+                                {"generation", d.generation}}
+                   .dump()
+              << "\n";
+        else
+          out << "barrier " << d.name << ": " << d.count << " entered (generation "
+              << d.generation << ")\n";
+      },
+      [&](const caf::error& e) { err << "barrier: " << describe(e) << "\n"; });
   return ok;
 }
 

@@ -184,6 +184,13 @@ session::session(node& client, options opts) : client_(client), opts_(opts) {
      [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
        return log_line(args, out, err);
      }},
+    {"barrier", "barrier NAME COUNT [--timeout MS]",
+     "enter the instance's barrier NAME at the connected node and wait until COUNT "
+     "entries (from any ranks) have come; fails naming the rank when a member dies, or "
+     "at the barrier's timeout",
+     [this](const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+       return barrier(args, out, err);
+     }},
     {"kvs",
      "kvs get KEY | put KEY VALUE... [--json-value] | unlink KEY | ls [DIR] | dump [DIR] | "
      "watch KEY [-n CHANGES] [--for MS] | ns create NAME [OWNER] | ns remove NAME | stats "

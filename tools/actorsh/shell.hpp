@@ -122,6 +122,7 @@ private:
   bool event(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   bool dmesg(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   bool log_line(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+  bool barrier(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   // module_commands.cpp: modules in running nodes.
   bool module(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
   // kvs_commands.cpp: the instance's KVS.
