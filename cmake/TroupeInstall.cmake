@@ -101,5 +101,5 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION devel)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-    "libcaf-dev (>= 0.17.6), libucx-dev (>= 1.13), libcapnp-dev (>= 0.9), capnproto, nlohmann-json3-dev (>= 3.10), libhwloc-dev, libopenmpi-dev, libsqlite3-dev, pkg-config")
+    "libcaf-dev (>= 0.17.6), libucx-dev (>= 1.13), libcapnp-dev (>= 0.9), capnproto, nlohmann-json3-dev (>= 3.10), libhwloc-dev, libopenmpi-dev, libsqlite3-dev, libcivetweb-dev, pkg-config")
 include(CPack)

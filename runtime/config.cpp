@@ -174,7 +174,8 @@ node_config parse_node_config(std::string_view text, const std::string& source) 
   r.require_object("", doc);
   r.reject_unknown_keys(
     "", doc,
-    {"transport", "ops", "threads", "scheduler", "pinning", "libraries", "providers"});
+    {"transport", "ops", "threads", "scheduler", "pinning", "libraries", "providers",
+     "metrics"});
   node_config cfg;
   cfg.source = source;
   if (auto it = doc.find("transport"); it != doc.end())
@@ -188,6 +189,15 @@ node_config parse_node_config(std::string_view text, const std::string& source) 
     if (auto b = it->find("store_max_bytes"); b != it->end())
       cfg.ops.store_max_bytes = static_cast<uint64_t>(
         r.read_integer("ops.store_max_bytes", *b, 0, int64_t{1} << 50));
+  }
+  if (auto it = doc.find("metrics"); it != doc.end()) {
+    r.require_object("metrics", *it);
+    r.reject_unknown_keys("metrics", *it, {"port", "address"});
+    cfg.metrics.enabled = true;
+    if (auto p = it->find("port"); p != it->end())
+      cfg.metrics.port = static_cast<uint16_t>(r.read_integer("metrics.port", *p, 0, 65535));
+    if (auto a = it->find("address"); a != it->end())
+      cfg.metrics.address = r.read_string("metrics.address", *a);
   }
   if (auto it = doc.find("threads"); it != doc.end())
     read_threads(r, *it, cfg);
@@ -277,6 +287,8 @@ std::string to_json_text(const node_config& cfg, int indent) {
                       {"batch_sends", cfg.transport.batch_sends}};
   doc["ops"] = {{"deadline_ms", cfg.ops.deadline_ms},
                 {"store_max_bytes", cfg.ops.store_max_bytes}};
+  if (cfg.metrics.enabled)
+    doc["metrics"] = {{"address", cfg.metrics.address}, {"port", cfg.metrics.port}};
   doc["threads"] = cfg.threads == 0 ? json("auto") : json(cfg.threads);
   doc["scheduler"] = cfg.policy == scheduler_policy::progress  ? "progress"
                      : cfg.policy == scheduler_policy::sharing ? "sharing"

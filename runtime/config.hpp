@@ -10,6 +10,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "runtime/metrics.hpp"
+
 namespace troupe {
 
 /// A config error. `what()` names the file, the JSON path of the key, what was
@@ -91,6 +93,7 @@ struct node_config {
   std::vector<unsigned> pin_cores; ///< core indexes, for pinning_mode::list
   std::vector<std::string> libraries;
   std::vector<provider_config> providers;
+  metrics_config metrics; ///< "metrics": serve /metrics over HTTP (runtime/metrics.hpp)
   /// The document as read, for introspection.
   std::shared_ptr<const nlohmann::json> document;
 };

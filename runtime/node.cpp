@@ -77,6 +77,7 @@ struct node::impl {
   std::shared_ptr<topology> topo;
   std::shared_ptr<thread_placement> placement = std::make_shared<thread_placement>();
   module_set modules;
+  std::unique_ptr<metrics_server> metrics; // stopped first: it reads the rest
   std::shared_ptr<provider_registry> providers = provider_registry::make();
   std::unique_ptr<transport::transport_system_config> system_cfg =
     std::make_unique<transport::transport_system_config>();
@@ -226,6 +227,10 @@ caf::actor_system_config& node::system_config() {
   return *impl_->system_cfg;
 }
 
+std::string node::metrics_url() const {
+  return impl_->metrics ? impl_->metrics->url() : std::string{};
+}
+
 std::vector<module_info> node::modules() const {
   return impl_->modules.list();
 }
@@ -278,12 +283,22 @@ caf::error node::start() {
     stop();
     return err;
   }
+  if (impl_->cfg.metrics.enabled) {
+    auto server = metrics_server::start(impl_->cfg.metrics, [this] { return render_metrics(*this); });
+    if (!server) {
+      stop();
+      return make_error(errc::unreachable,
+                        impl_->cfg.source + ": " + context_text(server.error()));
+    }
+    impl_->metrics = std::move(*server);
+  }
   return caf::none;
 }
 
 void node::stop() {
   if (!impl_->system)
     return;
+  impl_->metrics.reset(); // its threads read the node: they end first
   impl_->stop_providers();
   impl_->ops.stop();
   if (impl_->service) {

@@ -96,6 +96,10 @@ public:
                                             const std::string& type, uint16_t provider_id,
                                             std::chrono::milliseconds timeout);
 
+  /// "http://ADDRESS:PORT/metrics" while the node serves its metrics (config key
+  /// "metrics"), else "".
+  std::string metrics_url() const;
+
   /// The modules this node loaded, at start (`libraries`) and since.
   std::vector<module_info> modules() const;
   /// Loads a module into the running node (module_set::load_running: a failed load

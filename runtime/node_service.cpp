@@ -79,7 +79,8 @@ struct node_service_state {
             {"pid", ::getpid()},
             {"uptime_s", uptime.count()},
             {"version", version()},
-            {"scheduler_threads", owner->scheduler_threads()}};
+            {"scheduler_threads", owner->scheduler_threads()},
+            {"metrics", owner->metrics_url()}};
   }
 
   json providers() const {

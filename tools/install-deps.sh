@@ -14,6 +14,7 @@ packages=(
   libopenmpi-dev openmpi-bin # Open MPI: the mpi group bootstrap
   nlohmann-json3-dev         # JSON configs and view files
   libsqlite3-dev             # SQLite: the KVS root's durable store
+  libcivetweb-dev            # civetweb: the HTTP server behind a node's /metrics
   libcli11-dev               # command-line parsing
   libreadline-dev            # line editing, history and completion in actorsh
   gnuplot-nox                # the offload demo's plot of completions (PNG, SVG)

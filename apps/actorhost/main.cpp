@@ -54,6 +54,9 @@ Config keys (all optional):
               "sharing" or "stealing" (CAF's, with a transport thread)
   pinning     "none" (default), "cores", or a list of core indexes
   libraries   ["path/to/module.so", ...]   modules exporting TROUPE_MODULE
+  metrics     {"port": 9100, "address": "127.0.0.1"}: serve GET /metrics
+              (Prometheus text format; port 0 = any free port, shown on the ready
+              line as metrics=URL)
   providers   [{"type": "echo", "name": "echo", "provider_id": 1,
                 "config": {}, "dependencies": {"slot": "other-provider"}}]
 Built-in provider types: echo, group (see docs/groups.md), offload (a child instance
@@ -187,7 +190,10 @@ int main(int argc, char** argv) {
             << " node=" << caf::to_string(node.system().node()) << " pid=" << ::getpid()
             << " providers=" << node.providers().list().size()
             << " threads=" << node.scheduler_threads() << " topology=\""
-            << node.machine().summary() << "\"" << std::endl;
+            << node.machine().summary() << "\"";
+  if (auto url = node.metrics_url(); !url.empty())
+    std::cout << " metrics=" << url;
+  std::cout << std::endl;
 
   int signal_number = 0;
   while (sigwait(&shutdown_signals, &signal_number) != 0) {
