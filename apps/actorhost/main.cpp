@@ -60,12 +60,15 @@ Config keys (all optional):
   providers   [{"type": "echo", "name": "echo", "provider_id": 1,
                 "config": {}, "dependencies": {"slot": "other-provider"}}]
 Built-in provider types: echo, group (see docs/groups.md), offload (a child instance
-of the offload demo; see docs/offload.md).
+of the offload demo; see docs/offload.md), and the instance services overlay, events,
+kvs, barrier, logs, heartbeat (see docs/services.md).
 
 With --size N: start a local instance instead of one node: N actorhost processes on
 loopback, each from this config with an ephemeral port, forming one centralized
-group (the config's group provider, or one added with provider_id 1). Prints the
-view file to attach `actorsh -f` to; Ctrl-C or SIGTERM stops every node.)";
+group (the config's group provider, or one added with provider_id 1), each with the
+instance services the config does not list (the KVS keeping its store in the instance
+directory). Prints the view file to attach `actorsh -f` to; Ctrl-C or SIGTERM stops
+every node.)";
 
 } // namespace
 
