@@ -51,4 +51,22 @@ inline caf::expected<caf::actor> dependency(const provider_context& ctx,
   return d->second;
 }
 
+/// The node's group and overlay providers, for the services built on both (logs,
+/// heartbeat, KVS): `dependencies.group` and `dependencies.overlay`.
+struct group_and_overlay {
+  caf::actor group;
+  caf::actor overlay;
+};
+
+/// Both, or the error of the first one missing (as `dependency` says it).
+inline caf::expected<group_and_overlay> group_and_overlay_of(const provider_context& ctx) {
+  auto group = dependency(ctx, "group");
+  if (!group)
+    return group.error();
+  auto overlay = dependency(ctx, "overlay");
+  if (!overlay)
+    return overlay.error();
+  return group_and_overlay{*group, *overlay};
+}
+
 } // namespace troupe::actors

@@ -65,6 +65,25 @@ std::variant<std::pair<void*, init_fn>, std::string> open_module(const std::stri
   return std::make_pair(handle, init);
 }
 
+/// Runs the module's `init` with `ctx` and notes in `info` what it registered (the
+/// registries before and after); the message type names it added go to
+/// `new_message_types`. Returns init's result.
+int run_init(init_fn init, module_context& ctx, module_info& info,
+             std::vector<std::string>& new_message_types) {
+  auto providers_before = ctx.providers.type_names();
+  auto jobs_before = ctx.job_types.names();
+  auto ops_before = op_names(ctx.ops);
+  auto types_before = message_type_names(ctx.system_config);
+  int rc = init(ctx);
+  info.path = ctx.library;
+  info.provider_types = added(providers_before, ctx.providers.type_names());
+  info.job_types = added(jobs_before, ctx.job_types.names());
+  info.op_types = added(ops_before, op_names(ctx.ops));
+  new_message_types = added(types_before, message_type_names(ctx.system_config));
+  info.message_types = new_message_types.size();
+  return rc;
+}
+
 std::string base_name(const std::string& path) {
   auto slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
@@ -84,19 +103,11 @@ std::string module_set::load(const std::string& path, caf::actor_system_config& 
   if (auto why = std::get_if<std::string>(&opened))
     return *why;
   auto [handle, init] = std::get<std::pair<void*, init_fn>>(opened);
-  auto providers_before = providers.type_names();
-  auto jobs_before = job_types.names();
-  auto ops_before = op_names(ops);
-  auto types_before = cfg.value_factories_by_name.size();
   module_context ctx{cfg, providers, ops, job_types, path, {}};
-  auto rc = init(ctx);
   module_info info;
-  info.path = path;
+  std::vector<std::string> message_types;
+  auto rc = run_init(init, ctx, info, message_types);
   info.at_start = true;
-  info.provider_types = added(providers_before, providers.type_names());
-  info.job_types = added(jobs_before, job_types.names());
-  info.op_types = added(ops_before, op_names(ops));
-  info.message_types = cfg.value_factories_by_name.size() - types_before;
   libraries_.push_back({std::move(info), handle});
   if (rc != 0)
     return "library '" + path
@@ -117,23 +128,17 @@ caf::expected<module_info> module_set::load_running(const std::string& path,
   if (auto why = std::get_if<std::string>(&opened))
     return failed(*why);
   auto [handle, init] = std::get<std::pair<void*, init_fn>>(opened);
-  auto providers_before = providers.type_names();
-  auto jobs_before = job_types.names();
-  auto ops_before = op_names(ops);
   // Message types go to a scratch config; the running system's table stays as it is.
   caf::actor_system_config scratch;
-  auto scratch_before = message_type_names(scratch);
   module_context ctx{scratch, providers, ops, job_types, path, {}};
-  auto rc = init(ctx);
   module_info info;
-  info.path = path;
-  info.provider_types = added(providers_before, providers.type_names());
-  info.job_types = added(jobs_before, job_types.names());
-  info.op_types = added(ops_before, op_names(ops));
+  std::vector<std::string> message_types;
+  auto rc = run_init(init, ctx, info, message_types);
+  info.message_types = 0; // the scratch config's: none of them stays
   std::string why;
   if (rc != 0)
     why = "its init failed: " + (ctx.error.empty() ? std::string{"no reason given"} : ctx.error);
-  for (const auto& name : added(scratch_before, message_type_names(scratch)))
+  for (const auto& name : message_types)
     if (why.empty() && running.value_factories_by_name.count(name) == 0)
       why = "it registers message type '" + name
             + "', and a running node's message types are fixed: list the library under "

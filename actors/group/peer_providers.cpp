@@ -45,9 +45,9 @@ void peer_providers::with(caf::event_based_actor* self, const caf::actor& locato
   self->request(locator, timeout, locate_atom::value, address, type_, provider_id_)
     .then([finish](const caf::actor& found) { finish(caf::expected<caf::actor>{found}); },
           [finish, address, type = type_](caf::error& err) {
-            finish(caf::expected<caf::actor>{make_error(
-              errc::unreachable, "no " + type + " provider at " + address + ": "
-                                   + describe(err))});
+            finish(caf::expected<caf::actor>{
+              make_error(errc::unreachable, "no " + type + " provider at " + address
+                                              + ": " + describe(err))});
           });
 }
 

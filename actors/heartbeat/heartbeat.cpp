@@ -161,11 +161,10 @@ caf::expected<caf::actor> make_heartbeat(const provider_context& ctx) {
     });
   if (err)
     return err;
-  auto group = actors::dependency(ctx, "group");
-  auto overlay = actors::dependency(ctx, "overlay");
-  if (!group || !overlay)
-    return group ? overlay.error() : group.error();
-  return ctx.system.spawn(heartbeat_actor_fn, settings, *group, *overlay, ctx.spec.name,
+  auto deps = actors::group_and_overlay_of(ctx);
+  if (!deps)
+    return deps.error();
+  return ctx.system.spawn(heartbeat_actor_fn, settings, deps->group, deps->overlay, ctx.spec.name,
                           ctx.node_address);
 }
 

@@ -55,13 +55,13 @@ void take_whole(kvs_actor* self, const sync_reply& reply) {
   auto& st = self->state;
   std::vector<replica::keys_type> before;
   for (const auto& w : st.watches)
-    before.push_back(st.shared->data.under(w.ns, w.key));
+    before.push_back(st.data().under(w.ns, w.key));
   std::unique_lock<std::shared_mutex> guard{st.shared->mutex};
-  st.shared->data.replace(reply.version, reply.namespaces, reply.entries);
+  st.data().replace(reply.version, reply.namespaces, reply.entries);
   guard.unlock();
   for (size_t i = 0; i < st.watches.size(); ++i) {
     const auto& w = st.watches[i];
-    auto after = st.shared->data.under(w.ns, w.key);
+    auto after = st.data().under(w.ns, w.key);
     change c{w.ns, w.key, reply.version, {}, {}};
     for (const auto& [key, s] : after) {
       auto b = before[i].find(key);
@@ -87,16 +87,16 @@ void flush_ahead(kvs_actor* self) {
   }
   while (!st.ahead.empty()) {
     auto first = st.ahead.begin();
-    if (first->first <= st.shared->data.version()) {
+    if (first->first <= st.data().version()) {
       st.ahead.erase(first); // had it
-    } else if (first->first == st.shared->data.version() + 1) {
+    } else if (first->first == st.data().version() + 1) {
       apply_record(self, first->second);
       st.ahead.erase(first);
     } else {
       if (!st.gap_check_pending) {
         st.gap_check_pending = true;
         self->delayed_send(self, st.settings.gap_wait, gap_check_atom::value,
-                           st.shared->data.version());
+                           st.data().version());
       }
       break;
     }
@@ -124,7 +124,7 @@ void on_sync(kvs_actor* self, sync_reply& reply) {
       return;
     }
     for (const auto& r : reply.records)
-      if (r.version == st.shared->data.version() + 1)
+      if (r.version == st.data().version() + 1)
         apply_record(self, r);
   }
   st.following = reply.root;
@@ -158,7 +158,9 @@ void start_sync(kvs_actor* self) {
       return;
     }
     auto following = st.synced ? st.following : std::string{};
-    self->request(*root, st.settings.timeout, sync_atom::value, following, st.shared->data.version())
+    self
+      ->request(*root, st.settings.timeout, sync_atom::value, following,
+                st.data().version())
       .then(
         [self](sync_reply& reply) {
           self->state.syncing = false;
@@ -177,11 +179,12 @@ void start_sync(kvs_actor* self) {
 
 /// Whether the replica can answer a read that needs `min_version`.
 bool ready_for(const kvs_state& st, uint64_t min_version) {
-  return st.synced && st.shared->data.version() >= min_version;
+  return st.synced && st.data().version() >= min_version;
 }
 
 /// Runs `then` once the replica reached `min_version`, or with troupe.timeout.
-void when_ready(kvs_actor* self, uint64_t min_version, std::function<void(caf::error)> then) {
+void when_ready(kvs_actor* self, uint64_t min_version,
+                std::function<void(caf::error)> then) {
   auto& st = self->state;
   if (ready_for(st, min_version))
     return then(caf::none);
@@ -216,15 +219,16 @@ caf::result<T> read_at(kvs_actor* self, uint64_t min_version, Read read) {
 
 void adopt(kvs_actor* self, group::group_view v) {
   auto& st = self->state;
+  auto root_of = [](const group::group_view& view) {
+    return view.members.empty() ? std::string{}
+                                : view.members.front().address + "#"
+                                    + std::to_string(view.members.front().incarnation);
+  };
+  auto root_before = root_of(st.view);
   if (!group::adopt_view(st.view, st.rank, std::move(v), st.address))
     return; // an older view, answered late
-  if (!st.view.members.empty()) {
-    const auto& first = st.view.members.front();
-    auto root_member = first.address + "#" + std::to_string(first.incarnation);
-    if (!st.root_member.empty() && root_member != st.root_member && st.rank != 0)
-      st.synced = false; // another root: take its state before answering again
-    st.root_member = std::move(root_member);
-  }
+  if (!root_before.empty() && root_of(st.view) != root_before && st.rank != 0)
+    st.synced = false; // another root: take its state before answering again
   if (st.rank == 0 && !st.is_root)
     become_root(self);
   else if (st.rank != 0 && st.is_root)
@@ -243,15 +247,17 @@ void forward_commit(kvs_actor* self, transaction txn,
     rp.deliver(commit_receipt{r.version, ns, ops});
   };
   if (st.is_root) {
-    root_accept(self, std::move(txn), [rp, answer](caf::expected<commit_record> r) mutable {
-      if (r)
-        answer(*r);
-      else
-        rp.deliver(std::move(r.error()));
-    });
+    root_accept(self, std::move(txn),
+                [rp, answer](caf::expected<commit_record> r) mutable {
+                  if (r)
+                    answer(*r);
+                  else
+                    rp.deliver(std::move(r.error()));
+                });
     return;
   }
-  with_root(self, [self, rp, answer, txn = std::move(txn)](caf::expected<caf::actor> root) mutable {
+  with_root(self, [self, rp, answer,
+                   txn = std::move(txn)](caf::expected<caf::actor> root) mutable {
     auto& st = self->state;
     if (!root) {
       rp.deliver(std::move(root.error()));
@@ -317,7 +323,7 @@ caf::result<commit_receipt> commit(kvs_actor* self, transaction& txn) {
 void apply_record(kvs_actor* self, const commit_record& record) {
   auto& st = self->state;
   std::unique_lock<std::shared_mutex> guard{st.shared->mutex};
-  auto changed = st.shared->data.apply(record);
+  auto changed = st.data().apply(record);
   guard.unlock();
   ++st.stats.applied;
   tell_watchers(self, record.txn.ns, changed, record.version);
@@ -333,7 +339,7 @@ void receive_records(kvs_actor* self, const std::string& root,
     st.ahead_root = root;
   }
   for (auto& r : records)
-    if (r.version > st.shared->data.version() || root != st.following)
+    if (r.version > st.data().version() || root != st.following)
       st.ahead.emplace(r.version, std::move(r));
   if (!st.synced || root != st.following) {
     start_sync(self); // a new root (or none yet): take its state first
@@ -346,7 +352,7 @@ void run_ready_waits(kvs_actor* self) {
   auto& st = self->state;
   if (!st.synced)
     return;
-  while (!st.waits.empty() && st.waits.begin()->first <= st.shared->data.version()) {
+  while (!st.waits.empty() && st.waits.begin()->first <= st.data().version()) {
     auto w = std::move(st.waits.begin()->second);
     st.waits.erase(st.waits.begin());
     w.run(caf::none);
@@ -358,9 +364,8 @@ void run_ready_waits(kvs_actor* self) {
 namespace {
 
 caf::behavior kvs_behavior(kvs_actor* self) {
-  auto updates = group::view_updates(self, self->state.group, [self](group::group_view v) {
-    adopt(self, std::move(v));
-  });
+  auto updates = group::view_updates(
+    self, self->state.group, [self](group::group_view v) { adopt(self, std::move(v)); });
   return updates.or_else(caf::message_handler{
     [self](commit_atom, transaction& txn) { return commit(self, txn); },
     [self](lookup_atom, const std::string& ns, const std::string& key,
@@ -368,7 +373,7 @@ caf::behavior kvs_behavior(kvs_actor* self) {
       if (auto err = check_key(key))
         return err;
       return read_at<entry>(self, min_version, [self, ns, key] {
-        return self->state.shared->data.lookup(ns, key);
+        return self->state.data().lookup(ns, key);
       });
     },
     [self](list_atom, const std::string& ns, const std::string& dir,
@@ -376,16 +381,17 @@ caf::behavior kvs_behavior(kvs_actor* self) {
       if (!dir.empty())
         if (auto err = check_key(dir, "directory"))
           return err;
-      return read_at<listing>(self, min_version,
-                              [self, ns, dir] { return self->state.shared->data.list(ns, dir); });
+      return read_at<listing>(
+        self, min_version, [self, ns, dir] { return self->state.data().list(ns, dir); });
     },
     [self](dump_atom, const std::string& ns, const std::string& dir,
            uint64_t min_version) -> caf::result<dump> {
       if (!dir.empty())
         if (auto err = check_key(dir, "directory"))
           return err;
-      return read_at<dump>(self, min_version,
-                           [self, ns, dir] { return self->state.shared->data.dump_under(ns, dir); });
+      return read_at<dump>(self, min_version, [self, ns, dir] {
+        return self->state.data().dump_under(ns, dir);
+      });
     },
     [self](watch_atom, std::string& ns, std::string& key,
            const caf::actor& who) -> caf::result<uint64_t> {
@@ -398,36 +404,43 @@ caf::behavior kvs_behavior(kvs_actor* self) {
       self->monitor(who);
       st.watches.push_back({who, std::move(ns), std::move(key)});
       st.stats.watches = st.watches.size();
-      return st.shared->data.version();
+      return st.data().version();
     },
     [self](unwatch_atom, const caf::actor& who) {
       auto& ws = self->state.watches;
-      ws.erase(std::remove_if(ws.begin(), ws.end(), [&](const watch& w) { return w.who == who; }),
+      ws.erase(std::remove_if(ws.begin(), ws.end(),
+                              [&](const watch& w) { return w.who == who; }),
                ws.end());
       self->state.stats.watches = ws.size();
       return caf::unit;
     },
     [self](caf::get_atom) {
       auto& st = self->state;
-      st.stats.version = st.shared->data.version();
-      st.stats.keys = st.shared->data.key_count();
-      st.stats.namespaces = st.shared->data.namespaces().size();
+      st.stats.version = st.data().version();
+      st.stats.keys = st.data().key_count();
+      st.stats.namespaces = st.data().namespaces().size();
       return st.stats;
     },
     // Between ranks.
     [self](root_commit_atom, transaction& txn) -> caf::result<sync_reply> {
+      // Checked again: the rank that sent it may run other limits (or be buggy).
+      if (auto err = check_transaction(txn, self->state.settings.max_txn_bytes)) {
+        ++self->state.stats.refused;
+        return err;
+      }
       auto rp = self->make_response_promise<sync_reply>();
-      root_accept(self, std::move(txn), [self, rp](caf::expected<commit_record> r) mutable {
-        if (!r) {
-          rp.deliver(std::move(r.error()));
-          return;
-        }
-        sync_reply made;
-        made.root = self->state.root_id;
-        made.version = r->version;
-        made.records.push_back(std::move(*r));
-        rp.deliver(std::move(made));
-      });
+      root_accept(self, std::move(txn),
+                  [self, rp](caf::expected<commit_record> r) mutable {
+                    if (!r) {
+                      rp.deliver(std::move(r.error()));
+                      return;
+                    }
+                    sync_reply made;
+                    made.root = self->state.root_id;
+                    made.version = r->version;
+                    made.records.push_back(std::move(*r));
+                    rp.deliver(std::move(made));
+                  });
       return rp;
     },
     [self](apply_atom, const std::string& root, commit_batch& batch) {
@@ -443,14 +456,14 @@ caf::behavior kvs_behavior(kvs_actor* self) {
       st.gap_check_pending = false;
       if (st.ahead.empty())
         return;
-      if (st.shared->data.version() == at_version)
+      if (st.data().version() == at_version)
         start_sync(self); // what was missing did not come
       else
         flush_ahead(self); // some came: wait again for the rest
     },
     [self](behind_check_atom) {
       auto& st = self->state;
-      if (!st.waits.empty() && st.waits.rbegin()->first > st.shared->data.version())
+      if (!st.waits.empty() && st.waits.rbegin()->first > st.data().version())
         start_sync(self); // what is waited for did not come
     },
     // The root: tell every rank the version it is at (some missed a broadcast).
@@ -461,12 +474,12 @@ caf::behavior kvs_behavior(kvs_actor* self) {
       self
         ->request(st.overlay, st.settings.timeout, overlay::broadcast_atom::value,
                   st.provider_name,
-                  caf::make_message(tip_atom::value, st.root_id, st.shared->data.version()))
+                  caf::make_message(tip_atom::value, st.root_id, st.data().version()))
         .then([](const overlay::reduction_result&) {}, [](const caf::error&) {});
     },
     [self](tip_atom, const std::string& root, uint64_t version) {
       auto& st = self->state;
-      if (!st.is_root && (root != st.following || version > st.shared->data.version()))
+      if (!st.is_root && (root != st.following || version > st.data().version()))
         start_sync(self);
     },
     [self](resync_atom) {
@@ -481,15 +494,14 @@ caf::behavior kvs_behavior(kvs_actor* self) {
           auto w = std::move(i->second);
           auto wanted = i->first;
           st.waits.erase(i);
-          w.run(make_error(errc::timeout,
-                           "this rank's KVS replica is at version "
-                             + std::to_string(st.shared->data.version())
-                             + (st.rank == UINT32_MAX ? " (this node is not in a view of its group)"
-                                : st.synced        ? ""
-                                                   : " (not caught up with the root yet)")
-                             + " and did not reach version " + std::to_string(wanted)
-                             + " within " + std::to_string(st.settings.timeout.count())
-                             + " ms"));
+          w.run(make_error(
+            errc::timeout,
+            "this rank's KVS replica is at version " + std::to_string(st.data().version())
+              + (st.rank == UINT32_MAX ? " (this node is not in a view of its group)"
+                 : st.synced           ? ""
+                                       : " (not caught up with the root yet)")
+              + " and did not reach version " + std::to_string(wanted) + " within "
+              + std::to_string(st.settings.timeout.count()) + " ms"));
           return;
         }
     },
@@ -497,8 +509,9 @@ caf::behavior kvs_behavior(kvs_actor* self) {
 }
 
 caf::behavior kvs_actor_fn(kvs_actor* self, kvs_settings settings, caf::actor group,
-                           caf::actor overlay, caf::actor locator, std::string provider_name,
-                           uint16_t provider_id, std::string address,
+                           caf::actor overlay, caf::actor locator,
+                           std::string provider_name, uint16_t provider_id,
+                           std::string address,
                            std::shared_ptr<detail::shared_replica> shared) {
   auto& st = self->state;
   st.settings = std::move(settings);
@@ -522,9 +535,7 @@ caf::behavior kvs_actor_fn(kvs_actor* self, kvs_settings settings, caf::actor gr
   self->set_down_handler([self](const caf::down_msg& dm) {
     auto& st = self->state;
     if (dm.source == st.group.address() || dm.source == st.overlay.address()) {
-      if (st.writer)
-        self->send_exit(st.writer, caf::exit_reason::user_shutdown);
-      self->quit(dm.reason);
+      self->quit(dm.reason); // (the store writer ends with this actor)
       return;
     }
     auto& ws = st.watches;
@@ -540,7 +551,8 @@ caf::expected<caf::actor> make_kvs(const provider_context& ctx) {
   kvs_settings settings;
   auto err = actors::read_service_config(
     ctx,
-    {"store", "sync", "max_txn_bytes", "timeout_ms", "gap_wait_ms", "log_records", "log_bytes"},
+    {"store", "sync", "max_txn_bytes", "timeout_ms", "gap_wait_ms", "log_records",
+     "log_bytes"},
     [&](json_reader& r, const nlohmann::json& cfg) {
       if (auto s = cfg.find("store"); s != cfg.end() && !s->is_null())
         settings.store_path = r.read_string("config.store", *s);
@@ -559,9 +571,11 @@ caf::expected<caf::actor> make_kvs(const provider_context& ctx) {
         settings.max_txn_bytes = static_cast<uint64_t>(
           r.read_integer("config.max_txn_bytes", *m, 1, int64_t{1} << 30));
       if (auto t = cfg.find("timeout_ms"); t != cfg.end())
-        settings.timeout = milliseconds{r.read_integer("config.timeout_ms", *t, 1, 3600 * 1000)};
+        settings.timeout =
+          milliseconds{r.read_integer("config.timeout_ms", *t, 1, 3600 * 1000)};
       if (auto g = cfg.find("gap_wait_ms"); g != cfg.end())
-        settings.gap_wait = milliseconds{r.read_integer("config.gap_wait_ms", *g, 1, 600 * 1000)};
+        settings.gap_wait =
+          milliseconds{r.read_integer("config.gap_wait_ms", *g, 1, 600 * 1000)};
       if (auto l = cfg.find("log_bytes"); l != cfg.end())
         settings.log_bytes = static_cast<uint64_t>(
           r.read_integer("config.log_bytes", *l, 0, int64_t{1} << 40));
@@ -571,21 +585,18 @@ caf::expected<caf::actor> make_kvs(const provider_context& ctx) {
     });
   if (err)
     return err;
-  auto group = actors::dependency(ctx, "group");
-  if (!group)
-    return group.error();
-  auto overlay = actors::dependency(ctx, "overlay");
-  if (!overlay)
-    return overlay.error();
+  auto deps = actors::group_and_overlay_of(ctx);
+  if (!deps)
+    return deps.error();
   if (!ctx.locator || ctx.node_address.empty())
     return make_error(errc::invalid_config,
                       ctx.spec.origin + ": the KVS needs a node with a transport");
   // The replica is made here, so that local readers find it as soon as the handle is
   // out (the actor's own start runs later, on a worker).
   auto shared = std::make_shared<detail::shared_replica>();
-  auto handle = ctx.system.spawn(kvs_actor_fn, std::move(settings), *group, *overlay,
-                                 ctx.locator, ctx.spec.name, ctx.spec.provider_id,
-                                 ctx.node_address, shared);
+  auto handle = ctx.system.spawn(kvs_actor_fn, std::move(settings), deps->group,
+                                 deps->overlay, ctx.locator, ctx.spec.name,
+                                 ctx.spec.provider_id, ctx.node_address, shared);
   std::lock_guard<std::mutex> guard{local_replicas_mutex};
   local_replicas[caf::actor_cast<caf::actor_control_block*>(handle)] = shared;
   return handle;
@@ -598,15 +609,17 @@ caf::expected<local_reader> local_reader::of(const caf::actor& kvs) {
   std::lock_guard<std::mutex> guard{local_replicas_mutex};
   auto i = local_replicas.find(ctrl);
   if (ctrl == nullptr || i == local_replicas.end())
-    return make_error(errc::not_found, "no KVS provider of this process has that handle "
-                                       "(a provider on another node is read with requests)");
+    return make_error(errc::not_found,
+                      "no KVS provider of this process has that handle "
+                      "(a provider on another node is read with requests)");
   auto replica = i->second.lock();
   if (!replica)
     return make_error(errc::not_found, "that KVS provider has ended");
   return local_reader{std::move(replica)};
 }
 
-caf::expected<entry> local_reader::lookup(const std::string& ns, const std::string& key) const {
+caf::expected<entry> local_reader::lookup(const std::string& ns,
+                                          const std::string& key) const {
   if (auto err = check_key(key))
     return err;
   std::shared_lock<std::shared_mutex> guard{replica_->mutex};

@@ -186,18 +186,18 @@ struct change {
 };
 
 struct kvs_stats {
-  uint64_t version = 0;    ///< this rank's replica
-  uint64_t keys = 0;       ///< over all namespaces
+  uint64_t version = 0; ///< this rank's replica
+  uint64_t keys = 0;    ///< over all namespaces
   uint64_t namespaces = 0;
   bool root = false;
-  uint64_t commits = 0;    ///< as the root: transactions committed
-  uint64_t batches = 0;    ///< as the root: store writes (commits batched together)
-  uint64_t refused = 0;    ///< transactions refused here
-  uint64_t applied = 0;    ///< commits applied to this replica
-  uint64_t syncs = 0;      ///< catch-ups asked of the root (a gap, a start)
-  uint64_t snapshots = 0;  ///< catch-ups that took the root's whole store
+  uint64_t commits = 0;   ///< as the root: transactions committed
+  uint64_t batches = 0;   ///< as the root: store writes (commits batched together)
+  uint64_t refused = 0;   ///< transactions refused here
+  uint64_t applied = 0;   ///< commits applied to this replica
+  uint64_t syncs = 0;     ///< catch-ups asked of the root (a gap, a start)
+  uint64_t snapshots = 0; ///< catch-ups that took the root's whole store
   uint64_t watches = 0;
-  std::string store;       ///< the root's store path ("" in memory only)
+  std::string store; ///< the root's store path ("" in memory only)
 
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, kvs_stats& x) {

@@ -2,7 +2,6 @@
 
 #include "actors/kvs/detail/replica.hpp"
 
-
 #include <nlohmann/json.hpp>
 
 #include "base/error.hpp"
@@ -101,8 +100,8 @@ caf::error check_transaction(const transaction& txn, uint64_t max_bytes) {
           return make_error(errc::invalid_argument,
                             "a namespace step must be alone in its transaction");
         if (o.kind == op::remove_namespace && txn.ns == primary_namespace)
-          return make_error(errc::refused, "namespace '" + primary_namespace
-                                             + "' cannot be removed");
+          return make_error(errc::refused,
+                            "namespace '" + primary_namespace + "' cannot be removed");
         break;
       default:
         return make_error(errc::invalid_argument,
@@ -199,7 +198,8 @@ applied_change replica::apply(const commit_record& record) {
   for (const auto& [key, before] : existed) {
     auto now = keys.find(key);
     if (now != keys.end() && now->second.version == record.version)
-      out.set.push_back({txn.ns, key, now->second.value, now->second.json, record.version});
+      out.set.push_back(
+        {txn.ns, key, now->second.value, now->second.json, record.version});
     else if (now == keys.end() && before)
       out.removed.push_back(key);
   }
@@ -227,7 +227,8 @@ void replica::whole(std::vector<namespace_info>& namespaces,
       entries.push_back({ns, key, s.value, s.json, s.version});
 }
 
-caf::expected<entry> replica::lookup(const std::string& ns, const std::string& key) const {
+caf::expected<entry> replica::lookup(const std::string& ns,
+                                     const std::string& key) const {
   const auto* keys = keys_of(ns);
   if (keys == nullptr)
     return make_error(errc::not_found, "no namespace '" + ns + "'");
@@ -240,12 +241,14 @@ caf::expected<entry> replica::lookup(const std::string& ns, const std::string& k
                                        + "' (version " + std::to_string(version_) + ")");
 }
 
-caf::expected<listing> replica::list(const std::string& ns, const std::string& dir) const {
+caf::expected<listing> replica::list(const std::string& ns,
+                                     const std::string& dir) const {
   const auto* keys = keys_of(ns);
   if (keys == nullptr)
     return make_error(errc::not_found, "no namespace '" + ns + "'");
   if (keys->count(dir) > 0)
-    return make_error(errc::invalid_argument, "'" + dir + "' is a value, not a directory");
+    return make_error(errc::invalid_argument,
+                      "'" + dir + "' is a value, not a directory");
   listing out{ns, dir, version_, {}};
   auto prefix = dir.empty() ? std::string{} : dir + ".";
   auto i = keys->lower_bound(prefix);
@@ -263,11 +266,13 @@ caf::expected<listing> replica::list(const std::string& ns, const std::string& d
   }
   if (out.names.empty() && !dir.empty())
     return make_error(errc::not_found, "no directory '" + dir + "' in namespace '" + ns
-                                         + "' (version " + std::to_string(version_) + ")");
+                                         + "' (version " + std::to_string(version_)
+                                         + ")");
   return out;
 }
 
-caf::expected<dump> replica::dump_under(const std::string& ns, const std::string& dir) const {
+caf::expected<dump> replica::dump_under(const std::string& ns,
+                                        const std::string& dir) const {
   const auto* keys = keys_of(ns);
   if (keys == nullptr)
     return make_error(errc::not_found, "no namespace '" + ns + "'");

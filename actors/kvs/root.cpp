@@ -31,33 +31,33 @@ void become_root(kvs_actor* self) {
     if (opened)
       contents = (*opened)->load();
     if (!opened || !contents) {
-      st.store_error = make_error(
-        errc::refused, "the KVS root at " + st.address
-                         + " refuses commits: its store could not be opened when it became "
-                           "root: "
-                         + describe(opened ? contents.error() : opened.error()));
+      st.store_error =
+        make_error(errc::refused,
+                   "the KVS root at " + st.address
+                     + " refuses commits: its store could not be opened when it became "
+                       "root: "
+                     + describe(opened ? contents.error() : opened.error()));
       TROUPE_LOG_ERROR("kvs", describe(st.store_error));
     } else {
-      if (contents->version < st.shared->data.version())
-        TROUPE_LOG_WARNING("kvs", "the store " << st.settings.store_path << " is at version "
-                                               << contents->version << ", this replica at "
-                                               << st.shared->data.version()
-                                               << "; the store's contents count");
+      if (contents->version < st.data().version())
+        TROUPE_LOG_WARNING(
+          "kvs", "the store " << st.settings.store_path << " is at version "
+                              << contents->version << ", this replica at "
+                              << st.data().version() << "; the store's contents count");
       // Versions never go back for a reader that saw this replica's: the next commit
       // comes after both.
+      auto version = std::max(contents->version, st.data().version());
       std::unique_lock<std::shared_mutex> guard{st.shared->mutex};
-      st.shared->data.replace(std::max(contents->version, st.shared->data.version()), contents->namespaces,
-                      contents->entries);
+      st.data().replace(version, contents->namespaces, contents->entries);
       guard.unlock();
-      st.writer = spawn_store_writer(self->system(), std::move(*opened), caf::actor{self});
-      TROUPE_LOG_INFO("kvs", "KVS root at version " << contents->version << " from "
-                                                    << st.settings.store_path << " ("
-                                                    << contents->entries.size()
-                                                    << " keys, sync " << to_string(st.settings.sync)
-                                                    << ")");
+      st.writer =
+        spawn_store_writer(self->system(), std::move(*opened), caf::actor{self});
+      TROUPE_LOG_INFO("kvs", "KVS root at version "
+                               << contents->version << " from " << st.settings.store_path
+                               << " (" << contents->entries.size() << " keys, sync "
+                               << to_string(st.settings.sync) << ")");
     }
   }
-  st.stats.store = st.settings.store_path;
   st.synced = true;
   st.following = st.root_id;
   st.ahead.clear();
@@ -86,11 +86,7 @@ void root_accept(kvs_actor* self, transaction txn, record_callback done) {
   if (!st.is_root)
     return done(make_error(errc::refused, st.address + " is not the KVS root (rank 0)"));
   if (st.store_error)
-    return done(make_error(errc::refused, describe(st.store_error)));
-  if (auto err = check_transaction(txn, st.settings.max_txn_bytes)) {
-    ++st.stats.refused;
-    return done(std::move(err));
-  }
+    return done(st.store_error);
   st.pending.push_back({std::move(txn), std::move(done)});
   // After what is already in the mailbox: the commits that came meanwhile share the
   // batch (and its fsync).
@@ -110,7 +106,8 @@ void finish_batch(kvs_actor* self, std::vector<commit_record> records,
     st.log.push_back(records[i]);
     st.log_size += transaction_bytes(records[i].txn);
     while (!st.log.empty()
-           && (st.log.size() > st.settings.log_records || st.log_size > st.settings.log_bytes)) {
+           && (st.log.size() > st.settings.log_records
+               || st.log_size > st.settings.log_bytes)) {
       st.log_size -= transaction_bytes(st.log.front().txn);
       st.log.pop_front();
     }
@@ -120,23 +117,24 @@ void finish_batch(kvs_actor* self, std::vector<commit_record> records,
   ++st.stats.batches;
   run_ready_waits(self);
   self
-    ->request(st.overlay, st.settings.timeout, overlay::broadcast_atom::value,
-              st.provider_name,
-              caf::make_message(apply_atom::value, st.root_id, commit_batch{std::move(records)}))
-    .then([self](const overlay::reduction_result& r) {
-            if (r.missing.empty())
-              return;
-            // Those ranks learn of this version later, when the root tells every rank
-            // its version: a rank behind it then catches up (so a lost last commit is
-            // not waited for until the next one).
-            TROUPE_LOG_DEBUG("kvs", r.missing.size()
-                                      << " ranks missed a commit broadcast; they catch up");
-            self->delayed_send(self, self->state.settings.gap_wait, tip_atom::value);
-          },
-          [](const caf::error& err) {
-            TROUPE_LOG_WARNING("kvs", "a commit broadcast failed (replicas catch up): "
-                                        << describe(err));
-          });
+    ->request(
+      st.overlay, st.settings.timeout, overlay::broadcast_atom::value, st.provider_name,
+      caf::make_message(apply_atom::value, st.root_id, commit_batch{std::move(records)}))
+    .then(
+      [self](const overlay::reduction_result& r) {
+        if (r.missing.empty())
+          return;
+        // Those ranks learn of this version later, when the root tells every rank
+        // its version: a rank behind it then catches up (so a lost last commit is
+        // not waited for until the next one).
+        TROUPE_LOG_DEBUG("kvs", r.missing.size()
+                                  << " ranks missed a commit broadcast; they catch up");
+        self->delayed_send(self, self->state.settings.gap_wait, tip_atom::value);
+      },
+      [](const caf::error& err) {
+        TROUPE_LOG_WARNING(
+          "kvs", "a commit broadcast failed (replicas catch up): " << describe(err));
+      });
 }
 
 } // namespace
@@ -150,8 +148,8 @@ void root_flush(kvs_actor* self) {
   st.pending.clear();
   // Each transaction is checked against the namespaces as the ones before it in the
   // batch leave them.
-  auto namespaces = st.shared->data.namespaces();
-  auto version = st.shared->data.version();
+  auto namespaces = st.data().namespaces();
+  auto version = st.data().version();
   std::vector<commit_record> records;
   std::vector<record_callback> callbacks;
   for (auto& p : pending) {
@@ -168,36 +166,39 @@ void root_flush(kvs_actor* self) {
   if (!st.writer)
     return finish_batch(self, std::move(records), std::move(callbacks));
   st.writing = true;
+  // The batch waits here for its write (the writer gets a copy of the records).
+  struct in_flight {
+    std::vector<commit_record> records;
+    std::vector<record_callback> callbacks;
+  };
+  auto batch =
+    std::make_shared<in_flight>(in_flight{std::move(records), std::move(callbacks)});
+  auto term = st.root_term;
   // No timeout: a write that ended late must still be applied, or the store and the
   // replicas would disagree; a committer's own request times out meanwhile.
-  auto batch = commit_batch{records};
-  auto term = st.root_term;
-  self->request(st.writer, caf::infinite, write_atom::value, std::move(batch))
+  self->request(st.writer, caf::infinite, write_atom::value, commit_batch{batch->records})
     .then(
-      [self, records, callbacks, term](uint64_t) mutable {
+      [self, batch, term](uint64_t) {
         if (term != self->state.root_term) {
           // Written by this rank as an earlier root: the store has it, the replicas
           // follow another root now.
-          for (auto& done : callbacks)
+          for (auto& done : batch->callbacks)
             done(make_error(errc::refused, "the KVS root changed while this commit was "
                                            "written; it may be in the store"));
           return;
         }
         self->state.writing = false;
-        finish_batch(self, std::move(records), std::move(callbacks));
+        finish_batch(self, std::move(batch->records), std::move(batch->callbacks));
         root_flush(self);
       },
-      [self, callbacks, term](const caf::error& err) {
-        if (term != self->state.root_term) {
-          for (auto& done : callbacks)
-            done(err);
+      [self, batch, term](const caf::error& err) {
+        for (auto& done : batch->callbacks)
+          done(err);
+        if (term != self->state.root_term)
           return;
-        }
         self->state.writing = false;
         TROUPE_LOG_ERROR("kvs", "a commit batch was not written: " << describe(err));
-        self->state.stats.refused += callbacks.size();
-        for (auto& done : callbacks)
-          done(err);
+        self->state.stats.refused += batch->callbacks.size();
         root_flush(self);
       });
 }
@@ -209,17 +210,17 @@ caf::expected<sync_reply> root_sync(kvs_actor* self, const std::string& root,
     return make_error(errc::refused, st.address + " is not the KVS root (rank 0)");
   sync_reply reply;
   reply.root = st.root_id;
-  reply.version = st.shared->data.version();
+  reply.version = st.data().version();
   auto have_log = !st.log.empty() && st.log.front().version <= from_version + 1;
-  if (root == st.root_id && from_version <= st.shared->data.version()
-      && (from_version == st.shared->data.version() || have_log)) {
+  if (root == st.root_id && from_version <= st.data().version()
+      && (from_version == st.data().version() || have_log)) {
     for (const auto& r : st.log)
       if (r.version > from_version)
         reply.records.push_back(r);
     return reply;
   }
   reply.whole = true;
-  st.shared->data.whole(reply.namespaces, reply.entries);
+  st.data().whole(reply.namespaces, reply.entries);
   return reply;
 }
 

@@ -35,7 +35,8 @@ void bind_text(sqlite3_stmt* s, int i, const std::string& text) {
 
 std::string column_text(sqlite3_stmt* s, int i) {
   const auto* p = static_cast<const char*>(sqlite3_column_blob(s, i));
-  return p == nullptr ? std::string{} : std::string{p, static_cast<size_t>(sqlite3_column_bytes(s, i))};
+  return p == nullptr ? std::string{}
+                      : std::string{p, static_cast<size_t>(sqlite3_column_bytes(s, i))};
 }
 
 } // namespace
@@ -52,11 +53,12 @@ const char* to_string(sync_mode mode) {
   return "?";
 }
 
-caf::expected<std::unique_ptr<store>> store::open(const std::string& path, sync_mode mode) {
+caf::expected<std::unique_ptr<store>> store::open(const std::string& path,
+                                                  sync_mode mode) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc = sqlite3_open_v2(
+    path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+    nullptr);
   if (rc != SQLITE_OK) {
     std::string why = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close(db);
@@ -66,7 +68,9 @@ caf::expected<std::unique_ptr<store>> store::open(const std::string& path, sync_
   s->statements_.assign(slot_count, nullptr);
   std::string pragmas = "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; "
                         "PRAGMA synchronous=";
-  pragmas += mode == sync_mode::full ? "FULL;" : mode == sync_mode::normal ? "NORMAL;" : "OFF;";
+  pragmas += mode == sync_mode::full     ? "FULL;"
+             : mode == sync_mode::normal ? "NORMAL;"
+                                         : "OFF;";
   if (auto err = s->exec(pragmas.c_str()))
     return err;
   // The first write takes the exclusive lock: a second process fails here.
@@ -74,10 +78,13 @@ caf::expected<std::unique_ptr<store>> store::open(const std::string& path, sync_
     "BEGIN IMMEDIATE;"
     "CREATE TABLE IF NOT EXISTS troupe_kvs_meta(name TEXT PRIMARY KEY, value INTEGER NOT "
     "NULL);"
-    "CREATE TABLE IF NOT EXISTS troupe_kvs_namespaces(name TEXT PRIMARY KEY, owner TEXT NOT "
+    "CREATE TABLE IF NOT EXISTS troupe_kvs_namespaces(name TEXT PRIMARY KEY, owner TEXT "
+    "NOT "
     "NULL);"
-    "CREATE TABLE IF NOT EXISTS troupe_kvs_keys(ns TEXT NOT NULL, key TEXT NOT NULL, value "
-    "BLOB NOT NULL, json INTEGER NOT NULL, version INTEGER NOT NULL, PRIMARY KEY(ns, key)) "
+    "CREATE TABLE IF NOT EXISTS troupe_kvs_keys(ns TEXT NOT NULL, key TEXT NOT NULL, "
+    "value "
+    "BLOB NOT NULL, json INTEGER NOT NULL, version INTEGER NOT NULL, PRIMARY KEY(ns, "
+    "key)) "
     "WITHOUT ROWID;"
     "INSERT OR IGNORE INTO troupe_kvs_meta VALUES('format', 1), ('version', 0);"
     "INSERT OR IGNORE INTO troupe_kvs_namespaces VALUES('primary', '');"
@@ -87,8 +94,8 @@ caf::expected<std::unique_ptr<store>> store::open(const std::string& path, sync_
     return err;
   }
   sqlite3_stmt* q = nullptr;
-  sqlite3_prepare_v2(db, "SELECT value FROM troupe_kvs_meta WHERE name = 'format'", -1, &q,
-                     nullptr);
+  sqlite3_prepare_v2(db, "SELECT value FROM troupe_kvs_meta WHERE name = 'format'", -1,
+                     &q, nullptr);
   int64_t format = 0;
   if (q != nullptr && sqlite3_step(q) == SQLITE_ROW)
     format = sqlite3_column_int64(q, 0);
@@ -158,18 +165,19 @@ caf::expected<store_contents> store::load() {
                          out.version = static_cast<uint64_t>(sqlite3_column_int64(q, 0));
                        }))
     return err;
-  if (auto err = query("SELECT name, owner FROM troupe_kvs_namespaces", [&](sqlite3_stmt* q) {
-        out.namespaces.push_back({column_text(q, 0), column_text(q, 1)});
-      }))
+  if (auto err =
+        query("SELECT name, owner FROM troupe_kvs_namespaces", [&](sqlite3_stmt* q) {
+          out.namespaces.push_back({column_text(q, 0), column_text(q, 1)});
+        }))
     return err;
-  if (auto err = query("SELECT ns, key, value, json, version FROM troupe_kvs_keys ORDER BY "
-                       "ns, key",
-                       [&](sqlite3_stmt* q) {
-                         out.entries.push_back(
-                           {column_text(q, 0), column_text(q, 1), column_text(q, 2),
-                            sqlite3_column_int(q, 3) != 0,
-                            static_cast<uint64_t>(sqlite3_column_int64(q, 4))});
-                       }))
+  if (auto err = query(
+        "SELECT ns, key, value, json, version FROM troupe_kvs_keys ORDER BY "
+        "ns, key",
+        [&](sqlite3_stmt* q) {
+          out.entries.push_back({column_text(q, 0), column_text(q, 1), column_text(q, 2),
+                                 sqlite3_column_int(q, 3) != 0,
+                                 static_cast<uint64_t>(sqlite3_column_int64(q, 4))});
+        }))
     return err;
   return out;
 }
@@ -177,7 +185,8 @@ caf::expected<store_contents> store::load() {
 caf::error store::apply(const commit_record& record) {
   const auto& txn = record.txn;
   auto remove_key = [&](const std::string& key) -> caf::error {
-    auto s = prepared(delete_key, "DELETE FROM troupe_kvs_keys WHERE ns = ?1 AND key = ?2");
+    auto s =
+      prepared(delete_key, "DELETE FROM troupe_kvs_keys WHERE ns = ?1 AND key = ?2");
     if (!s)
       return s.error();
     bind_text(*s, 1, txn.ns);
@@ -185,8 +194,9 @@ caf::error store::apply(const commit_record& record) {
     return run(*s, "removing a key");
   };
   auto remove_under = [&](const std::string& key) -> caf::error {
-    auto s = prepared(delete_range, "DELETE FROM troupe_kvs_keys WHERE ns = ?1 AND key > ?2 "
-                                    "AND key < ?3");
+    auto s =
+      prepared(delete_range, "DELETE FROM troupe_kvs_keys WHERE ns = ?1 AND key > ?2 "
+                             "AND key < ?3");
     if (!s)
       return s.error();
     auto from = key + ".";
@@ -207,8 +217,9 @@ caf::error store::apply(const commit_record& record) {
           err = remove_under(o.key);
         if (err)
           return err;
-        auto s = prepared(upsert_key, "INSERT OR REPLACE INTO troupe_kvs_keys VALUES(?1, ?2, "
-                                      "?3, ?4, ?5)");
+        auto s =
+          prepared(upsert_key, "INSERT OR REPLACE INTO troupe_kvs_keys VALUES(?1, ?2, "
+                               "?3, ?4, ?5)");
         if (!s)
           return s.error();
         bind_text(*s, 1, txn.ns);
@@ -226,8 +237,8 @@ caf::error store::apply(const commit_record& record) {
           err = remove_under(o.key);
         break;
       case op::create_namespace: {
-        auto s = prepared(insert_namespace,
-                          "INSERT INTO troupe_kvs_namespaces VALUES(?1, ?2)");
+        auto s =
+          prepared(insert_namespace, "INSERT INTO troupe_kvs_namespaces VALUES(?1, ?2)");
         if (!s)
           return s.error();
         bind_text(*s, 1, txn.ns);
@@ -236,13 +247,15 @@ caf::error store::apply(const commit_record& record) {
         break;
       }
       case op::remove_namespace: {
-        auto s = prepared(delete_namespace_keys, "DELETE FROM troupe_kvs_keys WHERE ns = ?1");
+        auto s =
+          prepared(delete_namespace_keys, "DELETE FROM troupe_kvs_keys WHERE ns = ?1");
         if (!s)
           return s.error();
         bind_text(*s, 1, txn.ns);
         if ((err = run(*s, "removing a namespace's keys")))
           return err;
-        s = prepared(delete_namespace, "DELETE FROM troupe_kvs_namespaces WHERE name = ?1");
+        s =
+          prepared(delete_namespace, "DELETE FROM troupe_kvs_namespaces WHERE name = ?1");
         if (!s)
           return s.error();
         bind_text(*s, 1, txn.ns);
@@ -285,17 +298,18 @@ caf::error store::write(const std::vector<commit_record>& records) {
 caf::actor spawn_store_writer(caf::actor_system& system, std::unique_ptr<store> s,
                               const caf::actor& owner) {
   std::shared_ptr<store> owned{std::move(s)};
-  return system.spawn<caf::detached>([owned, owner](caf::event_based_actor* self) -> caf::behavior {
-    self->monitor(owner);
-    self->set_down_handler([self](const caf::down_msg& dm) { self->quit(dm.reason); });
-    return {
-      [owned](write_atom, const commit_batch& batch) -> caf::result<uint64_t> {
-        if (auto err = owned->write(batch.records))
-          return make_error(errc::refused, describe(err));
-        return batch.records.empty() ? uint64_t{0} : batch.records.back().version;
-      },
-    };
-  });
+  return system.spawn<caf::detached>(
+    [owned, owner](caf::event_based_actor* self) -> caf::behavior {
+      self->monitor(owner);
+      self->set_down_handler([self](const caf::down_msg& dm) { self->quit(dm.reason); });
+      return {
+        [owned](write_atom, const commit_batch& batch) -> caf::result<uint64_t> {
+          if (auto err = owned->write(batch.records))
+            return make_error(errc::refused, describe(err));
+          return batch.records.empty() ? uint64_t{0} : batch.records.back().version;
+        },
+      };
+    });
 }
 
 } // namespace troupe::kvs

@@ -10,7 +10,6 @@
 #include <caf/scoped_actor.hpp>
 
 #include "actors/events/events.hpp"
-#include "runtime/node_service.hpp"
 #include "test/actors/instance_fixture.hpp"
 
 using namespace troupe;
@@ -141,11 +140,7 @@ BOOST_AUTO_TEST_CASE(a_rank_that_loses_an_event_goes_on_and_the_gap_shows) {
   BOOST_REQUIRE(warm->ranks == 7u);
   // Rank 6's node loses the next overlay message that carries a reduction: the next
   // broadcast, i.e. the first event below.
-  auto service = client.remote_node(rank_addresses[6], 10s);
-  BOOST_REQUIRE(service);
-  auto armed = ask<std::string>(*service, fault_atom::value, std::string{"drop-in"},
-                                std::string{"troupe::overlay::reduction"}, uint64_t{1});
-  BOOST_REQUIRE(armed);
+  drop_next_overlay_messages(6, 1);
   caf::scoped_actor publisher{client.system()};
   std::vector<events::publish_receipt> receipts;
   for (int i = 0; i < 3; ++i) {

@@ -10,6 +10,7 @@
 
 #include "actors/group/view.hpp"
 #include "actors/overlay/overlay.hpp"
+#include "runtime/node_service.hpp"
 #include "test/actors/group_client_fixture.hpp"
 #include "test/support/module_host.hpp"
 #include "test/support/process.hpp"
@@ -91,6 +92,16 @@ struct instance_fixture : group_client_fixture {
       }
       return true;
     });
+  }
+
+  /// Rank `rank`'s node drops the next `count` messages from other nodes that carry an
+  /// overlay reduction (a broadcast, or a part of one), as a lossy network would.
+  void drop_next_overlay_messages(size_t rank, uint64_t count) {
+    auto service = client.remote_node(rank_addresses.at(rank), 10s);
+    BOOST_REQUIRE(service);
+    auto armed = ask<std::string>(*service, fault_atom::value, std::string{"drop-in"},
+                                  std::string{"troupe::overlay::reduction"}, count);
+    BOOST_REQUIRE_MESSAGE(armed, error_of(armed));
   }
 
   overlay::reduction_result reduce(size_t at, overlay::reduction spec) {

@@ -54,13 +54,15 @@ BOOST_AUTO_TEST_CASE(transactions_are_checked_before_they_get_a_version) {
   big.put("k", std::string(200, 'v'));
   auto err = check_transaction(big, 100);
   BOOST_TEST(has_code(err, errc::refused));
-  BOOST_TEST(text_of(err).find("a transaction of 208 bytes is over the KVS's max_txn_bytes (100)")
-               != std::string::npos,
-             text_of(err));
+  BOOST_TEST(
+    text_of(err).find("a transaction of 208 bytes is over the KVS's max_txn_bytes (100)")
+      != std::string::npos,
+    text_of(err));
   transaction bad_json;
   bad_json.put_json("k", "{\"a\": ");
-  BOOST_TEST(text_of(check_transaction(bad_json, 100)).find("key 'k': the value is not valid JSON")
-             != std::string::npos);
+  BOOST_TEST(
+    text_of(check_transaction(bad_json, 100)).find("key 'k': the value is not valid JSON")
+    != std::string::npos);
   transaction good_json;
   good_json.put_json("k", "{\"a\": [1, 2]}");
   BOOST_TEST(!check_transaction(good_json, 100));
@@ -140,10 +142,11 @@ BOOST_AUTO_TEST_CASE(a_namespace_takes_commits_from_its_owner_only) {
   by_bob.put("j1", "queued");
   auto refused = check_and_note_namespace(by_bob, names);
   BOOST_TEST(has_code(refused, errc::refused));
-  BOOST_TEST(text_of(refused).find("namespace 'jobs' is owned by 'alice'; this transaction "
-                                   "commits as 'bob'")
-               != std::string::npos,
-             text_of(refused));
+  BOOST_TEST(
+    text_of(refused).find("namespace 'jobs' is owned by 'alice'; this transaction "
+                          "commits as 'bob'")
+      != std::string::npos,
+    text_of(refused));
   by_bob.as = "alice";
   BOOST_TEST(!check_and_note_namespace(by_bob, names));
   r.apply(record(2, by_bob));
@@ -207,8 +210,6 @@ BOOST_AUTO_TEST_CASE(the_store_gives_back_what_was_written_after_a_reopen) {
   std::vector<namespace_info> names;
   std::vector<entry> entries;
   expected.whole(names, entries);
-  for (const auto& e : loaded->entries)
-    BOOST_TEST_MESSAGE("loaded " << e.ns << " " << e.key << " v" << e.version);
   BOOST_REQUIRE_EQUAL(loaded->entries.size(), entries.size());
   for (size_t i = 0; i < entries.size(); ++i) {
     BOOST_TEST(loaded->entries[i].ns == entries[i].ns);

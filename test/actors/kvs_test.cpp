@@ -24,7 +24,6 @@
 #include "runtime/config.hpp"
 #include "runtime/node.hpp"
 #include "runtime/provider_registry.hpp"
-#include "runtime/node_service.hpp"
 #include "test/actors/instance_fixture.hpp"
 
 using namespace troupe;
@@ -190,15 +189,16 @@ struct kvs_fixture : instance_fixture {
         if (i == values.end() || i->second != key.substr(key.find(".n") + 2))
           ++missing;
       }
-      BOOST_TEST(missing == 0u, "rank " << rank << ": " << missing << " of " << acked.size()
-                                        << " acknowledged commits lost");
+      BOOST_TEST(missing == 0u, "rank " << rank << ": " << missing << " of "
+                                        << acked.size() << " acknowledged commits lost");
       BOOST_TEST(d.version >= highest);
     }
   }
 
   /// Runs a committer in the client; returns once it ended (or after `limit`).
-  std::shared_ptr<commit_log> commit_from(std::vector<size_t> ranks, const std::string& prefix,
-                                          size_t total, size_t window) {
+  std::shared_ptr<commit_log> commit_from(std::vector<size_t> ranks,
+                                          const std::string& prefix, size_t total,
+                                          size_t window) {
     auto log = std::make_shared<commit_log>();
     std::vector<caf::actor> targets;
     for (auto r : ranks)
@@ -286,11 +286,11 @@ BOOST_AUTO_TEST_CASE(a_committer_reads_its_writes_and_readers_never_go_back) {
   uint64_t answers = 0;
   for (size_t hop = 0; log->done < 150 || hop < 14; ++hop) {
     auto rank = hop % 7;
-    auto d = ask<kvs::listing>(kvs.at(rank), kvs::list_atom::value, kvs::primary_namespace,
-                               std::string{}, seen);
+    auto d = ask<kvs::listing>(kvs.at(rank), kvs::list_atom::value,
+                               kvs::primary_namespace, std::string{}, seen);
     BOOST_REQUIRE_MESSAGE(d, "rank " << rank << ": " << error_of(d));
-    BOOST_TEST(d->version >= seen, "rank " << rank << " answered at " << d->version
-                                           << " after " << seen);
+    BOOST_TEST(d->version >= seen,
+               "rank " << rank << " answered at " << d->version << " after " << seen);
     seen = d->version;
     ++answers;
     if (hop > 100000)
@@ -305,8 +305,8 @@ BOOST_AUTO_TEST_CASE(a_watch_fires_once_per_change) {
   caf::scoped_actor dir_watcher{client.system()};
   caf::scoped_actor key_watcher{client.system()};
   auto watch = [&](caf::scoped_actor& who, size_t rank, const std::string& key) {
-    auto v = ask<uint64_t>(kvs.at(rank), kvs::watch_atom::value, kvs::primary_namespace, key,
-                           caf::actor{who});
+    auto v = ask<uint64_t>(kvs.at(rank), kvs::watch_atom::value, kvs::primary_namespace,
+                           key, caf::actor{who});
     BOOST_REQUIRE_MESSAGE(v, error_of(v));
   };
   watch(dir_watcher, 5, "w");
@@ -326,11 +326,12 @@ BOOST_AUTO_TEST_CASE(a_watch_fires_once_per_change) {
   auto next_change = [&](caf::scoped_actor& who) {
     kvs::change got;
     bool received = false;
-    who->receive([&](kvs::change& c) {
-                   got = std::move(c);
-                   received = true;
-                 },
-                 caf::after(10s) >> [] {});
+    who->receive(
+      [&](kvs::change& c) {
+        got = std::move(c);
+        received = true;
+      },
+      caf::after(10s) >> [] {});
     BOOST_REQUIRE_MESSAGE(received, "no change within 10 s");
     return got;
   };
@@ -368,7 +369,8 @@ BOOST_AUTO_TEST_CASE(namespaces_take_commits_from_their_owner_only) {
   auto refused = ask<kvs::commit_receipt>(kvs.at(2), kvs::commit_atom::value, by_bob);
   BOOST_REQUIRE(!refused);
   BOOST_TEST(has_code(refused.error(), errc::refused));
-  BOOST_TEST(error_of(refused).find("namespace 'jobs' is owned by 'alice'") != std::string::npos,
+  BOOST_TEST(error_of(refused).find("namespace 'jobs' is owned by 'alice'")
+               != std::string::npos,
              error_of(refused));
   by_bob.as = "alice";
   auto ok = commit_at(2, by_bob);
@@ -377,7 +379,8 @@ BOOST_AUTO_TEST_CASE(namespaces_take_commits_from_their_owner_only) {
   BOOST_TEST(got->value == "queued");
   BOOST_TEST(!lookup_at(3, "j1", ok.version)); // not in primary
   auto none = lookup_at(3, "k", 0, "nowhere");
-  BOOST_TEST(error_of(none).find("no namespace 'nowhere'") != std::string::npos, error_of(none));
+  BOOST_TEST(error_of(none).find("no namespace 'nowhere'") != std::string::npos,
+             error_of(none));
 }
 
 BOOST_AUTO_TEST_CASE(an_oversized_transaction_is_refused_while_other_commits_go_on) {
@@ -389,7 +392,8 @@ BOOST_AUTO_TEST_CASE(an_oversized_transaction_is_refused_while_other_commits_go_
     auto r = ask<kvs::commit_receipt>(kvs.at(rank), kvs::commit_atom::value, big);
     BOOST_REQUIRE(!r);
     BOOST_TEST(has_code(r.error(), errc::refused));
-    BOOST_TEST(error_of(r).find("over the KVS's max_txn_bytes (65536)") != std::string::npos,
+    BOOST_TEST(error_of(r).find("over the KVS's max_txn_bytes (65536)")
+                 != std::string::npos,
                error_of(r));
   }
   BOOST_REQUIRE(eventually(30s, [&] { return log->done == 60; }));
@@ -411,11 +415,7 @@ BOOST_AUTO_TEST_CASE(a_rank_that_lost_a_commit_catches_up_from_the_root) {
   auto v0 = commit_at(2, warm).version;
   BOOST_REQUIRE(lookup_at(6, "gap.warm", v0)); // rank 6 follows the root
   // Rank 6's node loses the next overlay broadcast: the next commit's.
-  auto service = client.remote_node(rank_addresses[6], 10s);
-  BOOST_REQUIRE(service);
-  auto armed = ask<std::string>(*service, fault_atom::value, std::string{"drop-in"},
-                                std::string{"troupe::overlay::reduction"}, uint64_t{1});
-  BOOST_REQUIRE(armed);
+  drop_next_overlay_messages(6, 1);
   kvs::transaction lost;
   lost.put("gap.lost", "2");
   auto v1 = commit_at(2, lost).version;
@@ -437,8 +437,7 @@ BOOST_AUTO_TEST_CASE(a_rank_that_lost_a_commit_catches_up_from_the_root) {
   auto watching = ask<uint64_t>(kvs.at(6), kvs::watch_atom::value, kvs::primary_namespace,
                                 std::string{"gap.tip"}, caf::actor{watcher});
   BOOST_REQUIRE(watching);
-  BOOST_REQUIRE(ask<std::string>(*service, fault_atom::value, std::string{"drop-in"},
-                                 std::string{"troupe::overlay::reduction"}, uint64_t{1}));
+  drop_next_overlay_messages(6, 1);
   kvs::transaction tip;
   tip.put("gap.tip", "4");
   auto v3 = commit_at(2, tip).version;
@@ -447,8 +446,7 @@ BOOST_AUTO_TEST_CASE(a_rank_that_lost_a_commit_catches_up_from_the_root) {
                    caf::after(10s) >> [] {});
   BOOST_TEST(told);
   // ... and a read that waits for a version that was lost on the way asks for it.
-  BOOST_REQUIRE(ask<std::string>(*service, fault_atom::value, std::string{"drop-in"},
-                                 std::string{"troupe::overlay::reduction"}, uint64_t{2}));
+  drop_next_overlay_messages(6, 2);
   kvs::transaction last;
   last.put("gap.last", "5");
   auto v4 = commit_at(2, last).version;

@@ -47,14 +47,16 @@ std::string http(uint16_t port, const std::string& request) {
 }
 
 std::string get(uint16_t port, const std::string& path) {
-  return http(port, "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+  return http(port, "GET " + path
+                      + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
 }
 
 /// The samples of a scrape (name{labels} -> value); fails on a line that is neither a
 /// comment nor a sample.
 std::map<std::string, double> samples_of(const std::string& answer) {
   auto body = answer.substr(answer.find("\r\n\r\n") + 4);
-  static const std::regex sample{R"(^([a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})?) (-?[0-9.e+-]+)$)"};
+  static const std::regex sample{
+    R"(^([a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})?) (-?[0-9.e+-]+)$)"};
   std::map<std::string, double> out;
   std::istringstream lines{body};
   std::string line;
@@ -73,12 +75,13 @@ struct metrics_node {
   uint16_t port = 0;
 
   metrics_node() {
-    auto info = run_to_end({bin_path("actorsh"), "-a", node.address(), "--json", "-c", "info"},
-                           30s);
+    auto info = run_to_end(
+      {bin_path("actorsh"), "-a", node.address(), "--json", "-c", "info"}, 30s);
     BOOST_REQUIRE_MESSAGE(info.exit_code == 0, info.err);
     std::string url = json::parse(info.out)["metrics"];
     std::smatch m;
-    BOOST_REQUIRE(std::regex_match(url, m, std::regex{R"(http://127\.0\.0\.1:([0-9]+)/metrics)"}));
+    BOOST_REQUIRE(
+      std::regex_match(url, m, std::regex{R"(http://127\.0\.0\.1:([0-9]+)/metrics)"}));
     port = static_cast<uint16_t>(std::stoul(m[1]));
   }
 };
@@ -91,16 +94,17 @@ BOOST_AUTO_TEST_CASE(a_scrape_parses_and_its_counters_rise_with_traffic) {
   auto first = get(port, "/metrics");
   BOOST_REQUIRE(first.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
   BOOST_TEST(first.find("Content-Type: text/plain; version=0.0.4") != std::string::npos);
-  BOOST_TEST(first.find("# TYPE troupe_messages_received_total counter\n") != std::string::npos);
+  BOOST_TEST(first.find("# TYPE troupe_messages_received_total counter\n")
+             != std::string::npos);
   auto before = samples_of(first);
-  for (auto name : {"troupe_messages_received_total", "troupe_sent_bytes_total",
-                    "troupe_peers", "troupe_worker_sleeps_total", "troupe_providers",
-                    "troupe_ops_launched_total"})
+  for (auto name :
+       {"troupe_messages_received_total", "troupe_sent_bytes_total", "troupe_peers",
+        "troupe_worker_sleeps_total", "troupe_providers", "troupe_ops_launched_total"})
     BOOST_TEST(before.count(name) == 1u, name);
   BOOST_TEST(first.find("\ntroupe_build_info{version=\"") != std::string::npos);
   // Traffic: 20 pings of 1 KiB from actorsh; the node counts them.
-  auto ping = run_to_end({bin_path("actorsh"), "-a", node.address(), "-c", "ping -n 20 -s 1024"},
-                         30s);
+  auto ping = run_to_end(
+    {bin_path("actorsh"), "-a", node.address(), "-c", "ping -n 20 -s 1024"}, 30s);
   BOOST_REQUIRE_MESSAGE(ping.exit_code == 0, ping.err);
   auto after = samples_of(get(port, "/metrics"));
   BOOST_TEST(after["troupe_messages_received_total"]
@@ -108,21 +112,23 @@ BOOST_AUTO_TEST_CASE(a_scrape_parses_and_its_counters_rise_with_traffic) {
   BOOST_TEST(after["troupe_received_bytes_total"]
              >= before["troupe_received_bytes_total"] + 20 * 1024);
   // The same numbers actorsh stats reads (at least as many: the scrape came later).
-  auto stats = run_to_end({bin_path("actorsh"), "-a", node.address(), "--json", "-c", "stats"},
-                          30s);
+  auto stats =
+    run_to_end({bin_path("actorsh"), "-a", node.address(), "--json", "-c", "stats"}, 30s);
   BOOST_REQUIRE(stats.exit_code == 0);
   auto s = json::parse(stats.out);
   BOOST_TEST(s["messages_in"].get<double>() >= after["troupe_messages_received_total"]);
 }
 
-BOOST_AUTO_TEST_CASE(other_paths_methods_and_garbage_get_http_errors_and_the_node_goes_on) {
+BOOST_AUTO_TEST_CASE(
+  other_paths_methods_and_garbage_get_http_errors_and_the_node_goes_on) {
   BOOST_TEST(get(port, "/other").rfind("HTTP/1.1 404", 0) == 0u);
   auto post = http(port, "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
                          "Connection: close\r\n\r\n");
   BOOST_TEST(post.rfind("HTTP/1.1 405", 0) == 0u, post);
   auto garbage = http(port, std::string("\x01\x02\xff garbage\r\n\r\n", 15));
-  BOOST_TEST((garbage.empty() || std::regex_search(garbage, std::regex{"^HTTP/1\\.[01] 4"})),
-             garbage);
+  BOOST_TEST(
+    (garbage.empty() || std::regex_search(garbage, std::regex{"^HTTP/1\\.[01] 4"})),
+    garbage);
   BOOST_TEST(get(port, "/metrics").rfind("HTTP/1.1 200 OK", 0) == 0u);
   BOOST_TEST(!node.process().wait_exit(0ms).has_value()); // still running
 }

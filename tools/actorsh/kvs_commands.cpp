@@ -18,7 +18,8 @@ namespace troupe::shell {
 namespace {
 
 const char* kvs_usage =
-  "usage: kvs get KEY | put KEY VALUE... [--json-value] | unlink KEY | ls [DIR] | dump [DIR] | "
+  "usage: kvs get KEY | put KEY VALUE... [--json-value] | unlink KEY | ls [DIR] | dump "
+  "[DIR] | "
   "watch KEY [-n CHANGES] [--for MS] | ns create NAME [OWNER] | ns remove NAME | stats; "
   "any of them with [--ns NAMESPACE] [--as NAME]\n";
 
@@ -79,7 +80,9 @@ bool session::kvs(const std::vector<std::string>& all_args, std::ostream& out,
   if (!store)
     return false;
   caf::scoped_actor self{client_.system()};
-  auto fail = [&](const caf::error& e) { err << "kvs " << sub << ": " << describe(e) << "\n"; };
+  auto fail = [&](const caf::error& e) {
+    err << "kvs " << sub << ": " << describe(e) << "\n";
+  };
   auto saw = [&](uint64_t version) { kvs_seen_ = std::max(kvs_seen_, version); };
   auto commit = [&](kvs::transaction txn) {
     bool ok = false;
@@ -89,7 +92,8 @@ bool session::kvs(const std::vector<std::string>& all_args, std::ostream& out,
           ok = true;
           saw(r.version);
           if (opts_.json)
-            out << nlohmann::json{{"version", r.version}, {"ns", r.ns}, {"ops", r.ops}}.dump()
+            out << nlohmann::json{{"version", r.version}, {"ns", r.ns}, {"ops", r.ops}}
+                     .dump()
                 << "\n";
           else
             out << "committed version " << r.version << "\n";
@@ -124,9 +128,9 @@ bool session::kvs(const std::vector<std::string>& all_args, std::ostream& out,
     kvs::transaction txn;
     txn.ns = args[3];
     txn.as = as;
-    txn.ops.push_back({args[2] == "create" ? kvs::op::create_namespace
-                                           : kvs::op::remove_namespace,
-                       "", word(4), false});
+    txn.ops.push_back(
+      {args[2] == "create" ? kvs::op::create_namespace : kvs::op::remove_namespace, "",
+       word(4), false});
     return commit(std::move(txn));
   }
   if (sub == "get" && args.size() == 3) {
@@ -152,7 +156,9 @@ bool session::kvs(const std::vector<std::string>& all_args, std::ostream& out,
           ok = true;
           saw(l.version);
           if (opts_.json) {
-            out << nlohmann::json{{"ns", l.ns}, {"dir", l.dir}, {"version", l.version},
+            out << nlohmann::json{{"ns", l.ns},
+                                  {"dir", l.dir},
+                                  {"version", l.version},
                                   {"names", l.names}}
                      .dump()
                 << "\n";
@@ -175,7 +181,9 @@ bool session::kvs(const std::vector<std::string>& all_args, std::ostream& out,
             auto entries = nlohmann::json::array();
             for (const auto& e : d.entries)
               entries.push_back(entry_json(e));
-            out << nlohmann::json{{"ns", d.ns}, {"version", d.version}, {"entries", entries}}
+            out << nlohmann::json{{"ns", d.ns},
+                                  {"version", d.version},
+                                  {"entries", entries}}
                      .dump()
                 << "\n";
             return;
@@ -192,12 +200,12 @@ bool session::kvs(const std::vector<std::string>& all_args, std::ostream& out,
       .receive(
         [&](const kvs::kvs_stats& s) {
           ok = true;
-          nlohmann::json j{{"version", s.version},     {"keys", s.keys},
+          nlohmann::json j{{"version", s.version},       {"keys", s.keys},
                            {"namespaces", s.namespaces}, {"root", s.root},
-                           {"commits", s.commits},     {"batches", s.batches},
-                           {"refused", s.refused},     {"applied", s.applied},
-                           {"syncs", s.syncs},         {"snapshots", s.snapshots},
-                           {"watches", s.watches},     {"store", s.store}};
+                           {"commits", s.commits},       {"batches", s.batches},
+                           {"refused", s.refused},       {"applied", s.applied},
+                           {"syncs", s.syncs},           {"snapshots", s.snapshots},
+                           {"watches", s.watches},       {"store", s.store}};
           if (opts_.json) {
             out << j.dump() << "\n";
             return;
@@ -207,8 +215,9 @@ bool session::kvs(const std::vector<std::string>& all_args, std::ostream& out,
           if (s.root)
             out << "store " << (s.store.empty() ? "(memory only)" : s.store) << ": "
                 << s.commits << " commits in " << s.batches << " writes\n";
-          out << "applied " << s.applied << ", catch-ups " << s.syncs << " (" << s.snapshots
-              << " whole), refused " << s.refused << ", watches " << s.watches << "\n";
+          out << "applied " << s.applied << ", catch-ups " << s.syncs << " ("
+              << s.snapshots << " whole), refused " << s.refused << ", watches "
+              << s.watches << "\n";
         },
         fail);
     return ok;
@@ -219,7 +228,9 @@ bool session::kvs(const std::vector<std::string>& all_args, std::ostream& out,
     if (!read_count_and_time(args, 3, count, for_ms, kvs_usage, err))
       return false;
     bool watching = false;
-    self->request(*store, opts_.timeout, kvs::watch_atom::value, ns, args[2], caf::actor{self})
+    self
+      ->request(*store, opts_.timeout, kvs::watch_atom::value, ns, args[2],
+                caf::actor{self})
       .receive(
         [&](uint64_t version) {
           watching = true;
@@ -240,15 +251,18 @@ bool session::kvs(const std::vector<std::string>& all_args, std::ostream& out,
             auto set = nlohmann::json::array();
             for (const auto& e : c.set)
               set.push_back(entry_json(e));
-            out << nlohmann::json{{"ns", c.ns},   {"watched", c.watched}, {"version", c.version},
-                                  {"set", set}, {"removed", c.removed}}
+            out << nlohmann::json{{"ns", c.ns},
+                                  {"watched", c.watched},
+                                  {"version", c.version},
+                                  {"set", set},
+                                  {"removed", c.removed}}
                      .dump()
                 << std::endl;
             return;
           }
           for (const auto& e : c.set)
-            out << "version " << c.version << "  " << e.key << " = " << shown(e.value, e.json)
-                << std::endl;
+            out << "version " << c.version << "  " << e.key << " = "
+                << shown(e.value, e.json) << std::endl;
           for (const auto& k : c.removed)
             out << "version " << c.version << "  " << k << " removed" << std::endl;
         },

@@ -94,8 +94,8 @@ bool session::module(const std::vector<std::string>& args, std::ostream& out,
       for (const auto& m : modules)
         out << prefix << m.value("path", "") << "  "
             << (m.value("at_start", false) ? "at start" : "loaded") << "; providers "
-            << joined(m["provider_types"]) << "; jobs " << joined(m["job_types"]) << "; ops "
-            << joined(m["op_types"]) << "\n";
+            << joined(m["provider_types"]) << "; jobs " << joined(m["job_types"])
+            << "; ops " << joined(m["op_types"]) << "\n";
     };
     auto fail = [&, address = address](const caf::error& e) {
       every_ok = false;

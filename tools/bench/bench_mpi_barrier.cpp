@@ -68,7 +68,8 @@ int run_mpi_barrier(bool as_json, bool quick) {
   setenv("OMPI_MCA_osc", "^ucx", 0);
   int provided = 0;
   // The group's bootstrap calls MPI on a scheduler thread, never while this one does.
-  if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
+  if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided)
+      != MPI_SUCCESS) {
     std::cerr << "troupe-bench mpi-barrier: MPI_Init_thread failed\n";
     return 1;
   }
@@ -94,8 +95,9 @@ int run_mpi_barrier(bool as_json, bool quick) {
       // complete and the root's barrier found).
       auto enter = [&]() -> bool {
         bool ok = false;
-        self->request(barrier_provider->handle, 30s, barrier::enter_atom::value,
-                      std::string{"bench"}, static_cast<uint32_t>(size))
+        self
+          ->request(barrier_provider->handle, 30s, barrier::enter_atom::value,
+                    std::string{"bench"}, static_cast<uint32_t>(size))
           .receive([&](const barrier::barrier_done&) { ok = true; }, [](caf::error&) {});
         return ok;
       };
@@ -116,9 +118,11 @@ int run_mpi_barrier(bool as_json, bool quick) {
       auto until = clock_type::now() + 60s;
       while (!ready && clock_type::now() < until) {
         bool alone = false;
-        self->request(barrier_provider->handle, 1s, barrier::enter_atom::value,
-                      std::string{"ready" + std::to_string(rank)}, uint32_t{1})
-          .receive([&](const barrier::barrier_done&) { alone = true; }, [](caf::error&) {});
+        self
+          ->request(barrier_provider->handle, 1s, barrier::enter_atom::value,
+                    std::string{"ready" + std::to_string(rank)}, uint32_t{1})
+          .receive([&](const barrier::barrier_done&) { alone = true; },
+                   [](caf::error&) {});
         ready = alone;
         if (!ready)
           std::this_thread::sleep_for(20ms); // the view is still forming
@@ -178,7 +182,8 @@ int run_mpi_barrier(bool as_json, bool quick) {
               {"troupe_barrier_us", {{"p50", troupe.p50_us}, {"p99", troupe.p99_us}}},
               {"mpi_barrier_slowest_rank_p50_us", mpi_slowest},
               {"troupe_barrier_slowest_rank_p50_us", troupe_slowest},
-              {"troupe_barrier_polling_us", {{"p50", polling.p50_us}, {"p99", polling.p99_us}}},
+              {"troupe_barrier_polling_us",
+               {{"p50", polling.p50_us}, {"p99", polling.p99_us}}},
               {"troupe_barrier_polling_slowest_rank_p50_us", polling_slowest},
               {"ratio_p50", troupe.p50_us / std::max(mpi.p50_us, 1e-3)}};
             if (as_json) {
@@ -188,10 +193,11 @@ int run_mpi_barrier(bool as_json, bool quick) {
                         << " ranks of one mpirun job, us per barrier, p50 / p99 of "
                            "blocks of 50 at rank 0 (slowest rank's p50), "
                         << rounds << " of each:\n"
-                        << std::fixed << std::setprecision(1) << "  MPI_Barrier           "
-                        << mpi.p50_us << " / " << mpi.p99_us << "  (" << mpi_slowest << ")\n"
-                        << "  Troupe barrier        " << troupe.p50_us << " / " << troupe.p99_us
-                        << "  (" << troupe_slowest << ")\n"
+                        << std::fixed << std::setprecision(1)
+                        << "  MPI_Barrier           " << mpi.p50_us << " / " << mpi.p99_us
+                        << "  (" << mpi_slowest << ")\n"
+                        << "  Troupe barrier        " << troupe.p50_us << " / "
+                        << troupe.p99_us << "  (" << troupe_slowest << ")\n"
                         << "  Troupe, caller polls  " << polling.p50_us << " / "
                         << polling.p99_us << "  (" << polling_slowest << ")\n"
                         << "  Troupe / MPI (p50)    " << std::setprecision(2)

@@ -37,13 +37,13 @@ using behind_check_atom = caf::atom_constant<caf::atom("kvbehind")>;
 using tip_atom = caf::atom_constant<caf::atom("kvtip")>;
 
 struct kvs_settings {
-  std::string store_path;          ///< "" = the root keeps everything in memory only
+  std::string store_path; ///< "" = the root keeps everything in memory only
   sync_mode sync = sync_mode::full;
   uint64_t max_txn_bytes = 1 << 20;
-  milliseconds timeout{10000};     ///< a commit's way to the root; a read's wait
-  milliseconds gap_wait{200};      ///< a missing commit is asked for after this
-  size_t log_records = 4096;       ///< recent commits the root keeps for catch-ups
-  uint64_t log_bytes = 64 << 20;   ///< ... and at most this many bytes of them
+  milliseconds timeout{10000};   ///< a commit's way to the root; a read's wait
+  milliseconds gap_wait{200};    ///< a missing commit is asked for after this
+  size_t log_records = 4096;     ///< recent commits the root keeps for catch-ups
+  uint64_t log_bytes = 64 << 20; ///< ... and at most this many bytes of them
 };
 
 /// What waits for the replica to reach a version (a read with min_version, a commit's
@@ -78,14 +78,16 @@ struct kvs_state {
   group::group_view view;
   uint32_t rank = UINT32_MAX;
   group::peer_providers roots{"kvs", 1};
-  std::string root_member; // the view's rank 0 (address#incarnation) last seen
 
   // Every rank: the replica (shared with this process's local readers: changed only
   // under its lock), and the root whose commits it holds.
-  std::shared_ptr<detail::shared_replica> shared = std::make_shared<detail::shared_replica>();
-  bool synced = false;      // holds some root's state (from the start at the root)
-  std::string following;    // that root's identity
-  std::string ahead_root;   // whose commits `ahead` holds
+  std::shared_ptr<detail::shared_replica> shared =
+    std::make_shared<detail::shared_replica>();
+  replica& data() { return shared->data; }
+  const replica& data() const { return shared->data; }
+  bool synced = false;    // holds some root's state (from the start at the root)
+  std::string following;  // that root's identity
+  std::string ahead_root; // whose commits `ahead` holds
   std::map<uint64_t, commit_record> ahead; // commits past a gap
   bool syncing = false;
   bool gap_check_pending = false;
@@ -95,16 +97,16 @@ struct kvs_state {
 
   // The root.
   bool is_root = false;
-  std::string root_id;      // address#nonce: a replica that followed another resyncs
-  caf::error store_error;   // the store could not be opened: commits are refused
-  caf::actor writer;        // null: in memory only
+  std::string root_id;    // address#nonce: a replica that followed another resyncs
+  caf::error store_error; // the store could not be opened: commits are refused
+  caf::actor writer;      // null: in memory only
   std::vector<pending_commit> pending;
   bool writing = false;
   bool flush_scheduled = false;
-  uint64_t root_term = 0;  // +1 each time this rank becomes root: late writes of an
-                           // earlier term are not applied
+  uint64_t root_term = 0;        // +1 each time this rank becomes root: late writes of an
+                                 // earlier term are not applied
   std::deque<commit_record> log; // the last commits (log_records, log_bytes)
-  uint64_t log_size = 0;   // bytes in `log`
+  uint64_t log_size = 0;         // bytes in `log`
 
   kvs_stats stats;
 };
@@ -128,7 +130,7 @@ void run_ready_waits(kvs_actor* self);
 void become_root(kvs_actor* self);
 /// This rank is no longer rank 0: refuse what waits, stop the writer.
 void stop_being_root(kvs_actor* self);
-/// A transaction for the root: checked, then committed with the next batch.
+/// A transaction (checked already) for the root: committed with the next batch.
 void root_accept(kvs_actor* self, transaction txn, record_callback done);
 /// The root's answer to a replica at `from_version` following `root`.
 caf::expected<sync_reply> root_sync(kvs_actor* self, const std::string& root,
